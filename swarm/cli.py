@@ -1,0 +1,82 @@
+"""The command line: flags map one-to-one onto configuration keys (see config.example.toml)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from swarm.config import Config, load_config
+
+COMMANDS = ("serve", "benchmark")
+
+# flag -> (dotted config key, argparse keyword arguments)
+_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1)"}),
+    "--port": ("api.port", {"type": int, "help": "API port (default 17615; 0 picks a free one)"}),
+    "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
+                               "help": "require this Bearer key on /v1/* (repeatable)"}),
+    "--model": ("model.path", {"metavar": "PATH",
+                               "help": "HF model folder or .gguf file (default: embedded "
+                                       "SmolLM2-135M-Instruct)"}),
+    "--backend": ("model.backend", {"choices": ["auto", "transformers", "llamacpp"],
+                                    "help": "inference engine (auto: llama.cpp for GGUF when "
+                                            "installed)"}),
+    "--device": ("model.device", {"choices": ["auto", "cpu", "cuda", "mps"],
+                                  "help": "torch device for the transformers backend"}),
+    "--dtype": ("model.dtype", {"choices": ["auto", "float32", "bfloat16", "float16"],
+                                "help": "weights dtype for the transformers backend"}),
+    "--instances": ("model.instances", {"type": int, "metavar": "N",
+                                        "help": "local model instances (default 1)"}),
+    "--threads": ("model.threads", {"type": int, "metavar": "N",
+                                    "help": "threads per instance (0: cores / instances)"}),
+    "--queue-depth": ("model.queue_depth", {"type": int, "metavar": "N",
+                                            "help": "requests waiting per instance before 429"}),
+    "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
+                                        "help": "converted models and benchmark results"}),
+    "--strategy": ("consensus.strategy", {
+        "choices": ["route", "best_of_n", "weighted_vote", "first_valid"],
+        "help": "default answer strategy when a request does not choose one"}),
+    "--n": ("consensus.n", {"type": int, "metavar": "N",
+                            "help": "default number of candidates for consensus strategies"}),
+    "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for `python main.py` / `local-swarm`."""
+    parser = argparse.ArgumentParser(
+        prog="local-swarm",
+        description="Serve a local LLM over an OpenAI-compatible API "
+                    "(http://127.0.0.1:17615/v1 by default).",
+        epilog="Every flag has a config key (config.example.toml) and an environment variable "
+               "LOCAL_SWARM_<SECTION>_<KEY>; precedence: flag > environment > file > default.",
+    )
+    parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
+                        help="serve (default): run the node; benchmark: re-run the first-run "
+                             "benchmark and print the plan --auto would choose")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML config file (default: $LOCAL_SWARM_CONFIG if set)")
+    parser.add_argument("--auto", action="store_true", default=None,
+                        help="probe hardware, benchmark once (cached) and choose backend, "
+                             "dtype, threads and instances")
+    for flag, (_key, kwargs) in _FLAGS.items():
+        parser.add_argument(flag, dest=flag[2:].replace("-", "_"), **kwargs)
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[str, Config]:
+    """Parse argv and merge it with env and file into a `Config`; errors exit with a message."""
+    from swarm.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cli: dict[str, Any] = {key: getattr(args, flag[2:].replace("-", "_"))
+                           for flag, (key, _kw) in _FLAGS.items()}
+    cli["auto"] = args.auto
+    path = args.config or (Path(os.environ["LOCAL_SWARM_CONFIG"])
+                           if os.environ.get("LOCAL_SWARM_CONFIG") else None)
+    try:
+        return args.command, load_config(path, cli=cli)
+    except ConfigError as exc:
+        parser.exit(2, f"local-swarm: configuration error: {exc}\n")

@@ -1,0 +1,63 @@
+"""Engine-independent decoding helpers: stop strings and incremental detokenisation."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+
+class StopMatcher:
+    """Cuts a text stream at the first stop string, holding back text that may begin one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._pending = ""
+        self.stopped = False
+
+    def feed(self, delta: str) -> str:
+        """Add a delta; return the text now safe to emit. Sets `stopped` once a stop string shows."""
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return delta
+        self._pending += delta
+        cut = min((i for i in (self._pending.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            out, self._pending = self._pending[:cut], ""
+            return out
+        safe = len(self._pending) - self._hold
+        if safe <= 0:
+            return ""
+        # Never split a held-back tail that could still grow into a stop string.
+        out, self._pending = self._pending[:safe], self._pending[safe:]
+        return out
+
+    def flush(self) -> str:
+        """Return whatever is held back once the stream has ended without a stop."""
+        out, self._pending = ("" if self.stopped else self._pending), ""
+        return out
+
+
+class IncrementalDetokenizer:
+    """Turns token ids into text deltas without splitting multi-byte characters."""
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self._ids: list[int] = []
+        self._emitted = 0
+        self._prefix_start = 0
+
+    def push(self, token_id: int) -> str:
+        """Add one token and return the newly completed text (maybe empty)."""
+        self._ids.append(token_id)
+        text = self._decode(self._ids[self._prefix_start :])
+        if text.endswith("\ufffd"):
+            return ""  # an incomplete UTF-8 sequence; wait for the next token
+        delta = text[self._emitted :]
+        # Re-decoding a short window keeps this O(1) per token instead of O(n).
+        if len(self._ids) - self._prefix_start > 8:
+            self._prefix_start = len(self._ids) - 4
+            self._emitted = len(self._decode(self._ids[self._prefix_start :]))
+        else:
+            self._emitted = len(text)
+        return delta

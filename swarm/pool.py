@@ -1,0 +1,189 @@
+"""The local instance pool: N loaded backends, a bounded queue each, least-loaded dispatch."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from swarm.backend import Backend, Completion, FinishReason, GenerationRequest, TokenEvent
+from swarm.decoding import StopMatcher
+
+log = logging.getLogger(__name__)
+
+
+class PoolBusyError(RuntimeError):
+    """Every instance's queue is full; retry after `retry_after_s`."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"all instances are busy; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a stream: why it ended and how many prompt tokens it used."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+_DONE = object()
+
+
+class Instance:
+    """One loaded backend with its own worker thread and a bounded queue."""
+
+    def __init__(self, index: int, backend: Backend, queue_depth: int) -> None:
+        self.index = index
+        self.backend = backend
+        self.capacity = queue_depth + 1
+        self.active = 0
+        self.served = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}")
+
+    @property
+    def source_id(self) -> str:
+        """A stable name for this instance in consensus reports."""
+        return f"local/{self.index}"
+
+    def _run(self, request: GenerationRequest, cancel: threading.Event, emit) -> None:
+        try:
+            prompt = self.backend.count_tokens(self.backend.prompt_text(request))
+            emit(prompt)
+            for event in self.backend.stream(request, cancel):
+                emit(event)
+        except BaseException as exc:  # crosses the thread boundary to the awaiting consumer
+            emit(exc)
+        finally:
+            emit(_DONE)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent | StreamEnd]:
+        """Run one generation; stop strings applied; the final item is a `StreamEnd`."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+        self.active += 1
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
+        future.add_done_callback(lambda _f: self._release())
+        stops = StopMatcher(request.params.stop)
+        count = 0
+        prompt_tokens = 0
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, int):
+                    prompt_tokens = item
+                    continue
+                assert isinstance(item, TokenEvent)
+                count += 1
+                text = stops.feed(item.text)
+                if stops.stopped:
+                    cancel.set()
+                    if text:
+                        yield TokenEvent(text, item.token_id, item.logprob)
+                    yield StreamEnd("stop", prompt_tokens, count)
+                    return
+                yield TokenEvent(text, item.token_id, item.logprob)
+            tail = stops.flush()
+            if tail:
+                yield TokenEvent(tail, -1, 0.0)
+            finish: FinishReason = "length" if count >= request.params.max_tokens else "stop"
+            yield StreamEnd(finish, prompt_tokens, count)
+        finally:
+            # The consumer left (finished, disconnected or cancelled): free the compute.
+            cancel.set()
+
+    def _release(self) -> None:
+        self.active -= 1
+        self.served += 1
+
+    def close(self) -> None:
+        """Stop the worker thread and free the model."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.backend.close()
+
+
+class InstancePool:
+    """Dispatches requests to the least-loaded instance; full queues raise `PoolBusyError`."""
+
+    def __init__(self, backends: Sequence[Backend], queue_depth: int = 8) -> None:
+        if not backends:
+            raise ValueError("an InstancePool needs at least one backend")
+        self.instances = [Instance(i, b, queue_depth) for i, b in enumerate(backends)]
+
+    @property
+    def model_id(self) -> str:
+        """The id of the model every instance serves."""
+        return self.instances[0].backend.model_id
+
+    @property
+    def backend_name(self) -> str:
+        """Which engine the instances run."""
+        return self.instances[0].backend.name
+
+    @property
+    def context_length(self) -> int:
+        """The model's context window in tokens."""
+        return self.instances[0].backend.context_length
+
+    def load(self) -> float:
+        """Fraction of instance slots busy, 0..1 (queued work counts)."""
+        return sum(min(i.active, 1) for i in self.instances) / len(self.instances)
+
+    def queue_depth(self) -> int:
+        """Requests waiting behind running ones, over all instances."""
+        return sum(max(i.active - 1, 0) for i in self.instances)
+
+    def pick(self) -> Instance:
+        """The least-loaded instance with room, lowest index first on ties."""
+        best = min(self.instances, key=lambda i: (i.active, i.index))
+        if best.active >= best.capacity:
+            raise PoolBusyError(retry_after_s=max(1, best.active - best.capacity + 1))
+        return best
+
+    def stream(
+        self, request: GenerationRequest, instance: Instance | None = None
+    ) -> AsyncIterator[TokenEvent | StreamEnd]:
+        """Stream one generation on `instance` or the least-loaded one."""
+        return (instance or self.pick()).stream(request)
+
+    async def complete(
+        self, request: GenerationRequest, instance: Instance | None = None
+    ) -> Completion:
+        """Run one generation to the end and return it whole."""
+        target = instance or self.pick()
+        texts: list[str] = []
+        ids: list[int] = []
+        logprobs: list[float] = []
+        end = StreamEnd("cancelled", 0, 0)
+        started = time.perf_counter()
+        async for event in target.stream(request):
+            if isinstance(event, StreamEnd):
+                end = event
+                continue
+            texts.append(event.text)
+            if event.token_id >= 0:
+                ids.append(event.token_id)
+                logprobs.append(event.logprob)
+        log.debug("instance %d: %d tokens in %.2fs", target.index, len(ids),
+                  time.perf_counter() - started)
+        return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
+                          end.prompt_tokens)
+
+    def close(self) -> None:
+        """Close every instance."""
+        for instance in self.instances:
+            instance.close()

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real embedded model (loaded once) and a real API server on loopback."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from swarm.config import load_config
+from swarm.model_store import force_offline
+
+force_offline()
+
+
+@pytest.fixture(scope="session")
+def node_config():
+    """Defaults plus the user's model cache, so the one-time GGUF conversion is reused."""
+    return load_config(env={k: v for k, v in os.environ.items()
+                            if k == "LOCAL_SWARM_MODEL_CACHE_DIR"},
+                       cli={"model.backend": "transformers", "model.instances": 1})
+
+
+@pytest.fixture(scope="session")
+def transformers_pool(node_config):
+    """One real transformers instance of the embedded model."""
+    from swarm.loader import load_backends, plan_from_config
+    from swarm.pool import InstancePool
+
+    pool = InstancePool(load_backends(plan_from_config(node_config), node_config),
+                        queue_depth=4)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def api_server(transformers_pool, node_config):
+    """The real OpenAI API over the real model, on 127.0.0.1 with an ephemeral port."""
+    from network.api import build_app
+    from tests.server import ServerThread
+
+    server = ServerThread(lambda: build_app(transformers_pool, node_config.api)).start()
+    yield server
+    server.stop()
