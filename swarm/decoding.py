@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 
 
 class StopMatcher:
-    """Cuts a text stream at the first stop string, holding back text that may begin one."""
+    """Cuts a text stream at the first stop string, holding back only a tail that may begin one."""
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
@@ -25,12 +25,18 @@ class StopMatcher:
             self.stopped = True
             out, self._pending = self._pending[:cut], ""
             return out
-        safe = len(self._pending) - self._hold
-        if safe <= 0:
-            return ""
-        # Never split a held-back tail that could still grow into a stop string.
-        out, self._pending = self._pending[:safe], self._pending[safe:]
+        keep = self._partial_stop_length()
+        out = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(self._pending) - keep :]
         return out
+
+    def _partial_stop_length(self) -> int:
+        """Length of the longest tail of the pending text that begins some stop string."""
+        for size in range(min(self._hold, len(self._pending)), 0, -1):
+            tail = self._pending[-size:]
+            if any(stop.startswith(tail) for stop in self._stops):
+                return size
+        return 0
 
     def flush(self) -> str:
         """Return whatever is held back once the stream has ended without a stop."""

@@ -1,0 +1,83 @@
+"""Configuration precedence and the errors that name the bad key."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from swarm.config import ConfigError, env_key, known_keys, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_serve_the_embedded_model_on_loopback():
+    config = load_config(env={})
+    assert (config.api.host, config.api.port) == ("127.0.0.1", 17615)
+    assert config.model.path == "" and config.model.instances == 1
+    assert config.consensus.strategy == "route"
+
+
+def test_precedence_cli_over_env_over_file(tmp_path):
+    path = write(tmp_path, "[api]\nport = 1000\nhost = '127.0.0.2'\n[model]\ninstances = 2\n")
+    env = {"LOCAL_SWARM_API_PORT": "2000", "LOCAL_SWARM_MODEL_INSTANCES": "3"}
+    config = load_config(path, env=env, cli={"api.port": 3000, "model.instances": None})
+    assert config.api.port == 3000
+    assert config.model.instances == 3
+    assert config.api.host == "127.0.0.2"
+    assert {"api.port", "model.instances", "api.host"} <= config.explicit
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[api]\nprot = 1\n", "api.prot"),
+    ("colour = 'red'\n", "colour"),
+    ("[model]\ninstances = 0\n", "model.instances"),
+    ("[model]\ninstances = 'two'\n", "model.instances"),
+    ("[model]\nbackend = 'vllm'\n", "model.backend"),
+    ("[api]\nport = 70000\n", "api.port"),
+    ("[consensus]\nstrategy = 'majority'\n", "consensus.strategy"),
+    ("api = 3\n", "[api]"),
+    ("[api\n", "not valid TOML"),
+])
+def test_bad_file_names_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError, match=__import__("re").escape(needle)):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_unknown_or_bad_env_names_the_variable():
+    with pytest.raises(ConfigError, match="LOCAL_SWARM_API_PROT"):
+        load_config(env={"LOCAL_SWARM_API_PROT": "1"})
+    with pytest.raises(ConfigError, match="api.port"):
+        load_config(env={"LOCAL_SWARM_API_PORT": "eighty"})
+
+
+def test_env_lists_and_bools():
+    config = load_config(env={"LOCAL_SWARM_API_KEYS": "a, b", "LOCAL_SWARM_AUTO": "yes"})
+    assert config.api.keys == ("a", "b") and config.auto is True
+
+
+def test_example_config_documents_every_key_with_its_default():
+    with open(ROOT / "config.example.toml", "rb") as fh:
+        example = tomllib.load(fh)
+    flat = {}
+    for name, value in example.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    keys = known_keys()
+    assert set(flat) == set(keys)
+    for key, default in keys.items():
+        assert flat[key] == (list(default) if isinstance(default, tuple) else default), key
+    load_config(ROOT / "config.example.toml", env={})
+
+
+def test_env_key_names():
+    assert env_key("api.port") == "LOCAL_SWARM_API_PORT"
+    assert env_key("auto") == "LOCAL_SWARM_AUTO"

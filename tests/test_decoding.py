@@ -1,0 +1,40 @@
+"""Stop strings and incremental detokenisation behave the same however the text is split."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarm.decoding import IncrementalDetokenizer, StopMatcher
+
+
+def run(stops, pieces):
+    matcher = StopMatcher(stops)
+    out = "".join(matcher.feed(p) for p in pieces)
+    return out + matcher.flush(), matcher.stopped
+
+
+def reference(stops, text):
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+@given(st.lists(st.text(alphabet="ab\n", max_size=3), max_size=4),
+       st.lists(st.text(alphabet="ab\n", max_size=5), max_size=12))
+def test_stop_matcher_equals_cutting_the_whole_text(stops, pieces):
+    assert run(stops, pieces) == reference(stops, "".join(pieces))
+
+
+def test_stop_matcher_holds_back_a_possible_prefix():
+    matcher = StopMatcher(["END"])
+    assert matcher.feed("hello E") == "hello "
+    assert matcher.feed("N") == ""
+    assert matcher.feed("X") == "ENX"
+    assert matcher.feed("xEND tail") == "x" and matcher.stopped
+
+
+@given(st.text(max_size=40))
+def test_detokenizer_reassembles_utf8_split_across_tokens(text):
+    data = text.encode()
+    tokens = list(data)  # one byte per token: the worst case for multi-byte characters
+    detok = IncrementalDetokenizer(lambda ids: bytes(ids).decode("utf-8", errors="replace"))
+    assert "".join(detok.push(t) for t in tokens) == text

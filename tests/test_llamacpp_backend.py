@@ -1,0 +1,64 @@
+"""The optional llama.cpp backend on the embedded GGUF: OpenAI sampling semantics and logprobs."""
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra [llamacpp])")
+
+from swarm.backend import (  # noqa: E402
+    ChatMessage,
+    ContextOverflowError,
+    GenerationRequest,
+    SamplingParams,
+)
+from swarm.llamacpp_backend import LlamaCppBackend  # noqa: E402
+from swarm.model_store import embedded_model  # noqa: E402
+
+pytestmark = pytest.mark.llamacpp
+
+
+@pytest.fixture(scope="module")
+def backend():
+    source = embedded_model()
+    b = LlamaCppBackend(source.path, source.model_id, threads=1)
+    yield b
+    b.close()
+
+
+def ask(content: str, **params) -> GenerationRequest:
+    return GenerationRequest(messages=(ChatMessage("user", content),),
+                             params=SamplingParams(**params))
+
+
+def test_uses_the_models_own_chat_template(backend):
+    text = backend.prompt_text(ask("Hi"))
+    assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n")
+
+
+def test_seeded_sampling_is_reproducible_and_logprobs_are_real(backend):
+    request = ask("Name a colour.", max_tokens=12, temperature=0.9, seed=11)
+    first = list(backend.stream(request, threading.Event()))
+    second = list(backend.stream(request, threading.Event()))
+    assert [t.token_id for t in first] == [t.token_id for t in second]
+    assert all(t.logprob <= 0 and math.isfinite(t.logprob) for t in first)
+    assert "".join(t.text for t in first).strip()
+
+
+def test_max_tokens_and_cancel(backend):
+    tokens = list(backend.stream(ask("Count to fifty.", max_tokens=5, temperature=0),
+                                 threading.Event()))
+    assert len(tokens) == 5
+    cancel = threading.Event()
+    stream = backend.stream(ask("Count to fifty.", max_tokens=50, temperature=0), cancel)
+    next(stream)
+    cancel.set()
+    assert len(list(stream)) <= 1
+
+
+def test_context_overflow(backend):
+    with pytest.raises(ContextOverflowError):
+        list(backend.stream(ask("word " * (backend.context_length + 10), max_tokens=4),
+                            threading.Event()))
