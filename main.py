@@ -29,7 +29,7 @@ async def serve(config: Config) -> None:
     with progress_bar("loading model") as report:
         backends = await asyncio.to_thread(load_backends, plan, config, report)
     pool = InstancePool(backends, queue_depth=config.model.queue_depth)
-    runner = web.AppRunner(build_app(pool, config.api), handler_cancellation=True,
+    runner = web.AppRunner(build_app(pool, config.api, config.consensus), handler_cancellation=True,
                            shutdown_timeout=1.0, access_log=None)
     await runner.setup()
     stop = asyncio.Event()

@@ -6,6 +6,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from consensus.service import SWARM_SCHEMA
 from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
 
 
@@ -50,7 +51,7 @@ _SAMPLING = {
     "stream_options": {"type": ["object", "null"],
                        "properties": {"include_usage": {"type": "boolean"}}},
     "user": {"type": "string"},
-    "swarm": {"type": ["object", "null"]},
+    "swarm": SWARM_SCHEMA,
 }
 _CONTENT = {"oneOf": [
     {"type": "string"},

@@ -14,6 +14,14 @@ class ContextOverflowError(ValueError):
     """The prompt plus `max_tokens` does not fit the model's context window."""
 
 
+def check_context(prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+    """Raise `ContextOverflowError` unless the prompt plus `max_tokens` fits the context."""
+    if prompt_tokens + max_tokens > context_length:
+        raise ContextOverflowError(
+            f"prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} "
+            f"exceeds the context length {context_length}")
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     """One chat turn as OpenAI sends it (content already flattened to text)."""

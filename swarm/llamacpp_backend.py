@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swarm.backend import ContextOverflowError, GenerationRequest, TokenEvent
+from swarm.backend import GenerationRequest, TokenEvent, check_context
 from swarm.decoding import IncrementalDetokenizer
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,7 @@ class LlamaCppBackend:
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
         """Yield tokens until EOS, `max_tokens` or `cancel`; logprobs are the model's own."""
         ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
-        if len(ids) + request.params.max_tokens > self.context_length:
-            raise ContextOverflowError(
-                f"prompt of {len(ids)} tokens plus max_tokens {request.params.max_tokens} "
-                f"exceeds the context length {self.context_length}")
+        check_context(len(ids), request.params.max_tokens, self.context_length)
         seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
         rng = np.random.default_rng(seed)
         detok = IncrementalDetokenizer(

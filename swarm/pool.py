@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from swarm.backend import Backend, Completion, FinishReason, GenerationRequest, TokenEvent
+from swarm.backend import (
+    Backend,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    TokenEvent,
+    check_context,
+)
 from swarm.decoding import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,8 @@ class Instance:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent | StreamEnd]:
         """Run one generation; stop strings applied; the final item is a `StreamEnd`."""
+        if self.active >= self.capacity:
+            raise PoolBusyError(retry_after_s=max(1, self.active - self.capacity + 1))
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
@@ -153,6 +162,16 @@ class InstancePool:
         if best.active >= best.capacity:
             raise PoolBusyError(retry_after_s=max(1, best.active - best.capacity + 1))
         return best
+
+    async def check_fits(self, request: GenerationRequest) -> None:
+        """Raise `ContextOverflowError` now if the request cannot fit the context (off the loop)."""
+        backend = self.instances[0].backend
+
+        def count() -> int:
+            return backend.count_tokens(backend.prompt_text(request))
+
+        check_context(await asyncio.to_thread(count), request.params.max_tokens,
+                      backend.context_length)
 
     def stream(
         self, request: GenerationRequest, instance: Instance | None = None

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from swarm.backend import ContextOverflowError, GenerationRequest, TokenEvent
+from swarm.backend import GenerationRequest, TokenEvent, check_context
 from swarm.decoding import IncrementalDetokenizer
 from swarm.model_store import force_offline
 
@@ -85,11 +85,7 @@ class TransformersBackend:
 
     def _encode(self, request: GenerationRequest) -> list[int]:
         ids = self.tokenizer.encode(self.prompt_text(request), add_special_tokens=False)
-        if len(ids) + request.params.max_tokens > self.context_length:
-            raise ContextOverflowError(
-                f"prompt of {len(ids)} tokens plus max_tokens {request.params.max_tokens} "
-                f"exceeds the context length {self.context_length}"
-            )
+        check_context(len(ids), request.params.max_tokens, self.context_length)
         return ids
 
     def prompt_tokens(self, request: GenerationRequest) -> int:

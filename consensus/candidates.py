@@ -1,0 +1,127 @@
+"""The records of a consensus run: candidates, vote groups, the decision, and its error."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from swarm.backend import Completion
+
+NEVER_ARRIVED = -1
+
+
+class Source(Protocol):
+    """Anything a candidate can be asked of: a local instance, a peer. Only its id is read here."""
+
+    @property
+    def source_id(self) -> str:
+        """A stable name for reports, e.g. "local/0" or a peer's node id."""
+        ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One answer or failure from one source; `arrival` is its finishing order (-1: never)."""
+
+    source: str
+    completion: Completion | None
+    error: str | None
+    latency_s: float
+    arrival: int
+    weight: float = 1.0
+    score: float | None = None
+    valid: bool = False
+    verdict: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the generation succeeded (valid or not)."""
+        return self.completion is not None and self.error is None
+
+    @property
+    def mean_logprob(self) -> float:
+        """The completion's mean token log-probability; -inf without a completion."""
+        return self.completion.mean_logprob if self.completion is not None else -math.inf
+
+
+@dataclass(frozen=True)
+class VoteGroup:
+    """Valid candidates whose answers normalise to the same group; `members` are arrival indices."""
+
+    kind: str
+    answer: str
+    weight: float
+    members: tuple[int, ...]
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a strategy chose and why; `groups` (heaviest first) only for weighted_vote."""
+
+    strategy: str
+    winner: Candidate | None
+    candidates: tuple[Candidate, ...]
+    groups: tuple[VoteGroup, ...] = ()
+    early_stopped: bool = False
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def completion(self) -> Completion | None:
+        """The winning completion, if any."""
+        return self.winner.completion if self.winner is not None else None
+
+    def votes_of(self, candidate: Candidate) -> float | None:
+        """The total weight of the vote group `candidate` belongs to, if it voted."""
+        for group in self.groups:
+            if candidate.arrival in group.members:
+                return group.weight
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON `swarm` object of an API response."""
+        return {
+            "strategy": self.strategy,
+            "winner": self.winner.source if self.winner is not None else None,
+            "winner_index": self.candidates.index(self.winner) if self.winner is not None else None,
+            "candidates": [
+                {
+                    "source": c.source,
+                    "latency_ms": round(c.latency_s * 1000.0, 1),
+                    "tokens": c.completion.completion_tokens if c.completion is not None else 0,
+                    "score": _finite(c.score),
+                    "votes": self.votes_of(c) if c.arrival != NEVER_ARRIVED else None,
+                    "valid": c.valid,
+                    "error": c.error if c.error is not None
+                    else (None if c.valid else f"invalid: {c.verdict}"),
+                }
+                for c in self.candidates
+            ],
+            "early_stop": self.early_stopped,
+            "notes": list(self.notes),
+        }
+
+
+def failure_reason(candidate: Candidate) -> str:
+    """One line saying why `candidate` could not win."""
+    if candidate.error is not None:
+        return f"{candidate.source}: {candidate.error}"
+    return f"{candidate.source}: invalid: {candidate.verdict}"
+
+
+class ConsensusError(RuntimeError):
+    """No candidate gave a usable answer (a backend or peer fault); `reasons` has one line each."""
+
+    def __init__(self, message: str, candidates: Sequence[Candidate]) -> None:
+        self.candidates = tuple(candidates)
+        self.reasons = [failure_reason(c) for c in self.candidates]
+        super().__init__(f"{message}: " + "; ".join(self.reasons) if self.reasons else message)
+
+
+class ConsensusTimeout(ConsensusError, TimeoutError):
+    """The deadline passed before a quorum of valid candidates arrived."""

@@ -1,0 +1,228 @@
+"""The generation endpoints: route to one instance (streamed as generated) or run a consensus."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from consensus.candidates import ConsensusError, Decision
+from consensus.service import ConsensusService, SwarmOptions, options_from
+from network import openai_format as fmt
+from network.openai_schema import ParsedRequest, RequestError, parse_chat, parse_completion
+from swarm.backend import Completion, GenerationRequest
+from swarm.config import ApiConfig, ConsensusConfig
+from swarm.pool import Instance, InstancePool, StreamEnd
+
+MODEL_ALIASES = ("default", "local-swarm")
+
+
+@asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup that re-raises its first failure bare, so the error middleware can map it."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            yield tg
+    except BaseExceptionGroup as group:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+def _seeded(generation: GenerationRequest, index: int) -> GenerationRequest:
+    """The i-th of n choices: a distinct seed so sampled choices differ but stay reproducible."""
+    seed = generation.params.seed
+    if index == 0 or seed is None:
+        return generation
+    params = dataclasses.replace(generation.params, seed=seed + index)
+    return dataclasses.replace(generation, params=params)
+
+
+def _route_report(instances: list[Instance], latencies: list[float],
+                  choices: list[Completion]) -> dict[str, Any]:
+    return {"strategy": "route", "winner": instances[0].source_id, "early_stop": False,
+            "candidates": [{"source": i.source_id, "latency_ms": round(t * 1000, 1),
+                            "tokens": c.completion_tokens, "score": None, "votes": None,
+                            "valid": True, "error": None}
+                           for i, t, c in zip(instances, latencies, choices, strict=True)]}
+
+
+def consensus_error(exc: ConsensusError) -> RequestError:
+    """The client-facing error when no candidate won: 429 if all were busy, 504 on the deadline,
+    else 502 naming each candidate's failure."""
+    from consensus.candidates import ConsensusTimeout
+
+    if exc.candidates and all("PoolBusyError" in (c.error or "") for c in exc.candidates):
+        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
+                            type_="rate_limit_error", headers={"Retry-After": "1"})
+    if isinstance(exc, ConsensusTimeout):
+        return RequestError(str(exc), status=504, code="consensus_timeout", type_="server_error")
+    return RequestError(str(exc), status=502, code="no_valid_candidate", type_="server_error")
+
+
+class CompletionRoutes:
+    """POST /v1/chat/completions and /v1/completions."""
+
+    def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig) -> None:
+        self.pool = pool
+        self.api = api
+        self.defaults = defaults
+        self.consensus = ConsensusService(lambda: pool.instances,
+                                          lambda source, req: pool.complete(req, source))
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions."""
+        parsed = parse_chat(await _json_body(request), max_tokens_limit=self.api.max_tokens_limit,
+                            max_n=self.api.max_n)
+        return await self._serve(request, parsed, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions."""
+        parsed = parse_completion(await _json_body(request),
+                                  max_tokens_limit=self.api.max_tokens_limit, max_n=self.api.max_n)
+        return await self._serve(request, parsed, chat=False)
+
+    def _model_name(self, parsed: ParsedRequest) -> str:
+        wanted = parsed.model
+        if wanted and wanted.lower() not in (self.pool.model_id.lower(), *MODEL_ALIASES):
+            raise RequestError(f"the model {wanted!r} does not exist; this node serves "
+                               f"{self.pool.model_id!r}", status=404, param="model",
+                               code="model_not_found")
+        return self.pool.model_id
+
+    def _options(self, parsed: ParsedRequest) -> SwarmOptions:
+        try:
+            options = options_from(parsed.swarm, self.defaults, self.api.max_n)
+            if options.strategy != "route":
+                from consensus.validators import build_validator
+
+                build_validator(parsed.response_format, regex=options.regex)
+        except ValueError as exc:
+            raise RequestError(str(exc), param="swarm", code="invalid_value") from None
+        if options.strategy != "route" and parsed.n > 1:
+            raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
+                               "for the number of candidates", param="n")
+        return options
+
+    async def _serve(self, request: web.Request, parsed: ParsedRequest,
+                     chat: bool) -> web.StreamResponse:
+        model = self._model_name(parsed)
+        options = self._options(parsed)
+        rid = fmt.new_id("chatcmpl" if chat else "cmpl")
+        build = fmt.chat_completion if chat else fmt.text_completion
+        if options.strategy != "route":
+            await self.pool.check_fits(parsed.generation)
+            if parsed.stream:
+                return await self._stream_decision(request, parsed, options, model, rid, chat)
+            decision = await self.consensus.decide(parsed.generation, options,
+                                                   parsed.response_format)
+            assert decision.completion is not None
+            return web.json_response(build(rid, model, [decision.completion],
+                                           {"swarm": decision.to_dict()}))
+        if parsed.stream:
+            return await self._stream_route(request, parsed, model, rid, chat)
+        instances = [self.pool.pick() for _ in range(parsed.n)]
+        started = time.perf_counter()
+        latencies = [0.0] * parsed.n
+
+        async def one(i: int) -> Completion:
+            completion = await self.pool.complete(_seeded(parsed.generation, i), instances[i])
+            latencies[i] = time.perf_counter() - started
+            return completion
+
+        async with task_group() as tg:
+            tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
+        choices = [t.result() for t in tasks]
+        return web.json_response(build(rid, model, choices,
+                                       {"swarm": _route_report(instances, latencies, choices)}))
+
+    async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
+                            rid: str, chat: bool) -> web.StreamResponse:
+        chunks = fmt.ChunkBuilder(rid, model, chat)
+        streams = [self.pool.stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        totals = {"prompt": 0, "completion": 0}
+
+        async def pump(index: int) -> None:
+            async with aclosing(streams[index]) as events:
+                async for event in events:
+                    await queue.put((index, event))
+
+        # The first event comes before the 200 so that bad prompts still get a 4xx.
+        first = await anext(aiter(streams[0]))
+        response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
+        await response.prepare(request)
+
+        async def send(index: int, event: Any) -> None:
+            if isinstance(event, StreamEnd):
+                totals["prompt"] = event.prompt_tokens
+                totals["completion"] += event.completion_tokens
+                await response.send(json.dumps(chunks.finish(index, event.finish_reason)))
+            elif event.text:
+                await response.send(json.dumps(chunks.delta(index, event.text)))
+
+        async with task_group() as tg:
+            if chat:
+                for i in range(parsed.n):
+                    await response.send(json.dumps(chunks.role(i)))
+            await send(0, first)
+            pumps = [tg.create_task(pump(i)) for i in range(parsed.n)]
+            ended = 1 if isinstance(first, StreamEnd) else 0
+            while ended < parsed.n:
+                index, event = await queue.get()
+                ended += isinstance(event, StreamEnd)
+                await send(index, event)
+            for task in pumps:
+                task.cancel()
+        if parsed.include_usage:
+            await response.send(json.dumps(chunks.usage(totals["prompt"], totals["completion"])))
+        await response.send("[DONE]")
+        response.stop_streaming()
+        return response
+
+    async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
+                               options: SwarmOptions, model: str, rid: str,
+                               chat: bool) -> web.StreamResponse:
+        """Keep the stream alive with SSE comments while candidates run, then stream the winner."""
+        chunks = fmt.ChunkBuilder(rid, model, chat)
+        response = EventSourceResponse(sep="\n", ping_interval=2, allow_all_methods=True)
+        await response.prepare(request)
+        try:
+            decision: Decision = await self.consensus.decide(parsed.generation, options,
+                                                             parsed.response_format)
+        except ConsensusError as exc:
+            await response.send(json.dumps(consensus_error(exc).body()))
+            await response.send("[DONE]")
+            response.stop_streaming()
+            return response
+        winner = decision.completion
+        assert winner is not None
+        if chat:
+            await response.send(json.dumps(chunks.role(0)))
+        for piece in re.findall(r"\s*\S+|\s+$", winner.text):
+            await response.send(json.dumps(chunks.delta(0, piece)))
+        final = chunks.finish(0, winner.finish_reason)
+        final["swarm"] = decision.to_dict()
+        await response.send(json.dumps(final))
+        if parsed.include_usage:
+            await response.send(json.dumps(chunks.usage(winner.prompt_tokens,
+                                                         winner.completion_tokens)))
+        await response.send("[DONE]")
+        response.stop_streaming()
+        return response
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from None

@@ -1,0 +1,264 @@
+"""The peer table: a pure state machine fed by discovery, heartbeat and clock events."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from network.messages import Heartbeat
+from network.txt import PeerAdvert, compatible
+
+MAX_PEERS = 256
+
+
+class PeerState(enum.Enum):
+    """Where a peer stands; only ALIVE peers are routed to."""
+
+    JOINING = "joining"  # discovered (or restarted), no heartbeat answered yet
+    ALIVE = "alive"
+    SUSPECT = "suspect"  # missed a probe or went quiet: out of routing, not yet dead
+    DEAD = "dead"  # missed enough probes; still probed, so a return is seen at once
+    FOREIGN = "foreign"  # another protocol version or swarm key: never probed, never used
+
+
+class ChangeKind(enum.Enum):
+    """What a change record reports, for the join and leave lines in the log."""
+
+    JOINED = "joined"  # first answer since discovery or restart
+    SUSPECTED = "suspected"
+    RECOVERED = "recovered"  # answered again after SUSPECT or DEAD
+    LEFT = "left"  # was answering, now dead or said goodbye
+    UNREACHABLE = "unreachable"  # discovered but never answered
+    RESTARTED = "restarted"  # new boot id
+    FOREIGN = "foreign"
+    IGNORED = "ignored"  # not tracked: table full, or it claims our node id
+    FORGOTTEN = "forgotten"  # a dead or foreign record dropped (goodbye, or evicted for room)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Heartbeat timing shared by the probing adapter and this core (defaults: out in < 1 s)."""
+
+    interval_s: float = 0.5  # one probe per peer this often
+    connect_timeout_s: float = 0.5  # no TCP accept this fast is a miss (a busy host still accepts)
+    request_timeout_s: float = 5.0  # an accepted probe answering within this counts, however slow
+    suspect_after_s: float = 1.0  # silence that takes an alive peer out of routing
+    dead_after_misses: int = 2  # consecutive failed probes that make a peer dead
+    dead_after_s: float = 1.0  # or one failed probe with this much silence since the last answer
+
+    def __post_init__(self) -> None:
+        if not 0 < self.interval_s <= self.suspect_after_s:
+            raise ValueError("Timings: need 0 < interval_s <= suspect_after_s")
+        if not 0 < self.connect_timeout_s <= self.request_timeout_s:
+            raise ValueError("Timings: need 0 < connect_timeout_s <= request_timeout_s")
+        if self.dead_after_misses < 1 or self.dead_after_s <= 0:
+            raise ValueError("Timings: need dead_after_misses >= 1 and dead_after_s > 0")
+
+    @property
+    def give_up_s(self) -> float:
+        """Silence that no slow-but-answering peer can cause: dead even without a reported miss."""
+        return self.request_timeout_s + 2 * self.interval_s
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One tracked peer as of its last event (a snapshot: safe to hand to renderers)."""
+
+    advert: PeerAdvert
+    address: str  # opaque to this core: whatever the adapter probes ("10.0.0.5:17615")
+    state: PeerState
+    since: float  # when it entered `state`
+    last_ok: float | None  # last answered heartbeat of this boot
+    misses: int  # consecutive failed probes
+    heartbeat: Heartbeat | None
+    reason: str  # why it is in `state`, for `main.py peers`
+
+    @property
+    def node_id(self) -> str:
+        """The peer's node id."""
+        return self.advert.node_id
+
+    @property
+    def routable(self) -> bool:
+        """True when requests may go to this peer."""
+        return self.state is PeerState.ALIVE
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change worth a log line; `peer` is the record after it (None if never tracked)."""
+
+    kind: ChangeKind
+    node_id: str
+    reason: str
+    peer: Peer | None
+    previous: PeerState | None = None
+
+
+class Membership:
+    """The peer table. Every method takes `now` explicitly and returns the changes it caused.
+
+    mDNS (or a static peer's first heartbeat, via `PeerAdvert.from_heartbeat`) calls `discovered`;
+    heartbeats for peers not discovered first are ignored. Silence alone never kills a peer before
+    `Timings.give_up_s`: a busy peer whose answers arrive within the request timeout stays out of
+    DEAD, while a refused or unconnectable probe (a crash or a cut link) kills within about 1 s.
+    """
+
+    def __init__(self, self_id: str, protocol: int, fingerprint: str, *, self_boot_id: str = "",
+                 timings: Timings | None = None, max_peers: int = MAX_PEERS) -> None:
+        self._self_id = self_id
+        self._self_boot_id = self_boot_id
+        self._protocol = protocol
+        self._fingerprint = fingerprint
+        self.timings = timings or Timings()
+        self.max_peers = max_peers
+        self._peers: dict[str, Peer] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def get(self, node_id: str) -> Peer | None:
+        """The record for `node_id`, if tracked."""
+        return self._peers.get(node_id)
+
+    def peers(self) -> tuple[Peer, ...]:
+        """Every tracked peer, sorted by node id."""
+        return tuple(self._peers[k] for k in sorted(self._peers))
+
+    def routable(self) -> tuple[Peer, ...]:
+        """Alive, compatible peers, sorted by node id."""
+        return tuple(p for p in self.peers() if p.state is PeerState.ALIVE)
+
+    def discovered(self, advert: PeerAdvert, address: str, now: float) -> list[Change]:
+        """mDNS Added or Updated (or a static peer seen): track, reclassify, or detect a restart."""
+        node_id = advert.node_id
+        if node_id == self._self_id:
+            if self._self_boot_id and advert.boot_id != self._self_boot_id:
+                return [Change(ChangeKind.IGNORED, node_id, "another node claims our id", None)]
+            return []
+        ok, why = compatible(advert, self._protocol, self._fingerprint)
+        old = self._peers.get(node_id)
+        changes: list[Change] = []
+        if old is None:
+            if len(self._peers) >= self.max_peers and not self._evict(changes):
+                reason = f"peer table full ({self.max_peers} peers)"
+                return [Change(ChangeKind.IGNORED, node_id, reason, None)]
+            peer = self._fresh(advert, address, now)
+        elif not ok:
+            peer = replace(old, advert=advert, address=address)
+        elif old.state is PeerState.FOREIGN or advert.boot_id != old.advert.boot_id:
+            peer = self._fresh(advert, address, now)
+            if old.state is not PeerState.FOREIGN:
+                reason = f"boot {old.advert.boot_id} -> {advert.boot_id}"
+                changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, old.state))
+        else:
+            peer = replace(old, advert=advert, address=address)
+        if not ok and (peer.state is not PeerState.FOREIGN or peer.reason != why):
+            peer = replace(peer, state=PeerState.FOREIGN, since=now, reason=why)
+            changes.append(Change(ChangeKind.FOREIGN, node_id, why, peer,
+                                  old.state if old else None))
+        self._peers[node_id] = peer
+        return changes
+
+    def heartbeat_ok(self, node_id: str, heartbeat: Heartbeat, now: float) -> list[Change]:
+        """An answer arrived (however late): the peer is alive now, even if it was dead."""
+        peer = self._peers.get(node_id)
+        if peer is None or peer.state is PeerState.FOREIGN:
+            return []
+        if heartbeat.node_id != node_id:
+            return self.heartbeat_failed(node_id, now, f"answered as {heartbeat.node_id!r}")
+        if heartbeat.protocol != self._protocol or heartbeat.swarm != self._fingerprint:
+            claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
+            why = compatible(claimed, self._protocol, self._fingerprint)[1]
+            self._peers[node_id] = replace(peer, state=PeerState.FOREIGN, since=now, reason=why,
+                                           heartbeat=heartbeat)
+            return [Change(ChangeKind.FOREIGN, node_id, why, self._peers[node_id], peer.state)]
+        changes: list[Change] = []
+        if heartbeat.boot_id != peer.advert.boot_id:
+            reason = f"boot {peer.advert.boot_id} -> {heartbeat.boot_id}"
+            previous = peer.state
+            peer = self._fresh(replace(peer.advert, boot_id=heartbeat.boot_id), peer.address, now)
+            changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, previous))
+        kind = (ChangeKind.JOINED if peer.last_ok is None
+                else ChangeKind.RECOVERED if peer.state is not PeerState.ALIVE else None)
+        since = peer.since if peer.state is PeerState.ALIVE else now
+        new = replace(peer, state=PeerState.ALIVE, since=since, last_ok=now, misses=0,
+                      heartbeat=heartbeat, reason="answering")
+        self._peers[node_id] = new
+        if kind is not None:
+            changes.append(Change(kind, node_id, "answering", new, peer.state))
+        return changes
+
+    def heartbeat_failed(self, node_id: str, now: float,
+                         reason: str = "no answer") -> list[Change]:
+        """A probe definitely failed (refused, reset, connect or request timeout, bad answer)."""
+        peer = self._peers.get(node_id)
+        if peer is None or peer.state is PeerState.FOREIGN:
+            return []
+        peer = replace(peer, misses=peer.misses + 1)
+        silence = now - self._reference(peer)
+        if peer.state is PeerState.DEAD:
+            self._peers[node_id] = replace(peer, reason=reason)
+            return []
+        t = self.timings
+        if peer.misses >= t.dead_after_misses or silence >= t.dead_after_s:
+            return self._die(peer, now, f"{reason} ({peer.misses} missed, quiet {silence:.2f} s)")
+        if peer.state is PeerState.ALIVE:
+            return self._set(peer, PeerState.SUSPECT, now, reason, ChangeKind.SUSPECTED)
+        self._peers[node_id] = replace(peer, reason=reason)
+        return []
+
+    def removed(self, node_id: str) -> list[Change]:
+        """mDNS goodbye (graceful shutdown): forget the peer at once."""
+        peer = self._peers.pop(node_id, None)
+        if peer is None:
+            return []
+        was_member = peer.state in (PeerState.ALIVE, PeerState.SUSPECT)
+        kind = ChangeKind.LEFT if was_member else ChangeKind.FORGOTTEN
+        gone = replace(peer, state=PeerState.DEAD, reason="said goodbye")
+        return [Change(kind, node_id, "said goodbye", gone, peer.state)]
+
+    def tick(self, now: float) -> list[Change]:
+        """Apply silence: quiet alive peers become suspect; missed-and-quiet ones dead."""
+        t = self.timings
+        changes: list[Change] = []
+        for node_id in sorted(self._peers):
+            peer = self._peers[node_id]
+            if peer.state in (PeerState.DEAD, PeerState.FOREIGN):
+                continue
+            silence = now - self._reference(peer)
+            if silence > t.give_up_s or (peer.misses and silence >= t.dead_after_s):
+                changes += self._die(peer, now, f"quiet {silence:.2f} s, {peer.misses} missed")
+            elif peer.state is PeerState.ALIVE and silence > t.suspect_after_s:
+                changes += self._set(peer, PeerState.SUSPECT, now, f"quiet {silence:.2f} s",
+                                     ChangeKind.SUSPECTED)
+        return changes
+
+    @staticmethod
+    def _fresh(advert: PeerAdvert, address: str, now: float) -> Peer:
+        return Peer(advert=advert, address=address, state=PeerState.JOINING, since=now,
+                    last_ok=None, misses=0, heartbeat=None, reason="discovered")
+
+    @staticmethod
+    def _reference(peer: Peer) -> float:
+        return peer.since if peer.last_ok is None else peer.last_ok
+
+    def _set(self, peer: Peer, state: PeerState, now: float, reason: str,
+             kind: ChangeKind) -> list[Change]:
+        new = replace(peer, state=state, since=now, reason=reason)
+        self._peers[peer.node_id] = new
+        return [Change(kind, peer.node_id, reason, new, peer.state)]
+
+    def _die(self, peer: Peer, now: float, reason: str) -> list[Change]:
+        kind = ChangeKind.UNREACHABLE if peer.last_ok is None else ChangeKind.LEFT
+        return self._set(peer, PeerState.DEAD, now, reason, kind)
+
+    def _evict(self, changes: list[Change]) -> bool:
+        """Drop the longest-dead or foreign record to make room; False when every peer is live."""
+        spare = [p for p in self._peers.values() if p.state in (PeerState.DEAD, PeerState.FOREIGN)]
+        if not spare:
+            return False
+        victim = min(spare, key=lambda p: (p.since, p.node_id))
+        del self._peers[victim.node_id]
+        changes.append(Change(ChangeKind.FORGOTTEN, victim.node_id, "evicted to make room",
+                              victim, victim.state))
+        return True
