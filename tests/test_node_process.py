@@ -21,9 +21,10 @@ def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
                             env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
-def wait_for_url(proc: subprocess.Popen[str], timeout: float = 180) -> str:
+def wait_for_url(proc: subprocess.Popen[str], timeout: float = 180,
+                 seen: list[str] | None = None) -> str:
     deadline = time.monotonic() + timeout
-    seen = []
+    seen = [] if seen is None else seen
     for line in proc.stderr:  # blocks on the child's own output, no polling
         seen.append(line)
         match = re.search(r"listening on (http://\S+)", line)
@@ -77,3 +78,27 @@ def test_help_is_instant_and_complete():
     assert time.monotonic() - started < 5
     for flag in ("--auto", "--model", "--instances", "--backend", "--port", "--strategy"):
         assert flag in out
+
+
+@pytest.mark.slow
+def test_auto_benchmarks_once_explains_and_reuses_the_cache(tmp_path):
+    cache = str(tmp_path / "cache")
+    outputs = []
+    for _ in range(2):
+        proc = start("--auto", "--port", "0", "--cache-dir", cache)
+        seen: list[str] = []
+        try:
+            url = wait_for_url(proc, seen=seen)
+            health = httpx.get(url + "/health").json()
+            proc.send_signal(signal.SIGINT)
+            _out, rest = proc.communicate(timeout=15)
+            outputs.append("".join(seen) + rest)
+        finally:
+            proc.kill()
+        assert health["instances"] >= 1
+    # The plan and its reasons are printed before the node serves; the second start reuses the
+    # cached benchmark instead of measuring again.
+    assert (tmp_path / "cache" / "benchmark.json").is_file()
+    assert "--auto plan" in outputs[0] and "instances" in outputs[0]
+    assert "first-run benchmark (cached)" not in outputs[0]
+    assert "first-run benchmark (cached)" in outputs[1]

@@ -1,0 +1,163 @@
+"""`choose_plan` never oversubscribes cores, fits memory or warns, and explains every choice."""
+from __future__ import annotations
+
+import dataclasses
+import io
+
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from swarm.autoplan import Plan, choose_plan, estimate_instance_bytes, render_plan
+from swarm.benchmark import BenchmarkResult
+from swarm.hardware import GIB, HardwareInfo
+
+MB = 10**6
+BOX = HardwareInfo(cpu_count_logical=2, cpu_count_physical=2, cpu_model="AMD EPYC",
+                   ram_total_bytes=25_276_063_744, ram_available_bytes=24_000_000_000,
+                   system="Linux", machine="x86_64", cpu_count_usable=2)
+
+
+def bench(backend: str = "llamacpp", peak: int = 200 * MB, threads: int = 1) -> BenchmarkResult:
+    return BenchmarkResult(backend=backend, model_id="m", threads=threads, instances=1, ttft_s=0.08,
+                           decode_tok_s=70.0, peak_rss_bytes=peak, score=60.0,
+                           measured_at="2025-01-01T00:00:00+00:00")
+
+
+@st.composite
+def hardware(draw) -> HardwareInfo:
+    logical = draw(st.integers(1, 256))
+    total = draw(st.integers(128 * 2**20, 2**40))
+    gpus = draw(st.lists(st.tuples(st.sampled_from(["RTX", "A100"]), st.integers(0, 80 * GIB)),
+                         max_size=2))
+    return HardwareInfo(
+        cpu_count_logical=logical, cpu_count_physical=draw(st.integers(1, logical)),
+        cpu_model="cpu", ram_total_bytes=total, ram_available_bytes=draw(st.integers(0, total)),
+        cuda_devices=tuple(gpus), mps_available=draw(st.booleans()),
+        cpu_count_usable=draw(st.integers(0, logical)),
+    )
+
+
+plan_args = st.fixed_dictionaries({
+    "llamacpp_available": st.booleans(),
+    "model_is_gguf": st.booleans(),
+    "model_bytes": st.integers(0, 50 * 10**9),
+    "bench": st.none() | st.builds(bench, st.sampled_from(["llamacpp", "transformers"]),
+                                   st.integers(0, 20 * 10**9), st.integers(1, 8)),
+    "llamacpp_gpu": st.booleans(),
+    "headroom_fraction": st.floats(0.0, 0.95),
+    "max_instances": st.integers(1, 16),
+})
+
+
+def budget(hw: HardwareInfo, plan: Plan, headroom: float) -> int:
+    available = (hw.cuda_devices[0][1] if hw.cuda_devices else 0) if plan.device == "cuda" \
+        else hw.ram_available_bytes
+    return int(available * (1 - headroom))
+
+
+@given(hardware(), plan_args)
+def test_plans_never_oversubscribe_and_fit_memory_or_warn(hw, args):
+    plan = choose_plan(hw, **args)
+    assert plan.threads_per_instance >= 1 and plan.instances >= 1
+    assert plan.threads_per_instance * plan.instances <= hw.cores
+    assert plan.instances <= args["max_instances"]
+    assert plan.memory_budget_bytes == budget(hw, plan, args["headroom_fraction"])
+    fits = plan.instances * plan.instance_bytes <= plan.memory_budget_bytes
+    assert fits or (plan.instances == 1 and plan.warnings)
+    assert plan.reasons and all(isinstance(r, str) and r for r in plan.reasons)
+
+
+@given(hardware(), plan_args)
+def test_plans_are_deterministic(hw, args):
+    assert choose_plan(hw, **args) == choose_plan(hw, **args)
+
+
+@given(hardware(), plan_args)
+def test_backend_device_and_dtype_follow_the_rules(hw, args):
+    plan = choose_plan(hw, **args)
+    fast = args["llamacpp_available"] and args["model_is_gguf"]
+    assert plan.backend == ("llamacpp" if fast else "transformers")
+    if plan.backend == "llamacpp" and not args["llamacpp_gpu"]:
+        assert plan.device == "cpu"
+    elif hw.cuda_devices:
+        assert plan.device == "cuda"
+    elif hw.mps_available:
+        assert plan.device == "mps"
+    else:
+        assert plan.device == "cpu"
+    if plan.backend == "transformers":
+        assert plan.dtype == {"cpu": "float32", "cuda": "float16", "mps": "float16"}[plan.device]
+
+
+def test_two_core_box_with_llamacpp_runs_two_single_thread_instances():
+    plan = choose_plan(BOX, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB)
+    assert (plan.backend, plan.device, plan.instances, plan.threads_per_instance) == \
+        ("llamacpp", "cpu", 2, 1)
+    text = " ".join(plan.reasons)
+    assert "GGUF" in text and "7x" in text and "never exceed" in text and "25% headroom" in text
+    assert not plan.warnings
+
+
+def test_transformers_on_cpu_is_float32_and_says_why():
+    plan = choose_plan(BOX, llamacpp_available=False, model_is_gguf=True, model_bytes=98 * MB)
+    assert (plan.backend, plan.dtype, plan.instances) == ("transformers", "float32", 2)
+    assert any("not installed" in r for r in plan.reasons)
+    assert any(r.startswith("float32 on CPU") and "bfloat16" in r for r in plan.reasons)
+
+
+def test_many_cores_are_capped_by_max_instances_and_threads_fill_the_rest():
+    big = dataclasses.replace(BOX, cpu_count_logical=32, cpu_count_physical=16, cpu_count_usable=32)
+    plan = choose_plan(big, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB)
+    assert (plan.instances, plan.threads_per_instance) == (8, 2)
+
+
+def test_memory_caps_instances():
+    small = dataclasses.replace(BOX, cpu_count_logical=8, cpu_count_physical=8, cpu_count_usable=8,
+                                ram_available_bytes=3 * GIB)
+    plan = choose_plan(small, llamacpp_available=False, model_is_gguf=False, model_bytes=0,
+                       bench=bench("transformers", peak=1 * GIB))
+    assert (plan.instances, plan.threads_per_instance) == (2, 4)
+    assert plan.instance_bytes == 1 * GIB and "measured" in " ".join(plan.reasons)
+
+
+def test_too_little_memory_starts_one_instance_with_a_warning():
+    tiny = dataclasses.replace(BOX, ram_available_bytes=500 * MB)
+    plan = choose_plan(tiny, llamacpp_available=False, model_is_gguf=True, model_bytes=98 * MB)
+    assert (plan.instances, plan.threads_per_instance) == (1, 2)
+    assert plan.warnings and "swapping" in plan.warnings[0]
+
+
+def test_a_benchmark_of_another_backend_is_not_used_for_memory():
+    plan = choose_plan(BOX, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       bench=bench("transformers", peak=9 * GIB))
+    assert plan.instance_bytes == estimate_instance_bytes("llamacpp", "cpu", "float32", 98 * MB, True)
+
+
+def test_cuda_is_bounded_by_vram():
+    gpu = dataclasses.replace(BOX, cpu_count_logical=8, cpu_count_physical=8, cpu_count_usable=8,
+                              cuda_devices=(("RTX 4090", 4 * GIB),))
+    plan = choose_plan(gpu, llamacpp_available=False, model_is_gguf=False, model_bytes=1 * GIB)
+    assert (plan.device, plan.dtype) == ("cuda", "float16")
+    assert plan.memory_budget_bytes == 3 * GIB
+    assert plan.instances == 3 * GIB // plan.instance_bytes >= 1
+
+
+def test_pinned_choices_are_kept():
+    plan = choose_plan(BOX, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       backend="transformers", dtype="bfloat16")
+    assert (plan.backend, plan.dtype) == ("transformers", "bfloat16")
+    assert any("as configured" in r for r in plan.reasons)
+
+
+def test_render_plan_lists_choices_and_reasons():
+    plan = choose_plan(dataclasses.replace(BOX, ram_available_bytes=100 * MB),
+                       llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       bench=bench())
+    out = io.StringIO()
+    Console(file=out, width=300, color_system=None).print(render_plan(plan))
+    text = out.getvalue()
+    assert "llamacpp on cpu" in text and "1 x 2 threads" in text
+    assert "70.0 tok/s" in text and "swapping" in text
+    for reason in plan.reasons:
+        assert reason in text
