@@ -1,8 +1,9 @@
 """Decode speed through the HTTP streaming API against the same backend called in-process.
 
 Prints, for each backend available: in-process tok/s and time to first token, the same through
-`python main.py` over loopback SSE, their ratio (goal >= 0.95), the added TTFT, and llama.cpp over
-transformers tok/s. Run: python bench/api_throughput.py [--tokens 64] [--rounds 3]
+`python main.py` over loopback SSE (measured alternately with the in-process runs, so background
+load hits both alike), their ratio (goal >= 0.95), the added TTFT, and llama.cpp over transformers
+tok/s. Run: python bench/api_throughput.py [--tokens 64] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -30,62 +31,72 @@ PROMPTS = ["Write a short poem about the sea.", "Explain what a CPU does.",
            "List some fruits and describe them."]
 
 
-def in_process(backend_name: str, tokens: int, rounds: int, threads: int) -> tuple[float, float]:
-    """Median (tok/s after the first token, TTFT seconds) calling backend.stream directly."""
-    config = load_config(cli={"model.backend": backend_name, "model.threads": threads})
-    backend = load_backends(plan_from_config(config), config)[0]
-    rates, ttfts = [], []
-    for _ in range(rounds):
-        for prompt in PROMPTS:
-            request = GenerationRequest(messages=(ChatMessage("user", prompt),),
-                                        params=SamplingParams(max_tokens=tokens, temperature=0))
-            started = time.perf_counter()
-            stamps = [time.perf_counter() for _ in backend.stream(request, threading.Event())]
-            ttfts.append(stamps[0] - started)
-            if len(stamps) > 1:
-                rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-    backend.close()
-    return statistics.median(rates), statistics.median(ttfts)
+def _rate(stamps: list[float], started: float) -> tuple[float, float]:
+    """(tok/s after the first token, time to first token) of one streamed answer."""
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+    return rate, stamps[0] - started
 
 
-def over_http(backend_name: str, tokens: int, rounds: int, threads: int) -> tuple[float, float]:
-    """The same measurement through `python main.py` and the streaming chat API on loopback."""
+def direct_once(backend, prompt: str, tokens: int) -> tuple[float, float]:
+    """One greedy answer through backend.stream in this process."""
+    request = GenerationRequest(messages=(ChatMessage("user", prompt),),
+                                params=SamplingParams(max_tokens=tokens, temperature=0))
+    started = time.perf_counter()
+    stamps = [time.perf_counter() for _ in backend.stream(request, threading.Event())]
+    return _rate(stamps, started)
+
+
+def http_once(client: httpx.Client, prompt: str, tokens: int) -> tuple[float, float]:
+    """The same answer through the streaming chat API of a `python main.py` node."""
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
+            "temperature": 0, "stream": True}
+    started = time.perf_counter()
+    stamps = []
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                delta = json.loads(line[6:])["choices"][0].get("delta", {})
+                if delta.get("content"):
+                    stamps.append(time.perf_counter())
+    return _rate(stamps, started)
+
+
+def start_node(backend_name: str, threads: int) -> tuple[subprocess.Popen[str], str]:
+    """Start `python main.py` on a free loopback port and return it with its URL."""
     proc = subprocess.Popen(
         [sys.executable, "main.py", "--port", "0", "--backend", backend_name,
-         "--threads", str(threads), "--log-level", "info"],
+         "--threads", str(threads)],
         cwd=ROOT, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
         env={**os.environ, "COLUMNS": "200"})
+    for line in proc.stderr:  # type: ignore[union-attr]
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+            return proc, match.group(1)
+    raise RuntimeError("the node did not start")
+
+
+def compare(backend_name: str, tokens: int, rounds: int, threads: int) -> dict[str, float]:
+    """Median in-process and HTTP figures, measured alternately so background load hits both."""
+    config = load_config(cli={"model.backend": backend_name, "model.threads": threads})
+    backend = load_backends(plan_from_config(config), config)[0]
+    proc, url = start_node(backend_name, threads)
+    direct, http = [], []
     try:
-        url = None
-        for line in proc.stderr:  # type: ignore[union-attr]
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                url = match.group(1)
-                break
-        if url is None:
-            raise RuntimeError("the node did not start")
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-        rates, ttfts = [], []
         with httpx.Client(base_url=url, timeout=120) as client:
+            http_once(client, PROMPTS[0], 4)  # warm both paths once
+            direct_once(backend, PROMPTS[0], 4)
             for _ in range(rounds):
                 for prompt in PROMPTS:
-                    body = {"messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": tokens, "temperature": 0, "stream": True}
-                    started = time.perf_counter()
-                    stamps = []
-                    with client.stream("POST", "/v1/chat/completions", json=body) as response:
-                        for line in response.iter_lines():
-                            if line.startswith("data: {"):
-                                delta = json.loads(line[6:])["choices"][0].get("delta", {})
-                                if delta.get("content"):
-                                    stamps.append(time.perf_counter())
-                    ttfts.append(stamps[0] - started)
-                    if len(stamps) > 1:
-                        rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-        return statistics.median(rates), statistics.median(ttfts)
+                    direct.append(direct_once(backend, prompt, tokens))
+                    http.append(http_once(client, prompt, tokens))
     finally:
         proc.terminate()
         proc.wait(10)
+        backend.close()
+    med = statistics.median
+    return {"direct_rate": med(r for r, _ in direct), "direct_ttft": med(t for _, t in direct),
+            "http_rate": med(r for r, _ in http), "http_ttft": med(t for _, t in http)}
 
 
 def main() -> None:
@@ -97,8 +108,9 @@ def main() -> None:
     backends = ["transformers"] + (["llamacpp"] if llamacpp_available() else [])
     results = {}
     for name in backends:
-        direct_rate, direct_ttft = in_process(name, args.tokens, args.rounds, args.threads)
-        http_rate, http_ttft = over_http(name, args.tokens, args.rounds, args.threads)
+        m = compare(name, args.tokens, args.rounds, args.threads)
+        direct_rate, direct_ttft = m["direct_rate"], m["direct_ttft"]
+        http_rate, http_ttft = m["http_rate"], m["http_ttft"]
         results[name] = direct_rate
         print(f"{name:12s} in-process {direct_rate:7.1f} tok/s ttft {direct_ttft * 1000:6.0f} ms"
               f" | HTTP SSE {http_rate:7.1f} tok/s ttft {http_ttft * 1000:6.0f} ms"
