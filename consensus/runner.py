@@ -118,6 +118,8 @@ async def run_consensus(
     async def attempt(index: int) -> None:
         try:
             completion = await ask(sources[slots[index]], plan.requests[index])
+            # A federated ask may retry elsewhere; report who really answered.
+            names[index] = getattr(completion, "answered_by", None) or names[index]
         except (Exception, asyncio.CancelledError) as exc:  # one failure never fails the request
             if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
                 raise  # ours (a decision, the deadline, or the caller), not the source's

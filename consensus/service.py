@@ -98,18 +98,23 @@ class ConsensusService:
     """Runs a strategy over the sources it is given and explains the outcome."""
 
     def __init__(self, sources: Callable[[], Sequence[Source]], ask: Ask,
-                 weight_of: Callable[[Source], float] | None = None) -> None:
+                 weight_of: Callable[[Source], float] | None = None,
+                 plan: Callable[[int], Sequence[Source]] | None = None) -> None:
         self._sources = sources
         self._ask = ask
         self._weight_of = weight_of
-        self._judge = make_judge(sources, ask)
+        self._plan = plan
+        self._judge = make_judge(lambda: self._sorted_sources(), ask)
 
     async def decide(self, request: GenerationRequest, options: SwarmOptions,
                      response_format: dict[str, Any] | None) -> Decision:
         """Gather candidates and return the Decision; raises ConsensusError / ConsensusTimeout."""
         validator = build_validator(response_format, regex=options.regex,
                                     require_finished=options.strategy == "first_valid")
-        sources = self._sorted_sources()
+        # A plan (federation) already spreads n over machines; do not re-sort it.
+        sources = list(self._plan(options.n)) if self._plan else self._sorted_sources()
+        if not sources:
+            sources = self._sorted_sources()
         judging = options.strategy == "best_of_n" and options.score == "judge"
         decision = await run_consensus(
             options.strategy, sources, request, self._ask, n=options.n,

@@ -11,8 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from consensus.candidates import ConsensusError
+from consensus.service import ConsensusService
 from network.completions import CompletionRoutes, consensus_error
 from network.openai_schema import RequestError
+from network.route_forward import RouteForwarder
 from swarm.backend import ContextOverflowError
 from swarm.config import ApiConfig, ConsensusConfig
 from swarm.pool import InstancePool, PoolBusyError
@@ -57,11 +59,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def auth_middleware(keys: tuple[str, ...]) -> Any:
-    """Require `Authorization: Bearer <key>` on /v1/* when `[api] keys` is set."""
+    """Require `Authorization: Bearer <key>` on /v1/* when `[api] keys` is set.
+
+    Peers call /v1/federation/* without the API key: the swarm key will authenticate those.
+    """
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if keys and request.path.startswith("/v1/"):
+        if keys and request.path.startswith("/v1/") and not request.path.startswith(
+                "/v1/federation/"):
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
                 raise RequestError("invalid or missing API key", status=401,
@@ -94,13 +100,15 @@ class StatusRoutes:
             "owned_by": "local-swarm"}]})
 
 
-def build_app(pool: InstancePool, config: ApiConfig,
-              consensus: ConsensusConfig | None = None) -> web.Application:
-    """The aiohttp application for one node."""
+def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig | None = None,
+              consensus_service: ConsensusService | None = None,
+              forwarder: RouteForwarder | None = None) -> web.Application:
+    """The aiohttp application for one node (federation routes are added by the caller)."""
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[error_middleware, auth_middleware(config.keys)])
     status = StatusRoutes(pool)
-    completions = CompletionRoutes(pool, config, consensus or ConsensusConfig())
+    completions = CompletionRoutes(pool, config, consensus or ConsensusConfig(), consensus_service,
+                                   forwarder)
     app.router.add_get("/health", status.health)
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)

@@ -17,6 +17,7 @@ from consensus.candidates import ConsensusError, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
 from network import openai_format as fmt
 from network.openai_schema import ParsedRequest, RequestError, parse_chat, parse_completion
+from network.route_forward import RouteForwarder
 from swarm.backend import Completion, GenerationRequest
 from swarm.config import ApiConfig, ConsensusConfig
 from swarm.pool import Instance, InstancePool, StreamEnd
@@ -71,12 +72,15 @@ def consensus_error(exc: ConsensusError) -> RequestError:
 class CompletionRoutes:
     """POST /v1/chat/completions and /v1/completions."""
 
-    def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig) -> None:
+    def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig,
+                 consensus: ConsensusService | None = None,
+                 forwarder: RouteForwarder | None = None) -> None:
         self.pool = pool
+        self.forwarder = forwarder
         self.api = api
         self.defaults = defaults
-        self.consensus = ConsensusService(lambda: pool.instances,
-                                          lambda source, req: pool.complete(req, source))
+        self.consensus = consensus or ConsensusService(
+            lambda: pool.instances, lambda source, req: pool.complete(req, source))
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
@@ -127,6 +131,10 @@ class CompletionRoutes:
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
                                            {"swarm": decision.to_dict()}))
+        if self.forwarder is not None and parsed.n == 1:
+            relayed = await self.forwarder.maybe_forward(request)
+            if relayed is not None:
+                return relayed
         if parsed.stream:
             return await self._stream_route(request, parsed, model, rid, chat)
         instances = [self.pool.pick() for _ in range(parsed.n)]

@@ -1,0 +1,197 @@
+"""The federation client: the one aiohttp ClientSession that asks peers for votes and heartbeats."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from network import codec
+from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest, WireDecodeError
+from swarm.backend import Completion, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+CANCEL_TIMEOUT_S = 2.0  # a best-effort cancel gives up after this long
+CLOSE_GRACE_S = 1.0  # `close()` lets pending cancels finish for this long, then stops them
+
+
+class PeerError(RuntimeError):
+    """A peer misbehaved or vanished (refused, timed out, bad answer); `status` if it answered."""
+
+    def __init__(self, node_id: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"peer {node_id}: {message}")
+        self.node_id = node_id
+        self.status = status
+
+
+def peer_url(address: str, port: int, path: str) -> URL:
+    """The URL of `path` on a peer (IPv6 literals bracketed)."""
+    return URL.build(scheme="http", host=address.strip("[]"), port=port, path=path)
+
+
+class FederationClient:
+    """Votes, cancels and heartbeats over one owned session; aiohttp errors become `PeerError`."""
+
+    def __init__(self, *, connect_timeout_s: float = 0.5, request_timeout_s: float = 5.0,
+                 max_reply_bytes: int = codec.MAX_BYTES,
+                 close_grace_s: float = CLOSE_GRACE_S) -> None:
+        self.connect_timeout_s = connect_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.max_reply_bytes = max_reply_bytes
+        self.close_grace_s = close_grace_s
+        self._session: aiohttp.ClientSession | None = None
+        self._cancels: set[asyncio.Task[None]] = set()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
+                trust_env=False, auto_decompress=False)
+        return self._session
+
+    def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
+
+    async def _exchange(self, method: str, url: URL, node_id: str, timeout_s: float,
+                        body: bytes | None = None, **headers: str) -> tuple[str | None, bytes]:
+        """One request; the reply's Content-Type and size-limited body, or `PeerError`."""
+        try:
+            async with self._client().request(method, url, data=body, headers=headers,
+                                              timeout=self._timeout(timeout_s)) as response:
+                raw = await self._read(response, node_id)
+                if response.status != 200:
+                    raise PeerError(node_id, f"{url.path} answered {response.status}: "
+                                    f"{_error_message(raw)}", status=response.status)
+                return response.headers.get("Content-Type"), raw
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            raise PeerError(node_id, f"{url.path} {what}") from exc
+
+    async def _read(self, response: aiohttp.ClientResponse, node_id: str) -> bytes:
+        if (response.content_length or 0) > self.max_reply_bytes:
+            raise PeerError(node_id, f"reply of {response.content_length} bytes is over the limit")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(1 << 16):
+            body += chunk
+            if len(body) > self.max_reply_bytes:
+                raise PeerError(node_id, f"reply over {self.max_reply_bytes} bytes")
+        return bytes(body)
+
+    async def vote(self, peer_address: str, api_port: int, node_id: str,
+                   request: GenerationRequest, request_id: str, timeout_s: float) -> Completion:
+        """One candidate from a peer; on cancellation or timeout the peer is told to stop."""
+        body = codec.encode(VoteRequest.from_generation(request_id, request), codec.MSGPACK)
+        url = peer_url(peer_address, api_port, "/v1/federation/vote")
+        try:
+            kind, raw = await self._exchange("POST", url, node_id, timeout_s, body,
+                                             **{"Content-Type": codec.MSGPACK,
+                                                "Accept": codec.MSGPACK})
+        except asyncio.CancelledError:
+            self._cancel_soon(peer_address, api_port, node_id, request_id)
+            raise
+        except PeerError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                self._cancel_soon(peer_address, api_port, node_id, request_id)
+            raise
+        try:
+            reply = codec.decode(raw, kind, VoteReply, max_bytes=self.max_reply_bytes)
+        except WireDecodeError as exc:
+            raise PeerError(node_id, f"bad VoteReply: {exc}") from exc
+        if reply.request_id != request_id or reply.node_id != node_id:
+            raise PeerError(node_id, f"answered vote {reply.request_id!r} as {reply.node_id!r}")
+        if len(reply.logprobs) != reply.completion_tokens:
+            raise PeerError(node_id, "VoteReply logprobs do not match completion_tokens")
+        return reply.to_completion()
+
+    async def cancel(self, peer_address: str, api_port: int, node_id: str, request_id: str,
+                     timeout_s: float = CANCEL_TIMEOUT_S) -> bool:
+        """Tell a peer to stop generating `request_id`; True when it was still running there."""
+        body = codec.encode(CancelRequest(request_id=request_id), codec.MSGPACK)
+        url = peer_url(peer_address, api_port, "/v1/federation/cancel")
+        _kind, raw = await self._exchange("POST", url, node_id, timeout_s, body,
+                                          **{"Content-Type": codec.MSGPACK})
+        try:
+            return bool(json.loads(raw)["cancelled"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PeerError(node_id, "bad cancel reply") from exc
+
+    async def health(self, address: str, port: int, nonce: str) -> Heartbeat:
+        """The peer's heartbeat, which must echo `nonce`; the error names `address:port`."""
+        who = f"{address}:{port}"
+        url = peer_url(address, port, "/v1/federation/health").with_query(nonce=nonce)
+        kind, raw = await self._exchange("GET", url, who, self.request_timeout_s,
+                                         Accept=codec.MSGPACK)
+        try:
+            beat = codec.decode(raw, kind, Heartbeat, max_bytes=self.max_reply_bytes)
+        except WireDecodeError as exc:
+            raise PeerError(who, f"bad Heartbeat: {exc}") from exc
+        if beat.nonce != nonce:
+            raise PeerError(who, f"heartbeat echoed nonce {beat.nonce!r}, not {nonce!r}")
+        return beat
+
+    @asynccontextmanager
+    async def forward(self, address: str, port: int, node_id: str, path: str, body: bytes,
+                      headers: Mapping[str, str],
+                      read_timeout_s: float) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST a client's request to a peer's own API and yield the response to relay.
+
+        Connecting and the response head raise `PeerError`; errors while relaying the body are
+        the caller's (it has already answered its own client by then).
+        """
+        url = peer_url(address, port, path)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s,
+                                        sock_read=read_timeout_s)
+        try:
+            response = await self._client().post(url, data=body, headers=dict(headers),
+                                                 timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise PeerError(node_id, f"{path} unreachable: {type(exc).__name__}: {exc}") from exc
+        try:
+            yield response
+        finally:
+            response.release()
+
+    def _cancel_soon(self, address: str, port: int, node_id: str, request_id: str) -> None:
+        """Send a cancel in a task this client owns (awaited or stopped by `close()`)."""
+        task = asyncio.get_running_loop().create_task(
+            self._cancel_quietly(address, port, node_id, request_id), name=f"cancel-{request_id}")
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _cancel_quietly(self, address: str, port: int, node_id: str,
+                              request_id: str) -> None:
+        try:
+            await self.cancel(address, port, node_id, request_id)
+        except PeerError as exc:
+            log.debug("cancel of vote %s not delivered: %s", request_id, exc)
+
+    async def drain(self) -> None:
+        """Wait for the cancels already sent to finish (each gives up after its own timeout)."""
+        while self._cancels:
+            await asyncio.gather(*list(self._cancels), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Let pending cancels finish briefly, stop the rest, and close the session."""
+        if self._cancels:
+            await asyncio.wait(list(self._cancels), timeout=self.close_grace_s)
+        for task in list(self._cancels):
+            task.cancel()
+        await asyncio.gather(*list(self._cancels), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _error_message(raw: bytes) -> str:
+    """The message of an OpenAI-style error body, else a short prefix of the raw body."""
+    try:
+        body: Any = json.loads(raw)
+        return str(body["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return raw[:100].decode("utf-8", "replace")

@@ -1,0 +1,290 @@
+"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from network import codec
+from network.identity import NodeIdentity
+from network.membership import Membership, Peer, PeerState
+from network.messages import (
+    MAX_NONCE_CHARS,
+    CancelRequest,
+    Heartbeat,
+    VoteReply,
+    VoteRequest,
+    WireMessage,
+)
+from network.openai_schema import RequestError
+from network.remote_source import split_address
+from swarm.backend import Completion, ContextOverflowError
+from swarm.pool import InstancePool, PoolBusyError
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=WireMessage)
+
+CAPABILITIES = ("chat", "completions", "vote")
+# URL-safe, so `secrets.token_urlsafe()` nonces (peer_monitor's) pass; no length beyond the wire's.
+NONCE_PATTERN = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}", re.ASCII)
+MAX_REMEMBERED = 1024  # remote addresses already warned about; cancels that beat their vote
+_FILTERS = frozenset({"min_ram_gb", "min_vram_gb", "model", "status", "idle"})
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+class _Bounded(OrderedDict[str, None]):
+    """A set that forgets its oldest entries beyond `MAX_REMEMBERED`."""
+
+    def add(self, key: str) -> None:
+        self[key] = None
+        self.move_to_end(key)
+        while len(self) > MAX_REMEMBERED:
+            self.popitem(last=False)
+
+
+def reply_kind(accept: str | None) -> str:
+    """`codec.MSGPACK` when the Accept header names a msgpack type (q > 0), else `codec.JSON`."""
+    for item in (accept or "").split(","):
+        base, *params = (part.strip() for part in item.split(";"))
+        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+            continue
+        try:
+            if codec.media_type(base) == codec.MSGPACK:
+                return codec.MSGPACK
+        except codec.WireDecodeError:
+            continue
+    return codec.JSON
+
+
+def _number(query: Mapping[str, str], key: str) -> float | None:
+    raw = query.get(key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise RequestError(f"{key} must be a non-negative number, got {raw!r}", param=key,
+                           code="invalid_value")
+    return value
+
+
+def _row_passes(row: dict[str, Any], query: Mapping[str, str]) -> bool:
+    for key, field in (("min_ram_gb", "ram_gb"), ("min_vram_gb", "vram_gb")):
+        least = _number(query, key)
+        if least is not None and (row[field] or 0.0) < least:
+            return False
+    model = query.get("model")
+    if model is not None and (row["model"] or "").lower() != model.lower():
+        return False
+    status = query.get("status")
+    if status is not None and row["state"] != status:
+        return False
+    idle = query.get("idle")
+    return idle is None or (row["load"] == 0 and not row["queue_depth"]) == _BOOLEANS[idle]
+
+
+def check_filters(query: Mapping[str, str]) -> None:
+    """Raise `RequestError` (400) for an unknown filter or a bad value; see `/v1/federation/peers`."""
+    unknown = sorted(set(query) - _FILTERS)
+    if unknown:
+        raise RequestError(f"unknown filter {unknown[0]!r}; filters are {', '.join(sorted(_FILTERS))}",
+                           param=unknown[0], code="invalid_value")
+    _number(query, "min_ram_gb")
+    _number(query, "min_vram_gb")
+    states = [s.value for s in PeerState]
+    if "status" in query and query["status"] not in states:
+        raise RequestError(f"status must be one of {', '.join(states)}", param="status",
+                           code="invalid_value")
+    if "idle" in query and query["idle"] not in _BOOLEANS:
+        raise RequestError("idle must be true or false", param="idle", code="invalid_value")
+    if "model" in query and not 0 < len(query["model"]) <= 256:
+        raise RequestError("model must be 1 to 256 characters", param="model", code="invalid_value")
+
+
+def peer_row(peer: Peer, now: float) -> dict[str, Any]:
+    """One `/v1/federation/peers` row for a tracked peer (heartbeat fields None until it answers)."""
+    beat = peer.heartbeat
+    host, _port = split_address(peer.address, peer.advert.api_port)
+    return {"node_id": peer.node_id, "self": False, "state": peer.state.value, "address": host,
+            "api_port": peer.advert.api_port,
+            "model": beat.model_id if beat else peer.advert.model_id,
+            "load": beat.load if beat else None, "queue_depth": beat.queue_depth if beat else None,
+            "bench_score": beat.bench_score if beat else peer.advert.score,
+            "ram_gb": beat.ram_gb if beat else None, "vram_gb": beat.vram_gb if beat else None,
+            "last_seen_s_ago": None if peer.last_ok is None else round(now - peer.last_ok, 3),
+            "boot_id": peer.advert.boot_id, "reason": peer.reason}
+
+
+class FederationRoutes:
+    """GET /v1/federation/health and /peers; POST /v1/federation/vote and /cancel."""
+
+    def __init__(self, identity: NodeIdentity, pool: InstancePool, membership: Membership, *,
+                 api_port_getter: Callable[[], int], bench_score: float = 0.0,
+                 hardware: Mapping[str, Any], clock: Callable[[], float] = time.monotonic,
+                 max_body_bytes: int = codec.MAX_BYTES) -> None:
+        self.identity = identity
+        self.pool = pool
+        self.membership = membership
+        self.api_port_getter = api_port_getter
+        self.bench_score = bench_score
+        self.ram_gb = float(hardware.get("ram_gb", 0.0))
+        self.vram_gb = float(hardware.get("vram_gb", 0.0))
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+        self.running: dict[str, asyncio.Task[Completion]] = {}
+        self._cancelled_early = _Bounded()
+        self._warned = _Bounded()
+        self._closing = False
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the four routes, and the cleanup that cancels votes still running."""
+        app.router.add_get("/v1/federation/health", self.health)
+        app.router.add_get("/v1/federation/peers", self.peers)
+        app.router.add_post("/v1/federation/vote", self.vote)
+        app.router.add_post("/v1/federation/cancel", self.cancel)
+        app.on_shutdown.append(self._shutdown)
+
+    def heartbeat(self, nonce: str | None = None) -> Heartbeat:
+        """This node's heartbeat now."""
+        return Heartbeat(
+            node_id=self.identity.node_id, boot_id=self.identity.boot_id,
+            protocol=self.identity.protocol, api_port=self.api_port_getter(),
+            swarm=self.identity.fingerprint, model_id=self.pool.model_id,
+            instances=len(self.pool.instances), load=self.pool.load(),
+            queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
+            bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
+            term=0, coordinator=None, nonce=nonce)
+
+    async def health(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it."""
+        nonce = request.query.get("nonce")
+        if nonce is not None and NONCE_PATTERN.fullmatch(nonce) is None:
+            raise RequestError(f"nonce must be 1 to {MAX_NONCE_CHARS} URL-safe characters "
+                               "(letters, digits, -._~:)", param="nonce", code="invalid_value")
+        kind = reply_kind(request.headers.get("Accept"))
+        return web.Response(body=codec.encode(self.heartbeat(nonce), kind), content_type=kind)
+
+    async def peers(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/peers: this node (marked self) and every tracked peer, filtered."""
+        check_filters(request.query)
+        now = self.clock()
+        beat = self.heartbeat()
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        me = {"node_id": beat.node_id, "self": True, "state": PeerState.ALIVE.value,
+              "address": sock[0] if sock else None, "api_port": beat.api_port,
+              "model": beat.model_id, "load": beat.load, "queue_depth": beat.queue_depth,
+              "bench_score": beat.bench_score, "ram_gb": beat.ram_gb, "vram_gb": beat.vram_gb,
+              "last_seen_s_ago": 0.0, "boot_id": beat.boot_id, "reason": "this node"}
+        rows = [me, *(peer_row(p, now) for p in self.membership.peers())]
+        return web.json_response({"object": "list", "node_id": beat.node_id,
+                                  "data": [r for r in rows if _row_passes(r, request.query)]})
+
+    async def vote(self, request: web.Request) -> web.Response:
+        """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
+        kind, vote = await self._decode(request, VoteRequest)
+        rid = vote.request_id
+        if rid in self.running:
+            raise RequestError(f"vote {rid!r} is already running", status=409, param="request_id",
+                               code="duplicate_request_id")
+        if rid in self._cancelled_early:
+            raise RequestError(f"vote {rid!r} was cancelled", status=409, code="vote_cancelled")
+        instance = self.pool.pick()
+        started = time.perf_counter()
+        task = asyncio.create_task(self.pool.complete(vote.to_generation(), instance),
+                                   name=f"vote-{rid}")
+        self.running[rid] = task
+        try:
+            completion = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled() or _being_cancelled():
+                task.cancel()  # the handler itself is going away: free the compute first
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            if self._closing:
+                raise RequestError("this node is shutting down", status=503,
+                                   code="shutting_down", type_="server_error") from None
+            raise RequestError(f"vote {rid!r} was cancelled", status=409,
+                               code="vote_cancelled") from None
+        except (PoolBusyError, ContextOverflowError):
+            raise
+        except Exception as exc:
+            log.warning("vote %s from %s failed: %r", rid, request.remote, exc)
+            raise RequestError(f"generation failed: {type(exc).__name__}: {exc}", status=500,
+                               code="generation_failed", type_="server_error") from None
+        finally:
+            self.running.pop(rid, None)
+        reply = VoteReply.from_completion(rid, completion, node_id=self.identity.node_id,
+                                          latency_s=time.perf_counter() - started)
+        return web.Response(body=codec.encode(reply, kind), content_type=kind)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """POST /v1/federation/cancel: stop one running vote; `cancelled` says whether one was."""
+        _kind, message = await self._decode(request, CancelRequest)
+        task = self.running.get(message.request_id)
+        if task is None:
+            self._cancelled_early.add(message.request_id)
+            return web.json_response({"request_id": message.request_id, "cancelled": False})
+        stopped = task.cancel()  # False when it finished in the meantime
+        await asyncio.gather(task, return_exceptions=True)  # the generator has released its slot
+        log.debug("vote %s cancelled by %s", message.request_id, request.remote)
+        return web.json_response({"request_id": message.request_id, "cancelled": stopped})
+
+    async def _decode(self, request: web.Request, cls: type[M]) -> tuple[str, M]:
+        """Read a size-limited body and decode it by Content-Type; 4xx (logged once) on failure."""
+        try:
+            kind = codec.media_type(request.headers.get("Content-Type"))
+        except codec.WireDecodeError as exc:
+            self._complain(request, str(exc))
+            raise RequestError(str(exc), status=415, code="unsupported_media_type") from None
+        body = await self._read(request)
+        try:
+            return kind, codec.decode(body, kind, cls, max_bytes=self.max_body_bytes)
+        except codec.WireDecodeError as exc:
+            self._complain(request, str(exc))
+            raise RequestError(f"bad {cls.__name__}: {exc}", code="invalid_message") from None
+
+    async def _read(self, request: web.Request) -> bytes:
+        limit = self.max_body_bytes
+        too_big = RequestError(f"body over the {limit}-byte limit", status=413,
+                               code="request_too_large")
+        if request.content_length is not None and request.content_length > limit:
+            self._complain(request, f"Content-Length {request.content_length} over {limit}")
+            raise too_big
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 16):
+            body += chunk
+            if len(body) > limit:
+                self._complain(request, f"body over {limit} bytes")
+                raise too_big
+        return bytes(body)
+
+    def _complain(self, request: web.Request, what: str) -> None:
+        remote = request.remote or "unknown"
+        if remote in self._warned:
+            log.debug("bad federation request from %s to %s: %s", remote, request.path, what)
+            return
+        self._warned.add(remote)
+        log.warning("bad federation request from %s to %s: %s (further ones logged at debug)",
+                    remote, request.path, what)
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        self._closing = True
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,81 @@
+"""Route mode across machines: send a whole request to the least-loaded node and relay its reply."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from network.federation_client import FederationClient, PeerError
+from network.remote_source import RemoteSource
+from swarm.pool import InstancePool
+
+log = logging.getLogger(__name__)
+
+FORWARDED_HEADER = "X-Local-Swarm-Forwarded"
+_RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
+
+
+def choose_target(local_active: int, remotes: Sequence[RemoteSource]) -> RemoteSource | None:
+    """The remote to forward to, or None to serve here: a local idle instance always wins; else
+    the remote strictly less busy than our least-busy instance (ties: fastest, then id)."""
+    if local_active == 0 or not remotes:
+        return None
+    best = min(remotes, key=lambda r: (r.active, -r.bench_score, r.node_id))
+    return best if best.active < local_active else None
+
+
+class RouteForwarder:
+    """Forwards route-mode requests to peers; any failure before relaying falls back to local."""
+
+    def __init__(self, pool: InstancePool, client: FederationClient, self_id: str,
+                 remotes: Callable[[], Sequence[RemoteSource]],
+                 read_timeout_s: float = 120.0) -> None:
+        self.pool = pool
+        self.client = client
+        self.self_id = self_id
+        self.remotes = remotes
+        self.read_timeout_s = read_timeout_s
+        self.forwarded = 0
+
+    async def maybe_forward(self, request: web.Request) -> web.StreamResponse | None:
+        """Relay `request` to a less-loaded peer and return the relayed response, or None."""
+        if request.headers.get(FORWARDED_HEADER):
+            return None  # one hop only: the peer that received it serves it
+        local_active = min(i.active for i in self.pool.instances)
+        target = choose_target(local_active, self.remotes())
+        if target is None:
+            return None
+        body = await request.read()
+        headers = {"Content-Type": "application/json", FORWARDED_HEADER: self.self_id}
+        try:
+            async with self.client.forward(target.address, target.api_port, target.node_id,
+                                           request.path, body, headers,
+                                           self.read_timeout_s) as upstream:
+                if upstream.status >= 500:
+                    log.info("peer %s answered %d; serving locally", target.node_id,
+                             upstream.status)
+                    return None
+                self.forwarded += 1
+                return await self._relay(request, upstream, target.node_id)
+        except PeerError as exc:
+            log.info("forwarding to %s failed (%s); serving locally", target.node_id, exc)
+            return None
+
+    async def _relay(self, request: web.Request, upstream, node_id: str) -> web.StreamResponse:
+        headers = {h: upstream.headers[h] for h in _RELAYED_HEADERS if h in upstream.headers}
+        if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+            raw = await upstream.read()
+            body = json.loads(raw) if raw else {}
+            if isinstance(body, dict) and isinstance(body.get("swarm"), dict):
+                body["swarm"]["node"] = node_id
+            return web.json_response(body, status=upstream.status,
+                                     headers={k: v for k, v in headers.items()
+                                              if k != "Content-Type"})
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response

@@ -1,0 +1,179 @@
+"""FederationClient against real federation servers on 127.0.0.1 (and misbehaving fakes)."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import web
+
+from network import codec
+from network.federation_client import FederationClient, PeerError, peer_url
+from network.messages import Heartbeat, VoteReply
+from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.pool import InstancePool
+from swarm.scripted import ScriptedBackend
+from tests.test_federation_server import SLOW, Node, federation_node, until
+
+ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
+                        params=SamplingParams(max_tokens=500, temperature=0.0))
+
+
+@pytest.fixture()
+async def client() -> AsyncIterator[FederationClient]:
+    federation = FederationClient(close_grace_s=0.05)
+    yield federation
+    await federation.close()
+
+
+@pytest.fixture()
+async def node() -> AsyncIterator[Node]:
+    pool = InstancePool([ScriptedBackend(["Paris."], logprob=-0.5)], queue_depth=0)
+    async with federation_node(pool) as served:
+        yield served
+
+
+@pytest.fixture()
+async def slow_node() -> AsyncIterator[Node]:
+    pool = InstancePool([ScriptedBackend([SLOW], token_latency_s=0.02)], queue_depth=0)
+    async with federation_node(pool) as served:
+        yield served
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_vote_returns_the_peers_completion(node, client):
+    completion = await client.vote("127.0.0.1", node.port, "node-a", ASK, "v-1", timeout_s=10)
+    assert completion.text == "Paris." and completion.logprobs == (-0.5,)
+    assert completion.finish_reason == "stop" and completion.completion_tokens == 1
+    assert node.pool.instances[0].backend.requests[0].params == ASK.params  # type: ignore[attr-defined]
+
+
+async def test_health_echoes_the_nonce(node, client):
+    beat = await client.health("127.0.0.1", node.port, "nonce-7")
+    assert (beat.node_id, beat.nonce, beat.api_port) == ("node-a", "nonce-7", node.port)
+
+
+async def test_cancelling_the_awaiting_task_cancels_the_vote_on_the_peer(slow_node, client):
+    backend = slow_node.pool.instances[0].backend
+    vote = asyncio.create_task(client.vote("127.0.0.1", slow_node.port, "node-a", ASK, "c-9", 30))
+    await until(lambda: bool(backend.requests), what="the peer to start generating")
+    vote.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await vote
+    await client.drain()
+    await until(lambda: slow_node.pool.instances[0].active == 0, what="the peer's instance freed")
+    assert backend.cancelled == 1 and not slow_node.routes.running
+
+
+async def test_a_vote_timeout_is_a_peer_error_and_cancels_on_the_peer(slow_node, client):
+    with pytest.raises(PeerError, match="timed out") as caught:
+        await client.vote("127.0.0.1", slow_node.port, "node-a", ASK, "t-1", timeout_s=0.2)
+    assert caught.value.node_id == "node-a" and isinstance(caught.value.__cause__, TimeoutError)
+    await client.drain()
+    await until(lambda: slow_node.pool.instances[0].active == 0, what="the peer's instance freed")
+
+
+async def test_a_dead_address_is_a_peer_error_fast(client):
+    port = closed_port()
+    started = time.perf_counter()
+    with pytest.raises(PeerError) as caught:
+        await client.vote("127.0.0.1", port, "ghost", ASK, "d-1", timeout_s=30)
+    with pytest.raises(PeerError):
+        await client.health("127.0.0.1", port, "n")
+    assert time.perf_counter() - started < 1.0
+    assert caught.value.node_id == "ghost" and caught.value.__cause__ is not None
+
+
+async def test_a_busy_peer_is_a_peer_error_with_its_status(slow_node, client):
+    first = asyncio.create_task(client.vote("127.0.0.1", slow_node.port, "node-a", ASK, "b-1", 30))
+    await until(lambda: slow_node.pool.instances[0].active == 1, what="the first vote")
+    with pytest.raises(PeerError, match="busy") as caught:
+        await client.vote("127.0.0.1", slow_node.port, "node-a", ASK, "b-2", timeout_s=10)
+    assert caught.value.status == 429
+    assert await client.cancel("127.0.0.1", slow_node.port, "node-a", "b-1")
+    with pytest.raises(PeerError) as cancelled:
+        await first
+    assert cancelled.value.status == 409
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[int]:
+    """Serve `app` on 127.0.0.1:0 and give its port."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture()
+async def liar() -> AsyncIterator[int]:
+    """A fake peer: garbage votes, replies for other requests, wrong nonces, and a hung cancel."""
+
+    async def vote(request: web.Request) -> web.Response:
+        body = await request.read()
+        if b"garbage" in body:
+            return web.Response(body=b"\xc1nonsense", content_type=codec.MSGPACK)
+        if b"hang" in body:
+            await asyncio.Event().wait()
+        reply = VoteReply(request_id="someone-else", text="x", logprobs=(-1.0,),
+                          finish_reason="stop", prompt_tokens=1, completion_tokens=1,
+                          latency_s=0.0, node_id="liar")
+        return web.Response(body=codec.encode(reply), content_type=codec.MSGPACK)
+
+    async def health(_request: web.Request) -> web.Response:
+        beat = Heartbeat(node_id="liar", boot_id="b", protocol=1, api_port=1, nonce="stale")
+        return web.Response(body=codec.encode(beat), content_type=codec.MSGPACK)
+
+    async def cancel(_request: web.Request) -> web.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_post("/v1/federation/vote", vote)
+    app.router.add_post("/v1/federation/cancel", cancel)
+    app.router.add_get("/v1/federation/health", health)
+    async with serve(app) as port:
+        yield port
+
+
+async def test_bad_replies_are_peer_errors(liar, client):
+    garbage = GenerationRequest(prompt="garbage")
+    with pytest.raises(PeerError, match="bad VoteReply"):
+        await client.vote("127.0.0.1", liar, "liar", garbage, "g-1", timeout_s=5)
+    with pytest.raises(PeerError, match="someone-else"):
+        await client.vote("127.0.0.1", liar, "liar", ASK, "g-2", timeout_s=5)
+    with pytest.raises(PeerError, match="nonce"):
+        await client.health("127.0.0.1", liar, "fresh")
+
+
+async def test_close_stops_a_cancel_the_peer_never_answers(liar):
+    federation = FederationClient(close_grace_s=0.05)
+    vote = asyncio.create_task(federation.vote("127.0.0.1", liar, "liar",
+                                               GenerationRequest(prompt="hang"), "h-1", 30))
+    await asyncio.sleep(0)  # let the vote task start its request
+    vote.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await vote
+    async with asyncio.timeout(2):
+        await federation.close()
+    assert not federation._cancels
+
+
+def test_peer_urls_bracket_ipv6():
+    assert str(peer_url("fe80::1", 17615, "/v1/federation/vote")) == (
+        "http://[fe80::1]:17615/v1/federation/vote")
+    assert str(peer_url("[::1]", 8080, "/x")) == "http://[::1]:8080/x"
+    assert str(peer_url("10.0.0.2", 80, "/x")) == "http://10.0.0.2/x"

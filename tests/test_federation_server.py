@@ -1,0 +1,324 @@
+"""The federation routes on a real aiohttp server (127.0.0.1, ephemeral port), scripted pools."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from network import codec
+from network.api import build_app
+from network.federation_server import FederationRoutes, reply_kind
+from network.identity import NodeIdentity
+from network.membership import Membership
+from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest
+from network.txt import PeerAdvert
+from swarm.config import ApiConfig
+from swarm.pool import InstancePool
+from swarm.scripted import ScriptedBackend
+
+SLOW = " ".join(["word"] * 400)  # 400 tokens at 20 ms each: runs until cancelled
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 5.0,
+                what: str = "condition") -> None:
+    """Wait for `predicate()` under a deadline (a condition, not a fixed sleep).
+
+    It polls because the states awaited (an instance's `active` count, a backend's request log)
+    are plain attributes set from worker threads, with no event to await.
+    """
+    try:
+        async with asyncio.timeout(within_s):
+            while not predicate():  # noqa: ASYNC110 - no event exists for these states
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
+
+
+@dataclass
+class Node:
+    """One served node: its URL, port, routes and pool."""
+
+    url: str
+    port: int
+    routes: FederationRoutes
+    pool: InstancePool
+    runner: web.AppRunner
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent): running votes are cancelled, connections closed."""
+        if not self.stopped:
+            self.stopped = True
+            await self.runner.cleanup()
+
+
+@asynccontextmanager
+async def federation_node(pool: InstancePool, membership: Membership | None = None, *,
+                          node_id: str = "node-a", clock: Callable[[], float] = lambda: 100.0,
+                          **options: object) -> AsyncIterator[Node]:
+    """The full API app plus FederationRoutes, served on 127.0.0.1:0 in this event loop."""
+    app = build_app(pool, ApiConfig())
+    ports: list[int] = []
+    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host"), pool,
+                              membership or Membership(node_id, 1, ""),
+                              api_port_getter=lambda: ports[0], bench_score=12.5,
+                              hardware={"ram_gb": 24.0, "vram_gb": 0.0}, clock=clock,
+                              **options)  # type: ignore[arg-type]
+    routes.add_to(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    node = Node(f"http://127.0.0.1:{ports[0]}", ports[0], routes, pool, runner)
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def vote_body(request_id: str = "r1", kind: str = codec.MSGPACK, **fields: object) -> bytes:
+    message = VoteRequest(request_id=request_id, messages=(("user", "Capital of France?"),),
+                          max_tokens=fields.pop("max_tokens", 500), **fields)  # type: ignore[arg-type]
+    return codec.encode(message, kind)
+
+
+@pytest.fixture()
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture()
+async def node() -> AsyncIterator[Node]:
+    pool = InstancePool([ScriptedBackend(["Paris is the capital."], logprob=-0.25)], queue_depth=0)
+    async with federation_node(pool) as served:
+        yield served
+
+
+@pytest.fixture()
+async def slow_node() -> AsyncIterator[Node]:
+    pool = InstancePool([ScriptedBackend([SLOW], token_latency_s=0.02)], queue_depth=0)
+    async with federation_node(pool) as served:
+        yield served
+
+
+@pytest.mark.parametrize("nonce", ["-_x", secrets.token_urlsafe(12), "a" * 128])
+async def test_health_accepts_url_safe_nonces(node, http, nonce):
+    async with http.get(node.url + "/v1/federation/health", params={"nonce": nonce}) as r:
+        assert codec.decode(await r.read(), r.content_type, Heartbeat).nonce == nonce
+
+
+async def test_health_is_json_by_default_and_echoes_the_nonce(node, http):
+    async with http.get(node.url + "/v1/federation/health", params={"nonce": "n-1.x"}) as r:
+        assert r.status == 200 and r.content_type == codec.JSON
+        beat = codec.decode(await r.read(), r.content_type, Heartbeat)
+    assert (beat.node_id, beat.boot_id, beat.nonce, beat.api_port) == ("node-a", "boot1", "n-1.x",
+                                                                       node.port)
+    assert beat.model_id == "scripted" and beat.instances == 1 and beat.load == 0.0
+    assert beat.capabilities == ("chat", "completions", "vote") and beat.bench_score == 12.5
+    assert beat.ram_gb == 24.0 and beat.term == 0 and beat.coordinator is None
+
+
+async def test_health_answers_msgpack_when_asked(node, http):
+    headers = {"Accept": "application/json;q=0.5, application/msgpack"}
+    async with http.get(node.url + "/v1/federation/health", headers=headers) as r:
+        assert r.content_type == codec.MSGPACK
+        beat = codec.decode(await r.read(), r.content_type, Heartbeat)
+    assert beat.node_id == "node-a" and beat.nonce is None
+    assert reply_kind("application/msgpack;q=0, application/json") == codec.JSON
+
+
+@pytest.mark.parametrize("nonce", ["has space", "x" * 129, "", "é", "a/b"])
+async def test_health_refuses_a_bad_nonce(node, http, nonce):
+    async with http.get(node.url + "/v1/federation/health", params={"nonce": nonce}) as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["param"] == "nonce"
+
+
+def table() -> Membership:
+    """Self is node-a; peers in every state, with different hardware and load."""
+    m = Membership("node-a", 1, "")
+
+    def add(node_id: str, now: float, **beat: object) -> None:
+        advert = PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=17615,
+                            model_id="scripted")
+        m.discovered(advert, f"10.0.0.{len(m) + 2}:17615", now)
+        if beat:
+            m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
+                                              api_port=17615, model_id="scripted",
+                                              **beat), now)  # type: ignore[arg-type]
+
+    add("big", 99.0, ram_gb=64.0, vram_gb=24.0, load=0.0, capabilities=("vote",))
+    add("busy", 99.5, ram_gb=8.0, load=1.0, queue_depth=2)
+    add("joiner", 99.0)
+    add("gone", 90.0, ram_gb=16.0)
+    m.heartbeat_failed("gone", 95.0)
+    m.heartbeat_failed("gone", 95.5)
+    m.discovered(PeerAdvert(node_id="alien", boot_id="b1", protocol=2, api_port=17615,
+                            model_id="other"), "10.0.0.9:17615", 99.0)
+    return m
+
+
+@pytest.fixture()
+async def table_node() -> AsyncIterator[Node]:
+    async with federation_node(InstancePool([ScriptedBackend()]), table()) as served:
+        yield served
+
+
+async def peer_ids(node: Node, http: aiohttp.ClientSession, **query: str) -> list[str]:
+    async with http.get(node.url + "/v1/federation/peers", params=query) as r:
+        assert r.status == 200, await r.text()
+        return [row["node_id"] for row in (await r.json())["data"]]
+
+
+async def test_peers_lists_self_first_then_the_table(table_node, http):
+    async with http.get(table_node.url + "/v1/federation/peers") as r:
+        rows = (await r.json())["data"]
+    assert [row["node_id"] for row in rows] == ["node-a", "alien", "big", "busy", "gone", "joiner"]
+    me, big = rows[0], rows[2]
+    assert me["self"] and me["state"] == "alive" and me["address"] == "127.0.0.1"
+    assert me["api_port"] == table_node.port and me["ram_gb"] == 24.0
+    assert big == {"node_id": "big", "self": False, "state": "alive", "address": "10.0.0.2",
+                   "api_port": 17615, "model": "scripted", "load": 0.0, "queue_depth": 0,
+                   "bench_score": 0.0, "ram_gb": 64.0, "vram_gb": 24.0, "last_seen_s_ago": 1.0,
+                   "boot_id": "b1", "reason": "answering"}
+    assert {row["node_id"]: row["state"] for row in rows}["gone"] == "dead"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({"min_vram_gb": "16"}, ["big"]),
+    ({"min_ram_gb": "16"}, ["node-a", "big", "gone"]),
+    ({"min_ram_gb": "16", "status": "alive"}, ["node-a", "big"]),
+    ({"model": "SCRIPTED", "status": "alive"}, ["node-a", "big", "busy"]),
+    ({"model": "other"}, ["alien"]),
+    ({"status": "dead"}, ["gone"]),
+    ({"status": "joining"}, ["joiner"]),
+    ({"status": "foreign"}, ["alien"]),
+    ({"status": "suspect"}, []),
+    ({"idle": "true", "status": "alive"}, ["node-a", "big"]),
+    ({"idle": "false", "status": "alive"}, ["busy"]),
+])
+async def test_peers_filters(table_node, http, query, expected):
+    assert await peer_ids(table_node, http, **query) == expected
+
+
+@pytest.mark.parametrize(("query", "param"), [
+    ({"min_ram_gb": "lots"}, "min_ram_gb"), ({"min_vram_gb": "-1"}, "min_vram_gb"),
+    ({"min_ram_gb": "nan"}, "min_ram_gb"), ({"min_ram_gb": "inf"}, "min_ram_gb"),
+    ({"status": "zombie"}, "status"), ({"idle": "maybe"}, "idle"), ({"colour": "red"}, "colour"),
+    ({"model": ""}, "model"),
+])
+async def test_peers_bad_filters_are_400(table_node, http, query, param):
+    async with http.get(table_node.url + "/v1/federation/peers", params=query) as r:
+        assert r.status == 400
+        error = (await r.json())["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("kind", [codec.MSGPACK, codec.JSON])
+async def test_vote_round_trip_in_the_requests_format(node, http, kind):
+    body = vote_body("rt-1", kind, temperature=0.0, stop=("capital",))
+    async with http.post(node.url + "/v1/federation/vote", data=body,
+                         headers={"Content-Type": kind}) as r:
+        assert r.status == 200 and r.content_type == kind
+        reply = codec.decode(await r.read(), r.content_type, VoteReply)
+    assert (reply.request_id, reply.node_id, reply.text) == ("rt-1", "node-a", "Paris is the ")
+    assert reply.logprobs == (-0.25,) * 4 and reply.completion_tokens == 4  # the stop one counts
+    assert reply.finish_reason == "stop" and reply.prompt_tokens > 0
+    request = node.pool.instances[0].backend.requests[0]  # type: ignore[attr-defined]
+    assert request.params.temperature == 0.0 and request.params.max_tokens == 500
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: bytes,
+               kind: str = codec.MSGPACK) -> tuple[int, dict]:
+    async with http.post(url, data=body, headers={"Content-Type": kind}) as r:
+        payload = await r.json() if r.content_type == codec.JSON else {}
+        return r.status, payload
+
+
+async def test_cancel_stops_a_running_vote_and_frees_the_instance(slow_node, http):
+    backend = slow_node.pool.instances[0].backend
+    vote = asyncio.create_task(post(http, slow_node.url + "/v1/federation/vote", vote_body("c-1")))
+    await until(lambda: "c-1" in slow_node.routes.running and backend.requests, what="vote start")
+    cancel = codec.encode(CancelRequest(request_id="c-1"), codec.MSGPACK)
+    assert await post(http, slow_node.url + "/v1/federation/cancel", cancel) == (
+        200, {"request_id": "c-1", "cancelled": True})
+    status, error = await vote
+    assert status == 409 and error["error"]["code"] == "vote_cancelled"
+    await until(lambda: slow_node.pool.instances[0].active == 0, what="the instance to be freed")
+    assert backend.cancelled == 1 and not slow_node.routes.running
+
+
+async def test_a_cancel_that_beats_its_vote_stops_it_before_it_starts(node, http):
+    cancel = codec.encode(CancelRequest(request_id="early"), codec.JSON)
+    assert await post(http, node.url + "/v1/federation/cancel", cancel, codec.JSON) == (
+        200, {"request_id": "early", "cancelled": False})
+    status, error = await post(http, node.url + "/v1/federation/vote", vote_body("early"))
+    assert status == 409 and error["error"]["code"] == "vote_cancelled"
+    assert node.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
+
+
+async def test_a_busy_node_answers_429_with_retry_after(slow_node, http):
+    first = asyncio.create_task(post(http, slow_node.url + "/v1/federation/vote", vote_body("b-1")))
+    await until(lambda: slow_node.pool.instances[0].active == 1, what="the first vote")
+    async with http.post(slow_node.url + "/v1/federation/vote", data=vote_body("b-2"),
+                         headers={"Content-Type": codec.MSGPACK}) as r:
+        assert r.status == 429 and r.headers["Retry-After"] == "1"
+    status, _ = await post(http, slow_node.url + "/v1/federation/vote", vote_body("b-1"))
+    assert status == 409  # the same request id twice
+    await post(http, slow_node.url + "/v1/federation/cancel",
+               codec.encode(CancelRequest(request_id="b-1"), codec.MSGPACK))
+    assert (await first)[0] == 409
+
+
+async def test_a_failing_backend_is_a_500_naming_the_failure(http):
+    pool = InstancePool([ScriptedBackend(["x"], fail=True)])
+    async with federation_node(pool) as failing:
+        status, body = await post(http, failing.url + "/v1/federation/vote", vote_body())
+    assert status == 500 and body["error"]["code"] == "generation_failed"
+    assert "scripted failure" in body["error"]["message"]
+
+
+async def chunked(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 1 << 16):
+        yield data[start:start + (1 << 16)]
+
+
+BAD_BODIES = [
+    (b"\xc1\x00garbage", codec.MSGPACK, 400),
+    (b"{not json", codec.JSON, 400),
+    (b"[1, 2, 3]", codec.JSON, 400),
+    (b'{"v": 1, "request_id": "r"}', codec.JSON, 400),  # neither messages nor prompt
+    (b'{"v": 9, "request_id": "r", "prompt": "x"}', codec.JSON, 400),
+    (codec.encode(CancelRequest(request_id="r"), codec.MSGPACK), codec.MSGPACK, 400),
+    (b"prompt=hi", "application/x-www-form-urlencoded", 415),
+    (b"x" * (codec.MAX_BYTES + 1), codec.MSGPACK, 413),
+]
+
+
+async def test_bad_bodies_are_4xx_logged_once_and_the_node_keeps_serving(node, http, caplog):
+    caplog.set_level(logging.DEBUG, logger="network")
+    for body, kind, status in BAD_BODIES:
+        got, payload = await post(http, node.url + "/v1/federation/vote", body, kind)
+        assert got == status, (body[:40], payload)
+        assert payload["error"]["message"]
+    got, _ = await post(http, node.url + "/v1/federation/vote",
+                        chunked(b"\x00" * (codec.MAX_BYTES + 1)))  # no Content-Length
+    assert got == 413
+    got, _ = await post(http, node.url + "/v1/federation/cancel", b"\xff", codec.MSGPACK)
+    assert got == 400
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "127.0.0.1" in warnings[0].getMessage()
+    assert sum("bad federation request" in r.getMessage() for r in caplog.records) == 10
+    got, _ = await post(http, node.url + "/v1/federation/vote", vote_body("after"))
+    assert got == 200
+    async with http.get(node.url + "/v1/federation/health") as r:
+        assert r.status == 200

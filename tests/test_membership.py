@@ -1,0 +1,288 @@
+"""The membership core under a fake clock: joins, deaths, recoveries, restarts, busy peers, caps."""
+from __future__ import annotations
+
+import ast
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from network import membership as membership_module
+from network.membership import Change, ChangeKind, Membership, PeerState, Timings
+from network.messages import Heartbeat
+from network.txt import PeerAdvert
+
+ME, FP, PROTO = "self", "ab12", 1
+T = Timings()
+
+
+def advert(node_id: str = "n1", boot_id: str = "b1", **kw: object) -> PeerAdvert:
+    base = {"protocol": PROTO, "api_port": 17615, "fingerprint": FP}
+    return PeerAdvert(node_id=node_id, boot_id=boot_id, **{**base, **kw})  # type: ignore[arg-type]
+
+
+def beat(node_id: str = "n1", boot_id: str = "b1", **kw: object) -> Heartbeat:
+    base = {"protocol": PROTO, "api_port": 17615, "swarm": FP}
+    return Heartbeat(node_id=node_id, boot_id=boot_id, **{**base, **kw})  # type: ignore[arg-type]
+
+
+def kinds(changes: list[Change]) -> list[ChangeKind]:
+    return [c.kind for c in changes]
+
+
+def table(**kw: object) -> Membership:
+    return Membership(ME, PROTO, FP, **kw)  # type: ignore[arg-type]
+
+
+# What the peer does with a probe sent at time t: ("ok", latency), ("refused",) or ("silent",).
+Behaviour = Callable[[float], tuple]
+
+
+@dataclass
+class ProbeSim:
+    """The heartbeat adapter on a fake clock: pipelined probes every interval, ticks every 50 ms."""
+
+    peer: Behaviour
+    timings: Timings = T
+    m: Membership = field(default_factory=table)
+    now: float = 0.0
+    states: list[tuple[float, PeerState]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    def run(self, until: float) -> None:
+        t = self.timings
+        self.changes += self.m.discovered(advert(), "10.77.0.1:17615", self.now)
+        seq = itertools.count()
+        queue: list[tuple[float, int, Callable[[], list[Change]]]] = []
+        for k in range(int(until / t.interval_s) + 1):
+            sent = self.now + k * t.interval_s
+            outcome = self.peer(sent)
+            if outcome[0] == "ok" and outcome[1] <= t.request_timeout_s:
+                at, event = sent + outcome[1], self._ok
+            elif outcome[0] == "ok":
+                at, event = sent + t.request_timeout_s, self._failed
+            elif outcome[0] == "refused":
+                at, event = sent + 0.001, self._failed
+            else:
+                at, event = sent + t.connect_timeout_s, self._failed
+            heapq.heappush(queue, (at, next(seq), event))
+        for k in range(int(until / 0.05) + 1):
+            heapq.heappush(queue, (self.now + k * 0.05, next(seq), self._tick))
+        while queue and queue[0][0] <= until:
+            self.now, _, event = heapq.heappop(queue)
+            self.changes += event()
+            self.states.append((self.now, self.m.get("n1").state))  # type: ignore[union-attr]
+
+    def _ok(self) -> list[Change]:
+        return self.m.heartbeat_ok("n1", beat(), self.now)
+
+    def _failed(self) -> list[Change]:
+        return self.m.heartbeat_failed("n1", self.now, "connection refused")
+
+    def _tick(self) -> list[Change]:
+        return self.m.tick(self.now)
+
+    def first(self, after: float, test: Callable[[PeerState], bool]) -> float:
+        return next(t for t, s in self.states if t >= after and test(s))
+
+
+def test_discovered_peer_joins_on_its_first_answer() -> None:
+    m = table()
+    assert m.discovered(advert(), "10.77.0.1:17615", 0.0) == []
+    assert m.get("n1").state is PeerState.JOINING and m.routable() == ()  # type: ignore[union-attr]
+    changes = m.heartbeat_ok("n1", beat(load=0.5), 0.1)
+    assert kinds(changes) == [ChangeKind.JOINED]
+    assert [p.node_id for p in m.routable()] == ["n1"]
+    assert m.get("n1").heartbeat.load == 0.5  # type: ignore[union-attr]
+    assert m.heartbeat_ok("n1", beat(), 0.6) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(kill_at=st.floats(0.0, 2.0), mode=st.sampled_from(["refused", "silent"]))
+def test_a_killed_or_cut_peer_leaves_routing_fast_and_comes_back(kill_at: float, mode: str) -> None:
+    heal_at = kill_at + 3.0
+    sim = ProbeSim(lambda t: ("ok", 0.002) if t < 1.0 + kill_at or t >= 1.0 + heal_at else (mode,))
+    sim.run(until=1.0 + heal_at + 2.0)
+    down, up = 1.0 + kill_at, 1.0 + heal_at
+    out = sim.first(down, lambda s: s is not PeerState.ALIVE) - down
+    dead = sim.first(down, lambda s: s is PeerState.DEAD) - down
+    back = sim.first(up, lambda s: s is PeerState.ALIVE) - up
+    assert out <= 1.0 and dead <= 1.5, (out, dead)
+    assert back <= T.interval_s + 0.01
+    assert ChangeKind.LEFT in kinds(sim.changes) and ChangeKind.RECOVERED in kinds(sim.changes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(latencies=st.lists(st.floats(0.0, T.request_timeout_s * 0.99), min_size=1, max_size=50))
+def test_a_busy_peer_that_answers_within_the_request_timeout_is_never_dead(
+        latencies: list[float]) -> None:
+    sim = ProbeSim(lambda t: ("ok", latencies[int(t / T.interval_s) % len(latencies)]))
+    sim.run(until=40.0)
+    assert all(s is not PeerState.DEAD for _, s in sim.states)
+    assert ChangeKind.LEFT not in kinds(sim.changes)
+
+
+def test_a_dead_peer_that_answers_is_alive_again_immediately() -> None:
+    m = table()
+    m.discovered(advert(), "a", 0.0)
+    m.heartbeat_ok("n1", beat(), 0.0)
+    assert kinds(m.heartbeat_failed("n1", 0.5)) == [ChangeKind.SUSPECTED]
+    assert kinds(m.heartbeat_failed("n1", 1.0)) == [ChangeKind.LEFT]
+    assert m.heartbeat_failed("n1", 1.5) == [] and m.get("n1").misses == 3  # type: ignore[union-attr]
+    changes = m.heartbeat_ok("n1", beat(), 9.0)
+    assert kinds(changes) == [ChangeKind.RECOVERED] and changes[0].previous is PeerState.DEAD
+    assert m.get("n1").misses == 0 and m.routable()  # type: ignore[union-attr]
+
+
+def test_silence_makes_suspect_and_silence_plus_a_miss_makes_dead() -> None:
+    m = table()
+    m.discovered(advert(), "a", 0.0)
+    m.heartbeat_ok("n1", beat(), 0.0)
+    assert m.tick(T.suspect_after_s) == []
+    assert kinds(m.tick(T.suspect_after_s + 0.01)) == [ChangeKind.SUSPECTED]
+    assert m.tick(T.give_up_s) == []  # slow answers may still be on their way
+    assert kinds(m.tick(T.give_up_s + 0.01)) == [ChangeKind.LEFT]
+    m.heartbeat_ok("n1", beat(), 20.0)
+    m.heartbeat_failed("n1", 20.5)
+    assert kinds(m.tick(20.0 + T.dead_after_s)) == [ChangeKind.LEFT]
+
+
+def test_a_peer_that_never_answers_is_unreachable() -> None:
+    m = table()
+    m.discovered(advert(), "a", 0.0)
+    assert m.heartbeat_failed("n1", 0.1, "connection refused") == []
+    assert m.get("n1").state is PeerState.JOINING  # type: ignore[union-attr]
+    changes = m.heartbeat_failed("n1", 0.6, "connection refused")
+    assert kinds(changes) == [ChangeKind.UNREACHABLE] and "refused" in changes[0].reason
+    assert kinds(m.heartbeat_ok("n1", beat(), 5.0)) == [ChangeKind.JOINED]
+
+
+def test_a_new_boot_id_is_a_restart_from_mdns_or_from_the_heartbeat() -> None:
+    m = table()
+    m.discovered(advert(), "a", 0.0)
+    m.heartbeat_ok("n1", beat(), 0.0)
+    changes = m.discovered(advert(boot_id="b2"), "a", 1.0)
+    assert kinds(changes) == [ChangeKind.RESTARTED] and "b1 -> b2" in changes[0].reason
+    assert m.get("n1").state is PeerState.JOINING and not m.routable()  # type: ignore[union-attr]
+    assert kinds(m.heartbeat_ok("n1", beat(boot_id="b2"), 1.1)) == [ChangeKind.JOINED]
+    changes = m.heartbeat_ok("n1", beat(boot_id="b3"), 2.0)
+    assert kinds(changes) == [ChangeKind.RESTARTED, ChangeKind.JOINED]
+    assert m.get("n1").advert.boot_id == "b3"  # type: ignore[union-attr]
+    assert m.discovered(advert(boot_id="b3", model_id="new"), "b", 3.0) == []
+    assert m.get("n1").address == "b" and m.routable()  # type: ignore[union-attr]
+
+
+def test_foreign_peers_are_listed_with_a_reason_and_never_routed() -> None:
+    m = table()
+    changes = m.discovered(advert("n2", fingerprint="ffff"), "a", 0.0)
+    assert kinds(changes) == [ChangeKind.FOREIGN] and "another swarm" in changes[0].reason
+    assert m.heartbeat_ok("n2", beat("n2", swarm="ffff"), 0.1) == []
+    assert m.discovered(advert("n2", fingerprint="ffff"), "a", 0.2) == []
+    assert kinds(m.discovered(advert("n2", protocol=2, fingerprint="ffff"), "a", 0.3)) == [
+        ChangeKind.FOREIGN]
+    assert m.discovered(advert("n2"), "a", 0.4) == []  # key rotated into our swarm
+    assert m.get("n2").state is PeerState.JOINING  # type: ignore[union-attr]
+    changes = m.heartbeat_ok("n2", beat("n2", protocol=7), 0.5)
+    assert kinds(changes) == [ChangeKind.FOREIGN] and "protocol 7" in changes[0].reason
+    assert m.routable() == () and m.tick(100.0) == []
+
+
+def test_own_id_and_impostors() -> None:
+    m = table(self_boot_id="me1")
+    assert m.discovered(advert(ME, "me1"), "a", 0.0) == []
+    assert kinds(m.discovered(advert(ME, "other"), "b", 0.0)) == [ChangeKind.IGNORED]
+    assert len(m) == 0
+    m.discovered(advert(), "a", 0.0)
+    changes = m.heartbeat_ok("n1", beat("n9"), 0.1)
+    assert changes == [] and m.get("n1").reason == "answered as 'n9'"  # type: ignore[union-attr]
+
+
+def test_goodbye_forgets_the_peer() -> None:
+    m = table()
+    m.discovered(advert(), "a", 0.0)
+    m.heartbeat_ok("n1", beat(), 0.0)
+    assert kinds(m.removed("n1")) == [ChangeKind.LEFT] and len(m) == 0
+    m.discovered(advert("n2"), "a", 0.0)
+    assert kinds(m.removed("n2")) == [ChangeKind.FORGOTTEN]
+    assert m.removed("n3") == []
+
+
+def test_the_table_is_capped_and_only_dead_or_foreign_records_make_room() -> None:
+    m = table(max_peers=3)
+    for i in range(3):
+        m.discovered(advert(f"n{i}"), "a", 0.0)
+        m.heartbeat_ok(f"n{i}", beat(f"n{i}"), 0.0)
+    changes = m.discovered(advert("n9"), "a", 1.0)
+    assert kinds(changes) == [ChangeKind.IGNORED] and "full (3" in changes[0].reason
+    m.heartbeat_failed("n1", 2.0)
+    m.heartbeat_failed("n1", 2.5)
+    assert m.get("n1").state is PeerState.DEAD  # type: ignore[union-attr]
+    changes = m.discovered(advert("n9"), "a", 3.0)
+    assert kinds(changes) == [ChangeKind.FORGOTTEN] and changes[0].node_id == "n1"
+    assert sorted(p.node_id for p in m.peers()) == ["n0", "n2", "n9"]
+
+
+events = st.one_of(
+    st.tuples(st.just("discovered"), st.sampled_from(["n1", "n2", "n3", "n4"]),
+              st.sampled_from(["b1", "b2"]), st.sampled_from([FP, "ffff"])),
+    st.tuples(st.just("ok"), st.sampled_from(["n1", "n2", "n3", "n4"]),
+              st.sampled_from(["b1", "b2"])),
+    st.tuples(st.just("failed"), st.sampled_from(["n1", "n2", "n3", "n4"])),
+    st.tuples(st.just("removed"), st.sampled_from(["n1", "n2", "n3", "n4"])),
+    st.tuples(st.just("tick")))
+
+
+def _replay(script: list[tuple[float, tuple]]) -> tuple[Membership, list[Change]]:
+    m, out, now = table(max_peers=3), [], 0.0
+    for dt, ev in script:
+        now += dt
+        if ev[0] == "discovered":
+            out += m.discovered(advert(ev[1], ev[2], fingerprint=ev[3]), "a", now)
+        elif ev[0] == "ok":
+            out += m.heartbeat_ok(ev[1], beat(ev[1], ev[2]), now)
+        elif ev[0] == "failed":
+            out += m.heartbeat_failed(ev[1], now)
+        elif ev[0] == "removed":
+            out += m.removed(ev[1])
+        else:
+            out += m.tick(now)
+    return m, out
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=st.lists(st.tuples(st.floats(0.0, 3.0), events), max_size=40))
+def test_any_event_sequence_keeps_the_invariants(script: list[tuple[float, tuple]]) -> None:
+    m, out = _replay(script)
+    assert _replay(script)[1] == out  # deterministic
+    assert len(m) <= 3
+    assert m.routable() == tuple(p for p in m.peers() if p.state is PeerState.ALIVE)
+    for peer in m.peers():
+        assert (peer.state is PeerState.FOREIGN) == (peer.advert.fingerprint != FP)
+        if peer.state is PeerState.ALIVE:
+            assert peer.misses == 0 and peer.last_ok is not None
+
+
+def test_timings_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Timings(interval_s=2.0)
+    with pytest.raises(ValueError):
+        Timings(connect_timeout_s=9.0)
+    with pytest.raises(ValueError):
+        Timings(dead_after_misses=0)
+    assert replace(T, interval_s=0.25).give_up_s == T.request_timeout_s + 0.5
+
+
+def test_the_core_is_pure() -> None:
+    tree = ast.parse(Path(membership_module.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"asyncio", "time", "socket", "random", "threading"}
