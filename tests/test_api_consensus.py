@@ -179,9 +179,9 @@ def test_full_queues_give_429_with_retry_after():
 
 @pytest.mark.slow
 def test_real_model_weighted_vote_over_two_instances(node_config):
-    from swarm.loader import load_backends, plan_from_config
-
     import dataclasses
+
+    from swarm.loader import load_backends, plan_from_config
     plan = dataclasses.replace(plan_from_config(node_config), instances=2, threads=1)
     pool, server = serve(*load_backends(plan, node_config))
     try:
