@@ -5,6 +5,8 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from swarm import cli
 from swarm.config import Config
@@ -12,8 +14,19 @@ from swarm.config import Config
 log = logging.getLogger("local_swarm")
 
 
-async def serve(config: Config) -> None:
-    """Load the planned instances and serve the OpenAI API until SIGINT or SIGTERM."""
+def _bind_addresses(config: Config) -> tuple[str, list[str]]:
+    """The API host, and the LAN addresses mDNS advertises (empty without --federation)."""
+    if not config.federation.enabled:
+        return config.api.host, []
+    from network.lan import choose_bind_address, private_ipv4_addresses
+
+    explicit = config.api.host if "api.host" in config.explicit else None
+    host = choose_bind_address(explicit)
+    return host, [host] if explicit else (private_ipv4_addresses() or [host])
+
+
+async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
+    """Load the model (unless `backends` are given), serve until SIGINT or SIGTERM."""
     from aiohttp import web
 
     from network.api import build_app
@@ -21,46 +34,140 @@ async def serve(config: Config) -> None:
     from swarm.pool import InstancePool
     from swarm.terminal import console, progress_bar, startup_panel
 
-    plan = plan_from_config(config)
-    if config.auto:
-        from swarm.autorun import apply_auto_plan
+    host, lan_addresses = _bind_addresses(config)
+    bench_score = 0.0
+    if backends is None:
+        plan = plan_from_config(config)
+        if config.auto:
+            from swarm.autorun import apply_auto_plan
 
-        plan = apply_auto_plan(plan, config)
-    with progress_bar("loading model") as report:
-        backends = await asyncio.to_thread(load_backends, plan, config, report)
-    pool = InstancePool(backends, queue_depth=config.model.queue_depth)
-    runner = web.AppRunner(build_app(pool, config.api, config.consensus), handler_cancellation=True,
-                           shutdown_timeout=1.0, access_log=None)
+            plan, bench_score = apply_auto_plan(plan, config)
+        with progress_bar("loading model") as report:
+            backends = await asyncio.to_thread(load_backends, plan, config, report)
+        engine = f"{plan.backend} on {plan.device}, {plan.dtype}"
+        layout = f"{plan.instances} x {plan.threads} thread(s)"
+    else:
+        engine, layout = backends[0].name, f"{len(backends)} instance(s)"
+    pool = InstancePool(list(backends), queue_depth=config.model.queue_depth)
+    federation = None
+    port_box = [config.api.port]
+    if config.federation.enabled:
+        federation, app, routes = _federated_app(config, pool, lan_addresses, bench_score,
+                                                 lambda: port_box[0])
+    else:
+        app = build_app(pool, config.api, config.consensus)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
+                           access_log=None)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    live: asyncio.Task[None] | None = None
     try:
-        site = web.TCPSite(runner, config.api.host, config.api.port)
+        site = web.TCPSite(runner, host, config.api.port)
         try:
             await site.start()
         except OSError as exc:
-            log.error("cannot listen on %s:%s: %s", config.api.host, config.api.port, exc)
+            log.error("cannot listen on %s:%s: %s", host, config.api.port, exc)
             raise SystemExit(1) from exc
-        host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
-        url = f"http://{host}:{port}"
-        console.print(startup_panel({
-            "model": f"{pool.model_id} ({plan.source.path.name})",
-            "backend": f"{plan.backend} on {plan.device}, {plan.dtype}",
-            "instances": f"{plan.instances} x {plan.threads} thread(s)",
-        }, url))
+        port_box[0] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://{host}:{port_box[0]}"
+        if host not in ("127.0.0.1", "localhost", "0.0.0.0") and config.api.port != 0:
+            # Local apps keep using http://127.0.0.1:PORT when the node binds its LAN address.
+            await web.TCPSite(runner, "127.0.0.1", port_box[0]).start()
+        rows = {"model": pool.model_id, "backend": engine, "instances": layout}
+        if federation is not None:
+            rows["node"] = f"{federation.identity.node_id} (boot {federation.identity.boot_id})"
+            await federation.start(port_box[0])
+            rows["discovery"] = ("mDNS on " + ", ".join(lan_addresses) if federation.mdns
+                                 else f"manual peers only ({federation.mdns_reason})")
+        console.print(startup_panel(rows, url))
         log.info("listening on %s", url)
+        if federation is not None and console.is_terminal:
+            from network.peer_view import show_live
+
+            live = asyncio.create_task(show_live(lambda: routes.rows(host), federation.changed,
+                                                 console))
         await stop.wait()
         log.info("shutting down")
     finally:
+        if live is not None:
+            live.cancel()
+            await asyncio.gather(live, return_exceptions=True)
+        if federation is not None:
+            await federation.close()
         await runner.cleanup()
         pool.close()
+
+
+def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_score: float,
+                   port: Any) -> tuple[Any, Any, Any]:
+    """The app of a node in the swarm: consensus over local instances and peers, route
+    forwarding, and the /v1/federation/* routes."""
+    from consensus.service import ConsensusService
+    from network.api import build_app
+    from network.federation import Federation
+    from network.federation_server import FederationRoutes
+    from network.identity import load_identity
+    from network.remote_source import FederatedAsk, plan_sources
+    from network.route_forward import RouteForwarder
+    from swarm.hardware import probe, summary
+
+    hw = probe()
+    identity = load_identity(config.cache_path, config.federation.node_id)
+    federation = Federation(config.federation, identity, addresses=lan_addresses,
+                            model_id=pool.model_id, instances=len(pool.instances),
+                            hardware=summary(hw), bench_score=bench_score)
+    ask = FederatedAsk(pool, federation.client, remotes=federation.remotes)
+    service = ConsensusService(
+        lambda: [*pool.instances, *federation.remotes()], ask,
+        plan=lambda n: plan_sources(pool.instances, federation.remotes(), n,
+                                    local_score=bench_score))
+    forwarder = RouteForwarder(pool, federation.client, identity.node_id, federation.remotes)
+    app = build_app(pool, config.api, config.consensus, service, forwarder)
+    routes = FederationRoutes(
+        identity, pool, federation.membership, api_port_getter=port, bench_score=bench_score,
+        hardware={"ram_gb": hw.ram_total_bytes / 2**30,
+                  "vram_gb": sum(mem for _name, mem in hw.cuda_devices) / 2**30},
+        discovery_status=federation.discovery_status)
+    routes.add_to(app)
+    return federation, app, routes
+
+
+def show_peers(config: Config) -> int:
+    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from network.peer_view import missing_peer_hints, render_peers
+    from swarm.terminal import console
+
+    host, _lan = _bind_addresses(config)
+    url = f"http://{host}:{config.api.port}/v1/federation/peers"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our own node)
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        log.error("no node answers at %s (%s). Start one with: python main.py --federation",
+                  url, exc)
+        return 1
+    if "data" not in body:
+        log.error("%s answered %s", url, body.get("error", body))
+        return 1
+    console.print(render_peers(body["data"], title=f"peers seen by {body.get('node_id')}"))
+    for hint in missing_peer_hints(body["data"], body.get("discovery", {})):
+        console.print(f"- {hint}")
+    return 0
 
 
 def run(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py` and the `local-swarm` console script."""
     command, config = cli.parse(argv)
+    from network.lan import NoLanAddressError
     from swarm.model_store import ModelError, force_offline
     from swarm.terminal import setup_logging
 
@@ -71,9 +178,11 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "peers":
+            return show_peers(config)
         else:
             asyncio.run(serve(config))
-    except ModelError as exc:
+    except (ModelError, NoLanAddressError) as exc:
         log.error("%s", exc)
         return 1
     return 0

@@ -131,8 +131,10 @@ class FederationRoutes:
     def __init__(self, identity: NodeIdentity, pool: InstancePool, membership: Membership, *,
                  api_port_getter: Callable[[], int], bench_score: float = 0.0,
                  hardware: Mapping[str, Any], clock: Callable[[], float] = time.monotonic,
-                 max_body_bytes: int = codec.MAX_BYTES) -> None:
+                 max_body_bytes: int = codec.MAX_BYTES,
+                 discovery_status: Callable[[], Mapping[str, Any]] = dict) -> None:
         self.identity = identity
+        self.discovery_status = discovery_status
         self.pool = pool
         self.membership = membership
         self.api_port_getter = api_port_getter
@@ -174,19 +176,24 @@ class FederationRoutes:
         kind = reply_kind(request.headers.get("Accept"))
         return web.Response(body=codec.encode(self.heartbeat(nonce), kind), content_type=kind)
 
-    async def peers(self, request: web.Request) -> web.Response:
-        """GET /v1/federation/peers: this node (marked self) and every tracked peer, filtered."""
-        check_filters(request.query)
+    def rows(self, local_address: str | None) -> list[dict[str, Any]]:
+        """This node (marked self) and every tracked peer, as `/v1/federation/peers` rows."""
         now = self.clock()
         beat = self.heartbeat()
-        sock = request.transport.get_extra_info("sockname") if request.transport else None
         me = {"node_id": beat.node_id, "self": True, "state": PeerState.ALIVE.value,
-              "address": sock[0] if sock else None, "api_port": beat.api_port,
+              "address": local_address, "api_port": beat.api_port,
               "model": beat.model_id, "load": beat.load, "queue_depth": beat.queue_depth,
               "bench_score": beat.bench_score, "ram_gb": beat.ram_gb, "vram_gb": beat.vram_gb,
               "last_seen_s_ago": 0.0, "boot_id": beat.boot_id, "reason": "this node"}
-        rows = [me, *(peer_row(p, now) for p in self.membership.peers())]
-        return web.json_response({"object": "list", "node_id": beat.node_id,
+        return [me, *(peer_row(p, now) for p in self.membership.peers())]
+
+    async def peers(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/peers: this node (marked self) and every tracked peer, filtered."""
+        check_filters(request.query)
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        rows = self.rows(sock[0] if sock else None)
+        return web.json_response({"object": "list", "node_id": self.identity.node_id,
+                                  "discovery": dict(self.discovery_status()),
                                   "data": [r for r in rows if _row_passes(r, request.query)]})
 
     async def vote(self, request: web.Request) -> web.Response:

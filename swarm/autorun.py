@@ -89,8 +89,9 @@ def _results_table(results: list[BenchmarkResult], cached: bool) -> Table:
     return table
 
 
-def apply_auto_plan(base: LoadPlan, config: Config) -> LoadPlan:
-    """The load plan `--auto` chooses, keeping every key the user set; prints what and why."""
+def apply_auto_plan(base: LoadPlan, config: Config) -> tuple[LoadPlan, float]:
+    """The load plan `--auto` chooses (keeping every key the user set) and the node's benchmark
+    score (best single-instance score x instances); prints what and why."""
     hw, _base, plan, results, cached = measure(config, refresh=False)
     console.print(f"[bold]hardware:[/] {summary(hw)}")
     console.print(_results_table(results, cached))
@@ -104,8 +105,11 @@ def apply_auto_plan(base: LoadPlan, config: Config) -> LoadPlan:
         threads = max(1, hw.cores // instances)
     else:
         threads = plan.threads_per_instance
-    return dataclasses.replace(base, backend=plan.backend, device=plan.device, dtype=plan.dtype,
-                               instances=instances, threads=threads)
+    dtype = plan.dtype if plan.backend == "transformers" else "gguf"
+    chosen = dataclasses.replace(base, backend=plan.backend, device=plan.device, dtype=dtype,
+                                 instances=instances, threads=threads)
+    top = best(results)
+    return chosen, (top.score * instances if top else 0.0)
 
 
 def run_benchmark_command(config: Config) -> None:

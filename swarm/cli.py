@@ -8,7 +8,7 @@ from typing import Any
 
 from swarm.config import Config, load_config
 
-COMMANDS = ("serve", "benchmark")
+COMMANDS = ("serve", "benchmark", "peers")
 
 # flag -> (dotted config key, argparse keyword arguments)
 _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -39,6 +39,17 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "help": "default answer strategy when a request does not choose one"}),
     "--n": ("consensus.n", {"type": int, "metavar": "N",
                             "help": "default number of candidates for consensus strategies"}),
+    "--federation": ("federation.enabled", {
+        "action": "store_true", "default": None,
+        "help": "join the swarm on the LAN: mDNS discovery, heartbeats, cross-machine consensus"}),
+    "--no-mdns": ("federation.mdns", {"action": "store_const", "const": False,
+                                      "help": "no mDNS; use --peer / --peers-file only"}),
+    "--peer": ("federation.peers", {"action": "append", "metavar": "HOST:PORT",
+                                    "help": "a manual peer's API address (repeatable)"}),
+    "--peers-file": ("federation.peers_file", {"metavar": "FILE",
+                                               "help": "HOST:PORT per line, re-read on change"}),
+    "--node-id": ("federation.node_id", {"metavar": "ID",
+                                         "help": "this node's id (default: generated once)"}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }
 
@@ -54,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
                         help="serve (default): run the node; benchmark: re-run the first-run "
-                             "benchmark and print the plan --auto would choose")
+                             "benchmark and print the plan --auto would choose; peers: show the "
+                             "peers the running node sees and why an expected one is missing")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config file (default: $LOCAL_SWARM_CONFIG if set)")
     parser.add_argument("--auto", action="store_true", default=None,

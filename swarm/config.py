@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "LOCAL_SWARM_"
+_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -77,12 +79,25 @@ class ConsensusConfig:
 
 
 @dataclass(frozen=True)
+class FederationConfig:
+    """[federation]: finding peers on the LAN and answering together."""
+
+    enabled: bool = False
+    mdns: bool = True
+    peers: tuple[str, ...] = ()
+    peers_file: str = ""
+    node_id: str = ""
+    heartbeat_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole node configuration."""
 
     api: ApiConfig = field(default_factory=ApiConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
     auto: bool = False
     log_level: str = "info"
     explicit: frozenset[str] = frozenset()
@@ -108,10 +123,13 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "consensus.n": _positive,
     "consensus.timeout_s": _fraction,
     "consensus.score": _choice("logprob", "judge"),
+    "federation.heartbeat_interval_s": lambda v: 0.05 <= v <= 10.0,
+    "federation.node_id": lambda v: v == "" or _NODE_ID.fullmatch(v) is not None,
     "log_level": _choice("debug", "info", "warning", "error"),
 }
 
-_SECTIONS = {"api": ApiConfig, "model": ModelConfig, "consensus": ConsensusConfig}
+_SECTIONS = {"api": ApiConfig, "model": ModelConfig, "consensus": ConsensusConfig,
+             "federation": FederationConfig}
 
 
 def _coerce(key: str, raw: Any, default: Any, source: str) -> Any:

@@ -62,9 +62,15 @@ def plan_from_config(config: Config) -> LoadPlan:
         from swarm.transformers_backend import pick_device
 
         device = pick_device(device)
+    elif device == "auto":
+        import llama_cpp
+
+        device = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"
     dtype = config.model.dtype
-    if dtype == "auto":
-        dtype = "float32" if device in ("cpu", "auto") else "float16"
+    if backend == "llamacpp":
+        dtype = "gguf"  # llama.cpp runs the file's own quantization
+    elif dtype == "auto":
+        dtype = "float32" if device == "cpu" else "float16"
     return LoadPlan(source, backend, device, dtype, instances, threads)
 
 
@@ -74,7 +80,7 @@ def load_backend(plan: LoadPlan, config: Config, progress: Progress | None = Non
         from swarm.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(plan.source.path, plan.source.model_id, threads=plan.threads,
-                               gpu=plan.device in ("cuda", "mps", "auto"))
+                               gpu=plan.device in ("cuda", "mps", "gpu"))
     from swarm.transformers_backend import TransformersBackend
 
     folder = ensure_transformers_folder(plan.source, config.cache_path, progress)

@@ -1,0 +1,118 @@
+"""One node's membership in the swarm: owns mDNS, manual peers, heartbeats and the peer client."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from network.discovery import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.federation_client import FederationClient
+from network.identity import NodeIdentity
+from network.membership import Change, ChangeKind, Membership, Peer, PeerState, Timings
+from network.peer_monitor import PeerMonitor
+from network.remote_source import RemoteSource
+from network.txt import PeerAdvert
+from swarm.config import FederationConfig
+
+log = logging.getLogger(__name__)
+
+_QUIET = {ChangeKind.SUSPECTED}  # a busy peer may flicker suspect; not worth a line
+
+
+class Federation:
+    """Discovery + liveness for one node; `remotes()` are the peers consensus may ask now."""
+
+    def __init__(self, config: FederationConfig, identity: NodeIdentity, *,
+                 addresses: list[str], model_id: str, instances: int, hardware: str,
+                 bench_score: float, on_change: Callable[[Change], None] | None = None) -> None:
+        self.config = config
+        self.identity = identity
+        self.addresses = addresses
+        self.timings = Timings(interval_s=config.heartbeat_interval_s,
+                               suspect_after_s=max(1.0, 2 * config.heartbeat_interval_s))
+        self.membership = Membership(identity.node_id, identity.protocol, identity.fingerprint,
+                                     self_boot_id=identity.boot_id, timings=self.timings)
+        self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
+                                       request_timeout_s=self.timings.request_timeout_s)
+        self.changed = asyncio.Event()
+        self._on_change = on_change
+        self.monitor = PeerMonitor(self.membership, identity, self.timings,
+                                   on_change=self._changed)
+        self.static = StaticPeers(config.peers, config.peers_file or None,
+                                  self.monitor.on_discovery)
+        self._advert_fields: dict[str, Any] = {"model_id": model_id, "instances": instances,
+                                               "hardware": hardware, "score": bench_score}
+        self.mdns: MdnsDiscovery | None = None
+        self._api_port = 0
+        self._reannouncing: asyncio.Task[None] | None = None
+        self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
+
+    def advert(self, api_port: int) -> PeerAdvert:
+        """The TXT record this node advertises."""
+        return PeerAdvert(node_id=self.identity.node_id, boot_id=self.identity.boot_id,
+                          protocol=self.identity.protocol, api_port=api_port,
+                          fingerprint=self.identity.fingerprint, **self._advert_fields)
+
+    async def start(self, api_port: int) -> None:
+        """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade."""
+        self._api_port = api_port
+        await self.monitor.start()
+        await self.static.start()
+        if not self.config.mdns:
+            return
+        self.mdns = MdnsDiscovery(self.advert(api_port), self.addresses, self.addresses,
+                                  self.monitor.on_discovery, name=self.identity.name)
+        try:
+            await self.mdns.start()
+            self.mdns_reason = ""
+        except DiscoveryUnavailable as exc:
+            self.mdns = None
+            self.mdns_reason = exc.reason
+            log.warning("mDNS discovery unavailable (%s); using manual peers only "
+                        "(--peer HOST:PORT or --peers-file)", exc.reason)
+
+    def _changed(self, change: Change) -> None:
+        if change.kind in _QUIET:
+            log.debug("peer %s %s: %s", change.node_id, change.kind.value, change.reason)
+        else:
+            address = change.peer.address if change.peer else "?"
+            log.info("peer %s %s (%s): %s", change.node_id, change.kind.value, address,
+                     change.reason)
+        if change.kind is ChangeKind.RECOVERED and change.previous is PeerState.DEAD and self.mdns:
+            # After a cut link heals, mDNS never re-finds us on its own: announce again.
+            self._reannounce()
+        self.changed.set()
+        if self._on_change is not None:
+            self._on_change(change)
+
+    def _reannounce(self) -> None:
+        if self.mdns is None or (self._reannouncing and not self._reannouncing.done()):
+            return
+        self._reannouncing = asyncio.get_running_loop().create_task(
+            self.mdns.update(self.advert(self._api_port)), name="mdns-reannounce")
+
+    def peers(self) -> tuple[Peer, ...]:
+        """Every tracked peer, for views."""
+        return self.membership.peers()
+
+    def remotes(self) -> list[RemoteSource]:
+        """Alive, compatible peers that can vote, as consensus sources."""
+        return [s for p in self.membership.routable() if (s := RemoteSource.from_peer(p))]
+
+    def discovery_status(self) -> Mapping[str, Any]:
+        """What `main.py peers` needs to explain a missing peer."""
+        return {"mdns": self.mdns is not None, "mdns_reason": self.mdns_reason,
+                "addresses": self.addresses, "manual": [str(a) for a in self.static.addresses()],
+                "unanswered": self.monitor.unanswered()}
+
+    async def close(self) -> None:
+        """Say goodbye on mDNS first, then stop probing and close the peer client."""
+        if self._reannouncing is not None:
+            self._reannouncing.cancel()
+            await asyncio.gather(self._reannouncing, return_exceptions=True)
+        if self.mdns is not None:
+            await self.mdns.close()
+        await self.static.close()
+        await self.monitor.close()
+        await self.client.close()

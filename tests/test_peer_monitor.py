@@ -1,0 +1,265 @@
+"""The heartbeat adapter over real HTTP on 127.0.0.1: joins, crashes, returns, busy peers, manual peers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiohttp import web
+
+from network import codec
+from network.discovery import Address, AddressAdded, AddressRemoved, Found, Gone
+from network.identity import NodeIdentity
+from network.membership import Change, ChangeKind, Membership, PeerState, Timings
+from network.messages import Heartbeat
+from network.peer_monitor import PeerMonitor
+from network.txt import PeerAdvert
+
+FP = "ab12cd34"
+ME = NodeIdentity(node_id="me-000000", boot_id="boot-me", name="test", fingerprint=FP)
+
+
+class FakePeer:
+    """A tiny /v1/federation/health server; `crash()` closes it like a killed process would."""
+
+    def __init__(self, node_id: str, boot_id: str = "boot-1", *, content_type: str = codec.JSON,
+                 busy_s: float = 0.0, echo_nonce: bool = True) -> None:
+        self.node_id, self.boot_id = node_id, boot_id
+        self.content_type, self.busy_s, self.echo_nonce = content_type, busy_s, echo_nonce
+        self.port = 0
+        self.answered = 0
+        self._answer = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> FakePeer:
+        app = web.Application()
+        app.router.add_get("/v1/federation/health", self._health)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def crash(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def advert(self) -> PeerAdvert:
+        return PeerAdvert(node_id=self.node_id, boot_id=self.boot_id, protocol=ME.protocol,
+                          api_port=self.port, fingerprint=FP, hardware="cpu 2")
+
+    async def answers(self, count: int, timeout_s: float) -> None:
+        """Wait until this server has answered `count` probes in all."""
+        async with asyncio.timeout(timeout_s):
+            while self.answered < count:
+                self._answer.clear()
+                await self._answer.wait()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if self.busy_s:
+            await asyncio.sleep(self.busy_s)  # simulated work: every core is generating
+        nonce = request.query.get("nonce") if self.echo_nonce else "not-yours"
+        heartbeat = Heartbeat(node_id=self.node_id, boot_id=self.boot_id, protocol=ME.protocol,
+                              api_port=self.port, swarm=FP, load=0.5, nonce=nonce)
+        self.answered += 1
+        self._answer.set()
+        return web.Response(body=codec.encode(heartbeat, self.content_type),
+                            content_type=self.content_type)
+
+
+class Changes:
+    """Every change the monitor reports, with its arrival time; tests wait on predicates."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, Change]] = []
+        self._new = asyncio.Event()
+
+    def __call__(self, change: Change) -> None:
+        self.seen.append((time.monotonic(), change))
+        self._new.set()
+
+    async def wait_for(self, kind: ChangeKind, node_id: str, timeout_s: float,
+                       since: float = 0.0) -> Change:
+        """The first `kind` change for `node_id` that arrived after `since`."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for at, change in self.seen:
+                    if at >= since and change.kind is kind and change.node_id == node_id:
+                        return change
+                self._new.clear()
+                await self._new.wait()
+
+    def at(self, change: Change) -> float:
+        return next(t for t, c in self.seen if c is change)
+
+
+def monitor_for(changes: Changes, timings: Timings | None = None) -> tuple[PeerMonitor, Membership]:
+    timings = timings or Timings()
+    membership = Membership(ME.node_id, ME.protocol, FP, self_boot_id=ME.boot_id, timings=timings)
+    monitor = PeerMonitor(membership, ME, timings, on_change=changes, rng=random.Random(7))
+    return monitor, membership
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[tuple[PeerMonitor, Membership, Changes]]:
+    changes = Changes()
+    monitor, membership = monitor_for(changes)
+    await monitor.start()
+    yield monitor, membership, changes
+    await monitor.close()
+
+
+async def test_join_crash_and_return(running, record_property: Callable[[str, object], None]
+                                     ) -> None:
+    monitor, membership, changes = running
+    peer = await FakePeer("peer-a").start()
+    found = time.monotonic()
+    monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
+    joined = await changes.wait_for(ChangeKind.JOINED, "peer-a", 1.0)
+    join_s = changes.at(joined) - found
+    assert [p.node_id for p in membership.routable()] == ["peer-a"]
+    assert monitor.snapshot()[0].address == f"127.0.0.1:{peer.port}"
+    assert monitor.snapshot()[0].heartbeat.load == 0.5
+
+    crashed = time.monotonic()
+    await peer.crash()
+    left = await changes.wait_for(ChangeKind.LEFT, "peer-a", 1.5)
+    leave_s = changes.at(left) - crashed
+    out_s = min(t for t, c in changes.seen if t >= crashed) - crashed  # suspect or left
+    assert membership.routable() == () and left.peer.state is PeerState.DEAD
+
+    restarted = time.monotonic()
+    await peer.start()  # same port, same boot: the link came back
+    back = await changes.wait_for(ChangeKind.RECOVERED, "peer-a", 1.5, since=restarted)
+    back_s = changes.at(back) - restarted
+    await peer.crash()
+
+    peer.boot_id = "boot-2"
+    await peer.start()  # a real restart: a new boot id in the heartbeat
+    reborn = time.monotonic()
+    await changes.wait_for(ChangeKind.RESTARTED, "peer-a", 2.5, since=reborn - 1.0)
+    await changes.wait_for(ChangeKind.JOINED, "peer-a", 2.5, since=reborn - 1.0)
+    assert membership.get("peer-a").advert.boot_id == "boot-2"
+    await peer.crash()
+    for name, value in (("join_s", join_s), ("crash_to_unroutable_s", out_s),
+                        ("crash_to_left_s", leave_s), ("recover_s", back_s)):
+        record_property(name, round(value, 4))
+    print(f"\nfound->joined {join_s * 1000:.1f} ms, crash->out of routing {out_s * 1000:.0f} ms, "
+          f"crash->left {leave_s * 1000:.0f} ms, answering->recovered {back_s * 1000:.0f} ms")
+    assert leave_s < 1.5
+
+
+async def test_a_busy_peer_is_never_declared_dead(running) -> None:
+    monitor, membership, changes = running
+    peer = await FakePeer("busy-b", content_type=codec.MSGPACK).start()
+    monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
+    await changes.wait_for(ChangeKind.JOINED, "busy-b", 1.0)
+    timings = membership.timings
+    peer.busy_s = 1.5 * timings.suspect_after_s  # slower than every silence limit but one
+    assert timings.dead_after_s < peer.busy_s < timings.request_timeout_s
+    busy_from = peer.answered
+    await peer.answers(busy_from + 3, timeout_s=10.0)
+    kinds = [c.kind for _, c in changes.seen if c.node_id == "busy-b"]
+    assert ChangeKind.LEFT not in kinds and ChangeKind.UNREACHABLE not in kinds, kinds
+    assert membership.get("busy-b").state is not PeerState.DEAD
+    await peer.crash()
+
+
+async def test_a_manual_address_is_learned_from_its_heartbeat(running) -> None:
+    monitor, membership, changes = running
+    peer = await FakePeer("static-c", content_type=codec.MSGPACK).start()
+    monitor.on_discovery(AddressAdded(Address("127.0.0.1", peer.port)))
+    joined = await changes.wait_for(ChangeKind.JOINED, "static-c", 1.0)
+    assert joined.peer.address == f"127.0.0.1:{peer.port}"
+    assert joined.peer.advert == PeerAdvert.from_heartbeat(joined.peer.heartbeat)
+    await peer.crash()
+    await changes.wait_for(ChangeKind.LEFT, "static-c", 1.5)
+    await peer.start()
+    await changes.wait_for(ChangeKind.RECOVERED, "static-c", 1.5)
+    monitor.on_discovery(AddressRemoved(Address("127.0.0.1", peer.port)))
+    assert membership.get("static-c") is None
+    assert changes.seen[-1][1].kind is ChangeKind.LEFT
+    await peer.crash()
+
+
+async def test_an_unanswered_manual_address_is_reported(running) -> None:
+    monitor, membership, _ = running
+    peer = await FakePeer("gone-d").start()
+    await peer.crash()  # a port that refuses connections
+    reported = asyncio.Event()
+    handler = logging.Handler()
+    handler.emit = lambda record: reported.set()  # type: ignore[method-assign]
+    logger = logging.getLogger("network.peer_monitor")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        monitor.add_address("127.0.0.1", peer.port)
+        async with asyncio.timeout(2.0):
+            await reported.wait()  # "manual peer ...: connect failed"
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert "connect failed" in monitor.unanswered()[f"127.0.0.1:{peer.port}"]
+    assert len(membership) == 0
+
+
+async def test_listing_this_node_as_a_manual_peer_is_harmless(running) -> None:
+    monitor, membership, changes = running
+    me = await FakePeer(ME.node_id, ME.boot_id).start()
+    monitor.add_address("127.0.0.1", me.port)
+    await me.answers(1, 2.0)
+    assert len(membership) == 0 and changes.seen == []
+    await me.crash()
+
+
+async def test_a_wrong_nonce_never_counts(running) -> None:
+    monitor, membership, changes = running
+    liar = await FakePeer("liar-e", echo_nonce=False).start()
+    monitor.on_discovery(Found(liar.advert(), "127.0.0.1"))
+    gave_up = await changes.wait_for(ChangeKind.UNREACHABLE, "liar-e", 2.0)
+    assert "nonce" in gave_up.reason and membership.routable() == ()
+    await liar.crash()
+
+
+async def test_goodbye_forgets_and_discovery_before_start_is_kept() -> None:
+    changes = Changes()
+    monitor, membership = monitor_for(changes)
+    peer = await FakePeer("early-f").start()
+    monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))  # before start(): must not be lost
+    await monitor.start()
+    try:
+        await changes.wait_for(ChangeKind.JOINED, "early-f", 1.0)
+        monitor.on_discovery(Gone("early-f"))
+        assert membership.get("early-f") is None
+        assert changes.seen[-1][1].kind is ChangeKind.LEFT
+    finally:
+        await monitor.close()
+        await peer.crash()
+
+
+async def test_a_foreign_peer_is_never_probed(running) -> None:
+    monitor, membership, changes = running
+    peer = await FakePeer("other-g").start()
+    foreign = PeerAdvert(node_id="other-g", boot_id="boot-1", protocol=ME.protocol,
+                         api_port=peer.port, fingerprint="ffff0000")
+    monitor.on_discovery(Found(foreign, "127.0.0.1"))
+    assert changes.seen[-1][1].kind is ChangeKind.FOREIGN
+    monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))  # it joined our swarm after all
+    await changes.wait_for(ChangeKind.JOINED, "other-g", 1.0)
+    assert peer.answered >= 1 and membership.get("other-g").state is PeerState.ALIVE
+    await peer.crash()
+
+
+async def test_a_multi_homed_peer_is_kept_where_it_answers(running) -> None:
+    monitor, membership, changes = running
+    peer = await FakePeer("multi-h").start()  # listens on 127.0.0.1 only: 127.0.0.2 refuses
+    monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
+    joined = await changes.wait_for(ChangeKind.JOINED, "multi-h", 1.0)
+    assert joined.peer.address == f"127.0.0.1:{peer.port}"
+    monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
+    assert membership.get("multi-h").address == f"127.0.0.1:{peer.port}"  # no flapping back
+    await peer.crash()
