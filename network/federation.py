@@ -44,6 +44,7 @@ class Federation:
         self._advert_fields: dict[str, Any] = {"model_id": model_id, "instances": instances,
                                                "hardware": hardware, "score": bench_score}
         self.mdns: MdnsDiscovery | None = None
+        self.ignored: dict[str, str] = {}  # peers not tracked (duplicate id, full table)
         self._api_port = 0
         self._reannouncing: asyncio.Task[None] | None = None
         self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
@@ -79,6 +80,8 @@ class Federation:
             address = change.peer.address if change.peer else "?"
             log.info("peer %s %s (%s): %s", change.node_id, change.kind.value, address,
                      change.reason)
+        if change.kind is ChangeKind.IGNORED and len(self.ignored) < 32:
+            self.ignored[change.node_id] = change.reason
         if change.kind is ChangeKind.RECOVERED and change.previous is PeerState.DEAD and self.mdns:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
@@ -104,7 +107,7 @@ class Federation:
         """What `main.py peers` needs to explain a missing peer."""
         return {"mdns": self.mdns is not None, "mdns_reason": self.mdns_reason,
                 "addresses": self.addresses, "manual": [str(a) for a in self.static.addresses()],
-                "unanswered": self.monitor.unanswered()}
+                "unanswered": self.monitor.unanswered(), "ignored": dict(self.ignored)}
 
     async def close(self) -> None:
         """Say goodbye on mDNS first, then stop probing and close the peer client."""

@@ -50,12 +50,17 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
         who = f"{row.get('node_id')} at {row.get('address')}:{row.get('api_port')}"
         if state == "foreign":
             hints.append(f"{who} is foreign and never used: {reason}.")
-        elif state in ("joining", "dead") and "never answered" in reason or state == "unreachable":
-            hints.append(f"{who} was discovered but its API port does not answer ({reason}); "
+        elif state == "dead" and row.get("last_seen_s_ago") is None:
+            hints.append(f"{who} was discovered but its API port never answered ({reason}); "
                          "check its firewall and --host.")
-        elif "same node id" in reason or "duplicate" in reason:
-            hints.append(f"{who}: {reason}. Give each machine its own node id "
-                         "(delete cache_dir/node-id on a cloned machine).")
+    for node_id, reason in (discovery.get("ignored") or {}).items():
+        if "our id" in reason:
+            hints.append(f"another machine uses this node's id {node_id!r}: give each machine "
+                         "its own (delete cache_dir/node-id on a cloned machine, or --node-id).")
+        else:
+            hints.append(f"{node_id} is not tracked: {reason}.")
+    for address, reason in (discovery.get("unanswered") or {}).items():
+        hints.append(f"manual peer {address} does not answer: {reason}.")
     if not any(not r.get("self") for r in rows):
         hints.append("No peer seen yet. Check that the other machines run with --federation on "
                      "the same LAN, that UDP port 5353 (mDNS) is not blocked, or list them with "

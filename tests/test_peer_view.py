@@ -1,0 +1,80 @@
+"""The peer table as a person sees it: rendering, missing-peer hints, and `main.py peers`."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from network.peer_view import missing_peer_hints, render_peers
+
+SELF = {"node_id": "n1", "self": True, "state": "alive", "address": "10.0.0.1",
+        "api_port": 17615, "model": "SmolLM2", "load": 0.0, "queue_depth": 0,
+        "bench_score": 51.5, "last_seen_s_ago": 0.0, "reason": "this node"}
+PEER = {"node_id": "n2", "self": False, "state": "alive", "address": "10.0.0.2",
+        "api_port": 17615, "model": "SmolLM2", "load": 0.5, "queue_depth": 1,
+        "bench_score": 40.0, "last_seen_s_ago": 0.31, "reason": "answering"}
+
+
+def text(rows) -> str:
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console.print(render_peers(rows))
+    return console.file.getvalue()
+
+
+def test_table_shows_state_address_load_and_age():
+    out = text([SELF, PEER])
+    assert "n1" in out and "self" in out and "10.0.0.1:17615" in out
+    assert "n2" in out and "alive" in out and "50%" in out and "0.3s ago" in out
+
+
+def test_hints_explain_foreign_unreachable_duplicate_and_no_mdns():
+    foreign = {**PEER, "node_id": "n3", "state": "foreign",
+               "reason": "protocol 2, this node speaks 1"}
+    silent = {**PEER, "node_id": "n4", "state": "dead", "last_seen_s_ago": None,
+              "reason": "refused (2 missed, quiet 1.00 s)"}
+    hints = missing_peer_hints([SELF, foreign, silent], {
+        "mdns": False, "mdns_reason": "No interfaces to listen on",
+        "ignored": {"n1": "another node claims our id"},
+        "unanswered": {"10.0.0.9:17615": "connection refused"}})
+    joined = " ".join(hints)
+    assert "mDNS discovery is not running: No interfaces to listen on" in joined
+    assert "n3" in joined and "foreign" in joined and "protocol 2" in joined
+    assert "n4" in joined and "never answered" in joined
+    assert "node's id 'n1'" in joined
+    assert "manual peer 10.0.0.9:17615 does not answer" in joined
+
+
+def test_hints_when_alone():
+    hints = missing_peer_hints([SELF], {"mdns": True})
+    assert any("No peer seen yet" in h for h in hints)
+
+
+def test_peers_command_prints_the_running_nodes_table(capsys):
+    import main
+    from network.federation_server import FederationRoutes
+    from network.identity import NodeIdentity
+    from network.membership import Membership
+    from swarm.config import load_config
+    from swarm.pool import InstancePool
+    from swarm.scripted import ScriptedBackend
+    from tests.server import ServerThread
+
+    pool = InstancePool([ScriptedBackend()])
+    identity = NodeIdentity(node_id="solo", boot_id="b1", name="solo")
+
+    def make_app():
+        from network.api import build_app
+
+        app = build_app(pool, load_config(env={}).api)
+        FederationRoutes(identity, pool, Membership("solo", 1, ""), api_port_getter=lambda: 0,
+                         hardware={}, discovery_status=lambda: {"mdns": True}).add_to(app)
+        return app
+
+    server = ServerThread(make_app).start()
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        config = load_config(env={}, cli={"api.port": port})
+        assert main.show_peers(config) == 0
+    finally:
+        server.stop()
+    assert main.show_peers(load_config(env={}, cli={"api.port": 1})) == 1
