@@ -81,7 +81,7 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
             rows["node"] = f"{federation.identity.node_id} (boot {federation.identity.boot_id})"
             await federation.start(port_box[0])
             rows["discovery"] = ("mDNS on " + ", ".join(lan_addresses) if federation.mdns
-                                 else f"manual peers only ({federation.mdns_reason})")
+                                 else f"manual peers only; mDNS {federation.mdns_reason}")
         console.print(startup_panel(rows, url))
         log.info("listening on %s", url)
         if federation is not None and console.is_terminal:
@@ -158,9 +158,10 @@ def show_peers(config: Config) -> int:
     if "data" not in body:
         log.error("%s answered %s", url, body.get("error", body))
         return 1
-    console.print(render_peers(body["data"], title=f"peers seen by {body.get('node_id')}"))
+    out = console if console.is_terminal else type(console)(width=200)  # no wrapping in pipes
+    out.print(render_peers(body["data"], title=f"peers seen by {body.get('node_id')}"))
     for hint in missing_peer_hints(body["data"], body.get("discovery", {})):
-        console.print(f"- {hint}")
+        out.print(f"- {hint}", soft_wrap=True)
     return 0
 
 
