@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -17,13 +17,23 @@ FORWARDED_HEADER = "X-Local-Swarm-Forwarded"
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 
 
-def choose_target(local_active: int, remotes: Sequence[RemoteSource]) -> RemoteSource | None:
+def choose_target(local_active: int, remotes: Sequence[RemoteSource],
+                  in_flight: Mapping[str, int] | None = None) -> RemoteSource | None:
     """The remote to forward to, or None to serve here: a local idle instance always wins; else
-    the remote strictly less busy than our least-busy instance (ties: fastest, then id)."""
+    the remote strictly less busy than our least-busy instance (ties: fastest, then id).
+
+    A peer's busyness is its last heartbeat (up to one interval old) plus what we forwarded to
+    it since and is still running, so a burst spreads over peers instead of piling on one.
+    """
     if local_active == 0 or not remotes:
         return None
-    best = min(remotes, key=lambda r: (r.active, -r.bench_score, r.node_id))
-    return best if best.active < local_active else None
+    pending = in_flight or {}
+
+    def busy(r: RemoteSource) -> float:
+        return r.active + pending.get(r.node_id, 0)
+
+    best = min(remotes, key=lambda r: (busy(r), -r.bench_score, r.node_id))
+    return best if busy(best) < local_active else None
 
 
 class RouteForwarder:
@@ -38,15 +48,26 @@ class RouteForwarder:
         self.remotes = remotes
         self.read_timeout_s = read_timeout_s
         self.forwarded = 0
+        self.in_flight: dict[str, int] = {}
 
     async def maybe_forward(self, request: web.Request) -> web.StreamResponse | None:
         """Relay `request` to a less-loaded peer and return the relayed response, or None."""
         if request.headers.get(FORWARDED_HEADER):
             return None  # one hop only: the peer that received it serves it
         local_active = min(i.active for i in self.pool.instances)
-        target = choose_target(local_active, self.remotes())
+        target = choose_target(local_active, self.remotes(), self.in_flight)
         if target is None:
             return None
+        self.in_flight[target.node_id] = self.in_flight.get(target.node_id, 0) + 1
+        try:
+            return await self._forward(request, target)
+        finally:
+            self.in_flight[target.node_id] -= 1
+            if not self.in_flight[target.node_id]:
+                del self.in_flight[target.node_id]
+
+    async def _forward(self, request: web.Request,
+                       target: RemoteSource) -> web.StreamResponse | None:
         body = await request.read()
         headers = {"Content-Type": "application/json", FORWARDED_HEADER: self.self_id}
         try:

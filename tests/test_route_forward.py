@@ -29,6 +29,9 @@ def test_choose_target_prefers_local_idle_then_least_busy_peer():
     assert choose_target(1, [remote("b", 1)]) is None
     assert choose_target(2, [remote("b", 1), remote("c", 0)]).node_id == "c"
     assert choose_target(1, [remote("b", 0, 5.0), remote("c", 0, 9.0)]).node_id == "c"
+    # Requests already forwarded and still running count: a burst spreads over peers.
+    assert choose_target(1, [remote("b", 0), remote("c", 0)], {"b": 1}).node_id == "c"
+    assert choose_target(1, [remote("b", 0), remote("c", 0)], {"b": 1, "c": 1}) is None
 
 
 @pytest.fixture()

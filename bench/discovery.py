@@ -1,0 +1,658 @@
+"""Federation discovery, liveness and route-mode scaling, measured on a namespace LAN.
+
+Every node is a real node process (`main.py`, or bench/scripted_node.py: real mDNS, heartbeats
+and HTTP with a scripted backend) inside a network namespace built by tests/netns.py; every HTTP
+client runs in an agent process inside namespace n1. Nothing touches the host's interfaces.
+
+Prints, over repeated runs:
+  1. join: from a new node's first answered /health to every other node listing it alive in
+     /v1/federation/peers (goal p95 <= 1.5 s, aim 0.5 s). N-1 scripted nodes run; each repetition
+     starts one more (fresh namespace, fresh node id), measures, then
+  2. crash: SIGKILLs it and times until every other node lists it not alive (goal p95 <= 1.5 s);
+  3. false deaths under full load: N real nodes (embedded model, llama.cpp, --threads 1) kept
+     busy by bounded concurrent streaming requests for a fixed time; counts "peer X left" lines
+     (and "recovered" flickers) in the node logs (goal 0);
+  4. route throughput: clients send plain route requests to node 1 of 1 scripted node, then of N
+     (one instance each, fixed latency per answer); requests/s ratio (goal >= 0.9 N).
+
+Run as root (or with user namespaces):
+  python bench/discovery.py [--nodes 3] [--reps 20] [--load-s 25] [--route-requests 20]
+  python bench/discovery.py --only join,route     # a subset of phases
+  python bench/discovery.py --only load --load-threads 2   # heavier: 2 threads per node
+Takes about 2.5 minutes with the defaults on 2 cores (join ~3 s per rep, load 25 s + model
+load, route 160 requests at 5 req/s alone + the same over N nodes).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PORT = 17615
+AGENT_FLAG = "--agent"
+PHASES = ("join", "load", "route")
+
+# ---------------------------------------------------------------------------------------------
+# The agent: runs inside namespace n1, reads one JSON command per line, answers "RESULT {json}".
+# Every loop in it is bounded by a deadline (and the load loops by a request count too).
+# ---------------------------------------------------------------------------------------------
+
+
+async def _states(session: Any, url: str, timeout_s: float = 1.0) -> dict[str, str]:
+    import aiohttp
+
+    async with session.get(url + "/v1/federation/peers",
+                           timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+        body = await response.json()
+    return {row["node_id"]: row["state"] for row in body["data"] if not row.get("self")}
+
+
+async def _until(session: Any, url: str, predicate: Any, deadline: float,
+                 every_s: float = 0.02) -> float | None:
+    """The monotonic time at which `predicate(states of url)` first held, or None by deadline."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate(await _states(session, url)):
+                return time.monotonic()
+        await asyncio.sleep(every_s)
+    return None
+
+
+async def op_wait_alive(session: Any, cmd: dict) -> dict:
+    """Until every url lists every other id alive (a full mesh)."""
+    deadline = time.monotonic() + cmd["timeout"]
+    start = time.monotonic()
+    nodes = cmd["nodes"]  # [[url, id], ...]
+
+    async def one(url: str, me: str) -> float | None:
+        others = [i for _u, i in nodes if i != me]
+        return await _until(session, url, lambda s: all(s.get(i) == "alive" for i in others),
+                            deadline, every_s=0.05)
+
+    seen = await asyncio.gather(*(one(u, i) for u, i in nodes))
+    return {"ok": all(t is not None for t in seen), "elapsed": time.monotonic() - start}
+
+
+async def op_health(session: Any, cmd: dict) -> dict:
+    """Until url/health answers 200."""
+    import aiohttp
+
+    deadline = time.monotonic() + cmd["timeout"]
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            async with session.get(cmd["url"] + "/health",
+                                   timeout=aiohttp.ClientTimeout(total=0.5)) as response:
+                if response.status == 200:
+                    return {"ok": True, "at": time.monotonic()}
+        await asyncio.sleep(0.01)
+    return {"ok": False}
+
+
+async def op_join(session: Any, cmd: dict) -> dict:
+    """First /health answer of the joiner, then when each observer lists it alive, and when
+    the joiner lists every observer alive."""
+    health = await op_health(session, {"url": cmd["url"], "timeout": cmd["timeout"]})
+    if not health["ok"]:
+        return {"ok": False, "why": "the new node's /health never answered"}
+    deadline = time.monotonic() + cmd["timeout"]
+    node_id, ids = cmd["node_id"], cmd["observer_ids"]
+    seen = await asyncio.gather(
+        *(_until(session, url, lambda s: s.get(node_id) == "alive", deadline)
+          for url in cmd["observers"]),
+        _until(session, cmd["url"], lambda s: all(s.get(i) == "alive" for i in ids), deadline))
+    return {"ok": all(t is not None for t in seen), "health_at": health["at"],
+            "observers_at": seen[:-1], "joiner_at": seen[-1]}
+
+
+async def op_crash_watch(session: Any, cmd: dict) -> dict:
+    """Look once (node must be alive everywhere), print WATCHING, then time not-alive and dead."""
+    node_id, observers = cmd["node_id"], cmd["observers"]
+    first = await asyncio.gather(*(_states(session, url) for url in observers),
+                                 return_exceptions=True)
+    alive = all(isinstance(s, dict) and s.get(node_id) == "alive" for s in first)
+    print("WATCHING", json.dumps({"alive": alive}), flush=True)
+    deadline = time.monotonic() + cmd["timeout"]
+    watched = await asyncio.gather(
+        *(_until(session, url, lambda s: s.get(node_id, "absent") != "alive", deadline)
+          for url in observers),
+        *(_until(session, url, lambda s: s.get(node_id, "absent") in ("dead", "absent"),
+                 deadline) for url in observers))
+    gone, dead = watched[:len(observers)], watched[len(observers):]
+    return {"ok": alive and all(t is not None for t in gone), "not_alive_at": gone,
+            "dead_at": dead}
+
+
+async def _stream_once(session: Any, url: str, body: dict, timeout_s: float,
+                       counts: dict[str, int]) -> None:
+    """One streaming chat request; counts["chunks"] grows as content chunks arrive."""
+    import aiohttp
+
+    async with session.post(url + "/v1/chat/completions", json=body,
+                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        async for line in response.content:
+            if line.startswith(b"data: {"):
+                counts["chunks"] += 1
+            elif line.startswith(b"data: [DONE]"):
+                break
+
+
+async def op_load(session: Any, cmd: dict) -> dict:
+    """`concurrency` streaming requests in flight per target for `duration` seconds (at most
+    `max_requests` in all), while sampling every observer's peer table every 0.1 s."""
+    start = time.monotonic()
+    end = start + cmd["duration"]
+    counts = {"requests": 0, "finished": 0, "chunks": 0, "errors": 0, "started": 0}
+    per_target = {url: 0 for url in cmd["targets"]}
+    samples = {"looks": 0, "not_alive": 0, "slow": 0}
+    not_alive: dict[str, int] = {}
+    loads: list[float] = []
+    errors: list[str] = []
+
+    async def worker(url: str, k: int) -> None:
+        seq = 0
+        while time.monotonic() < end and counts["started"] < cmd["max_requests"]:
+            counts["started"] += 1
+            seq += 1
+            body = {"messages": [{"role": "user", "content": cmd["prompt"]}],
+                    "max_tokens": cmd["max_tokens"], "stream": True, "temperature": 0.8,
+                    "seed": 1000 * k + seq}
+            remaining = end - time.monotonic()
+            try:
+                await asyncio.wait_for(_stream_once(session, url, body, 120, counts),
+                                       max(0.1, remaining))
+                counts["finished"] += 1
+                per_target[url] += 1
+            except TimeoutError:  # the window closed mid-answer: cancelled, not an error
+                pass
+            except Exception as exc:  # noqa: BLE001 (counted and reported)
+                counts["errors"] += 1
+                if len(errors) < 5:
+                    errors.append(f"{url}: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.2)
+
+    async def sampler() -> None:
+        import aiohttp
+
+        while time.monotonic() < end:
+            for url, me in cmd["observers"]:
+                samples["looks"] += 1
+                try:
+                    async with session.get(url + "/v1/federation/peers",
+                                           timeout=aiohttp.ClientTimeout(total=2)) as response:
+                        rows = (await response.json())["data"]
+                except Exception:  # noqa: BLE001 (a slow answer is not a death; counted)
+                    samples["slow"] += 1
+                    continue
+                for row in rows:
+                    if row.get("self"):
+                        loads.append(float(row.get("load") or 0))
+                    elif row["state"] != "alive" and row["node_id"] in cmd["ids"]:
+                        samples["not_alive"] += 1
+                        key = f"{me} saw {row['node_id']} {row['state']}"
+                        not_alive[key] = not_alive.get(key, 0) + 1
+            await asyncio.sleep(0.1)
+
+    tasks = [worker(url, k * 100 + j) for k, url in enumerate(cmd["targets"])
+             for j in range(cmd["concurrency"])]
+    await asyncio.gather(sampler(), *tasks)
+    counts["requests"] = counts["started"]
+    return {"ok": True, "elapsed": time.monotonic() - start, **counts, "per_target": per_target,
+            "samples": samples, "not_alive": not_alive, "errors_seen": errors,
+            "mean_self_load": sum(loads) / len(loads) if loads else None}
+
+
+async def op_route(session: Any, cmd: dict) -> dict:
+    """`clients` concurrent clients, each sending `per_client` plain route requests in turn."""
+    import aiohttp
+
+    served: dict[str, int] = {}
+    first_wave: dict[str, int] = {}  # who served the first `clients` requests (one burst)
+    errors: list[str] = []
+    failed = [0]
+    latencies: list[float] = []
+    deadline = time.monotonic() + cmd["timeout"]
+
+    async def client(k: int) -> None:
+        for j in range(cmd["per_client"]):
+            if time.monotonic() > deadline:
+                return
+            body = {"messages": [{"role": "user", "content": f"Capital of France? ({k}.{j})"}],
+                    "max_tokens": 8}
+            t = time.monotonic()
+            try:
+                async with session.post(cmd["url"] + "/v1/chat/completions", json=body,
+                                        timeout=aiohttp.ClientTimeout(total=60)) as response:
+                    reply = await response.json()
+                    if response.status != 200:
+                        raise RuntimeError(f"HTTP {response.status}: {reply}")
+            except Exception as exc:  # noqa: BLE001 (counted and reported)
+                failed[0] += 1
+                if len(errors) < 5:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.monotonic() - t)
+            swarm = reply.get("swarm") or {}
+            who = swarm.get("node") or "local"
+            served[who] = served.get(who, 0) + 1
+            if j == 0:
+                first_wave[who] = first_wave.get(who, 0) + 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(client(k) for k in range(cmd["clients"])))
+    elapsed = time.monotonic() - start
+    ok = sum(served.values())
+    return {"ok": True, "elapsed": elapsed, "done": ok, "rps": ok / elapsed if elapsed else 0.0,
+            "served": served, "first_wave": first_wave, "errors": failed[0], "errors_seen": errors,
+            "median_latency": sorted(latencies)[len(latencies) // 2] if latencies else None}
+
+
+OPS = {"wait_alive": op_wait_alive, "health": op_health, "join": op_join,
+       "crash_watch": op_crash_watch, "load": op_load, "route": op_route}
+
+
+def agent() -> None:
+    """Serve commands from stdin until it closes."""
+    import aiohttp
+
+    async def handle(cmd: dict) -> dict:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            return await OPS[cmd["op"]](session, cmd)
+
+    print("AGENT READY", flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        try:
+            result = asyncio.run(handle(cmd))
+        except Exception as exc:  # noqa: BLE001 (reported to the bench)
+            result = {"ok": False, "why": f"{type(exc).__name__}: {exc}"}
+        print("RESULT", json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bench: builds namespace LANs, starts nodes and the agent, prints the table.
+# ---------------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by linear interpolation; nan when empty."""
+    xs = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not xs:
+        return float("nan")
+    pos = (len(xs) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+class Agent:
+    """The agent process in namespace n1 of `lan`."""
+
+    def __init__(self, lan: Any) -> None:
+        from tests.netns import NodeOutput
+
+        self.proc = lan.spawn(1, [sys.executable, str(Path(__file__).resolve()), AGENT_FLAG],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.out = NodeOutput(self.proc)
+        self.out.expect("AGENT READY", 30)
+
+    def send(self, cmd: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout_s: float) -> dict:
+        return json.loads(self.out.expect("RESULT", timeout_s).split(" ", 1)[1])
+
+    def ask(self, cmd: dict, timeout_s: float) -> dict:
+        self.send(cmd)
+        return self.result(timeout_s)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class Node:
+    """One node process in namespace i, its output in a log file."""
+
+    def __init__(self, lan: Any, i: int, node_id: str, argv: list[str], logdir: Path) -> None:
+        self.i, self.node_id = i, node_id
+        self.url = f"http://{lan.addr(i)}:{PORT}"
+        self.log_path = logdir / f"{node_id}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+        self.proc = lan.spawn(i, [sys.executable, *argv, "--federation", "--node-id", node_id,
+                                  "--port", str(PORT)],
+                              stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        """SIGTERM (graceful: mDNS goodbye), SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+def scripted(latency_s: float) -> list[str]:
+    return [str(ROOT / "bench" / "scripted_node.py"), "--instances", "1",
+            "--latency", str(latency_s)]
+
+
+def real_model(threads: int) -> list[str]:
+    return [str(ROOT / "main.py"), "--instances", "1", "--threads", str(threads)]
+
+
+_LEFT = re.compile(r"peer (\S+) left \(")
+_RECOVERED = re.compile(r"peer (\S+) recovered \(")
+
+
+def transitions(text: str, ids: set[str]) -> tuple[int, int]:
+    """("left", "recovered") lines about `ids` in a node log."""
+    left = sum(1 for m in _LEFT.finditer(text) if m.group(1) in ids)
+    back = sum(1 for m in _RECOVERED.finditer(text) if m.group(1) in ids)
+    return left, back
+
+
+def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
+    """Join and crash times: N-1 resident nodes; each repetition adds a node, then kills it."""
+    from tests.netns import NetnsLan
+
+    base = args.nodes - 1
+    joins: list[float] = []
+    joiner_sees: list[float] = []
+    crashes: list[float] = []
+    deads: list[float] = []
+    failures: list[str] = []
+    with NetnsLan(base + args.reps) as lan:
+        agent = Agent(lan)
+        nodes = [Node(lan, i, f"n{i}", scripted(args.latency), logdir)
+                 for i in range(1, base + 1)]
+        try:
+            mesh = agent.ask({"op": "wait_alive", "timeout": 60,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 70)
+            if not mesh["ok"]:
+                raise RuntimeError(f"resident nodes never saw each other: {mesh}")
+            observers = [n.url for n in nodes]
+            ids = [n.node_id for n in nodes]
+            for rep in range(args.reps):
+                i = base + 1 + rep
+                node_id = f"j{rep}-{secrets.token_hex(3)}"  # random id: mDNS probing skippable
+                agent.send({"op": "join", "url": f"http://{lan.addr(i)}:{PORT}",
+                            "node_id": node_id, "observers": observers, "observer_ids": ids,
+                            "timeout": 30})
+                joiner = Node(lan, i, node_id, scripted(args.latency), logdir)
+                joined = agent.result(70)
+                if not joined["ok"]:
+                    failures.append(f"join {rep}: {joined}")
+                    joiner.kill()
+                    continue
+                joins.append(max(joined["observers_at"]) - joined["health_at"])
+                joiner_sees.append(joined["joiner_at"] - joined["health_at"])
+                time.sleep(args.settle_s)  # a steady state before the crash
+                agent.send({"op": "crash_watch", "node_id": node_id, "observers": observers,
+                            "timeout": 15})
+                watching = json.loads(agent.out.expect("WATCHING", 20).split(" ", 1)[1])
+                killed_at = time.monotonic()
+                joiner.kill()
+                gone = agent.result(40)
+                if not (watching["alive"] and gone["ok"]):
+                    failures.append(f"crash {rep}: watching={watching} result={gone}")
+                    continue
+                crashes.append(max(gone["not_alive_at"]) - killed_at)
+                if all(t is not None for t in gone["dead_at"]):
+                    deads.append(max(gone["dead_at"]) - killed_at)
+                print(f"  rep {rep + 1}/{args.reps}: join {joins[-1]:.3f} s, "
+                      f"crash->not alive {crashes[-1]:.3f} s", flush=True)
+            idle_false = sum(transitions(n.log_text(), set(ids))[0] for n in nodes)
+        finally:
+            for n in nodes:
+                n.stop()
+            agent.close()
+    return {"joins": joins, "joiner_sees": joiner_sees, "crashes": crashes, "deads": deads,
+            "failures": failures, "idle_false_deaths": idle_false}
+
+
+def phase_load(args: argparse.Namespace, logdir: Path) -> dict:
+    """N real-model nodes, every instance kept busy; count deaths of peers that never died."""
+    from tests.netns import NetnsLan
+
+    with NetnsLan(args.nodes) as lan:
+        agent = Agent(lan)
+        nodes = [Node(lan, i, f"L{i}", real_model(args.load_threads), logdir)
+                 for i in range(1, args.nodes + 1)]
+        try:
+            mesh = agent.ask({"op": "wait_alive", "timeout": 180,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 200)
+            if not mesh["ok"]:
+                raise RuntimeError(f"load nodes never saw each other: {mesh}")
+            before = [len(n.log_text()) for n in nodes]
+            ids = [n.node_id for n in nodes]
+            result = agent.ask({
+                "op": "load", "targets": [n.url for n in nodes],
+                "concurrency": args.load_concurrency, "duration": args.load_s,
+                "max_requests": args.load_max_requests, "max_tokens": args.load_tokens,
+                "prompt": "Write a long, detailed story about a lighthouse keeper and the sea.",
+                "observers": [[n.url, n.node_id] for n in nodes], "ids": ids,
+            }, args.load_s + 60)
+            time.sleep(1.0)  # let a LEFT caused by the last moments reach the logs
+            left = back = 0
+            for n, offset in zip(nodes, before, strict=True):
+                a, b = transitions(n.log_text()[offset:], set(ids) - {n.node_id})
+                left, back = left + a, back + b
+        finally:
+            for n in nodes:
+                n.stop()
+            agent.close()
+    return {"load": result, "left": left, "recovered": back}
+
+
+def phase_route(args: argparse.Namespace, logdir: Path) -> dict:
+    """Requests/s of route requests to node 1 alone, then to node 1 of N."""
+    from tests.netns import NetnsLan
+
+    runs: list[dict] = []
+    with NetnsLan(args.nodes) as lan:
+        agent = Agent(lan)
+        nodes = [Node(lan, 1, "r1", scripted(args.latency), logdir)]
+        try:
+            cmd = {"op": "route", "url": nodes[0].url, "clients": args.route_clients,
+                   "per_client": args.route_requests,
+                   "timeout": args.route_clients * args.route_requests * args.latency + 60}
+            warm = {**cmd, "clients": 2, "per_client": 2}
+            if not agent.ask({"op": "health", "url": nodes[0].url, "timeout": 60}, 70)["ok"]:
+                raise RuntimeError("route node 1 never answered")
+            for _rep in range(args.route_reps):
+                agent.ask(warm, 60)
+                one = agent.ask(cmd, cmd["timeout"] + 10)
+                runs.append({"nodes": 1, **one})
+            nodes += [Node(lan, i, f"r{i}", scripted(args.latency), logdir)
+                      for i in range(2, args.nodes + 1)]
+            mesh = agent.ask({"op": "wait_alive", "timeout": 60,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 70)
+            if not mesh["ok"]:
+                raise RuntimeError(f"route nodes never saw each other: {mesh}")
+            for _rep in range(args.route_reps):
+                agent.ask(warm, 60)
+                time.sleep(1.0)  # let heartbeats report the peers idle again
+                many = agent.ask(cmd, cmd["timeout"] + 10)
+                runs.append({"nodes": args.nodes, **many})
+        finally:
+            for n in nodes:
+                n.stop()
+            agent.close()
+    return {"runs": runs}
+
+
+def fmt(x: float | None, unit: str = " s") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}{unit}"
+
+
+def report(args: argparse.Namespace, res: dict) -> None:
+    print()
+    print(f"{'metric':<44} {'n':>3} {'p50':>9} {'p95':>9} {'max':>9}")
+    print("-" * 78)
+    goals: list[str] = []
+
+    def row(name: str, xs: list[float]) -> None:
+        print(f"{name:<44} {len(xs):>3} {fmt(pct(xs, .5)):>9} {fmt(pct(xs, .95)):>9} "
+              f"{fmt(max(xs) if xs else None):>9}")
+
+    if "join" in res:
+        j = res["join"]
+        row("join: /health up -> all others list alive", j["joins"])
+        row("join: /health up -> joiner lists all alive", j["joiner_sees"])
+        row("crash: SIGKILL -> all others list not alive", j["crashes"])
+        row("crash: SIGKILL -> all others list dead", j["deads"])
+        print(f"{'idle false deaths (resident nodes, logs)':<44} {j['idle_false_deaths']:>3}")
+        for f in j["failures"]:
+            print(f"  FAILED {f}")
+        p95 = pct(j["joins"], .95)
+        goals.append(f"GOAL join p95 {fmt(p95)} <= 1.5 s (aim 0.5 s): "
+                     f"{'MET' if p95 <= 1.5 else 'MISSED'}"
+                     f"{' (aim met)' if p95 <= 0.5 else ''} [{len(j['joins'])} runs]")
+        p95 = pct(j["crashes"], .95)
+        goals.append(f"GOAL crash-to-removed p95 {fmt(p95)} <= 1.5 s: "
+                     f"{'MET' if p95 <= 1.5 else 'MISSED'} [{len(j['crashes'])} runs]")
+    if "load" in res:
+        ld, load = res["load"], res["load"]["load"]
+        tok_s = load["chunks"] / load["elapsed"] if load.get("elapsed") else 0.0
+        print(f"load: {args.nodes} nodes x 1 instance (--threads {args.load_threads}), "
+              f"{args.load_concurrency} streams/node for {load.get('elapsed', 0):.1f} s: "
+              f"{load.get('finished')} answers, {tok_s:.1f} tok/s total, "
+              f"{load.get('errors')} errors, mean self load "
+              f"{fmt(load.get('mean_self_load'), '')}")
+        which = f" {load['not_alive']}" if load["not_alive"] else ""
+        print(f"  peer-table looks {load['samples']['looks']}, not alive "
+              f"{load['samples']['not_alive']}{which}, slow answers "
+              f"{load['samples']['slow']}; log lines: left {ld['left']}, "
+              f"recovered {ld['recovered']}")
+        for e in load.get("errors_seen", []):
+            print(f"  error: {e}")
+        goals.append(f"GOAL false deaths under full load {ld['left']} == 0: "
+                     f"{'MET' if ld['left'] == 0 else 'MISSED'} "
+                     f"({ld['recovered']} suspect flickers)")
+    if "route" in res:
+        runs = res["route"]["runs"]
+        for r in runs:
+            print(f"route: {r['nodes']} node(s), {args.route_clients} clients x "
+                  f"{args.route_requests}: {r['done']} ok, {r['errors']} errors in "
+                  f"{r['elapsed']:.2f} s = {r['rps']:.2f} req/s, median latency "
+                  f"{fmt(r['median_latency'])}, served {r['served']}, first burst "
+                  f"of {args.route_clients} served {r['first_wave']}")
+            for e in r.get("errors_seen", []):
+                print(f"  error: {e}")
+        one = [r["rps"] for r in runs if r["nodes"] == 1]
+        many = [r["rps"] for r in runs if r["nodes"] == args.nodes]
+        if one and many:
+            ratio = (sum(many) / len(many)) / (sum(one) / len(one))
+            goal = 0.9 * args.nodes
+            goals.append(f"GOAL route throughput {args.nodes} nodes / 1 node = {ratio:.2f} "
+                         f">= {goal:.1f} (0.9 N): {'MET' if ratio >= goal else 'MISSED'} "
+                         f"(ideal {args.nodes}.0; 1 node {1 / args.latency:.1f} req/s ideal)")
+    print()
+    for g in goals:
+        print(g)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3, help="N (default 3)")
+    parser.add_argument("--reps", type=int, default=20,
+                        help="join + crash repetitions (default 20)")
+    parser.add_argument("--latency", type=float, default=0.2,
+                        help="scripted seconds per answer (default 0.2)")
+    parser.add_argument("--settle-s", type=float, default=1.0,
+                        help="pause between a join and the crash (default 1.0)")
+    parser.add_argument("--load-s", type=float, default=25.0,
+                        help="seconds of full load (default 25)")
+    parser.add_argument("--load-threads", type=int, default=1)
+    parser.add_argument("--load-concurrency", type=int, default=2,
+                        help="streams in flight per node (default 2: one running, one queued)")
+    parser.add_argument("--load-tokens", type=int, default=96)
+    parser.add_argument("--load-max-requests", type=int, default=400)
+    parser.add_argument("--route-clients", type=int, default=8)
+    parser.add_argument("--route-requests", type=int, default=20,
+                        help="route requests per client (default 20)")
+    parser.add_argument("--route-reps", type=int, default=1)
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated phases of {', '.join(PHASES)}")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the node logs (else deleted)")
+    args = parser.parse_args()
+    phases = [p.strip() for p in args.only.split(",") if p.strip()]
+    if bad := set(phases) - set(PHASES):
+        parser.error(f"unknown phase(s) {', '.join(sorted(bad))}")
+    if not 2 <= args.nodes <= 8 or not 1 <= args.reps <= 50 or not 1 <= args.load_s <= 120:
+        parser.error("keep it bounded: 2..8 nodes, 1..50 reps, 1..120 s of load")
+
+    from tests.netns import netns_available
+
+    ok, why = netns_available()
+    if not ok:
+        print(f"skipped: {why}")
+        return 0
+    started = time.monotonic()
+    res: dict[str, Any] = {}
+    logdir = Path(tempfile.mkdtemp(prefix="bench-discovery-"))
+    for phase in phases:
+        t = time.monotonic()
+        print(f"[{phase}] ...", flush=True)
+        try:
+            res[phase] = {"join": phase_join, "load": phase_load, "route": phase_route}[phase](
+                args, logdir)
+        except BaseException:
+            print(f"[{phase}] failed; node logs kept in {logdir}", flush=True)
+            raise
+        print(f"[{phase}] done in {time.monotonic() - t:.1f} s", flush=True)
+    report(args, res)
+    if args.keep_logs:
+        print(f"\n(total {time.monotonic() - started:.0f} s; node logs in {logdir})")
+    else:
+        shutil.rmtree(logdir, ignore_errors=True)
+        print(f"\n(total {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    if AGENT_FLAG in sys.argv[1:]:
+        agent()
+    else:
+        sys.exit(main())
