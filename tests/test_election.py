@@ -1,0 +1,485 @@
+"""The election core: unit rules, then hypothesis schedules on the simulated LAN (tests/election_sim.py)."""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from network import election as election_module
+from network.election import (
+    Ack,
+    Announce,
+    Candidate,
+    Claim,
+    ElectionState,
+    ElectionTimings,
+    PeerView,
+    Role,
+    Send,
+    accept_plan,
+    better,
+    boot,
+    receive,
+    step,
+)
+from tests.election_sim import Fault, Sim, SimConfig
+
+T = ElectionTimings()
+LATE = 10.0  # well past every startup grace
+BOUND_S = 2.0  # every component settles this soon after the last change, on a LAN
+STRESS_BOUND_S = 3.0  # ... and this soon with 10 % message loss or 100 ms one-way latency
+STATS: dict[str, int] = {"schedules": 0, "gaps": 0, "joins": 0, "heals": 0}
+WORST_S: dict[tuple[str, str], float] = {}  # (network, change kind) -> worst settle time
+
+
+def cand(node_id: str, priority: int | None = 0, score: float = 0.0) -> Candidate:
+    return Candidate(node_id, priority, score)
+
+
+def peer(c: Candidate, term: int = 0, coordinator: str | None = None,
+         suspect_since: float | None = None) -> PeerView:
+    return PeerView(c, term, coordinator, suspect_since)
+
+
+def leading(c: Candidate, term: int) -> PeerView:
+    return PeerView(c, term, c.node_id)
+
+
+def settled_node(c: Candidate) -> ElectionState:
+    return boot(c, 0.0)
+
+
+# -- order ---------------------------------------------------------------------------------------
+def test_order_is_priority_then_score_then_smaller_id() -> None:
+    ranked = sorted([cand("b", 0, 9.0), cand("a", 1, 0.0), cand("c", 0, 9.0), cand("z", None, 99.0),
+                     cand("d", 0, 1.0)], key=lambda c: c.rank_key)
+    assert [c.node_id for c in ranked] == ["a", "b", "c", "d", "z"]
+    assert better(cand("a", 1), cand("b", 0, 100.0)) and not better(cand("z", None, 9), cand("y", 0))
+    assert not better(cand("a"), cand("a"))
+    with pytest.raises(ValueError):
+        Candidate("x", 0, float("nan"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, 0, 1, 2]), st.integers(0, 3)), min_size=1,
+                max_size=8), st.randoms(use_true_random=False))
+def test_order_is_total_and_permutation_invariant(specs: list, rng) -> None:
+    cands = [cand(f"n{i}", p, float(s)) for i, (p, s) in enumerate(specs)]
+    shuffled = list(cands)
+    rng.shuffle(shuffled)
+    assert sorted(cands, key=lambda c: c.rank_key) == sorted(shuffled, key=lambda c: c.rank_key)
+    for a in cands:
+        for b in cands:
+            assert (a == b) or (better(a, b) != better(b, a))
+
+
+# -- single-node rules ---------------------------------------------------------------------------
+def test_lone_node_elects_itself_after_the_startup_grace() -> None:
+    s = boot(cand("a"), 0.0)
+    d = step(s, (), 0.5)
+    assert d.state.role is Role.FOLLOWER and d.wake_at == pytest.approx(T.startup_grace_s + T.claim_delay_s)
+    d = step(d.state, (), d.wake_at)
+    assert d.state.role is Role.COORDINATOR and d.state.term == 1 and d.state.coordinator == "a"
+    assert Send(None, Announce(1, cand("a"))) in d.sends
+
+
+def test_no_coordinator_node_follows_but_never_claims() -> None:
+    s = boot(cand("a", None, 100.0), 0.0)
+    for now in (1.0, 2.0, 5.0):
+        s = step(s, (), now).state
+        assert s.role is Role.FOLLOWER
+    d = step(s, (leading(cand("b"), 4),), 6.0)
+    assert d.state.coordinator == "b" and d.state.term == 4
+
+
+def test_better_joiner_follows_the_sitting_coordinator() -> None:
+    sitting = leading(cand("slow", 0, 1.0), 3)
+    joiner = boot(cand("fast", 5, 99.0), 0.0)
+    for now in (0.0, 0.5, 1.5, 3.0):
+        d = step(joiner, (sitting,), now)
+        joiner = d.state
+        assert joiner.role is Role.FOLLOWER and not any(isinstance(x.message, Claim) for x in d.sends)
+    assert joiner.coordinator == "slow" and joiner.term == 3
+    voter = step(settled_node(cand("v")), (sitting, peer(cand("fast", 5, 99.0))), LATE).state
+    d = receive(voter, (sitting, peer(cand("fast", 5, 99.0))), Claim(4, cand("fast", 5, 99.0)), LATE)
+    assert d.sends == (Send("fast", Ack(4, "v", "fast", False, 3)),) and d.state.voted_term == 0
+
+
+def test_coordinator_keeps_the_role_when_a_better_node_appears() -> None:
+    me = replace(boot(cand("c", 0, 1.0), 0.0), role=Role.COORDINATOR, term=2, coordinator="c")
+    d = step(me, (peer(cand("better", 9, 9.0), 0),), LATE)
+    assert d.state.role is Role.COORDINATOR and d.state.term == 2
+    assert d.sends == (Send("better", Announce(2, me.me)),)  # it has not shown it follows yet
+    again = step(d.state, (peer(cand("better", 9, 9.0), 2, "c"),), LATE + 0.01)
+    assert again.state.role is Role.COORDINATOR and again.sends == ()
+
+
+def test_coordinator_steps_down_on_a_higher_term_or_a_better_tie() -> None:
+    me = replace(boot(cand("c", 0, 5.0), 0.0), role=Role.COORDINATOR, term=3, coordinator="c")
+    higher = step(me, (leading(cand("weak", 0, 0.0), 4),), LATE).state
+    assert (higher.role, higher.term, higher.coordinator) == (Role.FOLLOWER, 4, "weak")
+    tie = step(me, (leading(cand("strong", 1, 0.0), 3),), LATE).state
+    assert (tie.role, tie.coordinator) == (Role.FOLLOWER, "strong")
+    kept = step(me, (leading(cand("weak", 0, 0.0), 3), leading(cand("old", 0, 9.0), 2)), LATE).state
+    assert kept.role is Role.COORDINATOR and kept.term == 3
+    by_announce = receive(me, (peer(cand("weak")),), Announce(4, cand("weak")), LATE).state
+    assert (by_announce.role, by_announce.term, by_announce.coordinator) == (Role.FOLLOWER, 4, "weak")
+
+
+def test_follower_with_a_higher_term_keeps_it_and_accepts_its_leaders_plans() -> None:
+    restarted = boot(cand("f"), 0.0, term=7)  # kept term 7 across a restart; the swarm is at 3
+    d = step(restarted, (leading(cand("c"), 3),), 0.5)
+    assert (d.state.term, d.state.coordinator, d.state.leader_term) == (7, "c", 3)
+    assert accept_plan(d.state, 3) and not accept_plan(d.state, 2)
+    me = replace(boot(cand("c"), 0.0), role=Role.COORDINATOR, term=3, leader_term=3, coordinator="c")
+    lead = step(me, (peer(cand("f"), 7, "c"),), LATE)  # no term race: a healed peer may carry one too
+    assert lead.state.role is Role.COORDINATOR and lead.state.term == 3 and lead.sends == ()
+
+
+def test_stale_plans_are_refused() -> None:
+    s = replace(boot(cand("a"), 0.0), term=5, coordinator="b", leader_term=5)
+    assert accept_plan(s, 5) and accept_plan(s, 6) and not accept_plan(s, 4)
+    s = step(s, (leading(cand("b"), 5),), LATE).state
+    assert accept_plan(s, 5) and not accept_plan(s, 4)
+
+
+def test_terms_never_decrease_on_lower_announces() -> None:
+    s = replace(boot(cand("a"), 0.0), term=5, coordinator="b")
+    d = receive(s, (leading(cand("b"), 5),), Announce(3, cand("z", 9)), LATE)
+    assert d.state.term == 5 and d.state.coordinator == "b"
+
+
+# -- claims and acks -----------------------------------------------------------------------------
+def test_one_ack_per_term_and_only_for_the_best_in_view() -> None:
+    best, other = cand("best", 1), cand("other", 0)
+    view = (peer(best), peer(other))
+    voter = step(settled_node(cand("v")), view, LATE).state
+    d = receive(voter, view, Claim(1, best), LATE)
+    assert d.sends == (Send("best", Ack(1, "v", "best", True, 1)),)
+    voter = d.state
+    again = receive(voter, view, Claim(1, best), LATE + 0.1)
+    assert again.sends[0].message.granted
+    refused = receive(voter, view, Claim(1, other), LATE + 0.1)
+    assert not refused.sends[0].message.granted
+    early = receive(step(settled_node(cand("w")), view, LATE).state, view, Claim(1, other), LATE)
+    assert not early.sends[0].message.granted  # rank 1: not its turn yet
+    late = LATE + T.claim_delay_s + T.rank_step_s
+    assert receive(early.state, view, Claim(1, other), late).sends[0].message.granted
+
+
+def test_claimer_wins_with_a_majority_of_its_view_and_retries_on_timeout() -> None:
+    a, b, c = cand("a", 1), cand("b"), cand("c")
+    view = (peer(b), peer(c))
+    s = step(settled_node(a), view, LATE).state  # lost the leader just now
+    d = step(s, view, LATE + T.claim_delay_s)
+    assert d.state.role is Role.CANDIDATE and d.sends == (Send(None, Claim(1, a)),)
+    assert d.wake_at == pytest.approx(LATE + T.claim_delay_s + T.claim_timeout_s)
+    retry = step(d.state, view, d.wake_at)
+    assert retry.sends == (Send(None, Claim(1, a)),)
+    won = receive(retry.state, view, Ack(1, "b", "a", True, 1), d.wake_at + 0.01)
+    assert won.state.role is Role.COORDINATOR and won.state.term == 1
+    assert Send(None, Announce(1, a)) in won.sends
+
+
+def test_refusal_that_shows_a_taken_term_makes_the_retry_claim_higher() -> None:
+    a = cand("a", 1)
+    view = (peer(cand("b")), peer(cand("c")))
+    s = step(step(settled_node(a), view, LATE).state, view, LATE + 1).state
+    assert s.claim_term == 1
+    s = receive(s, view, Ack(1, "b", "a", False, 1), LATE + 1.05).state
+    s = receive(s, view, Ack(1, "c", "a", True, 1), LATE + 1.05).state
+    assert s.role is Role.COORDINATOR
+    s2 = step(step(settled_node(a), view, LATE).state, view, LATE + 1).state
+    s2 = receive(s2, view, Ack(1, "b", "a", False, 4), LATE + 1.05).state
+    assert s2.claim_term == 1 and s2.refused == {"b"}  # c may still ack term 1
+    d = receive(s2, view, Ack(1, "c", "a", False, 1), LATE + 1.06)
+    assert d.sends == (Send(None, Claim(5, a)),) and d.state.refused == frozenset()
+    rival = receive(s2, view, Claim(1, cand("c")), LATE + 1.06)  # c voted for itself in term 1
+    assert Send(None, Claim(5, a)) in rival.sends
+
+
+def test_worse_candidate_yields_to_a_better_claim() -> None:
+    a, b = cand("a", 1), cand("b", 0)
+    view = (peer(a), peer(cand("c")))
+    s = step(step(settled_node(b), view, LATE).state, view, LATE + 2).state
+    assert s.role is Role.CANDIDATE and s.claim_term == 1
+    d = receive(s, view, Claim(1, a), LATE + 2.01)
+    assert d.state.role is Role.FOLLOWER and d.state.backing == "a"
+    assert d.sends == (Send("a", Ack(1, "b", "a", False, 1)),)  # voted for itself in term 1
+    assert step(d.state, view, LATE + 2.3).sends == ()  # does not compete while a claims
+    assert receive(d.state, view, Claim(2, a), LATE + 2.2).sends[0].message.granted
+
+
+def test_suspect_coordinator_counts_until_the_grace_runs_out() -> None:
+    lead = cand("l")
+    s = step(settled_node(cand("a")), (leading(lead, 2),), LATE).state
+    view = (PeerView(lead, 2, "l", LATE),)
+    d = step(s, view, LATE + 0.5)
+    assert d.state.coordinator == "l" and d.wake_at == pytest.approx(LATE + T.suspect_grace_s)
+    assert step(d.state, view, LATE + T.suspect_grace_s).state.coordinator is None
+
+
+def test_announce_is_trusted_until_the_heartbeat_contradicts_it() -> None:
+    lead = cand("l")
+    s = step(settled_node(cand("a")), (peer(lead),), LATE).state
+    d = receive(s, (peer(lead),), Announce(1, lead), LATE)
+    assert d.state.coordinator == "l" and d.state.term == 1
+    assert step(d.state, (peer(lead),), LATE + 0.5).state.coordinator == "l"
+    assert step(d.state, (peer(lead, 1, None),), LATE + 0.5).state.coordinator is None
+    assert step(d.state, (peer(lead),), LATE + T.announce_trust_s).state.coordinator is None
+
+
+def test_core_imports_no_clock_io_or_randomness() -> None:
+    tree = ast.parse(Path(election_module.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"asyncio", "time", "socket", "random", "threading"}
+
+
+# -- simulated schedules -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scenario:
+    """Nodes, network and faults for one simulated run."""
+
+    candidates: tuple[Candidate, ...]
+    config: SimConfig
+    late: frozenset[int]
+    faults: tuple[Fault, ...]
+    seed: int
+
+    @property
+    def network(self) -> str:
+        """"lan" (at most 2 % loss, 30 ms latency) or "stress" (10 % loss or 100 ms)."""
+        return "lan" if self.config.loss <= 0.02 and self.config.latency[1] <= 0.03 else "stress"
+
+    @property
+    def bound(self) -> float:
+        """How soon after a change every component must have settled."""
+        return BOUND_S if self.network == "lan" else STRESS_BOUND_S
+
+
+def networks() -> st.SearchStrategy[SimConfig]:
+    """LAN-like and stressed networks: message and heartbeat loss, one-way latency."""
+    return st.builds(lambda loss, hi: SimConfig(loss=loss, latency=(0.001, hi)),
+                     st.sampled_from([0.0, 0.0, 0.02, 0.1]), st.sampled_from([0.005, 0.03, 0.1]))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, max_faults: int = 6, kinds: tuple[str, ...] = (
+        "crash", "restart", "partition", "heal")) -> Scenario:
+    """One to seven ranked nodes, some starting late, then up to `max_faults` changes."""
+    n = draw(st.integers(1, 7))
+    cands = tuple(cand(f"n{i}", draw(st.sampled_from([None, 0, 0, 1, 2])), float(draw(st.integers(0, 3))))
+                  for i in range(n))
+    config = draw(networks())
+    late = frozenset(draw(st.sets(st.integers(0, n - 1), max_size=n - 1)))
+    now, faults = 0.0, []
+    for i in sorted(late):  # late starters join a running swarm
+        now += draw(st.sampled_from([0.2, 1.5, 3.5]))
+        faults.append(Fault(now, "restart", i, remember=False))
+    for _ in range(draw(st.integers(0, max_faults))):
+        now += draw(st.sampled_from([0.0, 0.1, 0.4, 1.0, 3.5, 3.5]))
+        kind = draw(st.sampled_from(kinds))
+        node = draw(st.integers(0, n - 1))
+        if kind == "partition":
+            groups = tuple(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+            faults.append(Fault(now, "partition", groups=groups))
+        elif kind == "heal":
+            faults.append(Fault(now, "partition", groups=(0,) * n))
+        else:
+            faults.append(Fault(now, kind, node, remember=draw(st.booleans())))
+    return Scenario(cands, config, late, tuple(faults), draw(st.integers(0, 2**32 - 1)))
+
+
+@dataclass
+class Checker:
+    """Watches a run: settle time after every quiet gap, and sitting coordinators across joins."""
+
+    scenario: Scenario
+    changes: list[float] = field(default_factory=lambda: [0.0])  # the start is the first change
+    settled: bool = False
+    settled_since: float = 0.0  # start of the current settled stretch
+    watched: list[tuple[int, float]] = field(default_factory=list)  # (sitting coordinator, until)
+
+    def __call__(self, sim: Sim) -> None:
+        ok = sim.settled()
+        if ok and not self.settled:
+            self.settled_since = sim.now
+        self.settled = ok
+        for lead, until in self.watched:
+            if sim.now < until:
+                assert sim.states[lead].role is Role.COORDINATOR, f"joiner displaced n{lead} at {sim.now}"
+        if not ok:
+            after = [c for c in self.changes if c <= sim.now]
+            assert not after or sim.now - after[-1] <= self.scenario.bound, f"unsettled at {sim.now:.3f}"
+
+
+def label(fault: Fault | None, before: ElectionState | None) -> str:
+    """What a change is, for the report: start, failover, heal, join or other."""
+    if fault is None:
+        return "start"
+    if fault.kind == "crash" and before is not None and before.role is Role.COORDINATOR:
+        return "failover"
+    if fault.kind == "partition":
+        return "heal" if len(set(fault.groups)) == 1 else "partition"
+    return "join" if fault.kind == "restart" else fault.kind
+
+
+def best_leader(sim: Sim) -> int | None:
+    """The running coordinator with the highest (term, rank), if any."""
+    leads = sim.coordinators([i for comp in sim.components() for i in comp])
+    keys = {i: (-sim.states[i].term, sim.candidates[i].rank_key) for i in leads}  # type: ignore[union-attr]
+    return min(keys, key=keys.__getitem__) if keys else None
+
+
+def run_scenario(sc: Scenario, tail: float = 4.0) -> Checker:
+    """Run one scenario gap by gap; assert settling within its bound and record the times taken."""
+    checker = Checker(sc)
+    sim = Sim(sc.candidates, sc.seed, sc.config, down_at_start=sc.late, on_event=checker)
+    checker.settled = sim.settled()
+    times = [0.0] + [f.at for f in sc.faults]
+    ends = times[1:] + [times[-1] + tail]
+    for k, (start, end) in enumerate(zip(times, ends, strict=True)):
+        fault = sc.faults[k - 1] if k else None
+        kind, heir = "start", None
+        if fault is not None:
+            sim.run([], start)
+            before, was_settled = sim.states[fault.node], sim.settled()
+            stable = was_settled and start - times[k - 1] > sc.bound
+            kind = label(fault, before)
+            if kind == "heal" and len(sim.components()) < 2:
+                kind = "no-op"
+            if kind == "heal" and stable:  # the best sitting leader keeps the role: no new election
+                heir = best_leader(sim)
+            sim.apply(fault)
+            if start > checker.changes[-1]:
+                checker.changes.append(start)
+            checker.settled, checker.settled_since = sim.settled(), start
+            if kind == "join" and stable and (before is None or before.role is not Role.COORDINATOR):
+                comp = next(c for c in sim.components() if fault.node in c)
+                leads = [i for i in sim.coordinators(comp) if i != fault.node]
+                if leads:
+                    checker.watched.append((leads[0], end))
+                    STATS["joins"] += 1
+        sim.run([], end)
+        if end - start > sc.bound:
+            assert checker.settled, f"gap {start:.2f}-{end:.2f} ended unsettled"
+            if heir is not None:
+                assert sim.coordinators(sim.components()[0]) == [heir], "heal: a new election"
+                STATS["heals"] += 1
+            took = checker.settled_since - start
+            STATS["gaps"] += 1
+            key = (sc.network, kind)
+            WORST_S[key] = max(WORST_S.get(key, 0.0), took)
+    STATS["schedules"] += 1
+    return checker
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    """Print what the schedule properties covered (visible with `pytest -s`)."""
+    yield
+    worst = ", ".join(f"{net} {kind} {v:.3f} s" for (net, kind), v in sorted(WORST_S.items()))
+    print(f"\nelection sim: {STATS}; worst settle after a change: {worst}")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(scenarios())
+def test_schedules_settle_within_the_bound_and_keep_terms(sc: Scenario) -> None:
+    """Any faults: terms never go back (checked on every decision), and within the bound after the
+    last change every component has exactly one coordinator that all its nodes follow."""
+    note(repr(sc))
+    run_scenario(sc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(max_faults=3, kinds=("crash", "restart")))
+def test_joiners_never_displace_a_sitting_coordinator(sc: Scenario) -> None:
+    """A node that starts or restarts next to a settled coordinator never takes its role."""
+    note(repr(sc))
+    run_scenario(sc)
+
+
+@st.composite
+def heal_scenarios(draw: st.DrawFn) -> Scenario:
+    """Two to seven nodes cut into two or three groups, left to settle, healed; up to three rounds."""
+    n = draw(st.integers(2, 7))
+    cands = tuple(cand(f"n{i}", draw(st.sampled_from([None, 0, 1])), float(draw(st.integers(0, 2))))
+                  for i in range(n))
+    now, faults = 0.0, []
+    for _ in range(draw(st.integers(1, 3))):
+        groups = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n).filter(lambda g: len(set(g)) > 1))
+        now += 3.5
+        faults.append(Fault(now, "partition", groups=tuple(groups)))
+        now += draw(st.sampled_from([0.4, 3.5]))
+        faults.append(Fault(now, "partition", groups=(0,) * n))
+    return Scenario(cands, draw(networks()), frozenset(), tuple(faults), draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=250, deadline=None)
+@given(heal_scenarios())
+def test_heals_keep_the_best_sitting_coordinator(sc: Scenario) -> None:
+    """On heal the sitting coordinator with the highest (term, rank) keeps the role; no election."""
+    note(repr(sc))
+    run_scenario(sc)
+
+
+def test_best_candidate_wins_a_clean_start() -> None:
+    cands = (cand("n0", 0, 3.0), cand("n1", 1, 0.0), cand("n2", None, 9.0), cand("n3", 0, 3.0))
+    for seed in range(50):
+        sim = Sim(cands, seed)
+        sim.run([], 3.0)
+        assert [i for i in range(4) if sim.states[i].role is Role.COORDINATOR] == [1]
+
+
+def test_partition_elects_on_each_side_and_heal_keeps_one() -> None:
+    cands = tuple(cand(f"n{i}", 0, float(i)) for i in range(5))
+    for seed in range(30):
+        sim = Sim(cands, seed)
+        sim.run([Fault(3.0, "partition", groups=(0, 0, 1, 1, 1))], 6.0)
+        assert sorted(i for i in range(5) if sim.states[i].role is Role.COORDINATOR) == [1, 4]
+        sim.run([Fault(6.0, "partition", groups=(0,) * 5)], 8.0)
+        assert sim.settled()
+        assert sim.coordinators(list(range(5))) == [1]  # the side that elected has the higher term
+
+
+def settle_time(sim: Sim, fault: Fault, horizon: float = 4.0) -> float:
+    """Apply `fault` at its time and return how long until the swarm settled for good."""
+    since = {"t": fault.at}
+
+    def watch(s: Sim) -> None:
+        if not s.settled():
+            since["t"] = s.now
+
+    sim.run([], fault.at)
+    sim.on_event = watch
+    sim.apply(fault)
+    sim.run([], fault.at + horizon)
+    assert sim.settled()
+    return since["t"] - fault.at
+
+
+def test_failover_and_heal_times_on_a_lan() -> None:
+    """Crash the coordinator of 5 nodes, or cut it off and heal: both settle within BOUND_S."""
+    cands = tuple(cand(f"n{i}", 0, float(i)) for i in range(5))
+    failover, heal = [], []
+    for seed in range(100):
+        sim = Sim(cands, seed, SimConfig(loss=0.02))
+        failover.append(settle_time(sim, Fault(3.0, "crash", 4)))
+        sim = Sim(cands, seed, SimConfig(loss=0.02))
+        settle_time(sim, Fault(3.0, "partition", groups=(0, 0, 0, 0, 1)))
+        assert sim.coordinators([0, 1, 2, 3]) == [3] and sim.coordinators([4]) == [4]
+        heal.append(settle_time(sim, Fault(7.0, "partition", groups=(0,) * 5)))
+        assert sim.coordinators(list(range(5))) == [3]  # the higher term wins; n4 stepped down
+    for name, times in (("crash-to-coordinator", failover), ("heal-to-one", heal)):
+        times.sort()
+        print(f"\n{name}: p50 {times[50]:.3f} s, p95 {times[95]:.3f} s, max {times[-1]:.3f} s")
+        assert times[-1] <= BOUND_S
