@@ -20,8 +20,12 @@ class StopMatcher:
         if not self._stops:
             return delta
         self._pending += delta
-        cut = min((i for i in (self._pending.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        # The stop that completes first wins (as if streamed one character at a time), so the
+        # result never depends on how the text was split into deltas.
+        found = [(i + len(s), -len(s)) for s in self._stops if (i := self._pending.find(s)) >= 0]
+        if found:
+            end, neg_len = min(found)
+            cut = end + neg_len
             self.stopped = True
             out, self._pending = self._pending[:cut], ""
             return out
