@@ -52,8 +52,8 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
     federation = None
     port_box = [config.api.port]
     if config.federation.enabled:
-        federation, app, routes = _federated_app(config, pool, lan_addresses, bench_score,
-                                                 lambda: port_box[0])
+        federation, app, routes, keys = _federated_app(config, pool, lan_addresses,
+                                                       bench_score, lambda: port_box[0])
     else:
         app = build_app(pool, config.api, config.consensus)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
@@ -79,6 +79,7 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         rows = {"model": pool.model_id, "backend": engine, "instances": layout}
         if federation is not None:
             rows["node"] = f"{federation.identity.node_id} (boot {federation.identity.boot_id})"
+            rows["swarm key"] = _key_row(keys)
             await federation.start(port_box[0])
             rows["discovery"] = ("mDNS on " + ", ".join(lan_addresses) if federation.mdns
                                  else f"manual peers only; mDNS {federation.mdns_reason}")
@@ -102,9 +103,9 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
 
 
 def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_score: float,
-                   port: Any) -> tuple[Any, Any, Any]:
+                   port: Any) -> tuple[Any, Any, Any, Any]:
     """The app of a node in the swarm: consensus over local instances and peers, route
-    forwarding, and the /v1/federation/* routes."""
+    forwarding, and the /v1/federation/* routes; with the swarm keys it loaded (or generated)."""
     from consensus.service import ConsensusService
     from network.api import build_app
     from network.federation import Federation
@@ -112,11 +113,17 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
     from network.identity import load_identity
     from network.remote_source import FederatedAsk, plan_sources
     from network.route_forward import RouteForwarder
+    from network.signing import Verifier
+    from network.swarm_key import load_keys
     from swarm.hardware import probe, summary
 
+    fed = config.federation
+    loaded = load_keys(fed.swarm_key, fed.previous_swarm_keys, config.cache_path)
     hw = probe()
-    identity = load_identity(config.cache_path, config.federation.node_id)
-    federation = Federation(config.federation, identity, addresses=lan_addresses,
+    identity = load_identity(config.cache_path, fed.node_id, loaded.ring.fingerprint)
+    # One verifier (one replay cache) for votes, cancels and forwarded requests to this node.
+    verifier = Verifier(loaded.ring, audience=identity.node_id)
+    federation = Federation(config.federation, identity, keys=loaded.ring, addresses=lan_addresses,
                             model_id=pool.model_id, instances=len(pool.instances),
                             hardware=summary(hw), bench_score=bench_score)
     ask = FederatedAsk(pool, federation.client, remotes=federation.remotes)
@@ -124,15 +131,25 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
         lambda: [*pool.instances, *federation.remotes()], ask,
         plan=lambda n: plan_sources(pool.instances, federation.remotes(), n,
                                     local_score=bench_score))
-    forwarder = RouteForwarder(pool, federation.client, identity.node_id, federation.remotes)
+    forwarder = RouteForwarder(pool, federation.client, identity.node_id, federation.remotes,
+                               verifier=verifier)
     app = build_app(pool, config.api, config.consensus, service, forwarder)
     routes = FederationRoutes(
         identity, pool, federation.membership, api_port_getter=port, bench_score=bench_score,
         hardware={"ram_gb": hw.ram_total_bytes / 2**30,
                   "vram_gb": sum(mem for _name, mem in hw.cuda_devices) / 2**30},
-        discovery_status=federation.discovery_status)
+        discovery_status=federation.discovery_status, verifier=verifier)
     routes.add_to(app)
-    return federation, app, routes
+    return federation, app, routes, loaded
+
+
+def _key_row(loaded: Any) -> str:
+    """The startup panel's swarm-key line: fingerprint and origin, never the key."""
+    ring = loaded.ring
+    origin = ("new: show it with `main.py swarm-key`" if loaded.generated
+              else "stored" if loaded.source == "file" else "configured")
+    previous = f"; also accepts {len(ring.previous)} previous" if ring.previous else ""
+    return f"fingerprint {ring.fingerprint} ({origin}{previous})"
 
 
 def show_peers(config: Config) -> int:
@@ -167,14 +184,23 @@ def show_peers(config: Config) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py` and the `local-swarm` console script."""
-    command, config = cli.parse(argv)
+    invocation = cli.parse_invocation(argv)
+    command, config = invocation.command, invocation.config
     from network.lan import NoLanAddressError
+    from network.swarm_key import SwarmKeyError
     from swarm.model_store import ModelError, force_offline
     from swarm.terminal import setup_logging
 
     force_offline()
     setup_logging(config.log_level)
     try:
+        if command == "swarm-key":
+            from network.swarm_key import run_command
+
+            fed = config.federation
+            return run_command(fed.swarm_key, fed.previous_swarm_keys, config.cache_path,
+                               invocation.key_action, invocation.new_key, out=sys.stdout,
+                               stdin=sys.stdin)
         if command == "benchmark":
             from swarm.autorun import run_benchmark_command
 
@@ -183,7 +209,7 @@ def run(argv: list[str] | None = None) -> int:
             return show_peers(config)
         else:
             asyncio.run(serve(config))
-    except (ModelError, NoLanAddressError) as exc:
+    except (ModelError, NoLanAddressError, SwarmKeyError) as exc:
         log.error("%s", exc)
         return 1
     return 0

@@ -126,6 +126,17 @@ class ConsensusService:
                  " (early stop)" if decision.early_stopped else "")
         return decision
 
+    def saturated(self) -> bool:
+        """True when no source can take a candidate now, so a fan-out would only queue behind
+        full queues: every source is a local instance (it has a `capacity`) at its capacity.
+        A peer always counts as room: it answers 429 itself and the ask retries elsewhere."""
+        def full(source: Source) -> bool:
+            capacity = getattr(source, "capacity", None)
+            return capacity is not None and getattr(source, "active", 0) >= capacity
+
+        sources = list(self._sources())
+        return bool(sources) and all(full(s) for s in sources)
+
     def _sorted_sources(self) -> list[Source]:
         """Least-loaded first, so fan-out and `route` prefer idle sources."""
         return sorted(self._sources(), key=lambda s: (getattr(s, "active", 0), s.source_id))

@@ -9,15 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from consensus.candidates import ConsensusError
 from consensus.service import ConsensusService
-from network.completions import CompletionRoutes, consensus_error
+from network.completions import CompletionRoutes, as_request_error
 from network.openai_schema import RequestError
+from network.openapi import openapi_route
 from network.route_forward import RouteForwarder
-from swarm.backend import ContextOverflowError
 from swarm.config import ApiConfig, ConsensusConfig
-from swarm.pool import InstancePool, PoolBusyError
+from swarm.pool import InstancePool
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Render every failure as OpenAI's error body; clients never see a bare error page."""
     try:
         return await handler(request)
-    except RequestError as exc:
-        return _error(exc)
-    except PoolBusyError as exc:
-        return _error(RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                                   type_="rate_limit_error",
-                                   headers={"Retry-After": str(exc.retry_after_s)}))
-    except ContextOverflowError as exc:
-        return _error(RequestError(str(exc), param="messages", code="context_length_exceeded"))
-    except ConsensusError as exc:
-        return _error(consensus_error(exc))
     except web.HTTPRequestEntityTooLarge as exc:
         return _error(RequestError(f"request body too large ({exc.text})", status=413,
                                    code="request_too_large"))
@@ -52,10 +42,51 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(RequestError(exc.reason, status=exc.status, type_="invalid_request_error"))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
+    except Exception as exc:
+        known = as_request_error(exc)  # client errors, busy queues, consensus outcomes
+        if known is not None:
+            return _error(known)
         log.exception("unhandled error serving %s %s", request.method, request.path)
         return _error(RequestError("internal error; see the node's log", status=500,
                                    type_="server_error"))
+
+
+class BadRequestLogFilter(logging.Filter):
+    """aiohttp logs every malformed HTTP request (bad request line, header, chunk) at ERROR with
+    a traceback, so any device that can reach the port could fill the log. This keeps one short
+    WARNING per `interval_s` and counts the rest in `suppressed`."""
+
+    def __init__(self, interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self.suppressed = 0
+        self._last: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = ("malformed HTTP request refused with %s (%s); more in the next %.0f s are "
+                      "not logged (%d suppressed so far)")
+        record.args = (exc.code, str(exc.message)[:120], self.interval_s, self.suppressed)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Install `BadRequestLogFilter` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestLogFilter) for f in logger.filters):
+        logger.addFilter(BadRequestLogFilter())
 
 
 def auth_middleware(keys: tuple[str, ...]) -> Any:
@@ -104,6 +135,7 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
               consensus_service: ConsensusService | None = None,
               forwarder: RouteForwarder | None = None) -> web.Application:
     """The aiohttp application for one node (federation routes are added by the caller)."""
+    quiet_bad_requests()
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[error_middleware, auth_middleware(config.keys)])
     status = StatusRoutes(pool)
@@ -113,4 +145,5 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)
     app.router.add_post("/v1/completions", completions.completions)
+    app.router.add_get("/openapi.json", openapi_route(config))
     return app

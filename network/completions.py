@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -16,11 +17,14 @@ from aiohttp_sse import EventSourceResponse
 from consensus.candidates import ConsensusError, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
 from network import openai_format as fmt
+from network.limits import ClientLimiter, parse_json_body
 from network.openai_schema import ParsedRequest, RequestError, parse_chat, parse_completion
 from network.route_forward import RouteForwarder
-from swarm.backend import Completion, GenerationRequest
+from swarm.backend import Completion, ContextOverflowError, GenerationRequest, check_context
 from swarm.config import ApiConfig, ConsensusConfig
-from swarm.pool import Instance, InstancePool, StreamEnd
+from swarm.pool import Instance, InstancePool, PoolBusyError, StreamEnd
+
+log = logging.getLogger(__name__)
 
 MODEL_ALIASES = ("default", "local-swarm")
 
@@ -69,6 +73,34 @@ def consensus_error(exc: ConsensusError) -> RequestError:
     return RequestError(str(exc), status=502, code="no_valid_candidate", type_="server_error")
 
 
+def as_request_error(exc: BaseException) -> RequestError | None:
+    """The client-facing error for a known failure (busy queues, context overflow, consensus),
+    or None for a bug."""
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, PoolBusyError):
+        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
+                            type_="rate_limit_error",
+                            headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, ContextOverflowError):
+        return RequestError(str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, ConsensusError):
+        return consensus_error(exc)
+    return None
+
+
+async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
+    """End a stream that already sent its 200 with an OpenAI error event and `[DONE]`."""
+    error = as_request_error(exc)
+    if error is None:
+        log.error("stream failed after it started", exc_info=exc)
+        error = RequestError("internal error; see the node's log", status=500,
+                             type_="server_error")
+    await response.send(json.dumps(error.body()))
+    await response.send("[DONE]")
+    response.stop_streaming()
+
+
 class CompletionRoutes:
     """POST /v1/chat/completions and /v1/completions."""
 
@@ -81,18 +113,36 @@ class CompletionRoutes:
         self.defaults = defaults
         self.consensus = consensus or ConsensusService(
             lambda: pool.instances, lambda source, req: pool.complete(req, source))
+        self.limiter = ClientLimiter(api.max_concurrent_per_client)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
-        parsed = parse_chat(await _json_body(request), max_tokens_limit=self.api.max_tokens_limit,
-                            max_n=self.api.max_n)
-        return await self._serve(request, parsed, chat=True)
+        async with self.limiter.hold(request.remote or "unknown"):
+            parsed = parse_chat(await _json_body(request),
+                                max_tokens_limit=self.api.max_tokens_limit, max_n=self.api.max_n)
+            return await self._serve(request, parsed, chat=True)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/completions."""
-        parsed = parse_completion(await _json_body(request),
-                                  max_tokens_limit=self.api.max_tokens_limit, max_n=self.api.max_n)
-        return await self._serve(request, parsed, chat=False)
+        async with self.limiter.hold(request.remote or "unknown"):
+            parsed = parse_completion(await _json_body(request),
+                                      max_tokens_limit=self.api.max_tokens_limit,
+                                      max_n=self.api.max_n)
+            return await self._serve(request, parsed, chat=False)
+
+    async def _check_prompt(self, parsed: ParsedRequest, chat: bool) -> None:
+        """400 when the prompt is over `[api] max_prompt_tokens` or does not fit the context;
+        the tokenizer runs off the event loop."""
+        tokens = await self.pool.prompt_tokens(parsed.generation)
+        limit = self.api.max_prompt_tokens
+        param = "messages" if chat else "prompt"
+        if tokens > limit:
+            raise RequestError(f"the prompt has {tokens} tokens; this node accepts at most "
+                               f"{limit}", param=param, code="prompt_too_long")
+        try:
+            check_context(tokens, parsed.generation.params.max_tokens, self.pool.context_length)
+        except ContextOverflowError as exc:
+            raise RequestError(str(exc), param=param, code="context_length_exceeded") from None
 
     def _model_name(self, parsed: ParsedRequest) -> str:
         wanted = parsed.model
@@ -109,7 +159,7 @@ class CompletionRoutes:
                 from consensus.validators import build_validator
 
                 build_validator(parsed.response_format, regex=options.regex)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RequestError(str(exc), param="swarm", code="invalid_value") from None
         if options.strategy != "route" and parsed.n > 1:
             raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
@@ -122,8 +172,11 @@ class CompletionRoutes:
         options = self._options(parsed)
         rid = fmt.new_id("chatcmpl" if chat else "cmpl")
         build = fmt.chat_completion if chat else fmt.text_completion
+        await self._check_prompt(parsed, chat)
         if options.strategy != "route":
-            await self.pool.check_fits(parsed.generation)
+            if self.consensus.saturated():
+                # Every queue is full: refuse now rather than fan out and wait (or stream a 200).
+                raise PoolBusyError(retry_after_s=1)
             if parsed.stream:
                 return await self._stream_decision(request, parsed, options, model, rid, chat)
             decision = await self.consensus.decide(parsed.generation, options,
@@ -137,7 +190,7 @@ class CompletionRoutes:
                 return relayed
         if parsed.stream:
             return await self._stream_route(request, parsed, model, rid, chat)
-        instances = [self.pool.pick() for _ in range(parsed.n)]
+        instances = self.pool.pick_many(parsed.n)
         started = time.perf_counter()
         latencies = [0.0] * parsed.n
 
@@ -155,7 +208,24 @@ class CompletionRoutes:
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
                             rid: str, chat: bool) -> web.StreamResponse:
         chunks = fmt.ChunkBuilder(rid, model, chat)
-        streams = [self.pool.stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
+        instances = self.pool.pick_many(parsed.n)
+        streams = [self.pool.stream(_seeded(parsed.generation, i), instances[i])
+                   for i in range(parsed.n)]
+        # The first event comes before the 200 so that bad prompts still get a 4xx.
+        first = await anext(aiter(streams[0]))
+        response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
+        await response.prepare(request)
+        try:
+            await self._pump_route(response, parsed, chunks, streams, first, chat)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # the 200 is gone: the error travels as the last event
+            await _send_error(response, exc)
+        return response
+
+    async def _pump_route(self, response: EventSourceResponse, parsed: ParsedRequest,
+                          chunks: fmt.ChunkBuilder, streams: list[Any], first: Any,
+                          chat: bool) -> None:
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         totals = {"prompt": 0, "completion": 0}
 
@@ -163,11 +233,6 @@ class CompletionRoutes:
             async with aclosing(streams[index]) as events:
                 async for event in events:
                     await queue.put((index, event))
-
-        # The first event comes before the 200 so that bad prompts still get a 4xx.
-        first = await anext(aiter(streams[0]))
-        response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
-        await response.prepare(request)
 
         async def send(index: int, event: Any) -> None:
             if isinstance(event, StreamEnd):
@@ -194,7 +259,6 @@ class CompletionRoutes:
             await response.send(json.dumps(chunks.usage(totals["prompt"], totals["completion"])))
         await response.send("[DONE]")
         response.stop_streaming()
-        return response
 
     async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
                                options: SwarmOptions, model: str, rid: str,
@@ -206,10 +270,10 @@ class CompletionRoutes:
         try:
             decision: Decision = await self.consensus.decide(parsed.generation, options,
                                                              parsed.response_format)
-        except ConsensusError as exc:
-            await response.send(json.dumps(consensus_error(exc).body()))
-            await response.send("[DONE]")
-            response.stop_streaming()
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # ConsensusError and bugs alike: the 200 is already sent
+            await _send_error(response, exc)
             return response
         winner = decision.completion
         assert winner is not None
@@ -229,8 +293,4 @@ class CompletionRoutes:
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    return parse_json_body(await request.read())

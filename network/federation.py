@@ -12,6 +12,7 @@ from network.identity import NodeIdentity
 from network.membership import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.peer_monitor import PeerMonitor
 from network.remote_source import RemoteSource
+from network.swarm_key import KeyRing
 from network.txt import PeerAdvert
 from swarm.config import FederationConfig
 
@@ -23,21 +24,26 @@ _QUIET = {ChangeKind.SUSPECTED}  # a busy peer may flicker suspect; not worth a 
 class Federation:
     """Discovery + liveness for one node; `remotes()` are the peers consensus may ask now."""
 
-    def __init__(self, config: FederationConfig, identity: NodeIdentity, *,
+    def __init__(self, config: FederationConfig, identity: NodeIdentity, *, keys: KeyRing,
                  addresses: list[str], model_id: str, instances: int, hardware: str,
                  bench_score: float, on_change: Callable[[Change], None] | None = None) -> None:
+        if identity.fingerprint != keys.fingerprint:
+            raise ValueError("the identity must advertise the current swarm key's fingerprint")
         self.config = config
         self.identity = identity
+        self.keys = keys
         self.addresses = addresses
         self.timings = Timings(interval_s=config.heartbeat_interval_s,
                                suspect_after_s=max(1.0, 2 * config.heartbeat_interval_s))
         self.membership = Membership(identity.node_id, identity.protocol, identity.fingerprint,
-                                     self_boot_id=identity.boot_id, timings=self.timings)
+                                     self_boot_id=identity.boot_id, timings=self.timings,
+                                     also_accepted=keys.accepted)
         self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
-                                       request_timeout_s=self.timings.request_timeout_s)
+                                       request_timeout_s=self.timings.request_timeout_s,
+                                       keys=keys, key_for=self.peer_fingerprint)
         self.changed = asyncio.Event()
         self._on_change = on_change
-        self.monitor = PeerMonitor(self.membership, identity, self.timings,
+        self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
                                    on_change=self._changed)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
@@ -94,6 +100,13 @@ class Federation:
             return
         self._reannouncing = asyncio.get_running_loop().create_task(
             self.mdns.update(self.advert(self._api_port)), name="mdns-reannounce")
+
+    def peer_fingerprint(self, node_id: str) -> str | None:
+        """The swarm-key fingerprint a peer last showed (heartbeat, else advert), to sign for it."""
+        peer = self.membership.get(node_id)
+        if peer is None:
+            return None
+        return peer.heartbeat.swarm if peer.heartbeat is not None else peer.advert.fingerprint
 
     def peers(self) -> tuple[Peer, ...]:
         """Every tracked peer, for views."""

@@ -1,10 +1,17 @@
-"""The federation client: the one aiohttp ClientSession that asks peers for votes and heartbeats."""
+"""The federation client: the one aiohttp ClientSession that asks peers for votes and heartbeats.
+
+Votes, cancels and forwarded route requests are signed with the swarm key (network/signing.py):
+with the accepted key whose fingerprint the peer advertises (so a node that rotated its key still
+talks to peers that have only the previous one), else the current key. Vote and cancel answers
+must come back signed over the request's nonce.
+"""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +20,8 @@ from yarl import URL
 
 from network import codec
 from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest, WireDecodeError
+from network.signing import KEY_ID_HEADER, NONCE_HEADER, check_reply, sign_request
+from network.swarm_key import KeyRing, SwarmKey
 from swarm.backend import Completion, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -36,11 +45,20 @@ def peer_url(address: str, port: int, path: str) -> URL:
 
 
 class FederationClient:
-    """Votes, cancels and heartbeats over one owned session; aiohttp errors become `PeerError`."""
+    """Votes, cancels and heartbeats over one owned session; aiohttp errors become `PeerError`.
+
+    Without `keys` requests go unsigned (peers refuse them); `key_for(node_id)` names the
+    fingerprint a peer holds (from its advert or heartbeat), `clock` is the wall clock.
+    """
 
     def __init__(self, *, connect_timeout_s: float = 0.5, request_timeout_s: float = 5.0,
                  max_reply_bytes: int = codec.MAX_BYTES,
-                 close_grace_s: float = CLOSE_GRACE_S) -> None:
+                 close_grace_s: float = CLOSE_GRACE_S, keys: KeyRing | None = None,
+                 key_for: Callable[[str], str | None] = lambda _node_id: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keys = keys
+        self.key_for = key_for
+        self.clock = clock
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.max_reply_bytes = max_reply_bytes
@@ -58,16 +76,40 @@ class FederationClient:
     def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
 
+    def signing_key(self, node_id: str) -> SwarmKey | None:
+        """The key to sign for `node_id`: the accepted one it advertises, else the current one."""
+        if self.keys is None:
+            return None
+        return self.keys.get(self.key_for(node_id)) or self.keys.current
+
+    def sign(self, node_id: str, method: str, url: URL, body: bytes) -> dict[str, str]:
+        """The X-Swarm-* headers for one request to `node_id` (none without keys)."""
+        key = self.signing_key(node_id)
+        if key is None:
+            return {}
+        return sign_request(key, method, url.raw_path_qs, body, now=self.clock(),
+                            audience=node_id)
+
     async def _exchange(self, method: str, url: URL, node_id: str, timeout_s: float,
-                        body: bytes | None = None, **headers: str) -> tuple[str | None, bytes]:
-        """One request; the reply's Content-Type and size-limited body, or `PeerError`."""
+                        body: bytes | None = None, *, signed: bool = False,
+                        reply_nonce: str | None = None,
+                        headers: Mapping[str, str] | None = None) -> tuple[str | None, bytes]:
+        """One request (signed when `signed`; its answer must then be signed back, as must one
+        to `reply_nonce`); the reply's Content-Type and size-limited body, or `PeerError`."""
+        signature = self.sign(node_id, method, url, body or b"") if signed else {}
+        reply_nonce = signature.get(NONCE_HEADER, reply_nonce)
         try:
-            async with self._client().request(method, url, data=body, headers=headers,
+            async with self._client().request(method, url, data=body,
+                                              headers={**(headers or {}), **signature},
                                               timeout=self._timeout(timeout_s)) as response:
                 raw = await self._read(response, node_id)
                 if response.status != 200:
                     raise PeerError(node_id, f"{url.path} answered {response.status}: "
                                     f"{_error_message(raw)}", status=response.status)
+                if reply_nonce is not None and self.keys is not None:
+                    wrong = check_reply(self.keys, reply_nonce, raw, response.headers)
+                    if wrong is not None:
+                        raise PeerError(node_id, f"{url.path} answer refused: {wrong}")
                 return response.headers.get("Content-Type"), raw
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
@@ -89,9 +131,9 @@ class FederationClient:
         body = codec.encode(VoteRequest.from_generation(request_id, request), codec.MSGPACK)
         url = peer_url(peer_address, api_port, "/v1/federation/vote")
         try:
-            kind, raw = await self._exchange("POST", url, node_id, timeout_s, body,
-                                             **{"Content-Type": codec.MSGPACK,
-                                                "Accept": codec.MSGPACK})
+            kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
+                                             headers={"Content-Type": codec.MSGPACK,
+                                                      "Accept": codec.MSGPACK})
         except asyncio.CancelledError:
             self._cancel_soon(peer_address, api_port, node_id, request_id)
             raise
@@ -114,19 +156,23 @@ class FederationClient:
         """Tell a peer to stop generating `request_id`; True when it was still running there."""
         body = codec.encode(CancelRequest(request_id=request_id), codec.MSGPACK)
         url = peer_url(peer_address, api_port, "/v1/federation/cancel")
-        _kind, raw = await self._exchange("POST", url, node_id, timeout_s, body,
-                                          **{"Content-Type": codec.MSGPACK})
+        _kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
+                                          headers={"Content-Type": codec.MSGPACK})
         try:
             return bool(json.loads(raw)["cancelled"])
         except (ValueError, KeyError, TypeError) as exc:
             raise PeerError(node_id, "bad cancel reply") from exc
 
     async def health(self, address: str, port: int, nonce: str) -> Heartbeat:
-        """The peer's heartbeat, which must echo `nonce`; the error names `address:port`."""
+        """The peer's heartbeat, which must echo `nonce` (and be signed over it when this client
+        has keys); the error names `address:port`."""
         who = f"{address}:{port}"
         url = peer_url(address, port, "/v1/federation/health").with_query(nonce=nonce)
+        headers = {"Accept": codec.MSGPACK}
+        if self.keys is not None:
+            headers[KEY_ID_HEADER] = self.keys.fingerprint  # sign with this key if you have it
         kind, raw = await self._exchange("GET", url, who, self.request_timeout_s,
-                                         Accept=codec.MSGPACK)
+                                         reply_nonce=nonce, headers=headers)
         try:
             beat = codec.decode(raw, kind, Heartbeat, max_bytes=self.max_reply_bytes)
         except WireDecodeError as exc:
@@ -139,16 +185,18 @@ class FederationClient:
     async def forward(self, address: str, port: int, node_id: str, path: str, body: bytes,
                       headers: Mapping[str, str],
                       read_timeout_s: float) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST a client's request to a peer's own API and yield the response to relay.
+        """POST a client's request, signed, to a peer's own API and yield the response to relay.
 
         Connecting and the response head raise `PeerError`; errors while relaying the body are
-        the caller's (it has already answered its own client by then).
+        the caller's (it has already answered its own client by then). The response is not
+        signed (it may stream): relayed as the peer sent it.
         """
         url = peer_url(address, port, path)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s,
                                         sock_read=read_timeout_s)
+        signed = {**headers, **self.sign(node_id, "POST", url, body)}
         try:
-            response = await self._client().post(url, data=body, headers=dict(headers),
+            response = await self._client().post(url, data=body, headers=signed,
                                                  timeout=timeout)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerError(node_id, f"{path} unreachable: {type(exc).__name__}: {exc}") from exc

@@ -1,7 +1,14 @@
-"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel."""
+"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel.
+
+Vote and cancel carry prompts or change state: they need a request signed with the swarm key
+(network/signing.py) and their answers are signed back. The heartbeat is signed over the caller's
+nonce (with the key the caller names in X-Swarm-Key-Id when this node accepts it, else the current
+one); without a nonce it is an unsigned read-only view, as is the peer table.
+"""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -25,6 +32,8 @@ from network.messages import (
 )
 from network.openai_schema import RequestError
 from network.remote_source import split_address
+from network.signing import KEY_ID_HEADER, Verdict, Verifier, sign_reply
+from network.swarm_key import KeyRing
 from swarm.backend import Completion, ContextOverflowError
 from swarm.pool import InstancePool, PoolBusyError
 
@@ -132,8 +141,11 @@ class FederationRoutes:
                  api_port_getter: Callable[[], int], bench_score: float = 0.0,
                  hardware: Mapping[str, Any], clock: Callable[[], float] = time.monotonic,
                  max_body_bytes: int = codec.MAX_BYTES,
-                 discovery_status: Callable[[], Mapping[str, Any]] = dict) -> None:
+                 discovery_status: Callable[[], Mapping[str, Any]] = dict,
+                 verifier: Verifier | None = None) -> None:
         self.identity = identity
+        # Without a verifier the node holds a random key nobody shares: closed, never open.
+        self.verifier = verifier or Verifier(KeyRing.generate(), audience=identity.node_id)
         self.discovery_status = discovery_status
         self.pool = pool
         self.membership = membership
@@ -156,25 +168,32 @@ class FederationRoutes:
         app.router.add_post("/v1/federation/cancel", self.cancel)
         app.on_shutdown.append(self._shutdown)
 
-    def heartbeat(self, nonce: str | None = None) -> Heartbeat:
-        """This node's heartbeat now."""
+    def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
+        """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
+        current key's)."""
         return Heartbeat(
             node_id=self.identity.node_id, boot_id=self.identity.boot_id,
             protocol=self.identity.protocol, api_port=self.api_port_getter(),
-            swarm=self.identity.fingerprint, model_id=self.pool.model_id,
+            swarm=swarm or self.verifier.keys.fingerprint, model_id=self.pool.model_id,
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=0, coordinator=None, nonce=nonce)
 
     async def health(self, request: web.Request) -> web.Response:
-        """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it."""
+        """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;
+        signed over the nonce when one is given."""
         nonce = request.query.get("nonce")
         if nonce is not None and NONCE_PATTERN.fullmatch(nonce) is None:
             raise RequestError(f"nonce must be 1 to {MAX_NONCE_CHARS} URL-safe characters "
                                "(letters, digits, -._~:)", param="nonce", code="invalid_value")
         kind = reply_kind(request.headers.get("Accept"))
-        return web.Response(body=codec.encode(self.heartbeat(nonce), kind), content_type=kind)
+        if nonce is None:
+            return web.Response(body=codec.encode(self.heartbeat(), kind), content_type=kind)
+        keys = self.verifier.keys
+        key = keys.get(request.headers.get(KEY_ID_HEADER)) or keys.current
+        body = codec.encode(self.heartbeat(nonce, key.fingerprint), kind)
+        return web.Response(body=body, content_type=kind, headers=sign_reply(key, nonce, body))
 
     def rows(self, local_address: str | None) -> list[dict[str, Any]]:
         """This node (marked self) and every tracked peer, as `/v1/federation/peers` rows."""
@@ -198,7 +217,7 @@ class FederationRoutes:
 
     async def vote(self, request: web.Request) -> web.Response:
         """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
-        kind, vote = await self._decode(request, VoteRequest)
+        kind, vote, verdict = await self._decode(request, VoteRequest)
         rid = vote.request_id
         if rid in self.running:
             raise RequestError(f"vote {rid!r} is already running", status=409, param="request_id",
@@ -232,33 +251,49 @@ class FederationRoutes:
             self.running.pop(rid, None)
         reply = VoteReply.from_completion(rid, completion, node_id=self.identity.node_id,
                                           latency_s=time.perf_counter() - started)
-        return web.Response(body=codec.encode(reply, kind), content_type=kind)
+        return _signed(codec.encode(reply, kind), kind, verdict)
 
     async def cancel(self, request: web.Request) -> web.Response:
         """POST /v1/federation/cancel: stop one running vote; `cancelled` says whether one was."""
-        _kind, message = await self._decode(request, CancelRequest)
+        _kind, message, verdict = await self._decode(request, CancelRequest)
         task = self.running.get(message.request_id)
         if task is None:
             self._cancelled_early.add(message.request_id)
-            return web.json_response({"request_id": message.request_id, "cancelled": False})
+            return _signed(_json({"request_id": message.request_id, "cancelled": False}),
+                           codec.JSON, verdict)
         stopped = task.cancel()  # False when it finished in the meantime
         await asyncio.gather(task, return_exceptions=True)  # the generator has released its slot
         log.debug("vote %s cancelled by %s", message.request_id, request.remote)
-        return web.json_response({"request_id": message.request_id, "cancelled": stopped})
+        return _signed(_json({"request_id": message.request_id, "cancelled": stopped}),
+                       codec.JSON, verdict)
 
-    async def _decode(self, request: web.Request, cls: type[M]) -> tuple[str, M]:
-        """Read a size-limited body and decode it by Content-Type; 4xx (logged once) on failure."""
+    async def _decode(self, request: web.Request, cls: type[M]) -> tuple[str, M, Verdict]:
+        """Check the signature, read a size-limited body and decode it by Content-Type; 4xx
+        (logged once per remote address) on failure. Cheap checks come before the body read."""
+        self._check(request, self.verifier.precheck(request.headers))
         try:
             kind = codec.media_type(request.headers.get("Content-Type"))
         except codec.WireDecodeError as exc:
             self._complain(request, str(exc))
             raise RequestError(str(exc), status=415, code="unsupported_media_type") from None
         body = await self._read(request)
+        verdict = self.verifier.verify(request.method, request.raw_path, request.headers, body)
+        self._check(request, verdict)
         try:
-            return kind, codec.decode(body, kind, cls, max_bytes=self.max_body_bytes)
+            return kind, codec.decode(body, kind, cls, max_bytes=self.max_body_bytes), verdict
         except codec.WireDecodeError as exc:
             self._complain(request, str(exc))
             raise RequestError(f"bad {cls.__name__}: {exc}", code="invalid_message") from None
+
+    def _check(self, request: web.Request, verdict: Verdict) -> None:
+        """Raise the 401/403 for a refused signature (logged once per remote address)."""
+        if verdict.ok:
+            return
+        self._complain(request, f"{verdict.code}: {verdict.reason}")
+        unauthenticated = verdict.status == 401
+        raise RequestError(verdict.reason, status=verdict.status, code=verdict.code,
+                           type_="authentication_error" if unauthenticated else "permission_error",
+                           headers={"WWW-Authenticate": "Swarm-HMAC"} if unauthenticated else None)
 
     async def _read(self, request: web.Request) -> bytes:
         limit = self.max_body_bytes
@@ -290,6 +325,17 @@ class FederationRoutes:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _signed(body: bytes, kind: str, verdict: Verdict) -> web.Response:
+    """A 200 answer signed over the request's nonce with the key that verified the request."""
+    assert verdict.key is not None
+    return web.Response(body=body, content_type=kind,
+                        headers=sign_reply(verdict.key, verdict.nonce, body))
 
 
 def _being_cancelled() -> bool:

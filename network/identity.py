@@ -14,7 +14,7 @@ PROTOCOL_VERSION = 1
 
 @dataclass(frozen=True)
 class NodeIdentity:
-    """This node's ids as peers see them; `fingerprint` names its swarm ("" until keys exist)."""
+    """This node's ids as peers see them; `fingerprint` names its swarm key (never the key)."""
 
     node_id: str
     boot_id: str
@@ -38,8 +38,10 @@ def _stored_node_id(cache_dir: Path) -> str:
     return value
 
 
-def load_identity(cache_dir: Path, configured_id: str = "") -> NodeIdentity:
-    """The configured node id, else the one stored in `cache_dir` (created once), and a new boot id."""
+def load_identity(cache_dir: Path, configured_id: str = "", fingerprint: str = "") -> NodeIdentity:
+    """The configured node id, else the one stored in `cache_dir` (created once), and a new boot
+    id; `fingerprint` is the current swarm key's (network.swarm_key.fingerprint)."""
     node_id = configured_id or _stored_node_id(cache_dir)
     return NodeIdentity(node_id=node_id, boot_id=secrets.token_hex(4),
-                        name=socket.gethostname().split(".")[0][:40] or "node")
+                        name=socket.gethostname().split(".")[0][:40] or "node",
+                        fingerprint=fingerprint)

@@ -71,6 +71,7 @@ class Peer:
     misses: int  # consecutive failed probes
     heartbeat: Heartbeat | None
     reason: str  # why it is in `state`, for `main.py peers`
+    refused: bool = False  # FOREIGN because its heartbeat failed the swarm-key check
 
     @property
     def node_id(self) -> str:
@@ -104,11 +105,13 @@ class Membership:
     """
 
     def __init__(self, self_id: str, protocol: int, fingerprint: str, *, self_boot_id: str = "",
-                 timings: Timings | None = None, max_peers: int = MAX_PEERS) -> None:
+                 timings: Timings | None = None, max_peers: int = MAX_PEERS,
+                 also_accepted: frozenset[str] = frozenset()) -> None:
         self._self_id = self_id
         self._self_boot_id = self_boot_id
         self._protocol = protocol
         self._fingerprint = fingerprint
+        self._accepted = also_accepted | {fingerprint}  # previous swarm keys during a rotation
         self.timings = timings or Timings()
         self.max_peers = max_peers
         self._peers: dict[str, Peer] = {}
@@ -135,7 +138,7 @@ class Membership:
             if self._self_boot_id and advert.boot_id != self._self_boot_id:
                 return [Change(ChangeKind.IGNORED, node_id, "another node claims our id", None)]
             return []
-        ok, why = compatible(advert, self._protocol, self._fingerprint)
+        ok, why = self._compatible(advert)
         old = self._peers.get(node_id)
         changes: list[Change] = []
         if old is None:
@@ -143,8 +146,8 @@ class Membership:
                 reason = f"peer table full ({self.max_peers} peers)"
                 return [Change(ChangeKind.IGNORED, node_id, reason, None)]
             peer = self._fresh(advert, address, now)
-        elif not ok:
-            peer = replace(old, advert=advert, address=address)
+        elif not ok or (old.refused and advert.boot_id == old.advert.boot_id):
+            peer = replace(old, advert=advert, address=address)  # a refused boot stays foreign
         elif old.state is PeerState.FOREIGN or advert.boot_id != old.advert.boot_id:
             peer = self._fresh(advert, address, now)
             if old.state is not PeerState.FOREIGN:
@@ -166,9 +169,9 @@ class Membership:
             return []
         if heartbeat.node_id != node_id:
             return self.heartbeat_failed(node_id, now, f"answered as {heartbeat.node_id!r}")
-        if heartbeat.protocol != self._protocol or heartbeat.swarm != self._fingerprint:
-            claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
-            why = compatible(claimed, self._protocol, self._fingerprint)[1]
+        claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
+        ok, why = self._compatible(claimed)
+        if not ok:
             self._peers[node_id] = replace(peer, state=PeerState.FOREIGN, since=now, reason=why,
                                            heartbeat=heartbeat)
             return [Change(ChangeKind.FOREIGN, node_id, why, self._peers[node_id], peer.state)]
@@ -207,6 +210,30 @@ class Membership:
         self._peers[node_id] = replace(peer, reason=reason)
         return []
 
+    def refused(self, advert: PeerAdvert, address: str, now: float,
+                reason: str) -> list[Change]:
+        """Its heartbeat failed the swarm-key check: track it as FOREIGN with `reason` until it
+        comes back with a new boot id (a restart, perhaps with the right key)."""
+        node_id = advert.node_id
+        if node_id == self._self_id:
+            return []
+        old = self._peers.get(node_id)
+        changes: list[Change] = []
+        if old is None:
+            if len(self._peers) >= self.max_peers and not self._evict(changes):
+                return [Change(ChangeKind.IGNORED, node_id,
+                               f"peer table full ({self.max_peers} peers)", None)]
+            old = self._fresh(advert, address, now)
+            previous = None
+        elif old.state is PeerState.FOREIGN and old.refused and old.reason == reason:
+            return []
+        else:
+            previous = old.state
+        peer = replace(old, advert=advert, address=address, state=PeerState.FOREIGN, since=now,
+                       reason=reason, refused=True)
+        self._peers[node_id] = peer
+        return [*changes, Change(ChangeKind.FOREIGN, node_id, reason, peer, previous)]
+
     def removed(self, node_id: str) -> list[Change]:
         """mDNS goodbye (graceful shutdown): forget the peer at once."""
         peer = self._peers.pop(node_id, None)
@@ -232,6 +259,11 @@ class Membership:
                 changes += self._set(peer, PeerState.SUSPECT, now, f"quiet {silence:.2f} s",
                                      ChangeKind.SUSPECTED)
         return changes
+
+    def _compatible(self, advert: PeerAdvert) -> tuple[bool, str]:
+        """`compatible()` where any accepted fingerprint (current or previous key) counts."""
+        ours = advert.fingerprint if advert.fingerprint in self._accepted else self._fingerprint
+        return compatible(advert, self._protocol, ours)
 
     @staticmethod
     def _fresh(advert: PeerAdvert, address: str, now: float) -> Peer:

@@ -7,7 +7,15 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from consensus.service import SWARM_SCHEMA
+from network.messages import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TURNS
 from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
+
+# Bounds inside a body, the federation wire's own (network/messages.py), so that every request
+# this API accepts can also be sent to a peer as a vote.
+MAX_MESSAGES = MAX_TURNS
+MAX_MESSAGE_CHARS = MAX_TEXT_CHARS
+MAX_STOP_CHARS = MAX_NAME_CHARS
+SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 class RequestError(ValueError):
@@ -36,16 +44,17 @@ class RequestError(ValueError):
                           "code": self.code}}
 
 
-_STOP = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
-                                          "maxItems": 4}, {"type": "null"}]}
+_STOP_TEXT = {"type": "string", "maxLength": MAX_STOP_CHARS}
+_STOP = {"oneOf": [_STOP_TEXT, {"type": "array", "items": _STOP_TEXT, "maxItems": 4},
+                   {"type": "null"}]}
 _SAMPLING = {
-    "model": {"type": "string"},
+    "model": {"type": "string", "maxLength": 256},
     "max_tokens": {"type": ["integer", "null"]},
     "max_completion_tokens": {"type": ["integer", "null"]},
     "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
     "top_p": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
     "n": {"type": ["integer", "null"], "minimum": 1},
-    "seed": {"type": ["integer", "null"]},
+    "seed": {"type": ["integer", "null"], "minimum": SEED_RANGE[0], "maximum": SEED_RANGE[1]},
     "stop": _STOP,
     "stream": {"type": ["boolean", "null"]},
     "stream_options": {"type": ["object", "null"],
@@ -54,18 +63,19 @@ _SAMPLING = {
     "swarm": SWARM_SCHEMA,
 }
 _CONTENT = {"oneOf": [
-    {"type": "string"},
+    {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
     {"type": "null"},
     {"type": "array", "items": {"type": "object", "required": ["type"],
                                 "properties": {"type": {"type": "string"},
-                                               "text": {"type": "string"}}}},
+                                               "text": {"type": "string",
+                                                        "maxLength": MAX_MESSAGE_CHARS}}}},
 ]}
 CHAT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["messages"],
     "properties": {
         **_SAMPLING,
-        "messages": {"type": "array", "minItems": 1, "items": {
+        "messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": {
             "type": "object", "required": ["role"],
             "properties": {"role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
                            "content": _CONTENT, "name": {"type": "string"}}}},
@@ -78,8 +88,9 @@ COMPLETION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["prompt"],
     "properties": {**_SAMPLING, "prompt": {"oneOf": [
-        {"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                             "maxItems": 1}]}},
+        {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
+        {"type": "array", "items": {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
+         "minItems": 1, "maxItems": 1}]}},
 }
 _VALIDATORS = {id(s): Draft202012Validator(s) for s in (CHAT_SCHEMA, COMPLETION_SCHEMA)}
 
@@ -116,11 +127,22 @@ def _text(content: Any, where: str) -> str:
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
             raise RequestError(f"{where}: only text content parts are supported", param=where)
         parts.append(part["text"])
-    return "".join(parts)
+    text = "".join(parts)
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise RequestError(f"{where}: longer than {MAX_MESSAGE_CHARS} characters", param=where,
+                           code="invalid_value")
+    return text
+
+
+def _integer(value: Any) -> int | None:
+    """JSON Schema's "integer" admits 5.0; everything past validation sees a real int."""
+    return None if value is None else int(value)
 
 
 def _sampling(body: dict[str, Any], max_tokens_limit: int, default_max: int) -> SamplingParams:
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    max_tokens = _integer(body.get("max_completion_tokens"))
+    if max_tokens is None:
+        max_tokens = _integer(body.get("max_tokens"))
     if max_tokens is None:
         max_tokens = min(default_max, max_tokens_limit)
     if not 1 <= max_tokens <= max_tokens_limit:
@@ -129,17 +151,19 @@ def _sampling(body: dict[str, Any], max_tokens_limit: int, default_max: int) -> 
     stop = body.get("stop") or ()
     temperature = body.get("temperature")
     top_p = body.get("top_p")
+    seed = _integer(body.get("seed"))
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if temperature is None else float(temperature),
         top_p=1.0 if top_p is None else float(top_p),
-        seed=body.get("seed"),
+        # Engines seed with a non-negative 64-bit integer; fold the rest of the range onto it.
+        seed=None if seed is None else seed % 2**63,
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
     )
 
 
 def _common(body: dict[str, Any], generation: GenerationRequest, max_n: int) -> ParsedRequest:
-    n = body.get("n") or 1
+    n = _integer(body.get("n")) or 1
     if n > max_n:
         raise RequestError(f"n must be at most {max_n}, got {n}", param="n", code="invalid_value")
     options = body.get("stream_options") or {}

@@ -1,4 +1,9 @@
-"""The heartbeat adapter: probes every known peer's /v1/federation/health and feeds `Membership`."""
+"""The heartbeat adapter: probes every known peer's /v1/federation/health and feeds `Membership`.
+
+Every probe carries a fresh nonce and our key id; the answer must be signed over that nonce with
+a key this node accepts. A peer whose answer is unsigned or signed with another key becomes
+FOREIGN (never a member, never a candidate) with the reason shown by `main.py peers`.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +12,8 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -16,6 +22,8 @@ from network.discovery import Address, AddressAdded, AddressRemoved, DiscoveryEv
 from network.identity import NodeIdentity
 from network.membership import Change, Membership, Peer, PeerState, Timings
 from network.messages import Heartbeat
+from network.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
+from network.swarm_key import KeyRing
 from network.txt import PeerAdvert
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,14 @@ _ACCEPT = f"{codec.MSGPACK}, {codec.JSON};q=0.5"
 
 class ProbeFailed(Exception):
     """One probe got no valid heartbeat; the message is the reason shown in the peer table."""
+
+
+class ProbeRefused(ProbeFailed):
+    """The answer is not signed by a key we accept: the peer belongs to another swarm."""
+
+    def __init__(self, reason: str, heartbeat: Heartbeat | None) -> None:
+        super().__init__(reason)
+        self.heartbeat = heartbeat  # as the peer claims it (unauthenticated), if it decoded
 
 
 @dataclass
@@ -53,12 +69,17 @@ class PeerMonitor:
     """
 
     def __init__(self, membership: Membership, identity: NodeIdentity, timings: Timings, *,
-                 on_change: Callable[[Change], None], clock: Callable[[], float] = time.monotonic,
+                 keys: KeyRing, on_change: Callable[[Change], None],
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:
         if timings != membership.timings:
             raise ValueError("PeerMonitor and its Membership must use the same Timings")
         self._membership = membership
         self._identity = identity
+        self._keys = keys
+        self._wall_clock = wall_clock
+        self._skewed: set[Address] = set()  # addresses already warned about their clock
         self._timings = timings
         self._on_change = on_change
         self._clock = clock
@@ -86,7 +107,8 @@ class PeerMonitor:
             connector=aiohttp.TCPConnector(force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=t.request_timeout_s,
                                           sock_connect=t.connect_timeout_s),
-            headers={"Accept": _ACCEPT, "User-Agent": f"local-swarm/{self._identity.node_id}"})
+            headers={"Accept": _ACCEPT, "User-Agent": f"local-swarm/{self._identity.node_id}",
+                     KEY_ID_HEADER: self._keys.fingerprint})
         self._ticker = asyncio.create_task(self._tick(), name="membership-tick")
         for target in self._targets.values():
             self._spawn(target)
@@ -205,6 +227,9 @@ class PeerMonitor:
             return False  # foreign peers are never probed; a new advert (Found) can change that
         try:
             heartbeat = await self._fetch(target.address)
+        except ProbeRefused as exc:
+            self._refused(target, exc)
+            return False
         except ProbeFailed as exc:
             self._failed(target, str(exc))
             peer = self._membership.get(target.node_id) if target.node_id else None
@@ -228,7 +253,12 @@ class PeerMonitor:
                     body += chunk
                     if len(body) > MAX_HEARTBEAT_BYTES:
                         raise ProbeFailed(f"heartbeat over {MAX_HEARTBEAT_BYTES} bytes")
-                heartbeat = codec.decode(bytes(body), response.headers.get("Content-Type"), Heartbeat,
+                kind = response.headers.get("Content-Type")
+                self._check_clock(address, response.headers.get("Date"))
+                wrong_key = check_reply(self._keys, nonce, bytes(body), response.headers)
+                if wrong_key is not None:
+                    raise ProbeRefused(wrong_key, _claimed(bytes(body), kind))
+                heartbeat = codec.decode(bytes(body), kind, Heartbeat,
                                          max_bytes=MAX_HEARTBEAT_BYTES)
         except aiohttp.ClientConnectorError as exc:
             raise ProbeFailed(f"connect failed ({exc.os_error.strerror or exc})") from exc
@@ -245,6 +275,18 @@ class PeerMonitor:
         if heartbeat.nonce != nonce:
             raise ProbeFailed("heartbeat does not echo our nonce")
         return heartbeat
+
+    def _check_clock(self, address: Address, date: str | None) -> None:
+        """Warn once per address when a peer's clock (its HTTP Date) is far enough off ours that
+        the signed requests between us will be refused as stale."""
+        skew = _clock_skew(date, self._wall_clock())
+        if skew is None or abs(skew) < MAX_SKEW_S - 5 or address in self._skewed:
+            return
+        if len(self._skewed) < 1024:
+            self._skewed.add(address)
+            log.warning("the clock of the peer at %s is %+.0f s off ours: the votes and requests "
+                        "signed between us will be refused as stale (limit %.0f s); enable NTP "
+                        "on both machines", address, skew, MAX_SKEW_S)
 
     def _answered(self, target: _Target, heartbeat: Heartbeat) -> None:
         now = self._clock()
@@ -273,6 +315,25 @@ class PeerMonitor:
         if peer is not None and peer.address == address:
             self._emit(m.heartbeat_ok(node_id, heartbeat, now))
 
+    def _refused(self, target: _Target, refused: ProbeRefused) -> None:
+        """Mark the peer at this address foreign, unless the unauthenticated answer claims a
+        member that answers elsewhere (then it is only a failed probe of this address)."""
+        claimed = refused.heartbeat
+        node_id = target.node_id or (claimed.node_id if claimed else None)
+        reason = str(refused)
+        peer = self._membership.get(node_id) if node_id else None
+        address = str(target.address)
+        if node_id is None or node_id == self._identity.node_id or (
+                peer is not None and peer.address != address) or (peer is None and claimed is None):
+            self._failed(target, reason)
+            return
+        if target.node_id is None:
+            log.info("%s answers as node %s, %s", target.address, node_id, reason)
+            target.node_id, target.failure = node_id, ""
+        advert = peer.advert if peer is not None else replace(
+            PeerAdvert.from_heartbeat(claimed), node_id=node_id)  # type: ignore[arg-type]
+        self._emit(self._membership.refused(advert, address, self._clock(), reason))
+
     def _failed(self, target: _Target, reason: str) -> None:
         peer = self._membership.get(target.node_id) if target.node_id else None
         if peer is not None and peer.address == str(target.address):
@@ -292,6 +353,22 @@ class PeerMonitor:
                 self._on_change(change)
             except Exception:
                 log.exception("peer change handler failed on %s", change)
+
+
+def _clock_skew(date: str | None, now: float) -> float | None:
+    """Seconds the HTTP Date header is ahead of `now` (None when absent or unreadable)."""
+    try:
+        return parsedate_to_datetime(date).timestamp() - now if date else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _claimed(body: bytes, content_type: str | None) -> Heartbeat | None:
+    """The heartbeat an unauthenticated answer claims to be (to name the peer), if it decodes."""
+    try:
+        return codec.decode(body, content_type, Heartbeat, max_bytes=MAX_HEARTBEAT_BYTES)
+    except codec.WireDecodeError:
+        return None
 
 
 def _advert_stale(peer: Peer, heartbeat: Heartbeat) -> bool:

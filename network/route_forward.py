@@ -1,19 +1,33 @@
-"""Route mode across machines: send a whole request to the least-loaded node and relay its reply."""
+"""Route mode across machines: send a whole request to the least-loaded node and relay its reply.
+
+A forwarded request is signed with the swarm key (FederationClient.forward) and carries
+X-Local-Swarm-Forwarded, which tells the receiving node to serve it itself (one hop only). That
+header is honoured only with a valid signature; an unsigned or badly signed one is refused with
+401/403 (logged once per address), so the header can never be forged, and the forwarding node,
+seeing the refusal, serves the request locally: no loop, no lost request.
+"""
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from network.federation_client import FederationClient, PeerError
+from network.openai_schema import RequestError
 from network.remote_source import RemoteSource
+from network.signing import Verdict, Verifier
+from network.swarm_key import KeyRing
 from swarm.pool import InstancePool
 
 log = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-Local-Swarm-Forwarded"
+# The request key holding verify_forwarded's verdict (a typed key where aiohttp has them).
+_VERDICT: Any = (web.RequestKey("local_swarm_forward_verdict", Verdict)
+                 if hasattr(web, "RequestKey") else "local_swarm.forward_verdict")
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 
 
@@ -41,18 +55,40 @@ class RouteForwarder:
 
     def __init__(self, pool: InstancePool, client: FederationClient, self_id: str,
                  remotes: Callable[[], Sequence[RemoteSource]],
-                 read_timeout_s: float = 120.0) -> None:
+                 read_timeout_s: float = 120.0, verifier: Verifier | None = None) -> None:
         self.pool = pool
         self.client = client
         self.self_id = self_id
         self.remotes = remotes
         self.read_timeout_s = read_timeout_s
+        # Without a verifier no forwarded header verifies: a random key nobody shares.
+        self.verifier = verifier or Verifier(KeyRing.generate(), audience=self_id)
         self.forwarded = 0
         self.in_flight: dict[str, int] = {}
+        self._warned: set[str] = set()
+
+    async def verify_forwarded(self, request: web.Request) -> Verdict:
+        """Whether `request` is a forward signed by a swarm member (reads the cached body).
+
+        The verdict is kept on the request, so a second call (say, an auth check before the
+        handler) does not see its own nonce as a replay.
+        """
+        if _VERDICT in request:
+            return request[_VERDICT]
+        verdict = self.verifier.precheck(request.headers)
+        if verdict.ok:
+            verdict = self.verifier.verify(request.method, request.raw_path, request.headers,
+                                           await request.read())
+        request[_VERDICT] = verdict
+        return verdict
 
     async def maybe_forward(self, request: web.Request) -> web.StreamResponse | None:
-        """Relay `request` to a less-loaded peer and return the relayed response, or None."""
+        """Relay `request` to a less-loaded peer and return the relayed response, or None;
+        a forwarded header without a valid swarm signature is refused (401/403)."""
         if request.headers.get(FORWARDED_HEADER):
+            verdict = await self.verify_forwarded(request)
+            if not verdict.ok:
+                self._refuse(request, verdict)
             return None  # one hop only: the peer that received it serves it
         local_active = min(i.active for i in self.pool.instances)
         target = choose_target(local_active, self.remotes(), self.in_flight)
@@ -74,7 +110,7 @@ class RouteForwarder:
             async with self.client.forward(target.address, target.api_port, target.node_id,
                                            request.path, body, headers,
                                            self.read_timeout_s) as upstream:
-                if upstream.status >= 500:
+                if upstream.status >= 500 or upstream.status in (401, 403):
                     log.info("peer %s answered %d; serving locally", target.node_id,
                              upstream.status)
                     return None
@@ -83,6 +119,20 @@ class RouteForwarder:
         except PeerError as exc:
             log.info("forwarding to %s failed (%s); serving locally", target.node_id, exc)
             return None
+
+    def _refuse(self, request: web.Request, verdict: Verdict) -> None:
+        remote = request.remote or "unknown"
+        message = f"{FORWARDED_HEADER} from {remote} refused: {verdict.code}: {verdict.reason}"
+        if remote in self._warned or len(self._warned) >= 1024:
+            log.debug("%s", message)
+        else:
+            self._warned.add(remote)
+            log.warning("%s (further ones logged at debug)", message)
+        status = verdict.status
+        raise RequestError(f"{FORWARDED_HEADER} is only for swarm peers: {verdict.reason}",
+                           status=status, code=verdict.code,
+                           type_="authentication_error" if status == 401 else "permission_error",
+                           headers={"WWW-Authenticate": "Swarm-HMAC"} if status == 401 else None)
 
     async def _relay(self, request: web.Request, upstream, node_id: str) -> web.StreamResponse:
         headers = {h: upstream.headers[h] for h in _RELAYED_HEADERS if h in upstream.headers}

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swarm.config import Config, load_config
 
-COMMANDS = ("serve", "benchmark", "peers")
+COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
+_KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 
 # flag -> (dotted config key, argparse keyword arguments)
 _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -50,6 +52,11 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                                "help": "HOST:PORT per line, re-read on change"}),
     "--node-id": ("federation.node_id", {"metavar": "ID",
                                          "help": "this node's id (default: generated once)"}),
+    "--swarm-key": ("federation.swarm_key", {
+        "metavar": "KEY", "help": "the swarm's shared key (default: cache_dir/swarm.key, generated "
+                                  "once; see the swarm-key command). Visible to other local "
+                                  "users in the process list: prefer the key file or "
+                                  "LOCAL_SWARM_FEDERATION_SWARM_KEY"}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }
 
@@ -66,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
                         help="serve (default): run the node; benchmark: re-run the first-run "
                              "benchmark and print the plan --auto would choose; peers: show the "
-                             "peers the running node sees and why an expected one is missing")
+                             "peers the running node sees and why an expected one is missing; "
+                             "swarm-key: print this swarm's key (creating it once), or change it")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config file (default: $LOCAL_SWARM_CONFIG if set)")
     parser.add_argument("--auto", action="store_true", default=None,
@@ -74,21 +82,52 @@ def build_parser() -> argparse.ArgumentParser:
                              "dtype, threads and instances")
     for flag, (_key, kwargs) in _FLAGS.items():
         parser.add_argument(flag, dest=flag[2:].replace("-", "_"), **kwargs)
+    keys = parser.add_argument_group("swarm-key command")
+    keys.add_argument("--rotate", action="store_true",
+                      help="make a new key; the old one stays accepted until --forget-previous")
+    keys.add_argument("--set", dest="set_key", metavar="KEY",
+                      help="store this swarm's key here ('-' reads it from stdin); the old one "
+                           "stays accepted until --forget-previous")
+    keys.add_argument("--forget-previous", action="store_true",
+                      help="stop accepting the keys a rotation replaced")
     return parser
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the command line asks for: the command, the merged config, and a key action."""
+
+    command: str
+    config: Config
+    key_action: str = ""  # "", "rotate", "set" or "forget-previous" (swarm-key command)
+    new_key: str = ""  # the --set argument ('-': read stdin)
 
 
 def parse(argv: list[str] | None = None) -> tuple[str, Config]:
     """Parse argv and merge it with env and file into a `Config`; errors exit with a message."""
+    invocation = parse_invocation(argv)
+    return invocation.command, invocation.config
+
+
+def parse_invocation(argv: list[str] | None = None) -> Invocation:
+    """`parse`, plus the swarm-key command's action; errors exit with a message."""
     from swarm.config import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    actions = [name for name, on in (("rotate", args.rotate), ("set", args.set_key is not None),
+                                     ("forget-previous", args.forget_previous)) if on]
+    if actions and args.command != "swarm-key":
+        parser.error(f"{', '.join(_KEY_ACTIONS)} go with the swarm-key command")
+    if len(actions) > 1:
+        parser.error(f"choose one of {', '.join(_KEY_ACTIONS)}")
     cli: dict[str, Any] = {key: getattr(args, flag[2:].replace("-", "_"))
                            for flag, (key, _kw) in _FLAGS.items()}
     cli["auto"] = args.auto
     path = args.config or (Path(os.environ["LOCAL_SWARM_CONFIG"])
                            if os.environ.get("LOCAL_SWARM_CONFIG") else None)
     try:
-        return args.command, load_config(path, cli=cli)
+        config = load_config(path, cli=cli)
     except ConfigError as exc:
         parser.exit(2, f"local-swarm: configuration error: {exc}\n")
+    return Invocation(args.command, config, actions[0] if actions else "", args.set_key or "")

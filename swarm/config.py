@@ -51,6 +51,8 @@ class ApiConfig:
     max_body_bytes: int = 1_048_576
     max_tokens_limit: int = 2048
     max_n: int = 16
+    max_prompt_tokens: int = 32768
+    max_concurrent_per_client: int = 64
     keys: tuple[str, ...] = ()
 
 
@@ -88,6 +90,9 @@ class FederationConfig:
     peers_file: str = ""
     node_id: str = ""
     heartbeat_interval_s: float = 0.5
+    # Secrets: kept out of repr so a logged config never shows them (network/swarm_key.py).
+    swarm_key: str = field(default="", repr=False)
+    previous_swarm_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,8 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "api.max_body_bytes": _positive,
     "api.max_tokens_limit": _positive,
     "api.max_n": _positive,
+    "api.max_prompt_tokens": _positive,
+    "api.max_concurrent_per_client": _positive,
     "model.backend": _choice("auto", "transformers", "llamacpp"),
     "model.device": _choice("auto", "cpu", "cuda", "mps"),
     "model.dtype": _choice("auto", "float32", "bfloat16", "float16"),

@@ -158,20 +158,43 @@ class InstancePool:
 
     def pick(self) -> Instance:
         """The least-loaded instance with room, lowest index first on ties."""
-        best = min(self.instances, key=lambda i: (i.active, i.index))
-        if best.active >= best.capacity:
-            raise PoolBusyError(retry_after_s=max(1, best.active - best.capacity + 1))
-        return best
+        return self.pick_many(1)[0]
 
-    async def check_fits(self, request: GenerationRequest) -> None:
-        """Raise `ContextOverflowError` now if the request cannot fit the context (off the loop)."""
+    def pick_many(self, n: int) -> list[Instance]:
+        """`n` instances for `n` generations, spread as if each pick were already running.
+
+        Raises `PoolBusyError` unless all `n` fit the queues now, so a request is refused whole
+        (429) rather than started and failed half way.
+        """
+        planned = {i.index: i.active for i in self.instances}
+        chosen: list[Instance] = []
+        for _ in range(n):
+            best = min(self.instances, key=lambda i: (planned[i.index], i.index))
+            if planned[best.index] >= best.capacity:
+                raise PoolBusyError(retry_after_s=max(1, planned[best.index] - best.capacity + 1))
+            planned[best.index] += 1
+            chosen.append(best)
+        return chosen
+
+    def has_room(self) -> bool:
+        """True while at least one instance's queue can take another request."""
+        return any(i.active < i.capacity for i in self.instances)
+
+    async def prompt_tokens(self, request: GenerationRequest) -> int:
+        """The request's prompt length in the model's tokens, counted off the event loop."""
         backend = self.instances[0].backend
 
         def count() -> int:
             return backend.count_tokens(backend.prompt_text(request))
 
-        check_context(await asyncio.to_thread(count), request.params.max_tokens,
-                      backend.context_length)
+        return await asyncio.to_thread(count)
+
+    async def check_fits(self, request: GenerationRequest) -> int:
+        """Raise `ContextOverflowError` now if the request cannot fit the context (off the loop);
+        return the prompt's token count."""
+        tokens = await self.prompt_tokens(request)
+        check_context(tokens, request.params.max_tokens, self.context_length)
+        return tokens
 
     def stream(
         self, request: GenerationRequest, instance: Instance | None = None

@@ -13,9 +13,11 @@ from aiohttp import web
 from network import codec
 from network.federation_client import FederationClient, PeerError, peer_url
 from network.messages import Heartbeat, VoteReply
+from network.signing import NONCE_HEADER, sign_reply
 from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
+from tests.swarm_keys import KEY, RING
 from tests.test_federation_server import SLOW, Node, federation_node, until
 
 ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
@@ -24,7 +26,7 @@ ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
 
 @pytest.fixture()
 async def client() -> AsyncIterator[FederationClient]:
-    federation = FederationClient(close_grace_s=0.05)
+    federation = FederationClient(close_grace_s=0.05, keys=RING)
     yield federation
     await federation.close()
 
@@ -120,22 +122,28 @@ async def serve(app: web.Application) -> AsyncIterator[int]:
 
 @pytest.fixture()
 async def liar() -> AsyncIterator[int]:
-    """A fake peer: garbage votes, replies for other requests, wrong nonces, and a hung cancel."""
+    """A fake peer with the swarm key (it signs what it says): garbage votes, replies for other
+    requests, wrong nonces, and a hung cancel."""
+
+    def answer(body: bytes, nonce: str) -> web.Response:
+        return web.Response(body=body, content_type=codec.MSGPACK,
+                            headers=sign_reply(KEY, nonce, body))
 
     async def vote(request: web.Request) -> web.Response:
         body = await request.read()
+        nonce = request.headers[NONCE_HEADER]
         if b"garbage" in body:
-            return web.Response(body=b"\xc1nonsense", content_type=codec.MSGPACK)
+            return answer(b"\xc1nonsense", nonce)
         if b"hang" in body:
             await asyncio.Event().wait()
         reply = VoteReply(request_id="someone-else", text="x", logprobs=(-1.0,),
                           finish_reason="stop", prompt_tokens=1, completion_tokens=1,
                           latency_s=0.0, node_id="liar")
-        return web.Response(body=codec.encode(reply), content_type=codec.MSGPACK)
+        return answer(codec.encode(reply), nonce)
 
-    async def health(_request: web.Request) -> web.Response:
+    async def health(request: web.Request) -> web.Response:
         beat = Heartbeat(node_id="liar", boot_id="b", protocol=1, api_port=1, nonce="stale")
-        return web.Response(body=codec.encode(beat), content_type=codec.MSGPACK)
+        return answer(codec.encode(beat), request.query["nonce"])
 
     async def cancel(_request: web.Request) -> web.Response:
         await asyncio.Event().wait()
@@ -160,7 +168,7 @@ async def test_bad_replies_are_peer_errors(liar, client):
 
 
 async def test_close_stops_a_cancel_the_peer_never_answers(liar):
-    federation = FederationClient(close_grace_s=0.05)
+    federation = FederationClient(close_grace_s=0.05, keys=RING)
     vote = asyncio.create_task(federation.vote("127.0.0.1", liar, "liar",
                                                GenerationRequest(prompt="hang"), "h-1", 30))
     await asyncio.sleep(0)  # let the vote task start its request

@@ -18,10 +18,13 @@ from network.federation_server import FederationRoutes, reply_kind
 from network.identity import NodeIdentity
 from network.membership import Membership
 from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest
+from network.signing import Verifier
+from network.swarm_key import KeyRing
 from network.txt import PeerAdvert
 from swarm.config import ApiConfig
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
+from tests.swarm_keys import RING, signed
 
 SLOW = " ".join(["word"] * 400)  # 400 tokens at 20 ms each: runs until cancelled
 
@@ -62,15 +65,16 @@ class Node:
 @asynccontextmanager
 async def federation_node(pool: InstancePool, membership: Membership | None = None, *,
                           node_id: str = "node-a", clock: Callable[[], float] = lambda: 100.0,
-                          **options: object) -> AsyncIterator[Node]:
-    """The full API app plus FederationRoutes, served on 127.0.0.1:0 in this event loop."""
+                          keys: KeyRing = RING, **options: object) -> AsyncIterator[Node]:
+    """The full API app plus FederationRoutes (holding `keys`), served on 127.0.0.1:0 in this
+    event loop."""
     app = build_app(pool, ApiConfig())
     ports: list[int] = []
-    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host"), pool,
-                              membership or Membership(node_id, 1, ""),
+    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host", fingerprint=keys.fingerprint),
+                              pool, membership or Membership(node_id, 1, keys.fingerprint),
                               api_port_getter=lambda: ports[0], bench_score=12.5,
                               hardware={"ram_gb": 24.0, "vram_gb": 0.0}, clock=clock,
-                              **options)  # type: ignore[arg-type]
+                              verifier=Verifier(keys, audience=node_id), **options)  # type: ignore[arg-type]
     routes.add_to(app)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
@@ -227,7 +231,7 @@ async def test_peers_bad_filters_are_400(table_node, http, query, param):
 async def test_vote_round_trip_in_the_requests_format(node, http, kind):
     body = vote_body("rt-1", kind, temperature=0.0, stop=("capital",))
     async with http.post(node.url + "/v1/federation/vote", data=body,
-                         headers={"Content-Type": kind}) as r:
+                         headers=signed("/v1/federation/vote", body, **{"Content-Type": kind})) as r:
         assert r.status == 200 and r.content_type == kind
         reply = codec.decode(await r.read(), r.content_type, VoteReply)
     assert (reply.request_id, reply.node_id, reply.text) == ("rt-1", "node-a", "Paris is the ")
@@ -237,9 +241,14 @@ async def test_vote_round_trip_in_the_requests_format(node, http, kind):
     assert request.params.temperature == 0.0 and request.params.max_tokens == 500
 
 
-async def post(http: aiohttp.ClientSession, url: str, body: bytes,
-               kind: str = codec.MSGPACK) -> tuple[int, dict]:
-    async with http.post(url, data=body, headers={"Content-Type": kind}) as r:
+async def post(http: aiohttp.ClientSession, url: str, body: bytes | AsyncIterator[bytes],
+               kind: str = codec.MSGPACK, *, signed_over: bytes | None = None) -> tuple[int, dict]:
+    """POST `body`, signed with the test swarm key (over `signed_over` when streaming)."""
+    path = "/v1/" + url.split("/v1/", 1)[1]
+    over = signed_over if signed_over is not None else body
+    assert isinstance(over, bytes)
+    async with http.post(url, data=body,
+                         headers=signed(path, over, **{"Content-Type": kind})) as r:
         payload = await r.json() if r.content_type == codec.JSON else {}
         return r.status, payload
 
@@ -269,8 +278,10 @@ async def test_a_cancel_that_beats_its_vote_stops_it_before_it_starts(node, http
 async def test_a_busy_node_answers_429_with_retry_after(slow_node, http):
     first = asyncio.create_task(post(http, slow_node.url + "/v1/federation/vote", vote_body("b-1")))
     await until(lambda: slow_node.pool.instances[0].active == 1, what="the first vote")
-    async with http.post(slow_node.url + "/v1/federation/vote", data=vote_body("b-2"),
-                         headers={"Content-Type": codec.MSGPACK}) as r:
+    busy = vote_body("b-2")
+    async with http.post(slow_node.url + "/v1/federation/vote", data=busy,
+                         headers=signed("/v1/federation/vote", busy,
+                                        **{"Content-Type": codec.MSGPACK})) as r:
         assert r.status == 429 and r.headers["Retry-After"] == "1"
     status, _ = await post(http, slow_node.url + "/v1/federation/vote", vote_body("b-1"))
     assert status == 409  # the same request id twice
@@ -310,8 +321,9 @@ async def test_bad_bodies_are_4xx_logged_once_and_the_node_keeps_serving(node, h
         got, payload = await post(http, node.url + "/v1/federation/vote", body, kind)
         assert got == status, (body[:40], payload)
         assert payload["error"]["message"]
-    got, _ = await post(http, node.url + "/v1/federation/vote",
-                        chunked(b"\x00" * (codec.MAX_BYTES + 1)))  # no Content-Length
+    huge = b"\x00" * (codec.MAX_BYTES + 1)
+    got, _ = await post(http, node.url + "/v1/federation/vote", chunked(huge),
+                        signed_over=huge)  # no Content-Length
     assert got == 413
     got, _ = await post(http, node.url + "/v1/federation/cancel", b"\xff", codec.MSGPACK)
     assert got == 400

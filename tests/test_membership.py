@@ -286,3 +286,34 @@ def test_the_core_is_pure() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"asyncio", "time", "socket", "random", "threading"}
+
+
+def test_a_previous_swarm_key_is_still_accepted_during_a_rotation() -> None:
+    m = table(also_accepted=frozenset({"0ld"}))
+    assert m.discovered(advert("n2", fingerprint="0ld"), "a", 0.0) == []
+    assert kinds(m.heartbeat_ok("n2", beat("n2", swarm="0ld"), 0.1)) == [ChangeKind.JOINED]
+    changes = m.discovered(advert("n3", fingerprint="ffff"), "b", 0.2)
+    assert kinds(changes) == [ChangeKind.FOREIGN] and [p.node_id for p in m.routable()] == ["n2"]
+
+
+def test_a_refused_heartbeat_keeps_the_peer_foreign_until_it_restarts() -> None:
+    m = table()
+    m.discovered(advert("n2"), "a", 0.0)
+    m.heartbeat_ok("n2", beat("n2"), 0.1)
+    changes = m.refused(advert("n2"), "a", 0.2, "another swarm key (fingerprint x)")
+    assert kinds(changes) == [ChangeKind.FOREIGN] and changes[0].previous is PeerState.ALIVE
+    assert m.refused(advert("n2"), "a", 0.3, "another swarm key (fingerprint x)") == []
+    assert m.discovered(advert("n2"), "a", 0.4) == []  # same boot: still refused
+    assert m.heartbeat_ok("n2", beat("n2"), 0.5) == [] and m.routable() == ()
+    assert m.get("n2").reason == "another swarm key (fingerprint x)"  # type: ignore[union-attr]
+    assert m.discovered(advert("n2", "b2"), "a", 0.6) == []  # restarted: probed again
+    assert kinds(m.heartbeat_ok("n2", beat("n2", "b2"), 0.7)) == [ChangeKind.JOINED]
+    assert m.refused(advert(ME), "z", 0.8, "x") == []  # never our own id
+
+
+def test_refused_strangers_respect_the_table_cap() -> None:
+    m = table(max_peers=1)
+    m.discovered(advert("n1"), "a", 0.0)
+    m.heartbeat_ok("n1", beat("n1"), 0.1)
+    assert kinds(m.refused(advert("n9"), "z", 0.2, "no swarm key")) == [ChangeKind.IGNORED]
+    assert [p.node_id for p in m.peers()] == ["n1"]

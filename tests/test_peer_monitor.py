@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
+from email.utils import formatdate
 
 import pytest
 from aiohttp import web
@@ -16,19 +18,29 @@ from network.identity import NodeIdentity
 from network.membership import Change, ChangeKind, Membership, PeerState, Timings
 from network.messages import Heartbeat
 from network.peer_monitor import PeerMonitor
+from network.signing import KEY_ID_HEADER, sign_reply
+from network.swarm_key import KeyRing, SwarmKey
 from network.txt import PeerAdvert
+from tests.swarm_keys import KEY, OTHER_KEY, RING
 
-FP = "ab12cd34"
+FP = RING.fingerprint
 ME = NodeIdentity(node_id="me-000000", boot_id="boot-me", name="test", fingerprint=FP)
 
 
 class FakePeer:
-    """A tiny /v1/federation/health server; `crash()` closes it like a killed process would."""
+    """A tiny /v1/federation/health server; `crash()` closes it like a killed process would.
+
+    It signs its heartbeat with `keys` like a real node (the key the prober names, else its
+    current one); `keys=None` answers unsigned, `claim` overrides the key id it sends.
+    """
 
     def __init__(self, node_id: str, boot_id: str = "boot-1", *, content_type: str = codec.JSON,
-                 busy_s: float = 0.0, echo_nonce: bool = True) -> None:
+                 busy_s: float = 0.0, echo_nonce: bool = True, keys: KeyRing | None = RING,
+                 claim: str | None = None) -> None:
         self.node_id, self.boot_id = node_id, boot_id
         self.content_type, self.busy_s, self.echo_nonce = content_type, busy_s, echo_nonce
+        self.keys, self.claim = keys, claim
+        self.clock_offset_s = 0.0
         self.port = 0
         self.answered = 0
         self._answer = asyncio.Event()
@@ -62,13 +74,23 @@ class FakePeer:
     async def _health(self, request: web.Request) -> web.Response:
         if self.busy_s:
             await asyncio.sleep(self.busy_s)  # simulated work: every core is generating
-        nonce = request.query.get("nonce") if self.echo_nonce else "not-yours"
+        asked = request.query["nonce"]
+        nonce = asked if self.echo_nonce else "not-yours"
+        key = None
+        if self.keys is not None:
+            key = self.keys.get(request.headers.get(KEY_ID_HEADER)) or self.keys.current
         heartbeat = Heartbeat(node_id=self.node_id, boot_id=self.boot_id, protocol=ME.protocol,
-                              api_port=self.port, swarm=FP, load=0.5, nonce=nonce)
+                              api_port=self.port, swarm=key.fingerprint if key else FP, load=0.5,
+                              nonce=nonce)
         self.answered += 1
         self._answer.set()
-        return web.Response(body=codec.encode(heartbeat, self.content_type),
-                            content_type=self.content_type)
+        body = codec.encode(heartbeat, self.content_type)
+        headers = sign_reply(key, asked, body) if key else {}
+        if self.claim is not None:
+            headers[KEY_ID_HEADER] = self.claim
+        if self.clock_offset_s:
+            headers["Date"] = formatdate(time.time() + self.clock_offset_s, usegmt=True)
+        return web.Response(body=body, content_type=self.content_type, headers=headers)
 
 
 class Changes:
@@ -100,7 +122,8 @@ class Changes:
 def monitor_for(changes: Changes, timings: Timings | None = None) -> tuple[PeerMonitor, Membership]:
     timings = timings or Timings()
     membership = Membership(ME.node_id, ME.protocol, FP, self_boot_id=ME.boot_id, timings=timings)
-    monitor = PeerMonitor(membership, ME, timings, on_change=changes, rng=random.Random(7))
+    monitor = PeerMonitor(membership, ME, timings, keys=RING, on_change=changes,
+                          rng=random.Random(7))
     return monitor, membership
 
 
@@ -262,4 +285,97 @@ async def test_a_multi_homed_peer_is_kept_where_it_answers(running) -> None:
     assert joined.peer.address == f"127.0.0.1:{peer.port}"
     monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
     assert membership.get("multi-h").address == f"127.0.0.1:{peer.port}"  # no flapping back
+    await peer.crash()
+
+
+@pytest.mark.parametrize(("keys", "claim", "reason"), [
+    (None, None, "no swarm key (its answer is not signed)"),
+    (KeyRing(OTHER_KEY), None, f"another swarm key (fingerprint {OTHER_KEY.fingerprint})"),
+    (KeyRing(OTHER_KEY), FP,  # claims our key id without having our key
+     f"another swarm key (fingerprint {FP} claimed, signature does not verify)"),
+])
+async def test_a_peer_without_our_key_is_foreign_and_never_routed(running, keys, claim,
+                                                                 reason) -> None:
+    monitor, membership, changes = running
+    stranger = await FakePeer("stranger-i", keys=keys, claim=claim).start()
+    monitor.on_discovery(Found(stranger.advert(), "127.0.0.1"))  # its TXT claims our fingerprint
+    refused = await changes.wait_for(ChangeKind.FOREIGN, "stranger-i", 2.0)
+    assert refused.reason == reason and membership.routable() == ()
+    assert membership.get("stranger-i").state is PeerState.FOREIGN
+    answered = stranger.answered
+    monitor.on_discovery(Found(stranger.advert(), "127.0.0.1"))  # an mDNS re-announcement
+    assert membership.get("stranger-i").state is PeerState.FOREIGN  # no flapping back to joining
+    assert [c.kind for _, c in changes.seen].count(ChangeKind.JOINED) == 0
+    assert stranger.answered == answered  # a refused peer is not probed again
+    await stranger.crash()
+
+
+async def test_a_manual_peer_without_our_key_is_listed_foreign_under_its_claimed_id(running
+                                                                                    ) -> None:
+    monitor, membership, changes = running
+    stranger = await FakePeer("manual-j", keys=KeyRing(OTHER_KEY)).start()
+    monitor.add_address("127.0.0.1", stranger.port)
+    refused = await changes.wait_for(ChangeKind.FOREIGN, "manual-j", 2.0)
+    assert refused.reason == f"another swarm key (fingerprint {OTHER_KEY.fingerprint})"
+    assert refused.peer.address == f"127.0.0.1:{stranger.port}" and membership.routable() == ()
+    await stranger.crash()
+    stranger.keys, stranger.boot_id = RING, "boot-2"  # restarted with our key
+    await stranger.start()
+    await changes.wait_for(ChangeKind.JOINED, "manual-j", 2.0)
+    assert [p.node_id for p in membership.routable()] == ["manual-j"]
+    await stranger.crash()
+
+
+async def test_an_unsigned_answer_cannot_take_over_a_members_address() -> None:
+    changes = Changes()
+    monitor, membership = monitor_for(changes)
+    await monitor.start()
+    member = await FakePeer("member-k").start()
+    impostor = await FakePeer("member-k", keys=None).start()  # claims the member's id
+    try:
+        monitor.on_discovery(Found(member.advert(), "127.0.0.1"))
+        await changes.wait_for(ChangeKind.JOINED, "member-k", 1.0)
+        monitor.add_address("127.0.0.1", impostor.port)
+        await impostor.answers(2, 2.0)
+        peer = membership.get("member-k")
+        assert peer.state is PeerState.ALIVE and peer.address == f"127.0.0.1:{member.port}"
+        assert "not signed" in monitor.unanswered()[f"127.0.0.1:{impostor.port}"]
+    finally:
+        await monitor.close()
+        await member.crash()
+        await impostor.crash()
+
+
+async def test_during_a_rotation_a_peer_with_only_the_previous_key_stays_a_member() -> None:
+    new = SwarmKey(bytes(range(200, 232)))
+    rotated = KeyRing(new, (KEY,))
+    me = NodeIdentity(node_id="me-000000", boot_id="boot-me", name="test",
+                      fingerprint=new.fingerprint)
+    changes = Changes()
+    timings = Timings()
+    membership = Membership(me.node_id, me.protocol, new.fingerprint, self_boot_id=me.boot_id,
+                            timings=timings, also_accepted=rotated.accepted)
+    monitor = PeerMonitor(membership, me, timings, keys=rotated, on_change=changes)
+    await monitor.start()
+    old = await FakePeer("old-l").start()  # signs with KEY only; advertises KEY's fingerprint
+    try:
+        monitor.on_discovery(Found(old.advert(), "127.0.0.1"))
+        joined = await changes.wait_for(ChangeKind.JOINED, "old-l", 1.0)
+        assert joined.peer.heartbeat.swarm == KEY.fingerprint
+    finally:
+        await monitor.close()
+        await old.crash()
+
+
+async def test_a_peer_whose_clock_is_far_off_is_reported_once(running, caplog) -> None:
+    monitor, _membership, changes = running
+    peer = await FakePeer("skewed-m").start()
+    peer.clock_offset_s = 90.0  # its signed votes would be refused as stale
+    with caplog.at_level(logging.WARNING, logger="network.peer_monitor"):
+        monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
+        await changes.wait_for(ChangeKind.JOINED, "skewed-m", 1.0)
+        await peer.answers(3, 3.0)
+    warnings = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+    assert len(warnings) == 1 and "NTP" in warnings[0]
+    assert re.search(r"is \+(89|90|91) s off ours", warnings[0]), warnings[0]  # Date: 1 s steps
     await peer.crash()

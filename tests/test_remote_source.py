@@ -24,6 +24,7 @@ from network.txt import PeerAdvert
 from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.pool import Instance, InstancePool
 from swarm.scripted import ScriptedBackend
+from tests.swarm_keys import RING
 from tests.test_federation_client import closed_port
 from tests.test_federation_server import SLOW, Node, federation_node, until
 
@@ -138,7 +139,7 @@ def test_split_address(address, expected):
 
 @pytest.fixture()
 async def client() -> AsyncIterator[FederationClient]:
-    federation = FederationClient(close_grace_s=0.05)
+    federation = FederationClient(close_grace_s=0.05, keys=RING)
     yield federation
     await federation.close()
 

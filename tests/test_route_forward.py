@@ -1,19 +1,25 @@
 """Route mode across nodes: a busy node relays whole requests (streamed or not) to an idle peer."""
 from __future__ import annotations
 
+import json
+import logging
+import time
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aiohttp import web
 
 from network.api import build_app
 from network.federation_client import FederationClient
 from network.remote_source import RemoteSource
-from network.route_forward import RouteForwarder, choose_target
+from network.route_forward import FORWARDED_HEADER, RouteForwarder, choose_target
+from network.signing import Verifier
 from swarm.config import ApiConfig
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
 from tests.server import ServerThread, wait_until
+from tests.swarm_keys import OTHER, OTHER_KEY, RING, signed
 
 ASK = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -34,11 +40,19 @@ def test_choose_target_prefers_local_idle_then_least_busy_peer():
     assert choose_target(1, [remote("b", 0), remote("c", 0)], {"b": 1, "c": 1}) is None
 
 
-@pytest.fixture()
-def pair():
-    """Node B (idle, answers 'from-b') and node A (one slow instance) that may forward to B."""
+def receiver(pool: InstancePool) -> web.Application:
+    """A swarm node with no peers of its own: it checks forwarded requests' signatures."""
+    forwarder = RouteForwarder(pool, FederationClient(), "node-b", lambda: [],
+                               verifier=Verifier(RING, audience="node-b"))
+    return build_app(pool, ApiConfig(), forwarder=forwarder)
+
+
+@pytest.fixture(params=[RING], ids=["same-swarm"])
+def pair(request):
+    """Node B (idle, answers 'from-b') and node A (one slow instance) that may forward to B;
+    A signs with the parametrized key ring, B accepts only `RING`."""
     pool_b = InstancePool([ScriptedBackend(["from-b"])])
-    server_b = ServerThread(lambda: build_app(pool_b, ApiConfig())).start()
+    server_b = ServerThread(lambda: receiver(pool_b)).start()
     b = urlsplit(server_b.url)
     peers = [RemoteSource(node_id="node-b", address=b.hostname, api_port=b.port)]
     pool_a = InstancePool([ScriptedBackend(["slow " * 200], token_latency_s=0.02)],
@@ -46,8 +60,9 @@ def pair():
     holder: dict[str, object] = {}
 
     def make_a():
-        client = FederationClient()
-        holder["forwarder"] = RouteForwarder(pool_a, client, "node-a", lambda: peers)
+        client = FederationClient(keys=request.param)
+        holder["forwarder"] = RouteForwarder(pool_a, client, "node-a", lambda: peers,
+                                             verifier=Verifier(RING, audience="node-a"))
 
         async def close_client(_app):
             await client.close()
@@ -97,11 +112,79 @@ def test_unreachable_peer_falls_back_to_local(pair):
 
 def test_forwarded_requests_are_never_forwarded_again(pair):
     server_a, _server_b, pool_a, _peers, holder = pair
+    body = json.dumps({**ASK, "max_tokens": 2}).encode()
     with httpx.Client(base_url=server_a.url, timeout=30) as http:
         with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
             busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
             next(busy_lines)
-            response = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 2},
-                                 headers={"X-Local-Swarm-Forwarded": "node-z"})
+            response = http.post("/v1/chat/completions", content=body,
+                                 headers=signed("/v1/chat/completions", body, **{
+                                     "Content-Type": "application/json",
+                                     FORWARDED_HEADER: "node-z"}))
     assert response.json()["choices"][0]["message"]["content"].startswith("slow")
     assert holder["forwarder"].forwarded == 0
+
+
+def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
+    server_a, _server_b, _pool_a, _peers, holder = pair
+    body = json.dumps({**ASK, "max_tokens": 2}).encode()
+    base = {"Content-Type": "application/json", FORWARDED_HEADER: "node-z"}
+    replayed = signed("/v1/chat/completions", body, **base)
+    cases = [(base, 401, "missing_signature"),
+             (signed("/v1/chat/completions", body, OTHER_KEY, **base), 403, "unknown_swarm_key"),
+             (signed("/v1/chat/completions", b"{}", **base), 401, "bad_signature"),
+             (signed("/v1/chat/completions", body, now=time.time() - 31, **base), 401,
+              "stale_request"),
+             (replayed, 200, None), (replayed, 401, "replayed_request")]
+    with caplog.at_level(logging.DEBUG, logger="network.route_forward"), \
+            httpx.Client(base_url=server_a.url, timeout=30) as http:
+        for headers, status, code in cases:
+            response = http.post("/v1/chat/completions", content=body, headers=headers)
+            assert response.status_code == status, (code, response.text)
+            if code is not None:
+                assert response.json()["error"]["code"] == code
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "127.0.0.1" in warnings[0].getMessage()  # once per address
+    assert holder["forwarder"].forwarded == 0
+
+
+@pytest.mark.parametrize("pair", [OTHER], ids=["other-swarm"], indirect=True)
+def test_a_peer_that_refuses_our_forward_means_serving_locally(pair):
+    server_a, _server_b, pool_a, _peers, holder = pair
+    with httpx.Client(base_url=server_a.url, timeout=30) as http:
+        with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
+            busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
+            next(busy_lines)
+            wait_until(lambda: pool_a.instances[0].active == 1, what="A to be busy")
+            response = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 3})
+    assert response.status_code == 200  # B answered 403 (another swarm key): A served it
+    assert response.json()["choices"][0]["message"]["content"].startswith("slow")
+    assert holder["forwarder"].forwarded == 0
+
+
+async def test_verifying_a_forward_twice_is_not_a_replay():
+    """An auth check before the handler may verify the forward too: same verdict, no replay."""
+    forwarder = RouteForwarder(InstancePool([ScriptedBackend(["x"])]), FederationClient(),
+                               "node-a", lambda: [], verifier=Verifier(RING, audience="node-a"))
+
+    async def twice(request: web.Request) -> web.Response:
+        first = await forwarder.verify_forwarded(request)
+        second = await forwarder.verify_forwarded(request)
+        return web.json_response([first.ok, second.ok, second.code])
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", twice)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1/chat/completions"  # type: ignore[union-attr]
+    body = b'{"messages": []}'
+    try:
+        async with httpx.AsyncClient() as http:
+            headers = signed("/v1/chat/completions", body)
+            assert (await http.post(url, content=body, headers=headers)).json() == [True, True, ""]
+            assert (await http.post(url, content=body, headers=headers)).json() == [
+                False, False, "replayed_request"]  # a second request with the same nonce
+    finally:
+        await runner.cleanup()

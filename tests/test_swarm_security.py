@@ -1,0 +1,289 @@
+"""The swarm key on real sockets (127.0.0.1 only): refused federation requests, signed
+heartbeats, a node with another key never used, and a rotation that keeps old-key peers.
+
+The whole-node tests build nodes exactly as `main.py --federation` does (`main._federated_app`),
+with scripted instances and manual peers (no mDNS), all in this event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import main
+from network import codec
+from network.federation import Federation
+from network.federation_client import FederationClient, PeerError
+from network.membership import PeerState
+from network.messages import CancelRequest, Heartbeat
+from network.signing import (
+    KEY_ID_HEADER,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    check_reply,
+    sign_reply,
+)
+from network.swarm_key import SwarmKey
+from swarm.config import Config, load_config
+from swarm.pool import InstancePool
+from swarm.scripted import ScriptedBackend
+from tests.swarm_keys import KEY, OTHER, OTHER_KEY, RING, signed
+from tests.test_federation_client import ASK
+from tests.test_federation_server import federation_node, until, vote_body
+
+VOTE = "/v1/federation/vote"
+CANCEL = "/v1/federation/cancel"
+
+
+@pytest.fixture()
+async def node():
+    pool = InstancePool([ScriptedBackend(["Paris."])], queue_depth=0)
+    async with federation_node(pool) as served:
+        yield served
+
+
+@pytest.fixture()
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def send(http: aiohttp.ClientSession, url: str, body: bytes,
+               headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async with http.post(url, data=body,
+                         headers={"Content-Type": codec.MSGPACK, **headers}) as r:
+        return r.status, await r.json() if r.content_type == codec.JSON else {}
+
+
+def refusals(body: bytes, path: str) -> list[tuple[str, dict[str, str], int, str]]:
+    """Every way a federation request can fail the swarm-key check, with the expected answer."""
+    good = signed(path, body)
+    replay = signed(path, body)
+    return [
+        ("unsigned", {}, 401, "missing_signature"),
+        ("partly signed", {k: v for k, v in good.items() if k != SIGNATURE_HEADER}, 401,
+         "missing_signature"),
+        ("another swarm's key", signed(path, body, OTHER_KEY), 403, "unknown_swarm_key"),
+        ("forged with our key id", {**signed(path, body, OTHER_KEY),
+                                    KEY_ID_HEADER: KEY.fingerprint}, 401, "bad_signature"),
+        ("signed for another body", signed(path, body + b"x"), 401, "bad_signature"),
+        ("signed for another route", signed(VOTE if path == CANCEL else CANCEL, body), 401,
+         "bad_signature"),
+        ("signed for another node", signed(path, body, audience="node-b"), 401,
+         "bad_signature"),
+        ("stale (31 s old)", signed(path, body, now=time.time() - 31), 401, "stale_request"),
+        ("from the future (35 s)", signed(path, body, now=time.time() + 35), 401,
+         "stale_request"),
+        ("first use", replay, 200, ""),
+        ("replayed", replay, 401, "replayed_request"),
+    ]
+
+
+@pytest.mark.parametrize("path", [VOTE, CANCEL])
+async def test_unsigned_wrong_stale_and_replayed_requests_are_refused_and_logged_once(
+        node, http, caplog, path):
+    caplog.set_level(logging.DEBUG, logger="network")
+    body = (vote_body("sec-1") if path == VOTE
+            else codec.encode(CancelRequest(request_id="sec-1"), codec.MSGPACK))
+    for what, headers, status, code in refusals(body, path):
+        got, payload = await send(http, node.url + path, body, headers)
+        assert got == status, (what, payload)
+        if code:
+            error = payload["error"]
+            assert error["code"] == code, what
+            assert error["type"] == ("permission_error" if status == 403
+                                     else "authentication_error")
+            assert KEY.text not in error["message"] and OTHER_KEY.text not in error["message"]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "127.0.0.1" in warnings[0].getMessage(), warnings
+    refused = [r for r in caplog.records if "bad federation request" in r.getMessage()]
+    assert len(refused) == 10  # one warning, then debug
+    backend = node.pool.instances[0].backend
+    assert len(backend.requests) == (1 if path == VOTE else 0)  # only the signed vote ran
+
+
+async def test_a_refusal_needs_no_body_read(node, http):
+    # An unsigned request is refused on its headers: even an oversize body is not read first.
+    status, payload = await send(http, node.url + VOTE, b"\x00" * (codec.MAX_BYTES + 10), {})
+    assert status == 401 and payload["error"]["code"] == "missing_signature"
+
+
+async def test_the_heartbeat_is_signed_over_the_callers_nonce(node, http):
+    async with http.get(node.url + "/v1/federation/health", params={"nonce": "probe-1"},
+                        headers={KEY_ID_HEADER: KEY.fingerprint}) as r:
+        body = await r.read()
+        assert check_reply(RING, "probe-1", body, r.headers) is None
+        assert check_reply(RING, "probe-2", body, r.headers) is not None
+        assert check_reply(OTHER, "probe-1", body, r.headers) == (
+            f"another swarm key (fingerprint {KEY.fingerprint})")
+    beat = codec.decode(body, r.content_type, Heartbeat)
+    assert beat.swarm == KEY.fingerprint and beat.nonce == "probe-1"
+
+
+async def test_without_a_nonce_the_heartbeat_is_an_unsigned_read_only_view(node, http):
+    async with http.get(node.url + "/v1/federation/health") as r:
+        assert r.status == 200 and SIGNATURE_HEADER not in r.headers
+        text = await r.text()
+    async with http.get(node.url + "/v1/federation/peers") as r:
+        assert r.status == 200
+        text += await r.text()
+    assert KEY.text not in text and KEY.text[4:] not in text and KEY.secret.hex() not in text
+
+
+async def test_a_vote_answer_not_signed_by_the_peer_is_refused():
+    """A LAN device in the middle that rewrites a vote answer cannot sign it."""
+
+    async def tampering(request: web.Request) -> web.Response:
+        nonce = request.headers[NONCE_HEADER]
+        reply = codec.encode(Heartbeat(node_id="x", boot_id="b", protocol=1, api_port=1))
+        return web.Response(body=reply, content_type=codec.MSGPACK,
+                            headers=sign_reply(OTHER_KEY, nonce, reply))
+
+    app = web.Application()
+    app.router.add_post(VOTE, tampering)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = FederationClient(keys=RING)
+    try:
+        with pytest.raises(PeerError, match="another swarm key"):
+            await client.vote("127.0.0.1", port, "mitm", ASK, "m-1", timeout_s=5)
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+# --- whole nodes -------------------------------------------------------------------------------
+
+
+@dataclass
+class SwarmNode:
+    """One node built by main._federated_app, serving on a pre-bound loopback socket."""
+
+    name: str
+    port: int
+    config: Config
+    pool: InstancePool
+    federation: Federation
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def state_of(self, node_id: str) -> PeerState | None:
+        peer = self.federation.membership.get(node_id)
+        return peer.state if peer else None
+
+
+def bound_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def swarm_node(tmp: Path, name: str, sock: socket.socket, peers: list[int], *,
+                     key: SwarmKey, previous: tuple[SwarmKey, ...] = ()) -> AsyncIterator[SwarmNode]:
+    port = sock.getsockname()[1]
+    config = load_config(env={}, cli={
+        "federation.enabled": True, "federation.mdns": False, "federation.node_id": name,
+        "federation.peers": [f"127.0.0.1:{p}" for p in peers],
+        "federation.swarm_key": key.text,
+        "federation.previous_swarm_keys": [k.text for k in previous],
+        "model.cache_dir": str(tmp / name), "api.host": "127.0.0.1", "api.port": port})
+    pool = InstancePool([ScriptedBackend([f"answer from {name}"])], queue_depth=4)
+    federation, app, _routes, loaded = main._federated_app(config, pool, [], 1.0, lambda: port)
+    assert loaded.ring.fingerprint == key.fingerprint
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    await federation.start(port)
+    try:
+        yield SwarmNode(name, port, config, pool, federation)
+    finally:
+        await federation.close()
+        await runner.cleanup()
+        pool.close()
+
+
+async def start_swarm(stack: AsyncExitStack, tmp: Path,
+                      keys: dict[str, tuple[SwarmKey, tuple[SwarmKey, ...]]]
+                      ) -> dict[str, SwarmNode]:
+    """Nodes named by `keys` (key, previous keys), each listing all the others as manual peers."""
+    socks = {name: bound_socket() for name in keys}
+    ports = {name: s.getsockname()[1] for name, s in socks.items()}
+    nodes = {}
+    for name, (key, previous) in keys.items():
+        others = [p for other, p in ports.items() if other != name]
+        nodes[name] = await stack.enter_async_context(
+            swarm_node(tmp, name, socks[name], others, key=key, previous=previous))
+    return nodes
+
+
+async def weighted_vote(http: aiohttp.ClientSession, node: SwarmNode, n: int) -> set[str]:
+    body = {"messages": [{"role": "user", "content": "Capital of France?"}], "max_tokens": 8,
+            "swarm": {"strategy": "weighted_vote", "n": n}}
+    async with http.post(node.url + "/v1/chat/completions", json=body) as r:
+        reply = await r.json()
+        assert r.status == 200, reply
+    return {c["source"] for c in reply["swarm"]["candidates"]}
+
+
+async def test_a_node_with_another_key_is_foreign_and_never_a_candidate(tmp_path, http, capsys):
+    async with AsyncExitStack() as stack:
+        nodes = await start_swarm(stack, tmp_path, {"a": (KEY, ()), "b": (OTHER_KEY, ()),
+                                                    "c": (KEY, ())})
+        a, b, c = nodes["a"], nodes["b"], nodes["c"]
+        await until(lambda: a.state_of("c") is PeerState.ALIVE, what="a to see c alive")
+        await until(lambda: a.state_of("b") is PeerState.FOREIGN, what="a to see b foreign")
+        await until(lambda: b.state_of("a") is PeerState.FOREIGN, what="b to see a foreign")
+        reason = a.federation.membership.get("b").reason  # type: ignore[union-attr]
+        assert reason == f"another swarm key (fingerprint {OTHER_KEY.fingerprint})"
+        for _ in range(3):
+            sources = await weighted_vote(http, a, 6)
+            assert "c" in sources and "b" not in sources, sources
+        assert b.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
+        assert c.pool.instances[0].backend.requests  # type: ignore[attr-defined]
+        assert "a" not in await weighted_vote(http, b, 4)
+        assert [p.node_id for p in a.federation.membership.routable()] == ["c"]
+
+        await asyncio.to_thread(main.show_peers, a.config)  # what `main.py peers` prints
+        printed = capsys.readouterr().out
+        assert "foreign" in printed and f"another swarm key (fingerprint {OTHER_KEY.fingerprint})" \
+            in printed, printed
+
+
+async def test_after_a_rotation_new_and_old_key_nodes_still_work_together(tmp_path, http):
+    new = SwarmKey(bytes(range(200, 232)))
+    async with AsyncExitStack() as stack:
+        nodes = await start_swarm(stack, tmp_path, {"old": (KEY, ()), "new": (new, (KEY,))})
+        old, rotated = nodes["old"], nodes["new"]
+        await until(lambda: rotated.state_of("old") is PeerState.ALIVE,
+                    what="the rotated node to accept the old-key node")
+        await until(lambda: old.state_of("new") is PeerState.ALIVE,
+                    what="the old-key node to accept the rotated node (signed with the old key)")
+        assert "old" in await weighted_vote(http, rotated, 4)
+        assert "new" in await weighted_vote(http, old, 4)
+        assert old.pool.instances[0].backend.requests  # type: ignore[attr-defined]
+        assert rotated.pool.instances[0].backend.requests  # type: ignore[attr-defined]
+
+
+async def test_a_rotated_node_without_the_previous_key_drops_old_key_peers(tmp_path):
+    new = SwarmKey(bytes(range(200, 232)))
+    async with AsyncExitStack() as stack:
+        nodes = await start_swarm(stack, tmp_path, {"old": (KEY, ()), "new": (new, ())})
+        await until(lambda: nodes["new"].state_of("old") is PeerState.FOREIGN,
+                    what="the grace period over: the old key refused")
+
