@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,6 @@ from swarm.backend import Backend, GenerationRequest, TokenEvent
 from swarm.benchmark import (
     BenchmarkCache,
     BenchmarkResult,
-    PeakRss,
     best,
     composite_score,
     default_threads_options,
@@ -125,11 +125,23 @@ def test_run_benchmark_rejects_empty_inputs():
 
 @pytest.mark.parametrize("kernel_peak", [True, False])
 def test_peak_rss_sees_an_allocation(kernel_peak):
-    size = 64 * 2**20
-    with PeakRss(kernel_peak=kernel_peak) as peak:
-        block = b"\x01" * size  # written, so resident
-    assert peak.growth >= size * 0.9
-    assert len(block) == size
+    # In a fresh interpreter: in the long test process, memory that earlier tests free on
+    # background threads inside the window can offset the growth (CI saw growth 0).
+    import subprocess
+    import sys
+
+    code = (
+        "from swarm.benchmark import PeakRss\n"
+        "size = 64 * 2**20\n"
+        f"with PeakRss(kernel_peak={kernel_peak}) as peak:\n"
+        "    block = b'\\x01' * size\n"
+        "assert len(block) == size\n"
+        "print(peak.growth)\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert int(out.stdout.strip()) >= 64 * 2**20 * 0.9
 
 
 @given(st.floats(0.01, 1e4), st.floats(0.01, 1e4), st.floats(0.0, 10.0))
