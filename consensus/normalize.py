@@ -3,18 +3,44 @@
 An answer is keyed by the first of these that applies, in this order:
   json    a JSON object or array (``` fences stripped), re-serialised with sorted keys;
   letter  a multiple-choice option: "(B)", "B)", "Answer: b", "the answer is C", or just "b.";
-  number  the number after the last answer marker ("answer", "=", "####", ...), else a number that
-          ends the text, else the only number of a short text; "1,234" -> "1234", "3.50" -> "3.5";
-  text    casefolded NFKC text without punctuation, extra whitespace or articles (a, an, the).
+  number  the first number in the sentence of the last "answer" or "####" (its last "=" if any:
+          "The answer is 24. A day is equal to 1 ..." -> 24), else the number after the last "=",
+          "equals", "total" or "result", else a number that ends the text, else the only number of
+          a short text, else one that opens the predicate of the first sentence ("There are 7 days
+          in a week"); "1,234" -> "1234", "3.50" -> "3.5";
+  text    casefolded NFKC text without punctuation, extra whitespace or articles (a, an, the),
+          plus the short answer its first sentence gives (`answer_span`).
 
-Similarity (free text only): the Jaccard index of the two answers' word sets, grouped when it is at
-least `TEXT_SIMILARITY` (0.8). Word-set Jaccard is symmetric, ignores word order, costs O(words),
-and needs no model; difflib's ratio is none of the first three (`ratio(a, b)` can differ from
-`ratio(b, a)`). The high threshold prefers splitting a vote over merging different answers such as
-"capital of france is paris" / "... is lyon" (4 of 6 words shared: 0.67). Groups are the connected
-components of the "similar" graph over the distinct keys, each named by its smallest key: a
-function of the set of answers alone, so never of their order, and a new answer can only merge
-groups, never split one (which the early-stop bound in `strategies.vote_settled` relies on).
+Free text is grouped by the short answer, falling back on word overlap. The span is read from the
+first statement: a leading "yes"/"no"; else the predicate of its copula, "The capital of France is
+Paris, a city of light" -> "paris" with subject "capital france", "The answer is **blue**." ->
+"blue"; else a first clause of at most two content words, "Bünde, Germany's capital city" ->
+"bünde". Content words leave out function words and hedges ("usually", "called", ...); at most five
+are kept. Two text answers are `similar` when
+  - their spans agree: one's content words all occur in the other's, with the same polarity
+    ("not", "never", "n't"), and their subjects share a word or one has none; "Paris" ~ "The
+    capital of France is Paris." ~ "... is Paris, a city of light"; "No" ~ "No, fire is not cold.";
+  - or, when the spans give no evidence either way (one is empty, or the subjects differ), the
+    Jaccard index of their word sets is at least `TEXT_SIMILARITY` (0.8) with the same negations:
+    paraphrases and inversions, "Paris is the capital of France" ~ "The capital of France is Paris".
+Spans that are both present under compatible subjects and do not agree are a conflict, and keep
+otherwise near-identical sentences apart: "The capital of Japan is Tokyo" / "... is Japan" (Jaccard
+0.8). Inverted sentences agree in their predicates but not their subjects, so "Paris is the capital
+of France" and "Lyon is the capital of France" stay apart.
+
+Why: small models answer "What is the capital of France? Answer with one word." with a sentence that
+repeats the question, so "Paris" and "The capital of France is Paris." (Jaccard 0.2), or "No" and
+"No, fire is not cold." must group, while "... is Paris" and "... is Lyon" must not (Jaccard 0.67).
+A shared-word measure over whole answers (the overlap coefficient) joins those two, and joins a
+bare echo "hot" to "The opposite of hot is cold."; the request is not known here, so its echo
+cannot be stripped, but the span is where such sentences put the answer. Everything is
+symmetric, costs O(words) and needs no model (difflib's ratio is not symmetric).
+
+Groups are the connected components of the "similar" graph over the distinct keys, each named by its
+smallest key. Similarity is a symmetric relation on two keys alone (never on the other answers), so
+the grouping is a function of the set of answers, never of their order, and a new answer can only
+merge groups, never split one: the early-stop bound in `strategies.vote_settled`, which lets one
+outstanding answer bridge every other text group ("Paris and Lyon" agrees with both), stays sound.
 """
 from __future__ import annotations
 
@@ -27,10 +53,25 @@ from decimal import Decimal, InvalidOperation
 
 TEXT_SIMILARITY = 0.8
 ARTICLES = frozenset({"a", "an", "the"})
+YES_NO = frozenset({"yes", "no"})
+NEGATIONS = frozenset({"not", "never", "t", "cannot", "nor", "neither"})  # "isn't" -> "isn t"
+FUNCTION_WORDS = ARTICLES | frozenset("""
+    this that these those it its they them their there here he she his her him we us our you your
+    i me my s re ve ll d m is are was were be been being am do does did has have had will would can
+    could shall should may might must isn aren wasn weren don doesn didn won wouldn couldn hasn
+    haven of in on at to for from by into onto about as than then also and or so just very quite
+    really only even still either both usually typically generally often always sometimes commonly
+    mostly mainly primarily predominantly indeed actually simply basically probably likely
+    certainly definitely exactly approximately called known named considered referred described
+    defined regarded answer question correct final
+""".split())
+SPAN_WORDS = 5
+CLAUSE_SPAN_WORDS = 2
 
 _FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|[-+]?\.\d+")
-_MARKER = re.compile(r"answer|result|total|equals?|=|####", re.IGNORECASE)
+_ANSWER_MARKER = re.compile(r"answer|####", re.IGNORECASE)
+_MARKER = re.compile(r"result|total|equals?|=", re.IGNORECASE)
 _LETTER_MARKED = re.compile(
     r"(?i:answer)\s*(?:(?i:is)\s*)?(?:(?i:option)\s*)?[:\-]?\s*"
     r"(?:\(([A-HJa-hj])\)|([A-HJ])\b|([a-hj])(?=\W*$))"
@@ -38,14 +79,30 @@ _LETTER_MARKED = re.compile(
 _LETTER_LEADING = re.compile(r"^\s*\(?([A-HJ])[).:](?:\s|$)")
 _LETTER_ALONE = re.compile(r"^\W*([A-HJa-hj])\W*$")
 _WORD = re.compile(r"\w+")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+_COPULA = re.compile(r"\b(?:is|are|was|were|be|equals)\b")
+_BREAK_WORDS = (r"but|which|who|whom|whose|whereas|while|although|though|because|since|however|"
+                r"with|without|except|unless|if|when|where|so|or")
+# A comma ends a predicate only before a new clause or an apposition ("Moscow, a city on ..."), not
+# inside a list of adjectives ("a deep, dark red"); it always ends a first clause ("Bünde, ...").
+_CLAUSE_BREAK = re.compile(
+    r"[;:()\[\]{}\u2013\u2014]|\s-\s|\b(?:" + _BREAK_WORDS + r")\b"
+    r"|,(?=\s*(?:not|and|a|an|the|i|you|he|she|we|they|it|this|that|there|" + _BREAK_WORDS
+    + r")\b)")
+_FIRST_CLAUSE_BREAK = re.compile(_CLAUSE_BREAK.pattern + r"|(?<!\d),|,(?!\d)")
+_PUNCTUATION_RUN = re.compile(r"[\W_]+")
+_LEADING_WORD = re.compile(r"\W*([^\W\d_]+)\b")
 
 
 @dataclass(frozen=True, order=True)
 class AnswerKey:
-    """A normalised answer: its kind ("json", "letter", "number", "text") and canonical value."""
+    """A normalised answer: its kind ("json", "letter", "number", "text") and canonical value;
+    text keys also carry the short answer their first sentence gives (`answer_span`)."""
 
     kind: str
     value: str
+    span: str = ""
+    subject: str = ""
 
     def __str__(self) -> str:
         return self.value
@@ -90,37 +147,128 @@ def canonical_number(token: str) -> str:
     return format(value, "f")
 
 
-def final_number(text: str) -> str | None:
-    """The number `text` answers with (see the module docstring), canonicalised, or None."""
-    numbers = list(_NUMBER.finditer(text))
-    if not numbers:
-        return None
-    markers = list(_MARKER.finditer(text))
-    chosen = None
-    for marker in reversed(markers):
-        after = [m for m in numbers if m.start() >= marker.end()]
-        if after:
-            chosen = after[0]
-            break
-    if chosen is None:
-        tail = text[numbers[-1].end():]
-        if not _WORD.search(tail):
-            chosen = numbers[-1]
-        elif len(numbers) == 1 and len(_WORD.findall(text)) <= 4:
-            chosen = numbers[0]
-    if chosen is None:
-        return None
-    try:
-        return canonical_number(chosen.group(0))
-    except InvalidOperation:
-        return None
-
-
 def normalize_text(text: str) -> str:
     """Casefolded NFKC text, punctuation and articles dropped, words joined by single spaces."""
     folded = unicodedata.normalize("NFKC", text).casefold()
     cleaned = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in folded)
     return " ".join(w for w in cleaned.split() if w not in ARTICLES)
+
+
+def content_words(text: str) -> list[str]:
+    """The words of `normalize_text(text)` that are not FUNCTION_WORDS, in order."""
+    return [w for w in normalize_text(text).split() if w not in FUNCTION_WORDS]
+
+
+def _first_sentence(text: str) -> str:
+    sentences = [s for s in _SENTENCE_BREAK.split(text.strip()) if _WORD.search(s)]
+    statements = [s for s in sentences if not s.rstrip().endswith("?")]
+    return (statements or sentences or [""])[0]
+
+
+def _skip_punctuation(text: str, pos: int) -> int:
+    match = _PUNCTUATION_RUN.match(text, pos)
+    return match.end() if match else pos
+
+
+def _span_of(fragment: str) -> str:
+    kept: list[str] = []
+    count = 0
+    for word in content_words(fragment):
+        if word not in NEGATIONS:
+            if count == SPAN_WORDS:
+                break
+            count += 1
+        kept.append(word)
+    return " ".join(kept)
+
+
+def _copula_split(sentence: str) -> tuple[str, str] | None:
+    """(subject, predicate) around the copula of a casefolded sentence, or None without one.
+
+    The copula is the last one before the clause break that follows the first one, so "The only
+    planet that is habitable is Earth, ..." splits at the second "is", and the predicate ends there.
+    """
+    copulas = list(_COPULA.finditer(sentence))
+    if not copulas:
+        return None
+    brk = _CLAUSE_BREAK.search(sentence, _skip_punctuation(sentence, copulas[0].end()))
+    end = brk.start() if brk else len(sentence)
+    copula = [c for c in copulas if c.end() <= end][-1]
+    return sentence[:copula.start()], sentence[copula.end():end]
+
+
+def answer_span(text: str) -> tuple[str, str]:
+    """(span, subject) of a free-text answer as content words; see the module docstring.
+
+    "No, fire is not cold." -> ("no", ""); "The sky is usually a deep shade of blue, but ..." ->
+    ("deep shade blue", "sky"); "Venus - the hottest planet" -> ("venus", "").
+    """
+    sentence = _first_sentence(unicodedata.normalize("NFKC", text).casefold())
+    words = normalize_text(sentence).split()
+    if words and words[0] in YES_NO:
+        return words[0], ""
+    split = _copula_split(sentence)
+    if split is None:
+        start = _skip_punctuation(sentence, 0)
+        brk = _FIRST_CLAUSE_BREAK.search(sentence, start)
+        clause = sentence[start:brk.start() if brk else len(sentence)]
+        short = len(set(content_words(clause)) - NEGATIONS) <= CLAUSE_SPAN_WORDS
+        return (_span_of(clause) if short else ""), ""
+    subject, predicate = split
+    return _span_of(predicate), " ".join(w for w in content_words(subject) if w not in NEGATIONS)
+
+
+def _first_after_last(marker: re.Pattern[str], text: str,
+                      numbers: list[re.Match[str]]) -> re.Match[str] | None:
+    for found in reversed(list(marker.finditer(text))):
+        after = [m for m in numbers if m.start() >= found.end()]
+        if after:
+            return after[0]
+    return None
+
+
+def _marked_number(text: str, numbers: list[re.Match[str]]) -> re.Match[str] | None:
+    for found in reversed(list(_ANSWER_MARKER.finditer(text))):
+        brk = _SENTENCE_BREAK.search(text, found.end())
+        end = brk.start() if brk else len(text)
+        inside = [m for m in numbers if m.start() >= found.end() and m.end() <= end]
+        if inside:  # "The answer is 24. A day is equal to 24 hours." -> 24, not 1
+            return _first_after_last(_MARKER, text[:end], inside) or inside[0]
+    return _first_after_last(_MARKER, text, numbers)
+
+
+def _predicate_number(text: str) -> str | None:
+    split = _copula_split(_first_sentence(text.casefold()))
+    if split is None:
+        return None
+    rest = split[1]
+    while (word := _LEADING_WORD.match(rest)) and word.group(1) in FUNCTION_WORDS:
+        rest = rest[word.end():]
+    match = _NUMBER.match(rest.lstrip(" \t\"'*\u201c\u2018("))
+    return match.group(0) if match else None
+
+
+def final_number(text: str) -> str | None:
+    """The number `text` answers with (see the module docstring), canonicalised, or None."""
+    numbers = list(_NUMBER.finditer(text))
+    if not numbers:
+        return None
+    chosen = _marked_number(text, numbers)
+    token = chosen.group(0) if chosen else None
+    if token is None:
+        tail = text[numbers[-1].end():]
+        if not _WORD.search(tail):
+            token = numbers[-1].group(0)
+        elif len(numbers) == 1 and len(_WORD.findall(text)) <= 4:
+            token = numbers[0].group(0)
+        else:
+            token = _predicate_number(text)
+    if token is None:
+        return None
+    try:
+        return canonical_number(token)
+    except InvalidOperation:
+        return None
 
 
 def normalize_answer(text: str) -> AnswerKey:
@@ -134,7 +282,7 @@ def normalize_answer(text: str) -> AnswerKey:
     number = final_number(text)
     if number is not None:
         return AnswerKey("number", number)
-    return AnswerKey("text", normalize_text(text))
+    return AnswerKey("text", normalize_text(text), *answer_span(text))
 
 
 def similarity(a: str, b: str) -> float:
@@ -145,13 +293,37 @@ def similarity(a: str, b: str) -> float:
     return len(words_a & words_b) / len(words_a | words_b)
 
 
+def _span_relation(a: AnswerKey, b: AnswerKey) -> str:
+    """"agree", "conflict" or "" (no evidence) between the answer spans of two text keys."""
+    words_a, words_b = set(a.span.split()), set(b.span.split())
+    negated = bool(words_a & NEGATIONS), bool(words_b & NEGATIONS)
+    words_a -= NEGATIONS
+    words_b -= NEGATIONS
+    subject_a, subject_b = set(a.subject.split()), set(b.subject.split())
+    if not words_a or not words_b or (subject_a and subject_b and not subject_a & subject_b):
+        return ""
+    nested = words_a <= words_b or words_b <= words_a
+    return "agree" if nested and negated[0] == negated[1] else "conflict"
+
+
+def similar(a: AnswerKey, b: AnswerKey, threshold: float = TEXT_SIMILARITY) -> bool:
+    """Whether two text keys belong together (see the module docstring): their spans agree, or
+    the spans give no evidence and the texts are paraphrases (`similarity` at least `threshold`,
+    the same negations). Symmetric, and a function of the two keys alone."""
+    relation = _span_relation(a, b)
+    if relation:
+        return relation == "agree"
+    same_negations = set(a.value.split()) & NEGATIONS == set(b.value.split()) & NEGATIONS
+    return same_negations and similarity(a.value, b.value) >= threshold
+
+
 def group_keys(
     keys: Iterable[AnswerKey], threshold: float = TEXT_SIMILARITY
 ) -> dict[AnswerKey, AnswerKey]:
     """Map each distinct key to its group's representative (the group's smallest key).
 
-    Keys of kind "text" join when their `similarity` is at least `threshold` (transitively);
-    other kinds group only with equal keys.
+    Keys of kind "text" join when they are `similar` (transitively); other kinds group only with
+    equal keys.
     """
     distinct = sorted(set(keys))
     parent = {key: key for key in distinct}
@@ -165,7 +337,7 @@ def group_keys(
     texts = [k for k in distinct if k.kind == "text"]
     for i, a in enumerate(texts):
         for b in texts[i + 1:]:
-            if similarity(a.value, b.value) >= threshold:
+            if similar(a, b, threshold):
                 ra, rb = root(a), root(b)
                 if ra != rb:
                     parent[max(ra, rb)] = min(ra, rb)

@@ -26,7 +26,12 @@ ANSWERS = ["Paris", "paris.", "The answer is 42", "42", "(B)", "b", "Lyon", '{"a
            "The capital of France is Paris", "Paris is the capital of France",
            "The capital of France is Lyon", "x y z",
            # a bridge: the third is similar to both others, which are not similar to each other
-           "one two three four five", "one two three four six", "one two three four five six"]
+           "one two three four five", "one two three four six", "one two three four five six",
+           # short-answer spans: "No" groups with the sentences that begin with it, "Paris" with
+           # "... is Paris, ...", and "Paris and Lyon" bridges the Paris and Lyon groups
+           "No", "No, it is not.", "The answer is no.", "Yes.", "It is not Paris.",
+           "The capital of France is Paris, a big city", "Lyon is the capital of France",
+           "Paris and Lyon"]
 
 
 def make(i: int, answer: str, *, weight: float = 1.0, logprob: float = -0.5, ok: bool = True,
@@ -158,6 +163,24 @@ def test_vote_settled_allows_for_a_bridging_answer() -> None:
     bridge = make(4, "one two three four five six")
     assert not vote_settled(seen, outstanding_weight=bridge.weight)
     assert weighted_vote([*seen, bridge]).groups[0].members == (1, 2, 4)
+
+
+def test_vote_settled_allows_for_a_bridging_short_answer() -> None:
+    # The same with answer spans: "Paris and Lyon" gives both short answers, so it joins both.
+    seen = [make(0, "42", weight=1.5), make(1, "The capital of France is Paris."),
+            make(2, "The capital of France is Lyon."), make(3, "The answer is 42")]
+    bridge = make(4, "Paris and Lyon")
+    assert len(weighted_vote(seen).groups) == 3
+    assert not vote_settled(seen, outstanding_weight=bridge.weight)
+    assert weighted_vote([*seen, bridge]).groups[0].members == (1, 2, 4)
+
+
+def test_vote_settles_early_once_paraphrases_agree() -> None:
+    seen = [make(0, "The capital of France is Paris."), make(1, "Paris"),
+            make(2, "The capital of France is Paris, a city of light."), make(3, "Lyon")]
+    decision = weighted_vote(seen)
+    assert [(g.weight, g.members) for g in decision.groups] == [(3.0, (0, 1, 2)), (1.0, (3,))]
+    assert vote_settled(seen, outstanding_weight=1.0)
 
 
 def test_best_of_n_settles_only_when_all_are_in() -> None:
