@@ -108,6 +108,9 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
     forwarding, and the /v1/federation/* routes; with the swarm keys it loaded (or generated)."""
     from consensus.service import ConsensusService
     from network.api import build_app
+    from network.approval import ApprovalRoutes, ApprovedPeers, approved_path
+    from network.election_store import ElectionStore
+    from network.election_wire import PlanMember
     from network.federation import Federation
     from network.federation_server import FederationRoutes
     from network.identity import load_identity
@@ -115,6 +118,7 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
     from network.route_forward import RouteForwarder
     from network.signing import Verifier
     from network.swarm_key import load_keys
+    from network.swarm_plan import planned
     from swarm.hardware import probe, summary
 
     fed = config.federation
@@ -123,23 +127,39 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
     identity = load_identity(config.cache_path, fed.node_id, loaded.ring.fingerprint)
     # One verifier (one replay cache) for votes, cancels and forwarded requests to this node.
     verifier = Verifier(loaded.ring, audience=identity.node_id)
+    approvals = ApprovedPeers.load(approved_path(config.cache_path))
     federation = Federation(config.federation, identity, keys=loaded.ring, addresses=lan_addresses,
                             model_id=pool.model_id, instances=len(pool.instances),
-                            hardware=summary(hw), bench_score=bench_score)
+                            hardware=summary(hw), bench_score=bench_score,
+                            local_member=lambda: PlanMember(
+                                node_id=identity.node_id, score=bench_score, load=pool.load(),
+                                queue_depth=pool.queue_depth(), instances=len(pool.instances),
+                                weight=1.0),
+                            election_store=ElectionStore(config.cache_path / "election.json"),
+                            approved=approvals.__contains__ if fed.approve_peers else None)
+    coordinator = federation.coordinator
     ask = FederatedAsk(pool, federation.client, remotes=federation.remotes)
+
+    def voters() -> list[Any]:
+        """The peers the coordinator's plan picks, or all live ones without a fresh plan."""
+        return planned(federation.remotes(), coordinator.consensus_members())
+
     service = ConsensusService(
-        lambda: [*pool.instances, *federation.remotes()], ask,
-        plan=lambda n: plan_sources(pool.instances, federation.remotes(), n,
-                                    local_score=bench_score))
+        lambda: [*pool.instances, *voters()], ask,
+        plan=lambda n: plan_sources(pool.instances, voters(), n, local_score=bench_score))
     forwarder = RouteForwarder(pool, federation.client, identity.node_id, federation.remotes,
                                verifier=verifier)
-    app = build_app(pool, config.api, config.consensus, service, forwarder)
+    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
     routes = FederationRoutes(
         identity, pool, federation.membership, api_port_getter=port, bench_score=bench_score,
         hardware={"ram_gb": hw.ram_total_bytes / 2**30,
                   "vram_gb": sum(mem for _name, mem in hw.cuda_devices) / 2**30},
-        discovery_status=federation.discovery_status, verifier=verifier)
+        discovery_status=federation.discovery_status, verifier=verifier,
+        election=coordinator.handle, plan=coordinator.plan,
+        election_view=coordinator.election_view, election_role=lambda: coordinator.role.value)
     routes.add_to(app)
+    ApprovalRoutes(approvals, federation.monitor.reconsider,
+                   enforced=fed.approve_peers).add_to(app)
     return federation, app, routes, loaded
 
 
@@ -152,33 +172,101 @@ def _key_row(loaded: Any) -> str:
     return f"fingerprint {ring.fingerprint} ({origin}{previous})"
 
 
-def show_peers(config: Config) -> int:
-    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
+def _ask_node(config: Config, url: str,
+              payload: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]] | None:
+    """GET (or POST `payload` as JSON to) this machine's node with the first API key of the
+    config; (status, JSON body), or None after logging why no node answered."""
     import json
     import urllib.error
     import urllib.request
 
+    headers = {"Accept": "application/json"}
+    if config.api.keys:
+        headers["Authorization"] = f"Bearer {config.api.keys[0]}"
+    data = None if payload is None else json.dumps(payload).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (our own node)
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except OSError as exc:
+        log.error("no node answers at %s (%s). Start one with: python main.py --federation",
+                  url, exc)
+        return None
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        body = {"error": {"message": raw[:200].decode("utf-8", "replace")}}
+    if status == 401:
+        sent = ("the key sent (the first of [api] keys) is not one it accepts"
+                if config.api.keys else "none was sent")
+        log.error("the node at %s requires an API key and %s: set [api] keys in the config "
+                  "file, LOCAL_SWARM_API_KEYS or --api-key KEY to one of the node's keys",
+                  url, sent)
+        return None
+    return status, body if isinstance(body, dict) else {"error": body}
+
+
+def _error_of(body: dict[str, Any]) -> Any:
+    error = body.get("error", body)
+    return error.get("message", error) if isinstance(error, dict) else error
+
+
+def show_peers(config: Config) -> int:
+    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
     from network.peer_view import missing_peer_hints, render_peers
     from swarm.terminal import console
 
     host, _lan = _bind_addresses(config)
     url = f"http://{host}:{config.api.port}/v1/federation/peers"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our own node)
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-    except (OSError, ValueError) as exc:
-        log.error("no node answers at %s (%s). Start one with: python main.py --federation",
-                  url, exc)
+    answer = _ask_node(config, url)
+    if answer is None:
         return 1
+    _status, body = answer
     if "data" not in body:
-        log.error("%s answered %s", url, body.get("error", body))
+        log.error("%s answered %s", url, _error_of(body))
         return 1
     out = console if console.is_terminal else type(console)(width=200)  # no wrapping in pipes
     out.print(render_peers(body["data"], title=f"peers seen by {body.get('node_id')}"))
     for hint in missing_peer_hints(body["data"], body.get("discovery", {})):
         out.print(f"- {hint}", soft_wrap=True)
+    return 0
+
+
+def approve_peer(config: Config, node_id: str, approved: bool = True) -> int:
+    """`main.py peers approve ID` (or `revoke ID`): ask this machine's node, over 127.0.0.1
+    (the node takes approvals from its own machine only), to approve or revoke a peer."""
+    from network.messages import is_identifier
+    from swarm.terminal import console
+
+    if not is_identifier(node_id):
+        log.error("%r is not a node id (1 to 64 letters, digits and ._:-); `python main.py peers` "
+                  "lists them", node_id)
+        return 1
+    url = f"http://127.0.0.1:{config.api.port}/v1/federation/approve"
+    answer = _ask_node(config, url, {"node_id": node_id, "approved": approved})
+    if answer is None:
+        return 1
+    status, body = answer
+    if status == 404 or status == 405:
+        log.error("the node at %s has no approval route: is it running with --federation?", url)
+        return 1
+    if status != 200:
+        log.error("%s answered %d: %s", url, status, _error_of(body))
+        return 1
+    out = console if console.is_terminal else type(console)(width=200)  # stdout in pipes
+    state = body.get("state")
+    done = "approved" if approved else "no longer approved"
+    where = (f"its state is now {state}" if state
+             else "not seen yet: it is used once it answers" if approved else "not seen yet")
+    out.print(f"{node_id} {done}; {where}.", soft_wrap=True)
+    if not body.get("approve_peers"):
+        out.print("Note: this node runs without --approve-peers, so it uses every peer "
+                      "holding the swarm key; the approval is kept for when you turn it on.",
+                      soft_wrap=True)
     return 0
 
 
@@ -205,6 +293,8 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "peers" and invocation.peer_action:
+            return approve_peer(config, invocation.peer_id, invocation.peer_action == "approve")
         elif command == "peers":
             return show_peers(config)
         else:

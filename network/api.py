@@ -1,21 +1,21 @@
-"""The node's HTTP application (aiohttp): error mapping, API keys, and the read-only routes."""
+"""The node's HTTP application (aiohttp): error mapping, API keys (network/api_auth.py), status routes."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.service import ConsensusService
+from network.api_auth import auth_middleware
 from network.completions import CompletionRoutes, as_request_error
 from network.openai_schema import RequestError
 from network.openapi import openapi_route
 from network.route_forward import RouteForwarder
+from network.signing import Verifier
 from swarm.config import ApiConfig, ConsensusConfig
 from swarm.pool import InstancePool
 
@@ -89,25 +89,6 @@ def quiet_bad_requests() -> None:
         logger.addFilter(BadRequestLogFilter())
 
 
-def auth_middleware(keys: tuple[str, ...]) -> Any:
-    """Require `Authorization: Bearer <key>` on /v1/* when `[api] keys` is set.
-
-    Peers call /v1/federation/* without the API key: the swarm key will authenticate those.
-    """
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if keys and request.path.startswith("/v1/") and not request.path.startswith(
-                "/v1/federation/"):
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-                raise RequestError("invalid or missing API key", status=401,
-                                   code="invalid_api_key", type_="authentication_error")
-        return await handler(request)
-
-    return check
-
-
 class StatusRoutes:
     """GET /health and /v1/models."""
 
@@ -133,11 +114,15 @@ class StatusRoutes:
 
 def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig | None = None,
               consensus_service: ConsensusService | None = None,
-              forwarder: RouteForwarder | None = None) -> web.Application:
-    """The aiohttp application for one node (federation routes are added by the caller)."""
+              forwarder: RouteForwarder | None = None,
+              verifier: Verifier | None = None) -> web.Application:
+    """The aiohttp application for one node (federation routes are added by the caller); with
+    `[api] keys` set, `forwarder` and `verifier` let signed peer requests stand in for a key
+    (network/api_auth.py)."""
     quiet_bad_requests()
     app = web.Application(client_max_size=config.max_body_bytes,
-                          middlewares=[error_middleware, auth_middleware(config.keys)])
+                          middlewares=[error_middleware,
+                                       auth_middleware(config.keys, forwarder, verifier)])
     status = StatusRoutes(pool)
     completions = CompletionRoutes(pool, config, consensus or ConsensusConfig(), consensus_service,
                                    forwarder)

@@ -6,7 +6,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from network.coordinator import Coordinator
 from network.discovery import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.election import Candidate, ElectionState
+from network.election_store import ElectionStore
+from network.election_wire import PlanMember
 from network.federation_client import FederationClient
 from network.identity import NodeIdentity
 from network.membership import Change, ChangeKind, Membership, Peer, PeerState, Timings
@@ -26,7 +30,10 @@ class Federation:
 
     def __init__(self, config: FederationConfig, identity: NodeIdentity, *, keys: KeyRing,
                  addresses: list[str], model_id: str, instances: int, hardware: str,
-                 bench_score: float, on_change: Callable[[Change], None] | None = None) -> None:
+                 bench_score: float, on_change: Callable[[Change], None] | None = None,
+                 local_member: Callable[[], PlanMember] | None = None,
+                 election_store: ElectionStore | None = None,
+                 approved: Callable[[str], bool] | None = None) -> None:
         if identity.fingerprint != keys.fingerprint:
             raise ValueError("the identity must advertise the current swarm key's fingerprint")
         self.config = config
@@ -37,7 +44,7 @@ class Federation:
                                suspect_after_s=max(1.0, 2 * config.heartbeat_interval_s))
         self.membership = Membership(identity.node_id, identity.protocol, identity.fingerprint,
                                      self_boot_id=identity.boot_id, timings=self.timings,
-                                     also_accepted=keys.accepted)
+                                     also_accepted=keys.accepted, approved=approved)
         self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
                                        request_timeout_s=self.timings.request_timeout_s,
                                        keys=keys, key_for=self.peer_fingerprint)
@@ -49,22 +56,34 @@ class Federation:
                                   self.monitor.on_discovery)
         self._advert_fields: dict[str, Any] = {"model_id": model_id, "instances": instances,
                                                "hardware": hardware, "score": bench_score}
+        priority = config.coordinator_priority if config.coordinator else None
+        me = Candidate(identity.node_id, priority, bench_score)
+        self.coordinator = Coordinator(
+            me, self.membership, self.client,
+            local_member or (lambda: PlanMember(node_id=identity.node_id, score=bench_score,
+                                                load=0.0, queue_depth=0, instances=instances,
+                                                weight=1.0)),
+            store=election_store, on_change=self._election_changed)
         self.mdns: MdnsDiscovery | None = None
         self.ignored: dict[str, str] = {}  # peers not tracked (duplicate id, full table)
         self._api_port = 0
         self._reannouncing: asyncio.Task[None] | None = None
+        self._announced_term = self.coordinator.state.term
         self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
 
     def advert(self, api_port: int) -> PeerAdvert:
         """The TXT record this node advertises."""
         return PeerAdvert(node_id=self.identity.node_id, boot_id=self.identity.boot_id,
                           protocol=self.identity.protocol, api_port=api_port,
-                          fingerprint=self.identity.fingerprint, **self._advert_fields)
+                          fingerprint=self.identity.fingerprint,
+                          term=self.coordinator.state.term, priority=self.coordinator.me.priority,
+                          **self._advert_fields)
 
     async def start(self, api_port: int) -> None:
         """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade."""
         self._api_port = api_port
         await self.monitor.start()
+        await self.coordinator.start()
         await self.static.start()
         if not self.config.mdns:
             return
@@ -91,15 +110,30 @@ class Federation:
         if change.kind is ChangeKind.RECOVERED and change.previous is PeerState.DEAD and self.mdns:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
+        self.coordinator.poke()
         self.changed.set()
         if self._on_change is not None:
             self._on_change(change)
+
+    def _election_changed(self, state: ElectionState) -> None:
+        """A new term or coordinator: refresh views and the TXT record's term."""
+        self.changed.set()
+        if state.term != self._announced_term:
+            self._reannounce()
 
     def _reannounce(self) -> None:
         if self.mdns is None or (self._reannouncing and not self._reannouncing.done()):
             return
         self._reannouncing = asyncio.get_running_loop().create_task(
-            self.mdns.update(self.advert(self._api_port)), name="mdns-reannounce")
+            self._announce(self.mdns), name="mdns-reannounce")
+
+    async def _announce(self, mdns: MdnsDiscovery) -> None:
+        """Re-announce until the advertised term is the current one (it may move meanwhile)."""
+        while True:
+            self._announced_term = self.coordinator.state.term
+            await mdns.update(self.advert(self._api_port))
+            if self.coordinator.state.term == self._announced_term:
+                return
 
     def peer_fingerprint(self, node_id: str) -> str | None:
         """The swarm-key fingerprint a peer last showed (heartbeat, else advert), to sign for it."""
@@ -124,6 +158,7 @@ class Federation:
 
     async def close(self) -> None:
         """Say goodbye on mDNS first, then stop probing and close the peer client."""
+        await self.coordinator.close()
         if self._reannouncing is not None:
             self._reannouncing.cancel()
             await asyncio.gather(self._reannouncing, return_exceptions=True)

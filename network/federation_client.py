@@ -1,9 +1,9 @@
 """The federation client: the one aiohttp ClientSession that asks peers for votes and heartbeats.
 
-Votes, cancels and forwarded route requests are signed with the swarm key (network/signing.py):
-with the accepted key whose fingerprint the peer advertises (so a node that rotated its key still
-talks to peers that have only the previous one), else the current key. Vote and cancel answers
-must come back signed over the request's nonce.
+Votes, cancels, election messages, plan reads and forwarded route requests are signed with the
+swarm key (network/signing.py): with the accepted key whose fingerprint the peer advertises (so a
+node that rotated its key still talks to peers that have only the previous one), else the current
+key. Vote, cancel, election and plan answers must come back signed over the request's nonce.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import aiohttp
 from yarl import URL
 
 from network import codec
+from network.election import Message
+from network.election_wire import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest, WireDecodeError
 from network.signing import KEY_ID_HEADER, NONCE_HEADER, check_reply, sign_request
 from network.swarm_key import KeyRing, SwarmKey
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_S = 2.0  # a best-effort cancel gives up after this long
 CLOSE_GRACE_S = 1.0  # `close()` lets pending cancels finish for this long, then stops them
+ELECTION_PATH = "/v1/federation/election"
+PLAN_PATH = "/v1/federation/plan"
 
 
 class PeerError(RuntimeError):
@@ -162,6 +166,32 @@ class FederationClient:
             return bool(json.loads(raw)["cancelled"])
         except (ValueError, KeyError, TypeError) as exc:
             raise PeerError(node_id, "bad cancel reply") from exc
+
+    async def election(self, address: str, port: int, node_id: str, message: Message,
+                       timeout_s: float) -> list[Message]:
+        """Send one Claim, Ack or Announce to `node_id`, signed; the messages it answers with
+        (its signature over our nonce checked), or `PeerError`."""
+        body = codec.encode(ElectionEnvelope(message), codec.MSGPACK)
+        url = peer_url(address, port, ELECTION_PATH)
+        kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
+                                         headers={"Content-Type": codec.MSGPACK,
+                                                  "Accept": codec.MSGPACK})
+        try:
+            reply = codec.decode(raw, kind, ElectionReply, max_bytes=self.max_reply_bytes)
+        except WireDecodeError as exc:
+            raise PeerError(node_id, f"bad ElectionReply: {exc}") from exc
+        return list(reply.messages)
+
+    async def plan(self, address: str, port: int, node_id: str, timeout_s: float) -> SwarmPlan:
+        """The swarm plan `node_id` serves, asked with a signed GET and signed back over our
+        nonce; `PeerError` on any failure (503 while it has no plan included)."""
+        url = peer_url(address, port, PLAN_PATH)
+        kind, raw = await self._exchange("GET", url, node_id, timeout_s, signed=True,
+                                         headers={"Accept": codec.MSGPACK})
+        try:
+            return codec.decode(raw, kind, SwarmPlan, max_bytes=self.max_reply_bytes)
+        except WireDecodeError as exc:
+            raise PeerError(node_id, f"bad SwarmPlan: {exc}") from exc
 
     async def health(self, address: str, port: int, nonce: str) -> Heartbeat:
         """The peer's heartbeat, which must echo `nonce` (and be signed over it when this client

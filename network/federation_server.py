@@ -1,27 +1,30 @@
-"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel.
+"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel,
+election (the coordinator election's messages) and plan (the coordinator's swarm plan).
 
-Vote and cancel carry prompts or change state: they need a request signed with the swarm key
-(network/signing.py) and their answers are signed back. The heartbeat is signed over the caller's
-nonce (with the key the caller names in X-Swarm-Key-Id when this node accepts it, else the current
-one); without a nonce it is an unsigned read-only view, as is the peer table.
+Vote, cancel and election carry prompts or change state: they need a request signed with the
+swarm key (network/signing.py) and their answers are signed back. The heartbeat is signed over the
+caller's nonce (with the key the caller names in X-Swarm-Key-Id when this node accepts it, else
+the current one); without a nonce it is an unsigned read-only view, as is the peer table. The plan
+is signed back when the request is signed, else an unsigned read-only view.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from network import codec
+from network.election import Message
+from network.election_wire import MAX_REPLY_MESSAGES, ElectionEnvelope, ElectionReply, SwarmPlan
 from network.identity import NodeIdentity
-from network.membership import Membership, Peer, PeerState
+from network.membership import Membership
 from network.messages import (
     MAX_NONCE_CHARS,
     CancelRequest,
@@ -31,8 +34,8 @@ from network.messages import (
     WireMessage,
 )
 from network.openai_schema import RequestError
-from network.remote_source import split_address
-from network.signing import KEY_ID_HEADER, Verdict, Verifier, sign_reply
+from network.peer_table import check_filters, peer_row, row_passes, self_row
+from network.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verdict, Verifier, sign_reply
 from network.swarm_key import KeyRing
 from swarm.backend import Completion, ContextOverflowError
 from swarm.pool import InstancePool, PoolBusyError
@@ -45,8 +48,9 @@ CAPABILITIES = ("chat", "completions", "vote")
 # URL-safe, so `secrets.token_urlsafe()` nonces (peer_monitor's) pass; no length beyond the wire's.
 NONCE_PATTERN = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}", re.ASCII)
 MAX_REMEMBERED = 1024  # remote addresses already warned about; cancels that beat their vote
-_FILTERS = frozenset({"min_ram_gb", "min_vram_gb", "model", "status", "idle"})
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+VERDICT_KEY = "swarm_verdict"  # a middleware that verified the request first leaves it here
+ElectionHandler = Callable[[Message], Awaitable[Sequence[Message]]]
+ElectionView = Callable[[], tuple[int, str | None, int | None]]  # (term, coordinator, priority)
 
 
 class _Bounded(OrderedDict[str, None]):
@@ -73,76 +77,22 @@ def reply_kind(accept: str | None) -> str:
     return codec.JSON
 
 
-def _number(query: Mapping[str, str], key: str) -> float | None:
-    raw = query.get(key)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise RequestError(f"{key} must be a non-negative number, got {raw!r}", param=key,
-                           code="invalid_value")
-    return value
-
-
-def _row_passes(row: dict[str, Any], query: Mapping[str, str]) -> bool:
-    for key, field in (("min_ram_gb", "ram_gb"), ("min_vram_gb", "vram_gb")):
-        least = _number(query, key)
-        if least is not None and (row[field] or 0.0) < least:
-            return False
-    model = query.get("model")
-    if model is not None and (row["model"] or "").lower() != model.lower():
-        return False
-    status = query.get("status")
-    if status is not None and row["state"] != status:
-        return False
-    idle = query.get("idle")
-    return idle is None or (row["load"] == 0 and not row["queue_depth"]) == _BOOLEANS[idle]
-
-
-def check_filters(query: Mapping[str, str]) -> None:
-    """Raise `RequestError` (400) for an unknown filter or a bad value; see `/v1/federation/peers`."""
-    unknown = sorted(set(query) - _FILTERS)
-    if unknown:
-        raise RequestError(f"unknown filter {unknown[0]!r}; filters are {', '.join(sorted(_FILTERS))}",
-                           param=unknown[0], code="invalid_value")
-    _number(query, "min_ram_gb")
-    _number(query, "min_vram_gb")
-    states = [s.value for s in PeerState]
-    if "status" in query and query["status"] not in states:
-        raise RequestError(f"status must be one of {', '.join(states)}", param="status",
-                           code="invalid_value")
-    if "idle" in query and query["idle"] not in _BOOLEANS:
-        raise RequestError("idle must be true or false", param="idle", code="invalid_value")
-    if "model" in query and not 0 < len(query["model"]) <= 256:
-        raise RequestError("model must be 1 to 256 characters", param="model", code="invalid_value")
-
-
-def peer_row(peer: Peer, now: float) -> dict[str, Any]:
-    """One `/v1/federation/peers` row for a tracked peer (heartbeat fields None until it answers)."""
-    beat = peer.heartbeat
-    host, _port = split_address(peer.address, peer.advert.api_port)
-    return {"node_id": peer.node_id, "self": False, "state": peer.state.value, "address": host,
-            "api_port": peer.advert.api_port,
-            "model": beat.model_id if beat else peer.advert.model_id,
-            "load": beat.load if beat else None, "queue_depth": beat.queue_depth if beat else None,
-            "bench_score": beat.bench_score if beat else peer.advert.score,
-            "ram_gb": beat.ram_gb if beat else None, "vram_gb": beat.vram_gb if beat else None,
-            "last_seen_s_ago": None if peer.last_ok is None else round(now - peer.last_ok, 3),
-            "boot_id": peer.advert.boot_id, "reason": peer.reason}
-
-
 class FederationRoutes:
-    """GET /v1/federation/health and /peers; POST /v1/federation/vote and /cancel."""
+    """GET /v1/federation/health, /peers and /plan; POST /v1/federation/vote, /cancel and
+    /election. `election` handles one verified election message and returns the messages to
+    answer with; `plan` gives the coordinator's plan (None when there is none); `election_view`
+    gives (term, coordinator followed, priority) for the heartbeat, `election_role` this node's
+    role ("coordinator", "follower" or "candidate"; derived from the view when not given)."""
 
     def __init__(self, identity: NodeIdentity, pool: InstancePool, membership: Membership, *,
                  api_port_getter: Callable[[], int], bench_score: float = 0.0,
                  hardware: Mapping[str, Any], clock: Callable[[], float] = time.monotonic,
                  max_body_bytes: int = codec.MAX_BYTES,
                  discovery_status: Callable[[], Mapping[str, Any]] = dict,
-                 verifier: Verifier | None = None) -> None:
+                 verifier: Verifier | None = None, election: ElectionHandler | None = None,
+                 plan: Callable[[], SwarmPlan | None] | None = None,
+                 election_view: ElectionView | None = None,
+                 election_role: Callable[[], str | None] | None = None) -> None:
         self.identity = identity
         # Without a verifier the node holds a random key nobody shares: closed, never open.
         self.verifier = verifier or Verifier(KeyRing.generate(), audience=identity.node_id)
@@ -155,22 +105,29 @@ class FederationRoutes:
         self.vram_gb = float(hardware.get("vram_gb", 0.0))
         self.clock = clock
         self.max_body_bytes = max_body_bytes
+        self.election = election
+        self.plan = plan
+        self.election_view = election_view
+        self.election_role = election_role
         self.running: dict[str, asyncio.Task[Completion]] = {}
         self._cancelled_early = _Bounded()
         self._warned = _Bounded()
         self._closing = False
 
     def add_to(self, app: web.Application) -> None:
-        """Register the four routes, and the cleanup that cancels votes still running."""
+        """Register the six routes, and the cleanup that cancels votes still running."""
         app.router.add_get("/v1/federation/health", self.health)
         app.router.add_get("/v1/federation/peers", self.peers)
+        app.router.add_get("/v1/federation/plan", self.plan_view)
         app.router.add_post("/v1/federation/vote", self.vote)
         app.router.add_post("/v1/federation/cancel", self.cancel)
+        app.router.add_post("/v1/federation/election", self.election_message)
         app.on_shutdown.append(self._shutdown)
 
     def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
         """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
         current key's)."""
+        term, coordinator, priority = self.election_view() if self.election_view else (0, None, 0)
         return Heartbeat(
             node_id=self.identity.node_id, boot_id=self.identity.boot_id,
             protocol=self.identity.protocol, api_port=self.api_port_getter(),
@@ -178,7 +135,7 @@ class FederationRoutes:
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
-            term=0, coordinator=None, nonce=nonce)
+            term=term, coordinator=coordinator, priority=priority, nonce=nonce)
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;
@@ -198,13 +155,8 @@ class FederationRoutes:
     def rows(self, local_address: str | None) -> list[dict[str, Any]]:
         """This node (marked self) and every tracked peer, as `/v1/federation/peers` rows."""
         now = self.clock()
-        beat = self.heartbeat()
-        me = {"node_id": beat.node_id, "self": True, "state": PeerState.ALIVE.value,
-              "address": local_address, "api_port": beat.api_port,
-              "model": beat.model_id, "load": beat.load, "queue_depth": beat.queue_depth,
-              "bench_score": beat.bench_score, "ram_gb": beat.ram_gb, "vram_gb": beat.vram_gb,
-              "last_seen_s_ago": 0.0, "boot_id": beat.boot_id, "reason": "this node"}
-        return [me, *(peer_row(p, now) for p in self.membership.peers())]
+        return [self_row(self.heartbeat(), local_address),
+                *(peer_row(p, now) for p in self.membership.peers())]
 
     async def peers(self, request: web.Request) -> web.Response:
         """GET /v1/federation/peers: this node (marked self) and every tracked peer, filtered."""
@@ -212,8 +164,20 @@ class FederationRoutes:
         sock = request.transport.get_extra_info("sockname") if request.transport else None
         rows = self.rows(sock[0] if sock else None)
         return web.json_response({"object": "list", "node_id": self.identity.node_id,
+                                  **self.election_status(),
                                   "discovery": dict(self.discovery_status()),
-                                  "data": [r for r in rows if _row_passes(r, request.query)]})
+                                  "data": [r for r in rows if row_passes(r, request.query)]})
+
+    def election_status(self) -> dict[str, Any]:
+        """This node's term, the coordinator it follows and its role (None without an election)."""
+        if self.election_view is None:
+            return {"term": None, "coordinator": None, "role": None}
+        term, coordinator, _priority = self.election_view()
+        if self.election_role is not None:
+            role = self.election_role()
+        else:
+            role = "coordinator" if coordinator == self.identity.node_id else "follower"
+        return {"term": term, "coordinator": coordinator, "role": role}
 
     async def vote(self, request: web.Request) -> web.Response:
         """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
@@ -266,6 +230,49 @@ class FederationRoutes:
         log.debug("vote %s cancelled by %s", message.request_id, request.remote)
         return _signed(_json({"request_id": message.request_id, "cancelled": stopped}),
                        codec.JSON, verdict)
+
+    async def election_message(self, request: web.Request) -> web.Response:
+        """POST /v1/federation/election: one signed Claim, Ack or Announce; the answer is an
+        ElectionReply (signed, msgpack when Accept asks for it, else the request's format)."""
+        kind, envelope, verdict = await self._decode(request, ElectionEnvelope)
+        if self.election is None:
+            raise RequestError("this node takes no part in the coordinator election", status=503,
+                               code="no_election", type_="server_error")
+        try:
+            replies = tuple(await self.election(envelope.message))
+        except Exception as exc:
+            log.warning("election %s from %s failed: %r", type(envelope.message).__name__,
+                        request.remote, exc)
+            raise RequestError(f"election failed: {type(exc).__name__}", status=500,
+                               code="election_failed", type_="server_error") from None
+        if len(replies) > MAX_REPLY_MESSAGES:
+            log.warning("election answer of %d messages cut to %d", len(replies),
+                        MAX_REPLY_MESSAGES)
+            replies = replies[:MAX_REPLY_MESSAGES]
+        if reply_kind(request.headers.get("Accept")) == codec.MSGPACK:
+            kind = codec.MSGPACK
+        return _signed(codec.encode(ElectionReply(replies), kind), kind, verdict)
+
+    async def plan_view(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/plan: the coordinator's plan (msgpack when Accept asks for it);
+        verified and signed back when the request is signed, else an unsigned view; 503 while
+        there is none."""
+        verdict = request.get(VERDICT_KEY)
+        if not isinstance(verdict, Verdict) and SIGNATURE_HEADER in request.headers:
+            self._check(request, self.verifier.precheck(request.headers))
+            verdict = self.verifier.verify(request.method, request.raw_path, request.headers, b"")
+        if isinstance(verdict, Verdict):
+            self._check(request, verdict)
+        plan = self.plan() if self.plan is not None else None
+        if plan is None:
+            raise RequestError("no coordinator plan yet (this node does not lead, or no "
+                               "coordinator is elected)", status=503, code="no_plan",
+                               type_="server_error")
+        kind = reply_kind(request.headers.get("Accept"))
+        body = codec.encode(plan, kind)
+        if isinstance(verdict, Verdict):
+            return _signed(body, kind, verdict)
+        return web.Response(body=body, content_type=kind)
 
     async def _decode(self, request: web.Request, cls: type[M]) -> tuple[str, M, Verdict]:
         """Check the signature, read a size-limited body and decode it by Content-Type; 4xx

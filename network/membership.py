@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from network.messages import Heartbeat
@@ -18,6 +19,7 @@ class PeerState(enum.Enum):
     SUSPECT = "suspect"  # missed a probe or went quiet: out of routing, not yet dead
     DEAD = "dead"  # missed enough probes; still probed, so a return is seen at once
     FOREIGN = "foreign"  # another protocol version or swarm key: never probed, never used
+    PENDING = "pending"  # holds the swarm key and answers, but its node id is not approved yet
 
 
 class ChangeKind(enum.Enum):
@@ -32,6 +34,7 @@ class ChangeKind(enum.Enum):
     FOREIGN = "foreign"
     IGNORED = "ignored"  # not tracked: table full, or it claims our node id
     FORGOTTEN = "forgotten"  # a dead or foreign record dropped (goodbye, or evicted for room)
+    PENDING = "pending"  # answers with the swarm key, waits for approval (--approve-peers)
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,13 @@ class Membership:
     heartbeats for peers not discovered first are ignored. Silence alone never kills a peer before
     `Timings.give_up_s`: a busy peer whose answers arrive within the request timeout stays out of
     DEAD, while a refused or unconnectable probe (a crash or a cut link) kills within about 1 s.
+    A peer answering with the swarm key whose id `approved` refuses is PENDING instead of ALIVE.
     """
 
     def __init__(self, self_id: str, protocol: int, fingerprint: str, *, self_boot_id: str = "",
                  timings: Timings | None = None, max_peers: int = MAX_PEERS,
-                 also_accepted: frozenset[str] = frozenset()) -> None:
+                 also_accepted: frozenset[str] = frozenset(),
+                 approved: Callable[[str], bool] | None = None) -> None:
         self._self_id = self_id
         self._self_boot_id = self_boot_id
         self._protocol = protocol
@@ -114,6 +119,7 @@ class Membership:
         self._accepted = also_accepted | {fingerprint}  # previous swarm keys during a rotation
         self.timings = timings or Timings()
         self.max_peers = max_peers
+        self._approved = approved or _everyone
         self._peers: dict[str, Peer] = {}
 
     def __len__(self) -> int:
@@ -163,7 +169,8 @@ class Membership:
         return changes
 
     def heartbeat_ok(self, node_id: str, heartbeat: Heartbeat, now: float) -> list[Change]:
-        """An answer arrived (however late): the peer is alive now, even if it was dead."""
+        """An answer arrived (however late): the peer is alive (or pending approval) now, even if
+        it was dead."""
         peer = self._peers.get(node_id)
         if peer is None or peer.state is PeerState.FOREIGN:
             return []
@@ -181,15 +188,26 @@ class Membership:
             previous = peer.state
             peer = self._fresh(replace(peer.advert, boot_id=heartbeat.boot_id), peer.address, now)
             changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, previous))
-        kind = (ChangeKind.JOINED if peer.last_ok is None
-                else ChangeKind.RECOVERED if peer.state is not PeerState.ALIVE else None)
-        since = peer.since if peer.state is PeerState.ALIVE else now
-        new = replace(peer, state=PeerState.ALIVE, since=since, last_ok=now, misses=0,
-                      heartbeat=heartbeat, reason="answering")
-        self._peers[node_id] = new
-        if kind is not None:
-            changes.append(Change(kind, node_id, "answering", new, peer.state))
-        return changes
+        answered = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat)
+        return changes + self._admit(answered, peer, now)
+
+    def reconsider(self, node_id: str, now: float) -> list[Change]:
+        """Apply a changed approval at once: a PENDING peer now approved becomes ALIVE (SUSPECT if
+        its last probe failed), an ALIVE or SUSPECT one no longer approved PENDING; others wait
+        for their next heartbeat."""
+        peer = self._peers.get(node_id)
+        if peer is None or peer.state not in (PeerState.PENDING, PeerState.ALIVE,
+                                              PeerState.SUSPECT):
+            return []
+        approved = self._approved(node_id)
+        if (peer.state is PeerState.PENDING) != approved:
+            return []  # nothing changes for it
+        if approved and peer.misses:  # its last probe failed: a member, not routed until it answers
+            new = replace(peer, state=PeerState.SUSPECT, since=now, reason="approved; last probe "
+                          "failed")
+            self._peers[node_id] = new
+            return [Change(ChangeKind.JOINED, node_id, new.reason, new, peer.state)]
+        return self._admit(peer, peer, now)
 
     def heartbeat_failed(self, node_id: str, now: float,
                          reason: str = "no answer") -> list[Change]:
@@ -274,6 +292,26 @@ class Membership:
     def _reference(peer: Peer) -> float:
         return peer.since if peer.last_ok is None else peer.last_ok
 
+    def _admit(self, answered: Peer, before: Peer, now: float) -> list[Change]:
+        """ALIVE (or PENDING when not approved) for a peer that has just answered; `before` is
+        its record beforehand, to name the change."""
+        node_id = answered.node_id
+        if not self._approved(node_id):
+            reason = (f"waiting for approval: run `python main.py peers approve {node_id}` "
+                      "on this machine")
+            since = before.since if before.state is PeerState.PENDING else now
+            new = replace(answered, state=PeerState.PENDING, since=since, reason=reason)
+            self._peers[node_id] = new
+            if before.state is PeerState.PENDING:
+                return []
+            return [Change(ChangeKind.PENDING, node_id, reason, new, before.state)]
+        kind = (ChangeKind.JOINED if before.last_ok is None or before.state is PeerState.PENDING
+                else ChangeKind.RECOVERED if before.state is not PeerState.ALIVE else None)
+        since = before.since if before.state is PeerState.ALIVE else now
+        new = replace(answered, state=PeerState.ALIVE, since=since, reason="answering")
+        self._peers[node_id] = new
+        return [] if kind is None else [Change(kind, node_id, "answering", new, before.state)]
+
     def _set(self, peer: Peer, state: PeerState, now: float, reason: str,
              kind: ChangeKind) -> list[Change]:
         new = replace(peer, state=state, since=now, reason=reason)
@@ -294,3 +332,7 @@ class Membership:
         changes.append(Change(ChangeKind.FORGOTTEN, victim.node_id, "evicted to make room",
                               victim, victim.state))
         return True
+
+
+def _everyone(_node_id: str) -> bool:
+    return True

@@ -19,6 +19,7 @@ MAX_CAPABILITIES = 64
 MAX_TOKENS = 1 << 16
 MAX_COUNT = 2**31 - 1
 MAX_TERM = 2**63 - 1
+MAX_PRIORITY = 1000  # coordinator priority: -1000..1000, or None (never coordinator)
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII)
 
@@ -159,6 +160,7 @@ class Heartbeat:
     vram_gb: float = 0.0
     term: int = 0
     coordinator: str | None = None
+    priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
@@ -182,6 +184,7 @@ class Heartbeat:
             vram_gb=f.get("vram_gb", _num(0.0, 1e6), 0.0),
             term=f.get("term", _int(0, MAX_TERM), 0),
             coordinator=f.get("coordinator", _optional(_ident()), None),
+            priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), 0),
             nonce=f.get("nonce", _optional(_text(MAX_NONCE_CHARS)), None),
         )
 

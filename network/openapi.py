@@ -14,13 +14,18 @@ from typing import Any
 from aiohttp import web
 
 from consensus.service import SWARM_SCHEMA
+from network.api_auth import Auth, required_auth
+from network.election_wire import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
+from network.membership import PeerState
 from network.messages import (
     FINISH_REASONS,
     MAX_CAPABILITIES,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
     MAX_NONCE_CHARS,
+    MAX_PRIORITY,
     MAX_STOP,
+    MAX_TERM,
     MAX_TEXT_CHARS,
     MAX_TOKENS,
     MAX_TURNS,
@@ -40,9 +45,10 @@ _ERROR_CODES = {
     400: "Invalid input (the error names the parameter)",
     401: "Missing or wrong API key; on federation routes (and forwarded requests) a missing, "
          "malformed, stale (over 30 s of skew), wrongly signed or replayed swarm signature",
-    403: "Signed with a swarm key this node does not accept",
+    403: "Signed with a swarm key this node does not accept; for approve, not sent from the "
+         "node's own machine",
     404: "Unknown model",
-    409: "The vote is running already, or was cancelled",
+    409: "The vote is running already, or was cancelled; for approve, the approved list is full",
     413: "Request body over [api] max_body_bytes",
     415: "Content-Type is neither JSON nor msgpack",
     429: "Busy (every queue full, or too many requests from this client): see Retry-After",
@@ -61,13 +67,15 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {JSON: {"schema": schema}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
+def _errors(*codes: int, notes: dict[int, str] | None = None) -> dict[str, Any]:
+    """Error responses for `codes`; `notes` replaces the usual description of some codes."""
     out: dict[str, Any] = {}
     for code in codes:
         headers = ({"Retry-After": {"description": "seconds to wait before retrying",
                                     "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
                    if code == 429 else {})
-        out[str(code)] = {"description": _ERROR_CODES[code], "content": _json(_ref("Error")),
+        description = (notes or {}).get(code, _ERROR_CODES[code])
+        out[str(code)] = {"description": description, "content": _json(_ref("Error")),
                           **({"headers": headers} if headers else {})}
     out["default"] = {"description": "Any other error, in the same body",
                       "content": _json(_ref("Error"))}
@@ -113,7 +121,7 @@ _PEER_FILTERS = [
      "schema": {"type": "string", "minLength": 1, "maxLength": 256},
      "description": "only nodes serving this model id (case-insensitive)"},
     {"name": "status", "in": "query", "required": False,
-     "schema": {"enum": ["joining", "alive", "suspect", "dead", "foreign"]}},
+     "schema": {"enum": [state.value for state in PeerState]}},
     {"name": "idle", "in": "query", "required": False,
      "schema": {"enum": ["true", "1", "yes", "false", "0", "no"]}},
 ]
@@ -169,13 +177,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "headers": _REPLY_HEADERS,
                               "content": {JSON: {"schema": _ref("Heartbeat")},
                                           MSGPACK: {"schema": _ref("Heartbeat")}}},
-                      **_errors(400)}},
+                      **_errors(400, 401, 403)}},
     ("/v1/federation/peers", "get"): {
         "operationId": "federationPeers", "tags": ["federation"],
         "summary": "This node (marked self) and every peer it tracks, filtered",
         "parameters": _PEER_FILTERS,
         "responses": {"200": {"description": "The peer table",
-                              "content": _json(_ref("PeerList"))}, **_errors(400)}},
+                              "content": _json(_ref("PeerList"))}, **_errors(400, 401, 403)}},
+    ("/v1/federation/approve", "post"): {
+        "operationId": "federationApprove", "tags": ["federation"],
+        "summary": "Approve (or revoke) a peer's node id (--approve-peers); this machine only",
+        "description": "Accepted only from a loopback address (`python main.py peers approve "
+                       "ID`); needs the API key when [api] keys is set. Approving an id not "
+                       "seen yet is allowed; `state` is then null.",
+        "requestBody": {"required": True, "content": _json(_ref("ApproveRequest"))},
+        "responses": {"200": {"description": "The approval as stored, and the peer's state",
+                              "content": _json(_ref("ApproveReply"))},
+                      **_errors(400, 401, 403, 409, 413, 500, notes={
+                          500: "The approval could not be saved"})}},
     ("/v1/federation/vote", "post"): {
         "operationId": "federationVote", "tags": ["federation"],
         "summary": "Generate one consensus candidate on this node (JSON or msgpack)",
@@ -200,6 +219,36 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "headers": _REPLY_HEADERS,
                               "content": _json(_ref("CancelReply"))},
                       **_errors(400, 401, 403, 413, 415)}},
+    ("/v1/federation/election", "post"): {
+        "operationId": "federationElection", "tags": ["federation"],
+        "summary": "One coordinator-election message (Claim, Ack or Announce; JSON or msgpack)",
+        "description": "Signed with the swarm key; the answer (the messages this node sends "
+                       "back, at most 8) is signed over the request's nonce, in msgpack when "
+                       "Accept asks for it, else in the request's format.",
+        "parameters": _SIGNED_HEADERS,
+        "requestBody": {"required": True,
+                        "content": {JSON: {"schema": _ref("ElectionEnvelope")},
+                                    MSGPACK: {"schema": _ref("ElectionEnvelope")}}},
+        "responses": {"200": {"description": "The messages sent back to the sender",
+                              "headers": _REPLY_HEADERS,
+                              "content": {JSON: {"schema": _ref("ElectionReply")},
+                                          MSGPACK: {"schema": _ref("ElectionReply")}}},
+                      **_errors(400, 401, 403, 413, 415, 500, 503, notes={
+                          500: "The election failed to handle the message",
+                          503: "This node takes no part in the election"})}},
+    ("/v1/federation/plan", "get"): {
+        "operationId": "federationPlan", "tags": ["federation"],
+        "summary": "The coordinator's swarm plan: members, weights, consensus sources",
+        "description": "A read-only view; a request signed with the swarm key (the X-Swarm-* "
+                       "headers, over GET, this path and an empty body) is verified and its "
+                       "answer signed over the request's nonce.",
+        "parameters": [{**h, "required": False} for h in _SIGNED_HEADERS],
+        "responses": {"200": {"description": "The plan (msgpack when Accept asks for it)",
+                              "headers": _REPLY_HEADERS,
+                              "content": {JSON: {"schema": _ref("SwarmPlan")},
+                                          MSGPACK: {"schema": _ref("SwarmPlan")}}},
+                      **_errors(401, 403, 503, notes={
+                          503: "No coordinator plan yet (this node does not lead)"})}},
 }
 
 _USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
@@ -233,6 +282,30 @@ _TURN = {"type": "array", "prefixItems": [{"type": "string", "maxLength": 32},
                                           {"type": "string", "maxLength": MAX_TEXT_CHARS}],
          "minItems": 2, "maxItems": 2}
 _WIRE_VERSION = {"const": 1, "description": "wire version"}
+_TERM = {"type": "integer", "minimum": 0, "maximum": MAX_TERM}
+_SCORE = {"type": "number", "minimum": 0, "maximum": MAX_SCORE}
+_PRIORITY = {"type": ["integer", "null"], "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY,
+             "description": "coordinator priority; null: never coordinator"}
+_CANDIDATE = {"type": "object", "required": ["node_id", "priority", "score"],
+              "properties": {"node_id": _ID, "priority": _PRIORITY, "score": _SCORE}}
+
+
+def _election_message(versioned: bool) -> dict[str, Any]:
+    """A Claim, Ack or Announce (network/election_wire.py); `versioned` for a request body."""
+    common: dict[str, Any] = {"kind": {"enum": ["claim", "ack", "announce"]}, "term": _TERM}
+    if versioned:
+        common["v"] = _WIRE_VERSION
+    return {"type": "object", "required": [*(["v"] if versioned else []), "kind", "term"],
+            "properties": common, "oneOf": [
+                {"required": ["candidate"],
+                 "properties": {"kind": {"const": "claim"}, "candidate": _CANDIDATE}},
+                {"required": ["voter", "candidate", "granted"],
+                 "properties": {"kind": {"const": "ack"}, "voter": _ID, "candidate": _ID,
+                                "granted": {"type": "boolean"}, "seen_term": _TERM}},
+                {"required": ["coordinator"],
+                 "properties": {"kind": {"const": "announce"}, "coordinator": _CANDIDATE}}]}
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["message", "type"],
@@ -272,9 +345,15 @@ SCHEMAS: dict[str, Any] = {
                          "maxItems": MAX_CAPABILITIES},
         "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
         "vram_gb": {"type": "number"}, "term": {"type": "integer"},
-        "coordinator": {"type": ["string", "null"]}, "nonce": {"type": ["string", "null"]}}},
+        "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
+        "nonce": {"type": ["string", "null"]}}},
     "PeerList": {"type": "object", "required": ["object", "node_id", "data"], "properties": {
         "object": {"const": "list"}, "node_id": {"type": "string"},
+        "term": {"type": ["integer", "null"], "description": "this node's election term"},
+        "coordinator": {"type": ["string", "null"],
+                        "description": "the coordinator this node follows (its own id when "
+                                       "it leads)"},
+        "role": {"enum": ["coordinator", "follower", "candidate", None]},
         "discovery": {"type": "object"},
         "data": {"type": "array", "items": {
             "type": "object", "required": ["node_id", "self", "state"],
@@ -285,7 +364,11 @@ SCHEMAS: dict[str, Any] = {
                            "load": {"type": ["number", "null"]},
                            "queue_depth": {"type": ["integer", "null"]},
                            "last_seen_s_ago": {"type": ["number", "null"]},
-                           "reason": {"type": ["string", "null"]}}}}}},
+                           "reason": {"type": ["string", "null"]},
+                           "term": {"type": ["integer", "null"]},
+                           "coordinator": {"type": "boolean", "description": "this node's "
+                                           "coordinator (self), or a peer leading by its own "
+                                           "heartbeat"}}}}}},
     "VoteRequest": {
         "type": "object", "required": ["v", "request_id"],
         "description": "exactly one of messages (non-empty) or prompt",
@@ -311,11 +394,36 @@ SCHEMAS: dict[str, Any] = {
         "finish_reason": {"enum": list(FINISH_REASONS)},
         "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
         "latency_s": {"type": "number"}, "node_id": _ID}},
+    "ApproveRequest": {"type": "object", "required": ["node_id"], "properties": {
+        "node_id": _ID,
+        "approved": {"type": "boolean", "default": True, "description": "false revokes"}}},
+    "ApproveReply": {"type": "object", "required": ["node_id", "approved", "state"],
+                     "properties": {"node_id": {"type": "string"}, "approved": {"type": "boolean"},
+                                    "state": {"type": ["string", "null"]},
+                                    "approve_peers": {"type": "boolean"}}},
     "CancelRequest": {"type": "object", "required": ["v", "request_id"],
                       "properties": {"v": _WIRE_VERSION, "request_id": _ID}},
     "CancelReply": {"type": "object", "required": ["request_id", "cancelled"],
                     "properties": {"request_id": {"type": "string"},
                                    "cancelled": {"type": "boolean"}}},
+    "ElectionEnvelope": _election_message(versioned=True),
+    "ElectionReply": {"type": "object", "required": ["v", "messages"], "properties": {
+        "v": _WIRE_VERSION, "messages": {"type": "array", "items": _election_message(False),
+                                         "maxItems": MAX_REPLY_MESSAGES}}},
+    "SwarmPlan": {"type": "object", "required": ["v", "term", "coordinator", "issued_at",
+                                                 "members", "consensus"], "properties": {
+        "v": _WIRE_VERSION, "term": _TERM, "coordinator": _ID,
+        "issued_at": {"type": "number", "description": "the coordinator's wall clock (Unix s)"},
+        "members": {"type": "array", "maxItems": MAX_PLAN_MEMBERS, "items": {
+            "type": "object", "required": ["node_id", "score", "load", "queue_depth",
+                                           "instances", "weight"],
+            "properties": {"node_id": _ID, "score": _SCORE,
+                           "load": {"type": "number", "minimum": 0, "maximum": 1},
+                           "queue_depth": {"type": "integer", "minimum": 0},
+                           "instances": {"type": "integer", "minimum": 0},
+                           "weight": _SCORE}}},
+        "consensus": {"type": "array", "items": _ID, "maxItems": MAX_PLAN_MEMBERS,
+                      "description": "member node ids, the preferred consensus sources first"}}},
 }
 
 
@@ -342,6 +450,19 @@ def _bounded(schema: dict[str, Any], config: ApiConfig) -> dict[str, Any]:
     return schema
 
 
+def _security(method: str, path: str) -> list[dict[str, list[str]]]:
+    """The OpenAPI security of one operation when [api] keys is set (network/api_auth.py)."""
+    rules = {required_auth(method, path, query) for query in ({}, {"nonce": "n"})}
+    out: list[dict[str, list[str]]] = []
+    if rules & {Auth.API_KEY, Auth.API_KEY_OR_FORWARD, Auth.API_KEY_OR_SIGNED}:
+        out.append({"apiKey": []})
+    if Auth.API_KEY_OR_SIGNED in rules:
+        out.append({"swarmSignature": []})
+    if out and Auth.OPEN in rules:
+        out.append({})  # e.g. the heartbeat probe (with a nonce) needs neither
+    return out
+
+
 def openapi_document(app: web.Application, config: ApiConfig) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the operations `app` serves, with `config`'s limits."""
     served = served_operations(app)
@@ -351,8 +472,8 @@ def openapi_document(app: web.Application, config: ApiConfig) -> dict[str, Any]:
         if operation is None:  # tests/test_openapi.py fails on this; a live node still answers
             log.warning("no OpenAPI description for %s %s", method.upper(), path)
             operation = {"summary": "not described yet", "responses": _errors()}
-        if config.keys and path.startswith("/v1/") and not path.startswith("/v1/federation/"):
-            operation["security"] = [{"apiKey": []}]
+        if config.keys and (security := _security(method, path)):
+            operation["security"] = security
         paths.setdefault(path, {})[method] = operation
     schemas = dict(SCHEMAS)
     schemas["ChatRequest"] = _bounded(CHAT_SCHEMA, config)
@@ -366,7 +487,12 @@ def openapi_document(app: web.Application, config: ApiConfig) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer",
-                       "description": "one of [api] keys, when set"}}},
+                       "description": "one of [api] keys, when set"},
+            "swarmSignature": {"type": "apiKey", "in": "header", "name": "X-Swarm-Signature",
+                               "description": "a request signed with the swarm key: "
+                                              "X-Swarm-Key-Id, -Timestamp, -Nonce and "
+                                              "-Signature over the method, path and query, "
+                                              "and the (empty) body"}}},
     }
 
 

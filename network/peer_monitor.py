@@ -93,6 +93,11 @@ class PeerMonitor:
         """Every tracked peer, sorted by node id."""
         return self._membership.peers()
 
+    def reconsider(self, node_id: str) -> Peer | None:
+        """Apply a changed approval of `node_id` now (changes reported as usual); its record."""
+        self._emit(self._membership.reconsider(node_id, self._clock()))
+        return self._membership.get(node_id)
+
     def unanswered(self) -> dict[str, str]:
         """Manual addresses that never answered, with the last reason (for `main.py peers`)."""
         return {str(t.address): t.failure for t in self._targets.values()

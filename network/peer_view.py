@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 _STATE_STYLE = {"alive": "green", "self": "bold cyan", "joining": "yellow", "suspect": "yellow",
-                "dead": "red", "foreign": "magenta"}
+                "dead": "red", "foreign": "magenta", "pending": "blue"}
 
 
 def _cell(value: Any, fmt: str = "{}") -> str:
@@ -20,8 +20,9 @@ def _cell(value: Any, fmt: str = "{}") -> str:
 def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Table:
     """A table of peer rows (the JSON rows of /v1/federation/peers); pure, so it renders to text."""
     table = Table(title=title, expand=False)
-    for column, justify in (("node", "left"), ("state", "left"), ("address", "left"),
-                            ("model", "left"), ("load", "right"), ("queue", "right"),
+    for column, justify in (("node", "left"), ("coord", "center"), ("state", "left"),
+                            ("address", "left"), ("model", "left"), ("load", "right"),
+                            ("queue", "right"),
                             ("score", "right"), ("last seen", "right"), ("note", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -30,7 +31,8 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
         address = f"{row.get('address') or '-'}:{row.get('api_port') or '-'}"
         seen = row.get("last_seen_s_ago")
         table.add_row(
-            str(row.get("node_id", "?")), f"[{style}]{state}[/]" if style else state, address,
+            str(row.get("node_id", "?")), "yes" if row.get("coordinator") is True else "",
+            f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
             _cell(row.get("queue_depth")), _cell(row.get("bench_score"), "{:.1f}"),
             "now" if row.get("self") else _cell(seen, "{:.1f}s ago"), _cell(row.get("reason")))
@@ -50,6 +52,10 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
         who = f"{row.get('node_id')} at {row.get('address')}:{row.get('api_port')}"
         if state == "foreign":
             hints.append(f"{who} is foreign and never used: {reason}.")
+        elif state == "pending":
+            hints.append(f"{who} holds the swarm key but is not approved, so it is never used: "
+                         f"if you know that machine, run `python main.py peers approve "
+                         f"{row.get('node_id')}` here.")
         elif state == "dead" and row.get("last_seen_s_ago") is None:
             hints.append(f"{who} was discovered but its API port never answered ({reason}); "
                          "check its firewall and --host.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -88,7 +88,7 @@ class RouteForwarder:
         if request.headers.get(FORWARDED_HEADER):
             verdict = await self.verify_forwarded(request)
             if not verdict.ok:
-                self._refuse(request, verdict)
+                self.refuse(request, verdict)
             return None  # one hop only: the peer that received it serves it
         local_active = min(i.active for i in self.pool.instances)
         target = choose_target(local_active, self.remotes(), self.in_flight)
@@ -120,7 +120,8 @@ class RouteForwarder:
             log.info("forwarding to %s failed (%s); serving locally", target.node_id, exc)
             return None
 
-    def _refuse(self, request: web.Request, verdict: Verdict) -> None:
+    def refuse(self, request: web.Request, verdict: Verdict) -> NoReturn:
+        """Raise the 401/403 for a forward whose signature failed (logged once per address)."""
         remote = request.remote or "unknown"
         message = f"{FORWARDED_HEADER} from {remote} refused: {verdict.code}: {verdict.reason}"
         if remote in self._warned or len(self._warned) >= 1024:

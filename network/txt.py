@@ -6,12 +6,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from network.messages import MAX_TERM, Heartbeat, is_identifier
+from network.messages import MAX_PRIORITY, MAX_TERM, Heartbeat, is_identifier
 
 SERVICE_TYPE = "_local-swarm._tcp.local."
 MAX_ENTRY_BYTES = 254
 MAX_FREE_TEXT_BYTES = 200
 _INT = re.compile(r"[0-9]{1,19}", re.ASCII)
+_PRIORITY = re.compile(r"0|-?[1-9][0-9]{0,3}", re.ASCII)  # canonical: no +, no -0, no 007
 _FLOAT = re.compile(r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?", re.ASCII)
 _REQUIRED = ("id", "boot", "v", "port")
 
@@ -34,6 +35,7 @@ class PeerAdvert:
     hardware: str = ""
     score: float = 0.0
     term: int = 0
+    priority: int | None = 0  # coordinator priority; None ("-" on the wire): never coordinator
 
     @classmethod
     def from_heartbeat(cls, heartbeat: Heartbeat, hardware: str = "") -> PeerAdvert:
@@ -42,7 +44,8 @@ class PeerAdvert:
                    protocol=heartbeat.protocol, api_port=heartbeat.api_port,
                    fingerprint=heartbeat.swarm, model_id=heartbeat.model_id,
                    instances=heartbeat.instances, hardware=hardware,
-                   score=heartbeat.bench_score, term=heartbeat.term)
+                   score=heartbeat.bench_score, term=heartbeat.term,
+                   priority=heartbeat.priority)
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -64,6 +67,11 @@ def encode(advert: PeerAdvert) -> dict[bytes, bytes]:
                                 ("term", advert.term, 0, MAX_TERM)):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise TxtError(f"{name} {value!r} is outside [{lo}, {hi}]")
+    priority = advert.priority
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not -MAX_PRIORITY <= priority <= MAX_PRIORITY):
+        raise TxtError(f"priority {priority!r} is neither None nor in [-{MAX_PRIORITY}, "
+                       f"{MAX_PRIORITY}]")
     score = float(advert.score)
     if not math.isfinite(score) or score < 0:
         raise TxtError(f"score {advert.score!r} must be finite and not negative")
@@ -72,7 +80,8 @@ def encode(advert: PeerAdvert) -> dict[bytes, bytes]:
                "model": truncate_utf8(advert.model_id, MAX_FREE_TEXT_BYTES),
                "inst": str(advert.instances),
                "hw": truncate_utf8(advert.hardware, MAX_FREE_TEXT_BYTES),
-               "score": repr(score), "term": str(advert.term)}
+               "score": repr(score), "term": str(advert.term),
+               "pri": "-" if priority is None else str(priority)}
     return {key.encode("ascii"): value.encode("utf-8") for key, value in entries.items()}
 
 
@@ -110,6 +119,7 @@ def decode(properties: Mapping[bytes | str, bytes | str | None]) -> PeerAdvert:
         instances=_integer(values.get("inst", "0"), "inst", 4096),
         hardware=values.get("hw", ""), score=_score(values.get("score", "0.0")),
         term=_integer(values.get("term", "0"), "term", MAX_TERM),
+        priority=_priority(values.get("pri", "0")),
     )
 
 
@@ -127,7 +137,8 @@ def compatible(advert: PeerAdvert, protocol: int, fingerprint: str) -> tuple[boo
     return True, "compatible"
 
 
-_KEYS = frozenset({"id", "boot", "v", "port", "fp", "model", "inst", "hw", "score", "term"})
+_KEYS = frozenset({"id", "boot", "v", "port", "fp", "model", "inst", "hw", "score", "term",
+                   "pri"})
 
 
 def _as_text(raw: object, what: str) -> str:
@@ -149,6 +160,15 @@ def _as_text(raw: object, what: str) -> str:
 def _integer(text: str, key: str, hi: int, lo: int = 0) -> int:
     if not _INT.fullmatch(text) or not lo <= int(text) <= hi:
         raise TxtError(f"TXT {key} {text!r} is not an integer in [{lo}, {hi}]")
+    return int(text)
+
+
+def _priority(text: str) -> int | None:
+    if text == "-":
+        return None
+    if not _PRIORITY.fullmatch(text) or not -MAX_PRIORITY <= int(text) <= MAX_PRIORITY:
+        raise TxtError(f"TXT pri {text!r} is neither '-' nor an integer in "
+                       f"[-{MAX_PRIORITY}, {MAX_PRIORITY}]")
     return int(text)
 
 

@@ -11,13 +11,15 @@ from swarm.config import Config, load_config
 
 COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
+PEER_ACTIONS = ("approve", "revoke")
 
 # flag -> (dotted config key, argparse keyword arguments)
 _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1)"}),
     "--port": ("api.port", {"type": int, "help": "API port (default 17615; 0 picks a free one)"}),
     "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
-                               "help": "require this Bearer key on /v1/* (repeatable)"}),
+                               "help": "require this Bearer key on /v1/* (repeatable); `peers` "
+                                       "sends the first"}),
     "--model": ("model.path", {"metavar": "PATH",
                                "help": "HF model folder or .gguf file (default: embedded "
                                        "SmolLM2-135M-Instruct)"}),
@@ -52,6 +54,17 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                                "help": "HOST:PORT per line, re-read on change"}),
     "--node-id": ("federation.node_id", {"metavar": "ID",
                                          "help": "this node's id (default: generated once)"}),
+    "--approve-peers": ("federation.approve_peers", {
+        "action": "store_true", "default": None,
+        "help": "a peer holding the swarm key stays pending (never used) until approved here "
+                "with `peers approve ID`"}),
+    "--coordinator-priority": ("federation.coordinator_priority", {
+        "type": int, "metavar": "N",
+        "help": "-1000..1000, default 0: higher wins the coordinator election; ties go to the "
+                "faster benchmark, then the smaller node id"}),
+    "--no-coordinator": ("federation.coordinator", {
+        "action": "store_const", "const": False,
+        "help": "never take the coordinator role (still votes and follows)"}),
     "--swarm-key": ("federation.swarm_key", {
         "metavar": "KEY", "help": "the swarm's shared key (default: cache_dir/swarm.key, generated "
                                   "once; see the swarm-key command). Visible to other local "
@@ -75,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "benchmark and print the plan --auto would choose; peers: show the "
                              "peers the running node sees and why an expected one is missing; "
                              "swarm-key: print this swarm's key (creating it once), or change it")
+    parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
+                        help="with peers: `approve ID` lets a pending peer (--approve-peers) "
+                             "join; `revoke ID` withdraws that")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config file (default: $LOCAL_SWARM_CONFIG if set)")
     parser.add_argument("--auto", action="store_true", default=None,
@@ -101,6 +117,8 @@ class Invocation:
     config: Config
     key_action: str = ""  # "", "rotate", "set" or "forget-previous" (swarm-key command)
     new_key: str = ""  # the --set argument ('-': read stdin)
+    peer_action: str = ""  # "", "approve" or "revoke" (peers command)
+    peer_id: str = ""  # the node id to approve or revoke
 
 
 def parse(argv: list[str] | None = None) -> tuple[str, Config]:
@@ -114,7 +132,8 @@ def parse_invocation(argv: list[str] | None = None) -> Invocation:
     from swarm.config import ConfigError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    peer_action, peer_id = _peer_action(parser, args.command, args.peer_args)
     actions = [name for name, on in (("rotate", args.rotate), ("set", args.set_key is not None),
                                      ("forget-previous", args.forget_previous)) if on]
     if actions and args.command != "swarm-key":
@@ -130,4 +149,17 @@ def parse_invocation(argv: list[str] | None = None) -> Invocation:
         config = load_config(path, cli=cli)
     except ConfigError as exc:
         parser.exit(2, f"local-swarm: configuration error: {exc}\n")
-    return Invocation(args.command, config, actions[0] if actions else "", args.set_key or "")
+    return Invocation(args.command, config, actions[0] if actions else "", args.set_key or "",
+                      peer_action, peer_id)
+
+
+def _peer_action(parser: argparse.ArgumentParser, command: str,
+                 words: list[str]) -> tuple[str, str]:
+    """(action, node id) of `peers approve ID` / `peers revoke ID`; ("", "") for plain commands."""
+    if not words:
+        return "", ""
+    if command != "peers":
+        parser.error(f"unexpected argument {words[0]!r} (only `peers approve|revoke ID` takes one)")
+    if len(words) != 2 or words[0] not in PEER_ACTIONS:
+        parser.error("use `peers`, `peers approve ID` or `peers revoke ID`")
+    return words[0], words[1]

@@ -42,6 +42,14 @@ def _fraction(v: float) -> bool:
     return 0.0 < v <= 600.0
 
 
+def _between(low: int, high: int) -> Callable[[int], bool]:
+    def check(v: int) -> bool:
+        return low <= v <= high
+
+    check.__doc__ = f"an integer from {low} to {high}"
+    return check
+
+
 @dataclass(frozen=True)
 class ApiConfig:
     """[api]: where the OpenAI-compatible API listens and how much it accepts."""
@@ -90,6 +98,9 @@ class FederationConfig:
     peers_file: str = ""
     node_id: str = ""
     heartbeat_interval_s: float = 0.5
+    approve_peers: bool = False  # peers with the key wait for `main.py peers approve ID`
+    coordinator_priority: int = 0  # higher wins the coordinator election
+    coordinator: bool = True  # False: never take the coordinator role (still votes, follows)
     # Secrets: kept out of repr so a logged config never shows them (network/swarm_key.py).
     swarm_key: str = field(default="", repr=False)
     previous_swarm_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -132,6 +143,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "consensus.score": _choice("logprob", "judge"),
     "federation.heartbeat_interval_s": lambda v: 0.05 <= v <= 10.0,
     "federation.node_id": lambda v: v == "" or _NODE_ID.fullmatch(v) is not None,
+    "federation.coordinator_priority": _between(-1000, 1000),
     "log_level": _choice("debug", "info", "warning", "error"),
 }
 

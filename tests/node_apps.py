@@ -2,9 +2,14 @@
 OpenAPI, fuzzing and bounds tests; served by tests.server.ServerThread on 127.0.0.1:0."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from network.api import build_app
+from network.approval import ApprovalRoutes, ApprovedPeers
+from network.election import Ack, Claim, Message
+from network.election_wire import PlanMember, SwarmPlan
 from network.federation_client import FederationClient
 from network.federation_server import FederationRoutes
 from network.identity import NodeIdentity
@@ -17,6 +22,24 @@ from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
 
 KEYS = KeyRing.generate()  # the swarm key of the nodes built here (tests sign with it)
+
+
+def refusing_voter(node_id: str) -> Callable[[Message], Awaitable[list[Message]]]:
+    """An election handler that refuses every claim (and ignores acks and announces)."""
+
+    async def election(message: Message) -> list[Message]:
+        if isinstance(message, Claim):
+            return [Ack(message.term, node_id, message.candidate.node_id, False, message.term)]
+        return []
+
+    return election
+
+
+def solo_plan(node_id: str) -> SwarmPlan:
+    """The plan of a coordinator alone in its swarm."""
+    return SwarmPlan(term=1, coordinator=node_id, issued_at=1.7e9,
+                     members=(PlanMember(node_id, score=10.0, instances=2, weight=1.0),),
+                     consensus=(node_id,))
 
 
 def scripted_pool(instances: int = 2, queue_depth: int = 4, **backend: object) -> InstancePool:
@@ -34,10 +57,14 @@ def federated_app(pool: InstancePool, api: ApiConfig | None = None,
     verifier = Verifier(KEYS)  # one replay cache for votes, cancels and forwards, as in main.py
     forwarder = RouteForwarder(pool, FederationClient(keys=KEYS), node_id, lambda: [],
                                verifier=verifier)
-    app = build_app(pool, api or ApiConfig(), consensus, forwarder=forwarder)
+    app = build_app(pool, api or ApiConfig(), consensus, forwarder=forwarder, verifier=verifier)
+    membership = Membership(node_id, 1, "")
     routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host"), pool,
-                              Membership(node_id, 1, ""), api_port_getter=lambda: 17615,
+                              membership, api_port_getter=lambda: 17615,
                               hardware={"ram_gb": 8.0, "vram_gb": 0.0},
-                              verifier=verifier)
+                              verifier=verifier, election=refusing_voter(node_id),
+                              plan=lambda: solo_plan(node_id),
+                              election_view=lambda: (1, node_id, 0))
     routes.add_to(app)
+    ApprovalRoutes(ApprovedPeers(), membership.get).add_to(app)  # approvals kept in memory
     return app

@@ -40,7 +40,8 @@ heartbeats = st.builds(
     instances=st.integers(0, 4096), load=unit(0, 1), queue_depth=st.integers(0, 2**31 - 1),
     capabilities=st.lists(small, max_size=5).map(tuple), bench_score=unit(0, 1e12),
     ram_gb=unit(0, 1e6), vram_gb=unit(0, 1e6), term=st.integers(0, 2**63 - 1),
-    coordinator=st.none() | ids, nonce=st.none() | small)
+    coordinator=st.none() | ids, priority=st.none() | st.integers(-1000, 1000),
+    nonce=st.none() | small)
 turns = st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), texts),
                  min_size=1, max_size=4).map(tuple)
 vote_requests = st.one_of(
@@ -132,6 +133,11 @@ def test_oversize_is_refused_both_ways(content_type: str) -> None:
     (_hb(node_id="bad id"), "node_id"),
     (_hb(capabilities=["a"] * 65), "more than 64 items"),
     (_hb(model_id="m" * 257), "longer than 256"),
+    (_hb(priority=1001), "priority: 1001 is outside"),
+    (_hb(priority=-1001), "priority"),
+    (_hb(priority="1"), "priority: expected an integer"),
+    (_hb(priority=True), "priority: expected an integer"),
+    (_hb(term=-1), "term"),
     (_hb(extra=[[[[[[[[[1]]]]]]]]]), "nested deeper"),
     ({**_hb(), "v": 2}, "wire version 2"),
     ({k: v for k, v in _hb().items() if k != "v"}, "wire version None"),
@@ -157,6 +163,15 @@ def test_unknown_fields_are_ignored_and_defaults_fill_gaps() -> None:
     data = msgpack.packb(_hb(future_field={"a": [1, 2]}, load=0.25))
     hb = codec.decode(data, MSGPACK, Heartbeat)
     assert hb == Heartbeat(node_id="n1", boot_id="b1", protocol=1, api_port=17615, load=0.25)
+
+
+def test_heartbeat_priority_defaults_to_zero_and_none_means_never_coordinator() -> None:
+    assert codec.decode(msgpack.packb(_hb()), MSGPACK, Heartbeat).priority == 0
+    assert codec.decode(msgpack.packb(_hb(priority=None)), MSGPACK, Heartbeat).priority is None
+    beat = Heartbeat(node_id="a", boot_id="b", protocol=1, api_port=1, priority=-7, term=4,
+                     coordinator="a")
+    assert beat.to_wire()["priority"] == -7
+    assert codec.decode(codec.encode(beat, JSON), JSON, Heartbeat) == beat
 
 
 def test_format_tricks_are_refused() -> None:

@@ -81,3 +81,44 @@ def test_example_config_documents_every_key_with_its_default():
 def test_env_key_names():
     assert env_key("api.port") == "LOCAL_SWARM_API_PORT"
     assert env_key("auto") == "LOCAL_SWARM_AUTO"
+
+
+def test_approval_and_coordinator_keys_defaults_env_and_checks():
+    fed = load_config(env={}).federation
+    assert (fed.approve_peers, fed.coordinator_priority, fed.coordinator) == (False, 0, True)
+    fed = load_config(env={"LOCAL_SWARM_FEDERATION_APPROVE_PEERS": "yes",
+                           "LOCAL_SWARM_FEDERATION_COORDINATOR_PRIORITY": "-1000",
+                           "LOCAL_SWARM_FEDERATION_COORDINATOR": "false"}).federation
+    assert (fed.approve_peers, fed.coordinator_priority, fed.coordinator) == (True, -1000, False)
+    assert load_config(env={}, cli={"federation.coordinator_priority": 1000}).federation \
+        .coordinator_priority == 1000
+    for bad in ("1001", "-1001", "high", "1.5"):
+        with pytest.raises(ConfigError, match="federation.coordinator_priority"):
+            load_config(env={"LOCAL_SWARM_FEDERATION_COORDINATOR_PRIORITY": bad})
+    with pytest.raises(ConfigError, match="from -1000 to 1000"):
+        load_config(env={}, cli={"federation.coordinator_priority": 5000})
+    with pytest.raises(ConfigError, match="federation.approve_peers"):
+        load_config(env={"LOCAL_SWARM_FEDERATION_APPROVE_PEERS": "maybe"})
+
+
+def test_flags_for_approval_coordinator_and_peer_actions():
+    from swarm import cli
+
+    got = cli.parse_invocation(["--approve-peers", "--coordinator-priority", "7",
+                                "--no-coordinator"])
+    fed = got.config.federation
+    assert (fed.approve_peers, fed.coordinator_priority, fed.coordinator) == (True, 7, False)
+    assert {"federation.approve_peers", "federation.coordinator_priority",
+            "federation.coordinator"} <= got.config.explicit
+    plain = cli.parse_invocation([]).config
+    assert "federation.coordinator" not in plain.explicit and plain.federation.coordinator
+    assert (cli.parse_invocation(["peers"]).peer_action, cli.parse_invocation(["peers"]).peer_id) \
+        == ("", "")
+    got = cli.parse_invocation(["peers", "approve", "laptop-1", "--port", "9000"])
+    assert (got.command, got.peer_action, got.peer_id, got.config.api.port) == (
+        "peers", "approve", "laptop-1", 9000)
+    assert cli.parse_invocation(["--port", "9", "peers", "revoke", "x"]).peer_action == "revoke"
+    for argv in (["peers", "approve"], ["peers", "bless", "x"], ["peers", "approve", "a", "b"],
+                 ["benchmark", "x"], ["--coordinator-priority", "2000"]):
+        with pytest.raises(SystemExit):
+            cli.parse_invocation(argv)

@@ -11,14 +11,24 @@ import pytest
 from aiohttp import web
 
 from network import codec
+from network.election import Ack, Announce, Candidate, Claim
+from network.election_wire import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.federation_client import FederationClient, PeerError, peer_url
 from network.messages import Heartbeat, VoteReply
 from network.signing import NONCE_HEADER, sign_reply
 from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
-from tests.swarm_keys import KEY, RING
-from tests.test_federation_server import SLOW, Node, federation_node, until
+from tests.swarm_keys import KEY, OTHER, RING
+from tests.test_federation_server import (
+    CLAIM,
+    PLAN,
+    SLOW,
+    Node,
+    Voter,
+    federation_node,
+    until,
+)
 
 ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
                         params=SamplingParams(max_tokens=500, temperature=0.0))
@@ -149,8 +159,25 @@ async def liar() -> AsyncIterator[int]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
+    async def election(request: web.Request) -> web.Response:
+        nonce = request.headers[NONCE_HEADER]
+        message = codec.decode(await request.read(), codec.MSGPACK, ElectionEnvelope).message
+        who = message.candidate.node_id if isinstance(message, Claim) else ""
+        if who == "garbage":
+            return answer(b"\xc1nonsense", nonce)
+        body = codec.encode(ElectionReply((Ack(1, "liar", who, True),)))
+        if who == "unsigned":
+            return web.Response(body=body, content_type=codec.MSGPACK)
+        return answer(body, "another-nonce" if who == "stale" else nonce)
+
+    async def plan(request: web.Request) -> web.Response:
+        stranger = SwarmPlan(term=1, coordinator="liar", issued_at=1.0, consensus=("ghost",))
+        return answer(codec.encode(stranger), request.headers[NONCE_HEADER])
+
     app = web.Application()
     app.router.add_post("/v1/federation/vote", vote)
+    app.router.add_post("/v1/federation/election", election)
+    app.router.add_get("/v1/federation/plan", plan)
     app.router.add_post("/v1/federation/cancel", cancel)
     app.router.add_get("/v1/federation/health", health)
     async with serve(app) as port:
@@ -165,6 +192,21 @@ async def test_bad_replies_are_peer_errors(liar, client):
         await client.vote("127.0.0.1", liar, "liar", ASK, "g-2", timeout_s=5)
     with pytest.raises(PeerError, match="nonce"):
         await client.health("127.0.0.1", liar, "fresh")
+
+
+async def test_bad_election_and_plan_replies_are_peer_errors(liar, client):
+    def claim(node_id: str) -> Claim:
+        return Claim(1, Candidate(node_id, 0, 1.0))
+
+    with pytest.raises(PeerError, match="bad ElectionReply"):
+        await client.election("127.0.0.1", liar, "liar", claim("garbage"), 5)
+    for who in ("unsigned", "stale"):
+        with pytest.raises(PeerError, match="answer refused"):
+            await client.election("127.0.0.1", liar, "liar", claim(who), 5)
+    assert await client.election("127.0.0.1", liar, "liar", claim("fine"), 5) == [
+        Ack(1, "liar", "fine", True)]
+    with pytest.raises(PeerError, match="bad SwarmPlan.*not a member"):
+        await client.plan("127.0.0.1", liar, "liar", 5)
 
 
 async def test_close_stops_a_cancel_the_peer_never_answers(liar):
@@ -185,3 +227,59 @@ def test_peer_urls_bracket_ipv6():
         "http://[fe80::1]:17615/v1/federation/vote")
     assert str(peer_url("[::1]", 8080, "/x")) == "http://[::1]:8080/x"
     assert str(peer_url("10.0.0.2", 80, "/x")) == "http://10.0.0.2/x"
+
+
+@pytest.fixture()
+async def leader() -> AsyncIterator[tuple[Node, Voter]]:
+    voter = Voter()
+    async with federation_node(InstancePool([ScriptedBackend()]), election=voter,
+                               plan=lambda: PLAN) as served:
+        yield served, voter
+
+
+async def test_a_signed_election_exchange_on_loopback(leader, client):
+    node, voter = leader
+    replies = await client.election("127.0.0.1", node.port, "node-a", CLAIM, timeout_s=5)
+    assert replies == [Ack(4, "node-a", "node-b", False, 7)]
+    announce = Announce(5, Candidate("node-b", None, 2.0))
+    assert await client.election("127.0.0.1", node.port, "node-a", announce, timeout_s=5) == []
+    assert voter.heard == [CLAIM, announce]
+
+
+async def test_the_plan_comes_back_signed(leader, client):
+    node, _voter = leader
+    assert await client.plan("127.0.0.1", node.port, "node-a", timeout_s=5) == PLAN
+    assert await client.plan("127.0.0.1", node.port, "node-a", timeout_s=5) == PLAN  # fresh nonce
+
+
+async def test_election_and_plan_refusals_are_peer_errors_with_the_status(leader, node):
+    served, voter = leader
+    strangers = FederationClient(keys=OTHER)
+    keyless = FederationClient()
+    try:
+        for federation, status in ((strangers, 403), (keyless, 401)):
+            with pytest.raises(PeerError) as caught:
+                await federation.election("127.0.0.1", served.port, "node-a", CLAIM, 5)
+            assert caught.value.status == status and caught.value.node_id == "node-a"
+        with pytest.raises(PeerError) as caught:
+            await strangers.plan("127.0.0.1", served.port, "node-a", 5)
+        assert caught.value.status == 403
+        # Without a key the request goes unsigned: the plan is an open read-only view.
+        assert await keyless.plan("127.0.0.1", served.port, "node-a", 5) == PLAN
+    finally:
+        await strangers.close()
+        await keyless.close()
+    assert voter.heard == []
+    ours = FederationClient(keys=RING)
+    try:
+        with pytest.raises(PeerError, match="no coordinator plan yet") as caught:
+            await ours.plan("127.0.0.1", node.port, "node-a", 5)  # `node` has neither
+        assert caught.value.status == 503
+        with pytest.raises(PeerError, match="no part in the coordinator election") as caught:
+            await ours.election("127.0.0.1", node.port, "node-a", CLAIM, 5)
+        assert caught.value.status == 503
+        with pytest.raises(PeerError) as caught:
+            await ours.election("127.0.0.1", closed_port(), "ghost", CLAIM, 5)
+        assert caught.value.status is None
+    finally:
+        await ours.close()

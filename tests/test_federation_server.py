@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,17 +16,19 @@ from aiohttp import web
 
 from network import codec
 from network.api import build_app
-from network.federation_server import FederationRoutes, reply_kind
+from network.election import Ack, Announce, Candidate, Claim, Message
+from network.election_wire import ElectionEnvelope, ElectionReply, PlanMember, SwarmPlan
+from network.federation_server import VERDICT_KEY, FederationRoutes, reply_kind
 from network.identity import NodeIdentity
 from network.membership import Membership
 from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest
-from network.signing import Verifier
+from network.signing import NONCE_HEADER, Verdict, Verifier, check_reply
 from network.swarm_key import KeyRing
 from network.txt import PeerAdvert
 from swarm.config import ApiConfig
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
-from tests.swarm_keys import RING, signed
+from tests.swarm_keys import OTHER_KEY, RING, signed
 
 SLOW = " ".join(["word"] * 400)  # 400 tokens at 20 ms each: runs until cancelled
 
@@ -65,10 +69,12 @@ class Node:
 @asynccontextmanager
 async def federation_node(pool: InstancePool, membership: Membership | None = None, *,
                           node_id: str = "node-a", clock: Callable[[], float] = lambda: 100.0,
-                          keys: KeyRing = RING, **options: object) -> AsyncIterator[Node]:
-    """The full API app plus FederationRoutes (holding `keys`), served on 127.0.0.1:0 in this
-    event loop."""
+                          keys: KeyRing = RING, middlewares: Sequence[Any] = (),
+                          **options: object) -> AsyncIterator[Node]:
+    """The full API app (plus `middlewares`, inside its own) and FederationRoutes (holding
+    `keys`), served on 127.0.0.1:0 in this event loop."""
     app = build_app(pool, ApiConfig())
+    app.middlewares.extend(middlewares)
     ports: list[int] = []
     routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host", fingerprint=keys.fingerprint),
                               pool, membership or Membership(node_id, 1, keys.fingerprint),
@@ -193,7 +199,10 @@ async def test_peers_lists_self_first_then_the_table(table_node, http):
     assert big == {"node_id": "big", "self": False, "state": "alive", "address": "10.0.0.2",
                    "api_port": 17615, "model": "scripted", "load": 0.0, "queue_depth": 0,
                    "bench_score": 0.0, "ram_gb": 64.0, "vram_gb": 24.0, "last_seen_s_ago": 1.0,
-                   "boot_id": "b1", "reason": "answering"}
+                   "boot_id": "b1", "reason": "answering", "term": 0, "coordinator": False}
+    assert me["term"] == 0 and me["coordinator"] is False
+    joiner = {row["node_id"]: row for row in rows}["joiner"]
+    assert joiner["term"] is None and joiner["coordinator"] is False
     assert {row["node_id"]: row["state"] for row in rows}["gone"] == "dead"
 
 
@@ -334,3 +343,229 @@ async def test_bad_bodies_are_4xx_logged_once_and_the_node_keeps_serving(node, h
     assert got == 200
     async with http.get(node.url + "/v1/federation/health") as r:
         assert r.status == 200
+
+
+# --- the election and the plan ------------------------------------------------------------
+
+CLAIM = Claim(4, Candidate("node-b", 0, 3.0))
+PLAN = SwarmPlan(term=4, coordinator="node-a", issued_at=1.7e9,
+                 members=(PlanMember("node-a", 12.5, 0.0, 0, 1, 1.0),
+                          PlanMember("node-b", 3.0, 0.5, 1, 1, 0.24)),
+                 consensus=("node-a", "node-b"))
+
+
+class Voter:
+    """An election handler that records what it hears and refuses every claim."""
+
+    def __init__(self, extra: int = 0) -> None:
+        self.heard: list[Message] = []
+        self.extra = extra  # more (pointless) messages to answer with
+
+    async def __call__(self, message: Message) -> list[Message]:
+        self.heard.append(message)
+        if not isinstance(message, Claim):
+            return []
+        ack = Ack(message.term, "node-a", message.candidate.node_id, False, 7)
+        return [ack] * (1 + self.extra)
+
+
+def election_body(message: Message = CLAIM, kind: str = codec.MSGPACK) -> bytes:
+    return codec.encode(ElectionEnvelope(message), kind)
+
+
+@pytest.fixture()
+async def voter() -> Voter:
+    return Voter()
+
+
+@pytest.fixture()
+async def leader(voter) -> AsyncIterator[Node]:
+    """node-a leading term 4 (priority 3), with a plan and an election handler."""
+    async with federation_node(InstancePool([ScriptedBackend()]), election=voter,
+                               plan=lambda: PLAN,
+                               election_view=lambda: (4, "node-a", 3)) as served:
+        yield served
+
+
+ELECTION = "/v1/federation/election"
+PLAN_PATH = "/v1/federation/plan"
+
+
+@pytest.mark.parametrize(("kind", "accept", "answer"), [
+    (codec.MSGPACK, codec.MSGPACK, codec.MSGPACK), (codec.JSON, None, codec.JSON),
+    (codec.JSON, codec.MSGPACK, codec.MSGPACK), (codec.MSGPACK, None, codec.MSGPACK)])
+async def test_a_signed_election_message_is_handled_and_answered_signed(leader, voter, http, kind,
+                                                                       accept, answer):
+    body = election_body(CLAIM, kind)
+    headers = signed(ELECTION, body, **{"Content-Type": kind})
+    if accept:
+        headers["Accept"] = accept
+    async with http.post(leader.url + ELECTION, data=body, headers=headers) as r:
+        assert r.status == 200 and r.content_type == answer
+        raw = await r.read()
+        assert check_reply(RING, headers[NONCE_HEADER], raw, r.headers) is None
+    reply = codec.decode(raw, answer, ElectionReply)
+    assert reply.messages == (Ack(4, "node-a", "node-b", False, 7),)
+    assert voter.heard == [CLAIM]
+
+
+@pytest.mark.parametrize("message", [Ack(4, "node-b", "node-a", True, 3),
+                                     Announce(5, Candidate("node-b", None, 1.0))])
+async def test_acks_and_announces_reach_the_handler(leader, voter, http, message):
+    status, _ = await post(http, leader.url + ELECTION, election_body(message))
+    assert status == 200 and voter.heard == [message]
+
+
+async def test_election_messages_need_a_valid_fresh_signature(leader, voter, http):
+    body = election_body()
+    kind = {"Content-Type": codec.MSGPACK}
+    refusals = [
+        (kind, 401, "missing_signature"),
+        (signed(ELECTION, body, OTHER_KEY, **kind), 403, "unknown_swarm_key"),
+        (signed(ELECTION, body, audience="node-b", **kind), 401, "bad_signature"),
+        (signed(ELECTION, b"another body", **kind), 401, "bad_signature"),
+        (signed(ELECTION, body, now=time.time() - 120, **kind), 401, "stale_request"),
+    ]
+    for headers, status, code in refusals:
+        async with http.post(leader.url + ELECTION, data=body, headers=headers) as r:
+            assert (r.status, (await r.json())["error"]["code"]) == (status, code)
+    once = signed(ELECTION, body, **kind)
+    async with http.post(leader.url + ELECTION, data=body, headers=once) as r:
+        assert r.status == 200
+    async with http.post(leader.url + ELECTION, data=body, headers=once) as r:
+        assert (r.status, (await r.json())["error"]["code"]) == (401, "replayed_request")
+    assert voter.heard == [CLAIM]  # only the one good request got through
+
+
+async def test_bad_election_bodies_are_400(leader, voter, http):
+    for body, kind in ((b'{"v":1,"kind":"vote","term":1}', codec.JSON),
+                       (codec.encode(CancelRequest(request_id="r")), codec.MSGPACK),
+                       (b"\xc1", codec.MSGPACK)):
+        status, error = await post(http, leader.url + ELECTION, body, kind)
+        assert status == 400 and error["error"]["code"] == "invalid_message"
+    assert voter.heard == []
+
+
+async def test_election_without_a_handler_is_503_after_the_signature_check(node, http):
+    status, error = await post(http, node.url + ELECTION, election_body())
+    assert status == 503 and error["error"]["code"] == "no_election"
+    async with http.post(node.url + ELECTION, data=election_body()) as r:
+        assert r.status == 401
+
+
+async def test_a_failing_handler_is_500_and_long_answers_are_cut_to_8(http):
+    async def broken(_message: Message) -> list[Message]:
+        raise RuntimeError("boom")
+
+    pool = InstancePool([ScriptedBackend()])
+    async with federation_node(pool, election=broken) as failing:
+        status, error = await post(http, failing.url + ELECTION, election_body())
+        assert status == 500 and error["error"]["code"] == "election_failed"
+    async with federation_node(pool, election=Voter(extra=20)) as chatty:
+        body = election_body()
+        async with http.post(chatty.url + ELECTION, data=body,
+                             headers=signed(ELECTION, body, Accept=codec.MSGPACK,
+                                            **{"Content-Type": codec.MSGPACK})) as r:
+            reply = codec.decode(await r.read(), r.content_type, ElectionReply)
+    assert len(reply.messages) == 8
+
+
+async def test_heartbeat_and_rows_carry_the_election_view(leader, http):
+    async with http.get(leader.url + "/v1/federation/health") as r:
+        beat = codec.decode(await r.read(), r.content_type, Heartbeat)
+    assert (beat.term, beat.coordinator, beat.priority) == (4, "node-a", 3)
+    me = leader.routes.rows(None)[0]
+    assert me["self"] and me["term"] == 4 and me["coordinator"] is True
+    async with http.get(leader.url + "/v1/federation/peers") as r:
+        body = await r.json()
+    assert (body["term"], body["coordinator"], body["role"]) == (4, "node-a", "coordinator")
+
+
+async def test_peers_name_the_role_given_or_derived(node, http):
+    async with http.get(node.url + "/v1/federation/peers") as r:  # no election at all
+        assert {k: (await r.json())[k] for k in ("term", "coordinator", "role")} == {
+            "term": None, "coordinator": None, "role": None}
+    node.routes.election_view = lambda: (2, "node-b", 0)
+    assert node.routes.election_status() == {"term": 2, "coordinator": "node-b",
+                                             "role": "follower"}
+    node.routes.election_view = lambda: (3, None, 0)
+    node.routes.election_role = lambda: "candidate"
+    assert node.routes.election_status()["role"] == "candidate"
+
+
+def test_peer_rows_mark_a_peer_that_leads_by_its_heartbeat():
+    m = Membership("node-a", 1, "")
+    for node_id, coordinator in (("lead", "lead"), ("follow", "lead")):
+        m.discovered(PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=1),
+                     f"10.0.0.{len(m) + 2}:1", 1.0)
+        m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
+                                          api_port=1, term=6, coordinator=coordinator), 1.0)
+    routes = FederationRoutes(NodeIdentity("node-a", "boot1", "host"),
+                              InstancePool([ScriptedBackend()]), m, api_port_getter=lambda: 1,
+                              hardware={}, clock=lambda: 2.0,
+                              election_view=lambda: (6, "lead", None))
+    rows = {row["node_id"]: row for row in routes.rows(None)}
+    assert [(r["term"], r["coordinator"]) for r in rows.values()] == [
+        (6, False), (6, False), (6, True)]  # node-a (self), follow, lead
+    assert routes.heartbeat().priority is None
+
+
+async def test_the_plan_is_an_open_view_unsigned(leader, http):
+    async with http.get(leader.url + PLAN_PATH) as r:
+        assert r.status == 200 and r.content_type == codec.JSON
+        assert "X-Swarm-Signature" not in r.headers
+        assert codec.decode(await r.read(), r.content_type, SwarmPlan) == PLAN
+    async with http.get(leader.url + PLAN_PATH, headers={"Accept": codec.MSGPACK}) as r:
+        assert r.content_type == codec.MSGPACK
+        assert codec.decode(await r.read(), r.content_type, SwarmPlan) == PLAN
+
+
+async def test_a_signed_plan_request_is_verified_and_answered_signed(leader, http):
+    headers = signed(PLAN_PATH, b"", method="GET", Accept=codec.MSGPACK)
+    async with http.get(leader.url + PLAN_PATH, headers=headers) as r:
+        assert r.status == 200
+        raw = await r.read()
+        assert check_reply(RING, headers[NONCE_HEADER], raw, r.headers) is None
+    assert codec.decode(raw, r.content_type, SwarmPlan) == PLAN
+    async with http.get(leader.url + PLAN_PATH, headers=headers) as r:
+        assert (r.status, (await r.json())["error"]["code"]) == (401, "replayed_request")
+    for headers, status in ((signed(PLAN_PATH, b"", OTHER_KEY, method="GET"), 403),
+                            (signed(PLAN_PATH, b"", method="POST"), 401),
+                            (signed(PLAN_PATH + "?x=1", b"", method="GET"), 401),
+                            (signed(PLAN_PATH, b"", audience="node-b", method="GET"), 401),
+                            ({"X-Swarm-Signature": "f" * 64}, 401)):
+        async with http.get(leader.url + PLAN_PATH, headers=headers) as r:
+            assert r.status == status, await r.text()
+
+
+@pytest.mark.parametrize("plan", [None, lambda: None])
+async def test_no_plan_is_503(http, plan):
+    async with federation_node(InstancePool([ScriptedBackend()]), plan=plan) as served:
+        async with http.get(served.url + PLAN_PATH) as r:
+            assert r.status == 503
+            error = (await r.json())["error"]
+    assert error["code"] == "no_plan" and "no coordinator plan yet" in error["message"]
+
+
+@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")  # a plain str key
+async def test_the_plan_reuses_a_verdict_a_middleware_already_reached(http):
+    routes: list[FederationRoutes] = []
+
+    @web.middleware
+    async def verify_first(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == PLAN_PATH and "X-Swarm-Signature" in request.headers:
+            request[VERDICT_KEY] = routes[0].verifier.verify(
+                request.method, request.raw_path, request.headers, b"")
+        elif request.path == PLAN_PATH and "refuse" in request.query:
+            request[VERDICT_KEY] = Verdict(False, 403, "unknown_swarm_key", "refused upstream")
+        return await handler(request)
+
+    async with federation_node(InstancePool([ScriptedBackend()]), plan=lambda: PLAN,
+                               middlewares=[verify_first]) as served:
+        routes.append(served.routes)
+        headers = signed(PLAN_PATH, b"", method="GET")
+        async with http.get(served.url + PLAN_PATH, headers=headers) as r:
+            assert r.status == 200  # verified once, by the middleware: no replay
+            assert check_reply(RING, headers[NONCE_HEADER], await r.read(), r.headers) is None
+        async with http.get(served.url + PLAN_PATH, params={"refuse": "1"}) as r:
+            assert (r.status, (await r.json())["error"]["code"]) == (403, "unknown_swarm_key")

@@ -317,3 +317,91 @@ def test_refused_strangers_respect_the_table_cap() -> None:
     m.heartbeat_ok("n1", beat("n1"), 0.1)
     assert kinds(m.refused(advert("n9"), "z", 0.2, "no swarm key")) == [ChangeKind.IGNORED]
     assert [p.node_id for p in m.peers()] == ["n1"]
+
+
+# --- approval (--approve-peers) -----------------------------------------------------------------
+
+def test_an_unapproved_peer_with_the_key_is_pending_and_never_routed() -> None:
+    approved: set[str] = set()
+    m = table(approved=approved.__contains__)
+    m.discovered(advert("n1"), "a", 0.0)
+    changes = m.heartbeat_ok("n1", beat("n1"), 0.1)
+    assert kinds(changes) == [ChangeKind.PENDING] and changes[0].previous is PeerState.JOINING
+    peer = m.get("n1")
+    assert peer is not None and peer.state is PeerState.PENDING and not peer.routable
+    assert "python main.py peers approve n1" in peer.reason
+    assert m.routable() == ()
+    assert m.heartbeat_ok("n1", beat("n1"), 0.5) == []  # still pending: no new change
+    assert m.tick(0.5 + T.suspect_after_s + 0.1) == []  # a quiet pending peer is not "suspect"
+    approved.add("n1")
+    changes = m.reconsider("n1", 1.7)
+    assert kinds(changes) == [ChangeKind.JOINED] and changes[0].previous is PeerState.PENDING
+    assert [p.node_id for p in m.routable()] == ["n1"]  # at once, not on the next heartbeat
+    approved.discard("n1")
+    assert kinds(m.reconsider("n1", 1.8)) == [ChangeKind.PENDING] and m.routable() == ()
+    assert m.reconsider("n1", 1.9) == [] and m.reconsider("n9", 1.9) == []
+
+
+def test_a_pending_peer_that_goes_quiet_dies_and_returns_pending() -> None:
+    m = table(approved=lambda _id: False)
+    m.discovered(advert("n1"), "a", 0.0)
+    m.heartbeat_ok("n1", beat("n1"), 0.1)
+    assert kinds(m.heartbeat_failed("n1", 0.2, "refused")) == []  # one miss: still pending
+    assert m.get("n1").state is PeerState.PENDING  # type: ignore[union-attr]
+    assert kinds(m.heartbeat_failed("n1", 0.3, "refused")) == [ChangeKind.LEFT]
+    assert kinds(m.heartbeat_ok("n1", beat("n1"), 0.4)) == [ChangeKind.PENDING]
+    assert kinds(m.heartbeat_ok("n1", beat("n1", "b2"), 0.5)) == [ChangeKind.RESTARTED,
+                                                                   ChangeKind.PENDING]
+    assert kinds(m.removed("n1")) == [ChangeKind.FORGOTTEN]  # never was a member
+
+
+approval_events = st.one_of(events, st.tuples(st.just("approve"), st.sampled_from(["n1", "n2"])),
+                            st.tuples(st.just("revoke"), st.sampled_from(["n1", "n2"])))
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=st.lists(st.tuples(st.floats(0.0, 3.0), approval_events), max_size=40))
+def test_only_approved_peers_are_ever_routable(script: list[tuple[float, tuple]]) -> None:
+    approved: set[str] = set()
+    m, now = table(max_peers=3, approved=approved.__contains__), 0.0
+    for dt, ev in script:
+        now += dt
+        if ev[0] in ("approve", "revoke"):
+            (approved.add if ev[0] == "approve" else approved.discard)(ev[1])
+            m.reconsider(ev[1], now)
+        else:
+            _replay_one(m, ev, now)
+        for peer in m.peers():
+            if peer.state in (PeerState.ALIVE, PeerState.SUSPECT):
+                assert peer.node_id in approved, peer
+            if peer.state is PeerState.PENDING:
+                assert peer.node_id not in approved and peer.last_ok is not None
+            if peer.state is PeerState.ALIVE:
+                assert peer.misses == 0 and peer.last_ok is not None
+
+
+def _replay_one(m: Membership, ev: tuple, now: float) -> None:
+    if ev[0] == "discovered":
+        m.discovered(advert(ev[1], ev[2], fingerprint=ev[3]), "a", now)
+    elif ev[0] == "ok":
+        m.heartbeat_ok(ev[1], beat(ev[1], ev[2]), now)
+    elif ev[0] == "failed":
+        m.heartbeat_failed(ev[1], now)
+    elif ev[0] == "removed":
+        m.removed(ev[1])
+    else:
+        m.tick(now)
+
+
+def test_approving_a_pending_peer_that_just_missed_a_probe_makes_it_suspect() -> None:
+    approved: set[str] = set()
+    m = table(approved=approved.__contains__)
+    m.discovered(advert("n1"), "a", 0.0)
+    m.heartbeat_ok("n1", beat("n1"), 0.1)
+    m.heartbeat_failed("n1", 0.2, "refused")
+    approved.add("n1")
+    changes = m.reconsider("n1", 0.3)
+    assert kinds(changes) == [ChangeKind.JOINED] and changes[0].peer.state is PeerState.SUSPECT  # type: ignore[union-attr]
+    assert m.routable() == ()
+    assert kinds(m.heartbeat_ok("n1", beat("n1"), 0.4)) == [ChangeKind.RECOVERED]
+    assert [p.node_id for p in m.routable()] == ["n1"]

@@ -45,7 +45,15 @@ def test_request_schemas_are_the_validators_own_with_the_configured_limits():
     assert "security" not in doc["paths"]["/v1/models"]["get"]
     keyed = openapi_document(federated_app(scripted_pool(1)), dataclasses.replace(api, keys=("k",)))
     assert keyed["paths"]["/v1/models"]["get"]["security"] == [{"apiKey": []}]
-    assert "security" not in keyed["paths"]["/v1/federation/peers"]["get"]
+    # Read-only federation views take the API key or a swarm signature; a heartbeat probe
+    # (with a nonce) neither; peers' signed POSTs are checked by the swarm key alone.
+    either = [{"apiKey": []}, {"swarmSignature": []}]
+    assert keyed["paths"]["/v1/federation/peers"]["get"]["security"] == either
+    assert keyed["paths"]["/v1/federation/plan"]["get"]["security"] == either
+    assert keyed["paths"]["/v1/federation/health"]["get"]["security"] == [*either, {}]
+    assert keyed["paths"]["/v1/federation/approve"]["post"]["security"] == [{"apiKey": []}]
+    assert "security" not in keyed["paths"]["/v1/federation/vote"]["post"]
+    assert "security" not in keyed["paths"]["/openapi.json"]["get"]
 
 
 def test_document_is_valid_openapi_3_1():

@@ -27,6 +27,13 @@ def test_table_shows_state_address_load_and_age():
     assert "n2" in out and "alive" in out and "50%" in out and "0.3s ago" in out
 
 
+def test_the_coordinator_is_marked():
+    out = text([{**SELF, "term": 3, "coordinator": False}, {**PEER, "term": 3, "coordinator": True}])
+    assert "coord" in out
+    lead = next(line for line in out.splitlines() if "n2" in line)
+    assert "yes" in lead and "yes" not in next(line for line in out.splitlines() if "n1" in line)
+
+
 def test_hints_explain_foreign_unreachable_duplicate_and_no_mdns():
     foreign = {**PEER, "node_id": "n3", "state": "foreign",
                "reason": "protocol 2, this node speaks 1"}
@@ -78,3 +85,41 @@ def test_peers_command_prints_the_running_nodes_table(capsys):
     finally:
         server.stop()
     assert main.show_peers(load_config(env={}, cli={"api.port": 1})) == 1
+
+
+def test_pending_peers_are_shown_with_how_to_approve_them():
+    pending = {**PEER, "node_id": "n5", "state": "pending",
+               "reason": "waiting for approval: run `python main.py peers approve n5` on this "
+                         "machine"}
+    out = text([SELF, pending])
+    assert "n5" in out and "pending" in out
+    hints = " ".join(missing_peer_hints([SELF, pending], {"mdns": True}))
+    assert "n5" in hints and "not approved" in hints and "python main.py peers approve n5" in hints
+
+
+def test_peers_command_sends_the_api_key_and_explains_a_401(caplog):
+    import logging
+
+    import main
+    from swarm.config import load_config
+    from tests.node_apps import federated_app, scripted_pool
+    from tests.server import ServerThread
+
+    pool = scripted_pool(1)
+    server = ServerThread(lambda: federated_app(pool, load_config(
+        env={}, cli={"api.keys": ["k1", "k2"]}).api)).start()
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        with caplog.at_level(logging.ERROR):
+            assert main.show_peers(load_config(env={}, cli={"api.port": port})) == 1
+        assert "requires an API key and none was sent" in caplog.text
+        assert "LOCAL_SWARM_API_KEYS" in caplog.text and "[api] keys" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            wrong = load_config(env={}, cli={"api.port": port, "api.keys": ["nope"]})
+            assert main.show_peers(wrong) == 1
+        assert "is not one it accepts" in caplog.text
+        keyed = load_config(env={}, cli={"api.port": port, "api.keys": ["k1"]})
+        assert main.show_peers(keyed) == 0
+    finally:
+        server.stop()

@@ -195,14 +195,16 @@ def bound_socket() -> socket.socket:
 
 @asynccontextmanager
 async def swarm_node(tmp: Path, name: str, sock: socket.socket, peers: list[int], *,
-                     key: SwarmKey, previous: tuple[SwarmKey, ...] = ()) -> AsyncIterator[SwarmNode]:
+                     key: SwarmKey, previous: tuple[SwarmKey, ...] = (),
+                     options: dict[str, Any] | None = None) -> AsyncIterator[SwarmNode]:
     port = sock.getsockname()[1]
     config = load_config(env={}, cli={
         "federation.enabled": True, "federation.mdns": False, "federation.node_id": name,
         "federation.peers": [f"127.0.0.1:{p}" for p in peers],
         "federation.swarm_key": key.text,
         "federation.previous_swarm_keys": [k.text for k in previous],
-        "model.cache_dir": str(tmp / name), "api.host": "127.0.0.1", "api.port": port})
+        "model.cache_dir": str(tmp / name), "api.host": "127.0.0.1", "api.port": port,
+        **(options or {})})
     pool = InstancePool([ScriptedBackend([f"answer from {name}"])], queue_depth=4)
     federation, app, _routes, loaded = main._federated_app(config, pool, [], 1.0, lambda: port)
     assert loaded.ring.fingerprint == key.fingerprint

@@ -1,0 +1,432 @@
+"""Coordinator failover, measured on a namespace LAN: how fast the swarm agrees on a new leader.
+
+Every node is a bench/scripted_node.py process (real mDNS, heartbeats, HTTP and election code
+over a scripted backend) inside a network namespace built by tests/netns.py, each with its own
+cache dir (node id, term file) and one shared swarm key. An agent process in namespace n1, which
+holds no node (so cutting a node's cable never cuts the observer), polls every node's
+/v1/federation/peers every 20 ms with overlapping looks (tests/lan_client.py `agree`). Nothing
+touches the host's interfaces.
+
+Per repetition, with N nodes in n2..n(N+1):
+  1. kill: SIGKILL the coordinator; time until every survivor names one and the same survivor
+     coordinator (it says "coordinator", the rest "follower") with a higher term. Then the killed
+     node restarts with the same id and cache dir, and the bench waits until all N follow the
+     sitting coordinator (its heartbeat rows included) before going on; a restart that displaces
+     the coordinator is counted.
+  2. cut: pull the coordinator's cable; wait until the others agree on another; heal, and time
+     until all N agree on a single coordinator (the loser must say "follower").
+After each measured agreement the agent keeps watching for --hold-s and counts every break of
+it (a flap). A repetition that does not converge within --timeout-s (10 s) is a failure.
+Goal: p95 <= 2 s for both (anchor: exo 1.x campaigns for 3 s before a new master).
+
+Run as root (or with user namespaces):
+  python bench/failover.py [--nodes 3] [--reps 20] [--hold-s 1.0] [--only kill,cut]
+  python bench/failover.py --reps 5 --keep-logs     # quick look, node logs kept
+Takes about 6 s per repetition on 2 cores (crash detection ~0.6 s, cut detection ~1.1 s, a
+restart ~1 s, two 1 s holds, the settling waits): 129 s measured with the defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PORT = 17615
+AGENT_FLAG = "--agent"
+PHASES = ("kill", "cut")
+GOAL_S = 2.0
+ANCHOR = "exo 1.x campaigns for 3 s"
+
+# ---------------------------------------------------------------------------------------------
+# The agent: runs inside namespace n1, reads one JSON command per line, answers "RESULT {json}";
+# with "announce" it prints "WATCHING" after its first look at every node.
+# ---------------------------------------------------------------------------------------------
+
+
+def agent() -> None:
+    """Serve `agree` commands from stdin until it closes (every one bounded by its deadline)."""
+    from tests.lan_client import agree
+
+    print("AGENT READY", flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+
+        def watching(announce: bool = bool(cmd.get("announce"))) -> None:
+            if announce:
+                print("WATCHING", flush=True)
+
+        try:
+            result = asyncio.run(agree(cmd, watching))
+        except Exception as exc:  # noqa: BLE001 (reported to the bench)
+            result = {"ok": False, "why": f"{type(exc).__name__}: {exc}"}
+        print("RESULT", json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bench: builds the namespace LAN, starts nodes and the agent, prints the table.
+# ---------------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by linear interpolation; nan when empty."""
+    xs = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not xs:
+        return float("nan")
+    pos = (len(xs) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+class Agent:
+    """The agent process in namespace n1."""
+
+    def __init__(self, lan: Any) -> None:
+        from tests.netns import NodeOutput
+
+        self.proc = lan.spawn(1, [sys.executable, str(Path(__file__).resolve()), AGENT_FLAG],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.out = NodeOutput(self.proc)
+        self.out.expect("AGENT READY", 30)
+
+    def send(self, cmd: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout_s: float) -> dict:
+        return json.loads(self.out.expect("RESULT", timeout_s).split(" ", 1)[1])
+
+    def agree(self, nodes: list[Node], deadline_s: float, **more: Any) -> dict:
+        self.send(agree_cmd(nodes, deadline_s, **more))
+        return self.result(deadline_s + float(more.get("hold_s", 0)) + 30)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def agree_cmd(nodes: list[Node], deadline_s: float, **more: Any) -> dict:
+    return {"nodes": [[n.url, n.node_id] for n in nodes], "deadline_s": deadline_s, **more}
+
+
+class Node:
+    """One scripted node in namespace i; its output stamped with wall-clock time into a log."""
+
+    def __init__(self, lan: Any, i: int, logdir: Path, key: str, latency_s: float) -> None:
+        self.lan, self.i, self.node_id = lan, i, f"f{i}"
+        self.url = f"http://{lan.addr(i)}:{PORT}"
+        self.cache = logdir / "cache" / self.node_id
+        self.log_path = logdir / f"{self.node_id}.log"
+        self._log = open(self.log_path, "a")  # noqa: SIM115 (closed in stop)
+        self._lock = threading.Lock()
+        self.key, self.latency_s = key, latency_s
+        self.start()
+
+    def start(self) -> None:
+        env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1",
+               "LOCAL_SWARM_FEDERATION_SWARM_KEY": self.key}
+        self.proc = self.lan.spawn(
+            self.i, [sys.executable, str(ROOT / "bench" / "scripted_node.py"), "--federation",
+                     "--node-id", self.node_id, "--port", str(PORT), "--cache-dir",
+                     str(self.cache), "--instances", "1", "--latency", str(self.latency_s)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.note(f"--- started pid {self.proc.pid}")
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._log.write(f"{time.time():.3f} {text}\n")
+            self._log.flush()
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            self.note(line.rstrip())
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.note("--- SIGKILLed")
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.note("--- stopped")
+        self._log.close()
+
+
+def leaders_overlap(changes: list[list[Any]], after_s: float) -> float:
+    """Seconds (from `after_s` on, in an `agree` result's timeline) during which two or more
+    nodes said "coordinator" at once."""
+    roles: dict[str, str | None] = {}
+    overlap, since = 0.0, None
+    for at, node_id, view in changes:
+        roles[node_id] = view["role"] if view else None
+        many = sum(1 for r in roles.values() if r == "coordinator") > 1
+        if many and since is None:
+            since = max(at, after_s)
+        elif not many and since is not None:
+            overlap += max(0.0, at - since)
+            since = None
+    return overlap
+
+
+class Bench:
+    """The LAN, the nodes, the agent and what they measured."""
+
+    def __init__(self, lan: Any, args: argparse.Namespace, logdir: Path) -> None:
+        key = "lsk_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        self.lan, self.args = lan, args
+        self.agent = Agent(lan)
+        self.nodes = [Node(lan, i, logdir, key, args.latency)
+                      for i in range(2, args.nodes + 2)]
+        self.res: dict[str, Any] = {"kill": [], "kill_rejoin": [], "cut_elect": [], "cut": [],
+                                    "failures": [], "flaps": 0, "flap_evidence": [],
+                                    "displaced": 0, "dual": []}
+
+    def by_id(self, node_id: str) -> Node:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def settle(self, why: str, want: str | None = None) -> dict:
+        """All nodes follow one coordinator, heartbeat rows included (30 s, else abort)."""
+        done = self.agent.agree(self.nodes, 30, rows=True, want=want)
+        if not done["ok"] and want is not None:
+            self.res["displaced"] += 1
+            self.res["failures"].append(f"{why}: {want} did not stay coordinator: "
+                                        f"{done['views']}")
+            done = self.agent.agree(self.nodes, 30, rows=True)
+        if not done["ok"]:
+            raise RuntimeError(f"{why}: no single coordinator within 30 s: {done['views']}")
+        return done
+
+    def watched(self, rep: int, what: str, result: dict) -> None:
+        if result.get("flaps"):
+            self.res["flaps"] += result["flaps"]
+            self.res["flap_evidence"].append(f"{what} rep {rep}: {result['broken'][:2]}")
+
+    def kill_rep(self, rep: int, state: dict) -> dict:
+        leader = self.by_id(state["coordinator"])
+        survivors = [n for n in self.nodes if n is not leader]
+        self.agent.send(agree_cmd(survivors, self.args.timeout_s, announce=True,
+                                  hold_s=self.args.hold_s, above_term=state["term"],
+                                  **{"not": [leader.node_id]}))
+        self.agent.out.expect("WATCHING", 30)
+        killed_at = time.time()
+        leader.kill()
+        after = self.agent.result(self.args.timeout_s + self.args.hold_s + 30)
+        self.watched(rep, "kill", after)
+        if after["ok"]:
+            self.res["kill"].append(after["at"] - killed_at)
+            note = (f"kill {leader.node_id} -> {after['coordinator']} (term {after['term']}) "
+                    f"{after['at'] - killed_at:.3f} s")
+        else:
+            self.res["failures"].append(f"kill rep {rep}: survivors of {leader.node_id} never "
+                                        f"agreed in {self.args.timeout_s} s: {after['views']}")
+            note = f"kill {leader.node_id} -> FAILED"
+        restarted_at = time.time()
+        leader.start()
+        back = self.settle(f"kill rep {rep} restart", after["coordinator"] if after["ok"] else None)
+        self.res["kill_rejoin"].append(back["at"] - restarted_at)
+        print(f"  rep {rep + 1}: {note}; {leader.node_id} back as follower "
+              f"{back['at'] - restarted_at:.2f} s after its restart", flush=True)
+        return back
+
+    def cut_rep(self, rep: int, state: dict) -> dict:
+        leader = self.by_id(state["coordinator"])
+        rest = [n for n in self.nodes if n is not leader]
+        cut_at = time.time()
+        self.lan.cut(leader.i)
+        leader.note("--- cable cut")
+        elected = self.agent.agree(rest, self.args.timeout_s + 5, above_term=state["term"],
+                                   **{"not": [leader.node_id]})
+        if not elected["ok"]:
+            self.res["failures"].append(f"cut rep {rep}: the rest never replaced "
+                                        f"{leader.node_id}: {elected['views']}")
+        else:
+            self.res["cut_elect"].append(elected["at"] - cut_at)
+        self.agent.send(agree_cmd(self.nodes, self.args.timeout_s, announce=True,
+                                  hold_s=self.args.hold_s))
+        self.agent.out.expect("WATCHING", 30)
+        healed_at = time.time()
+        self.lan.heal(leader.i)
+        leader.note("--- cable healed")
+        healed = self.agent.result(self.args.timeout_s + self.args.hold_s + 30)
+        self.watched(rep, "heal", healed)
+        self.res["dual"].append(leaders_overlap(healed["changes"], healed_at - healed["t0"]))
+        if healed["ok"]:
+            self.res["cut"].append(healed["at"] - healed_at)
+            note = (f"heal {leader.node_id}: all follow {healed['coordinator']} (term "
+                    f"{healed['term']}) {healed['at'] - healed_at:.3f} s")
+        else:
+            self.res["failures"].append(f"cut rep {rep}: no single coordinator "
+                                        f"{self.args.timeout_s} s after the heal: "
+                                        f"{healed['views']}")
+            note = f"heal {leader.node_id}: FAILED"
+        elect = f"{elected['at'] - cut_at:.2f} s" if elected["ok"] else "never"
+        print(f"  rep {rep + 1}: cut {leader.node_id} -> replaced in {elect}; {note}", flush=True)
+        return self.settle(f"cut rep {rep} after heal")
+
+    def run(self, phases: list[str]) -> None:
+        state = self.settle("start")
+        print(f"  {len(self.nodes)} nodes agree: {state['coordinator']} leads term "
+              f"{state['term']}", flush=True)
+        for rep in range(self.args.reps):
+            if "kill" in phases:
+                state = self.kill_rep(rep, state)
+            if "cut" in phases:
+                state = self.cut_rep(rep, state)
+
+    def close(self) -> None:
+        for n in self.nodes:
+            n.stop()
+        self.agent.close()
+
+
+_BECAME = re.compile(r"this node is now the coordinator \(term (\d+)\)")
+_STEPPED = re.compile(r"stepped down as coordinator")
+
+
+def log_counts(nodes: list[Node]) -> dict[str, tuple[int, int]]:
+    """Per node: (times it became coordinator, times it stepped down), from its log."""
+    return {n.node_id: (len(_BECAME.findall(n.log_text())), len(_STEPPED.findall(n.log_text())))
+            for n in nodes}
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.3f} s"
+
+
+def report(args: argparse.Namespace, phases: list[str], res: dict,
+           counts: dict[str, tuple[int, int]]) -> None:
+    print()
+    print(f"{'metric':<50} {'n':>3} {'p50':>9} {'p95':>9} {'max':>9}")
+    print("-" * 84)
+
+    def row(name: str, xs: list[float]) -> None:
+        print(f"{name:<50} {len(xs):>3} {fmt(pct(xs, .5)):>9} {fmt(pct(xs, .95)):>9} "
+              f"{fmt(max(xs) if xs else None):>9}")
+
+    goals = []
+    if "kill" in phases:
+        row("kill: SIGKILL coordinator -> survivors agree", res["kill"])
+        row("kill: restart (same id) -> all follow again", res["kill_rejoin"])
+    if "cut" in phases:
+        row("cut: cable cut -> the rest agree on another", res["cut_elect"])
+        row("cut: heal -> all agree on one coordinator", res["cut"])
+        row("cut: heal -> two nodes say coordinator (time)", res["dual"])
+    print()
+    became = sum(c[0] for c in counts.values())
+    stepped = sum(c[1] for c in counts.values())
+    expected = args.reps * len(phases) + 1
+    print(f"elections won (log lines): {became} (one per measured failover plus the first = "
+          f"{expected}); step-downs: {stepped}; per node {counts}")
+    print(f"flaps (an agreement broken within {args.hold_s} s): {res['flaps']}; restarts that "
+          f"displaced the coordinator: {res['displaced']}")
+    for e in res["flap_evidence"]:
+        print(f"  FLAP {e}")
+    failures = res["failures"]
+    print(f"failures (no convergence within {args.timeout_s} s): {len(failures)}")
+    for f in failures:
+        print(f"  FAILED {f}")
+    for phase, name, xs in (("kill", "SIGKILL -> agreed", res["kill"]),
+                            ("cut", "heal -> agreed", res["cut"])):
+        if phase in phases:
+            p95 = pct(xs, .95)
+            goals.append(f"GOAL {name} p95 {fmt(p95)} <= {GOAL_S} s ({ANCHOR}): "
+                         f"{'MET' if p95 <= GOAL_S else 'MISSED'} [{len(xs)} runs]")
+    print()
+    for g in goals:
+        print(g)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3, help="N (default 3)")
+    parser.add_argument("--reps", type=int, default=20, help="repetitions (default 20)")
+    parser.add_argument("--hold-s", type=float, default=1.0,
+                        help="watch each measured agreement this long for flaps (default 1.0)")
+    parser.add_argument("--timeout-s", type=float, default=10.0,
+                        help="a repetition that does not converge by then fails (default 10)")
+    parser.add_argument("--latency", type=float, default=0.05,
+                        help="scripted seconds per answer (default 0.05)")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated phases of {', '.join(PHASES)}")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the node logs (else deleted)")
+    args = parser.parse_args()
+    phases = [p.strip() for p in args.only.split(",") if p.strip()]
+    if bad := set(phases) - set(PHASES):
+        parser.error(f"unknown phase(s) {', '.join(sorted(bad))}")
+    if not 3 <= args.nodes <= 8 or not 1 <= args.reps <= 100 or not 0 <= args.hold_s <= 10:
+        parser.error("keep it bounded: 3..8 nodes, 1..100 reps, 0..10 s of hold")
+
+    from tests.netns import NetnsLan, netns_available
+
+    ok, why = netns_available()
+    if not ok:
+        print(f"skipped: {why}")
+        return 0
+    started = time.monotonic()
+    logdir = Path(tempfile.mkdtemp(prefix="bench-failover-"))
+    print(f"[failover] {args.nodes} nodes, {args.reps} reps of {'+'.join(phases)} ...", flush=True)
+    keep = args.keep_logs
+    try:
+        with NetnsLan(args.nodes + 1) as lan:
+            bench = Bench(lan, args, logdir)
+            try:
+                bench.run(phases)
+                counts = log_counts(bench.nodes)  # before the shutdown's own elections
+            finally:
+                bench.close()
+        report(args, phases, bench.res, counts)
+        keep = keep or bool(bench.res["failures"] or bench.res["flaps"])
+    except BaseException:
+        print(f"[failover] failed; node logs kept in {logdir}", flush=True)
+        raise
+    if keep:
+        print(f"\n(total {time.monotonic() - started:.0f} s; node logs in {logdir})")
+    else:
+        shutil.rmtree(logdir, ignore_errors=True)
+        print(f"\n(total {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    if AGENT_FLAG in sys.argv[1:]:
+        agent()
+    else:
+        sys.exit(main())

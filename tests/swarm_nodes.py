@@ -1,0 +1,100 @@
+"""Whole nodes built exactly as `main.py --federation` builds them (`main._federated_app`), over
+scripted instances, serving on pre-bound loopback sockets with manual peers and no mDNS."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import main
+from network.federation import Federation
+from network.membership import PeerState
+from network.swarm_key import SwarmKey
+from swarm.config import Config, load_config
+from swarm.pool import InstancePool
+from swarm.scripted import ScriptedBackend
+
+
+def bound_socket() -> socket.socket:
+    """A loopback socket bound to a free port (so peers can be listed before the node starts)."""
+    return _bind(0)
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebind after a stop
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+@dataclass
+class SwarmNode:
+    """One node: `await start()` serves it, `await stop()` takes it away (as a crash looks)."""
+
+    name: str
+    sock: socket.socket
+    peers: list[int]
+    key: SwarmKey
+    tmp: Path
+    previous: tuple[SwarmKey, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # more config keys (dotted names)
+    bench_score: float = 1.0
+    config: Config = field(init=False)
+    pool: InstancePool = field(init=False)
+    federation: Federation = field(init=False)
+    _runner: web.AppRunner | None = field(init=False, default=None)
+    port: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.port = int(self.sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def state_of(self, node_id: str) -> PeerState | None:
+        peer = self.federation.membership.get(node_id)
+        return peer.state if peer else None
+
+    async def start(self) -> SwarmNode:
+        self.config = load_config(env={}, cli={
+            "federation.enabled": True, "federation.mdns": False, "federation.node_id": self.name,
+            "federation.peers": [f"127.0.0.1:{p}" for p in self.peers],
+            "federation.swarm_key": self.key.text,
+            "federation.previous_swarm_keys": [k.text for k in self.previous],
+            "model.cache_dir": str(self.tmp / self.name), "api.host": "127.0.0.1",
+            "api.port": self.port, **self.extra})
+        self.pool = InstancePool([ScriptedBackend([f"answer from {self.name}"])], queue_depth=4)
+        port = self.port
+        self.federation, app, _routes, loaded = main._federated_app(
+            self.config, self.pool, [], self.bench_score, lambda: port)
+        assert loaded.ring.fingerprint == self.key.fingerprint
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self.sock).start()
+        await self.federation.start(port)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        await self.federation.close()
+        await runner.cleanup()
+        self.pool.close()
+        self.sock = _bind(self.port)  # cleanup closed the socket: keep the port for a restart
+
+
+def make_swarm(tmp: Path, names: list[str], key: SwarmKey,
+               extra: dict[str, dict[str, Any]] | None = None,
+               scores: dict[str, float] | None = None) -> dict[str, SwarmNode]:
+    """Unstarted nodes named `names`, each listing all the others as manual peers."""
+    socks = {name: bound_socket() for name in names}
+    ports = {name: int(s.getsockname()[1]) for name, s in socks.items()}
+    return {name: SwarmNode(name, socks[name], [p for o, p in ports.items() if o != name], key,
+                            tmp, extra=(extra or {}).get(name, {}),
+                            bench_score=(scores or {}).get(name, 1.0))
+            for name in names}

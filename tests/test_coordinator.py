@@ -1,0 +1,210 @@
+"""The election driver (network/coordinator.py) and the swarm plan, on real loopback nodes.
+
+Whole nodes are built as `main.py --federation` builds them (tests/swarm_nodes.py): real HTTP,
+real signatures, real heartbeats; only discovery is manual (no mDNS) and the model is scripted.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from network.coordinator import peer_view, sender_of
+from network.election import Ack, Announce, Candidate, Claim, Role
+from network.election_store import ElectionStore
+from network.election_wire import PlanMember
+from network.membership import Peer, PeerState
+from network.messages import Heartbeat
+from network.remote_source import RemoteSource
+from network.swarm_plan import build_plan, choose_consensus, planned
+from network.txt import PeerAdvert
+from tests.swarm_keys import KEY
+from tests.swarm_nodes import SwarmNode, make_swarm
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+async def until(predicate: Callable[[], bool], within_s: float, what: str) -> None:
+    """Wait for `predicate()` under a deadline (election state has no event to await)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not predicate():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
+
+
+def leaders(nodes: list[SwarmNode]) -> set[str]:
+    return {n.name for n in nodes if n.federation.coordinator.role is Role.COORDINATOR}
+
+
+def agreed(nodes: list[SwarmNode]) -> str | None:
+    """The one coordinator every node follows, or None while they disagree."""
+    followed = {n.federation.coordinator.state.coordinator for n in nodes}
+    lead = leaders(nodes)
+    if len(followed) == 1 and len(lead) == 1 and followed == lead:
+        return lead.pop()
+    return None
+
+
+@pytest.fixture()
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+# --- pure parts --------------------------------------------------------------------------------
+
+
+def _peer(node_id: str, state: PeerState = PeerState.ALIVE, load: float = 0.0,
+          score: float = 1.0, term: int = 0, coordinator: str | None = None,
+          priority: int | None = 0) -> Peer:
+    beat = Heartbeat(node_id=node_id, boot_id="b1", protocol=1, api_port=17615, load=load,
+                     bench_score=score, capabilities=("vote",), instances=1, term=term,
+                     coordinator=coordinator, priority=priority)
+    advert = PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=17615)
+    return Peer(advert, "10.0.0.9:17615", state, 5.0, 4.0, 0, beat, "answering")
+
+
+def test_peer_view_takes_term_coordinator_and_priority_from_the_heartbeat():
+    view = peer_view(_peer("b", term=4, coordinator="b", priority=None, score=7.0))
+    assert view is not None
+    assert (view.term, view.coordinator, view.candidate) == (4, "b", Candidate("b", None, 7.0))
+    assert view.suspect_since is None
+    suspect = peer_view(_peer("b", state=PeerState.SUSPECT))
+    assert suspect is not None and suspect.suspect_since == 5.0
+    for state in (PeerState.DEAD, PeerState.JOINING, PeerState.FOREIGN):
+        assert peer_view(_peer("b", state=state)) is None
+
+
+def test_sender_of_names_the_node_a_message_comes_from():
+    me = Candidate("a")
+    assert sender_of(Claim(3, me)) == "a"
+    assert sender_of(Ack(3, "v", "a", True)) == "v"
+    assert sender_of(Announce(3, me)) == "a"
+
+
+def test_the_plan_prefers_free_fast_members_and_weighs_by_score():
+    local = PlanMember(node_id="a", score=10.0, load=0.5, queue_depth=0, instances=2, weight=1.0)
+    peers = [_peer("b", load=0.0, score=20.0), _peer("c", load=1.0, score=50.0),
+             _peer("d", state=PeerState.SUSPECT), _peer("e", load=0.0, score=5.0)]
+    plan = build_plan(7, local, peers, issued_at=123.0)
+    assert (plan.term, plan.coordinator) == (7, "a")
+    assert [m.node_id for m in plan.members] == ["a", "b", "c", "e"]  # suspect d left out
+    assert plan.consensus == ("b", "e", "a")  # c is saturated
+    weights = {m.node_id: m.weight for m in plan.members}
+    assert weights == {"a": 0.2, "b": 0.4, "c": 1.0, "e": 0.1}
+
+
+def test_saturated_members_are_used_only_when_nobody_has_room():
+    busy = [PlanMember(node_id=i, score=1.0, load=1.0, queue_depth=3, instances=1, weight=1.0)
+            for i in ("x", "y")]
+    assert choose_consensus(busy) == ("x", "y")
+
+
+def test_planned_keeps_the_plans_order_and_only_peers_seen_alive_here():
+    remotes = [RemoteSource(node_id=i, address="10.0.0.1", api_port=1, load=0.0, queue_depth=0,
+                            bench_score=1.0) for i in ("b", "c", "d")]
+    assert [r.node_id for r in planned(remotes, None)] == ["b", "c", "d"]
+    assert [r.node_id for r in planned(remotes, ["d", "a", "b", "zz"])] == ["d", "b"]
+    assert planned(remotes, []) == []
+
+
+def test_the_election_store_round_trips_and_survives_a_bad_file(tmp_path: Path, caplog):
+    store = ElectionStore(tmp_path / "sub" / "election.json")
+    assert store.load() == (0, 0, None)
+    store.save(5, 6, "node-b")
+    assert store.load() == (5, 6, "node-b")
+    for bad in ("{", json.dumps({"term": -1, "voted_term": 0, "voted_for": None}),
+                json.dumps({"term": 1, "voted_term": 1, "voted_for": "bad id!"}), "[]"):
+        store.path.write_text(bad)
+        assert store.load() == (0, 0, None)
+    assert "election starts from term 0" in caplog.text
+
+
+# --- whole nodes on loopback -------------------------------------------------------------------
+
+
+async def test_three_nodes_elect_one_coordinator_and_publish_its_plan(tmp_path, http):
+    nodes = make_swarm(tmp_path, ["a", "b", "c"], KEY, scores={"a": 1.0, "b": 3.0, "c": 2.0})
+    try:
+        for node in nodes.values():
+            await node.start()
+        all_nodes = list(nodes.values())
+        await until(lambda: agreed(all_nodes) is not None, 10.0, "one agreed coordinator")
+        assert agreed(all_nodes) == "b"  # the best benchmark score, all priorities equal
+        term = nodes["b"].federation.coordinator.state.term
+        assert term >= 1
+
+        async with http.get(nodes["b"].url + "/v1/federation/plan") as r:
+            assert r.status == 200
+            plan = await r.json()
+        assert (plan["term"], plan["coordinator"]) == (term, "b")
+        assert sorted(m["node_id"] for m in plan["members"]) == ["a", "b", "c"]
+        async with http.get(nodes["a"].url + "/v1/federation/plan") as r:
+            assert r.status == 503 and (await r.json())["error"]["code"] == "no_plan"
+
+        a = nodes["a"].federation.coordinator
+        await until(lambda: a.consensus_members() is not None, 5.0, "a to fetch the plan")
+        assert set(a.consensus_members() or ()) == {"a", "b", "c"}
+
+        def c_sees_b_lead() -> bool:
+            peer = nodes["c"].federation.membership.get("b")
+            return peer is not None and peer.heartbeat is not None and \
+                peer.heartbeat.coordinator == "b"
+
+        await until(c_sees_b_lead, 5.0, "b's heartbeat to show it leads")
+        async with http.get(nodes["c"].url + "/v1/federation/peers") as r:
+            rows = {row["node_id"]: row for row in (await r.json())["data"]}
+        assert rows["b"]["coordinator"] is True and rows["c"]["coordinator"] is False
+        assert rows["c"]["term"] == term
+    finally:
+        for node in nodes.values():
+            await node.stop()
+
+
+async def test_priority_wins_and_a_no_coordinator_node_never_leads(tmp_path):
+    extra = {"a": {"federation.coordinator_priority": 5},
+             "c": {"federation.coordinator": False}}
+    nodes = make_swarm(tmp_path, ["a", "b", "c"], KEY, extra=extra,
+                       scores={"a": 1.0, "b": 2.0, "c": 9.0})
+    try:
+        for node in nodes.values():
+            await node.start()
+        all_nodes = list(nodes.values())
+        await until(lambda: agreed(all_nodes) is not None, 10.0, "one agreed coordinator")
+        assert agreed(all_nodes) == "a"
+        await nodes["a"].stop()
+        rest = [nodes["b"], nodes["c"]]
+        await until(lambda: agreed(rest) is not None, 10.0, "a new coordinator among b and c")
+        assert agreed(rest) == "b"  # c is faster but never takes the role
+    finally:
+        for node in nodes.values():
+            await node.stop()
+
+
+async def test_a_crashed_coordinator_is_replaced_and_on_return_does_not_displace_it(tmp_path):
+    nodes = make_swarm(tmp_path, ["a", "b", "c"], KEY, scores={"a": 5.0, "b": 2.0, "c": 1.0})
+    try:
+        for node in nodes.values():
+            await node.start()
+        all_nodes = list(nodes.values())
+        await until(lambda: agreed(all_nodes) == "a", 10.0, "a to lead")
+        first_term = nodes["a"].federation.coordinator.state.term
+        await nodes["a"].stop()
+        rest = [nodes["b"], nodes["c"]]
+        await until(lambda: agreed(rest) == "b", 5.0, "b to take over")
+        second_term = nodes["b"].federation.coordinator.state.term
+        assert second_term > first_term
+
+        await nodes["a"].start()  # same node id, new boot; its term was persisted
+        assert nodes["a"].federation.coordinator.state.term >= first_term
+        await until(lambda: agreed(all_nodes) == "b", 10.0, "a to follow b")
+        assert nodes["b"].federation.coordinator.state.term == second_term  # no new election
+    finally:
+        for node in nodes.values():
+            await node.stop()
