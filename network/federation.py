@@ -13,6 +13,7 @@ from network.election_store import ElectionStore
 from network.election_wire import PlanMember
 from network.federation_client import FederationClient
 from network.identity import NodeIdentity
+from network.interface_watch import InterfaceWatcher
 from network.membership import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.peer_monitor import PeerMonitor
 from network.remote_source import RemoteSource
@@ -65,6 +66,7 @@ class Federation:
                                                 weight=1.0)),
             store=election_store, on_change=self._election_changed)
         self.mdns: MdnsDiscovery | None = None
+        self.interface_watch: InterfaceWatcher | None = None  # runs while mDNS does
         self.ignored: dict[str, str] = {}  # peers not tracked (duplicate id, full table)
         self._api_port = 0
         self._reannouncing: asyncio.Task[None] | None = None
@@ -97,6 +99,15 @@ class Federation:
             self.mdns_reason = exc.reason
             log.warning("mDNS discovery unavailable (%s); using manual peers only "
                         "(--peer HOST:PORT or --peers-file)", exc.reason)
+            return
+        # A Wi-Fi drop or a re-plugged cable leaves zeroconf deaf and silent: re-announce then.
+        self.interface_watch = InterfaceWatcher(self.addresses, self._refresh_mdns)
+        await self.interface_watch.start()
+
+    async def _refresh_mdns(self, reason: str) -> None:
+        """Rescan mDNS interfaces and re-announce (the interface watcher's callback)."""
+        if self.mdns is not None:
+            await self.mdns.refresh_interfaces()
 
     def _changed(self, change: Change) -> None:
         if change.kind in _QUIET:
@@ -162,6 +173,9 @@ class Federation:
         if self._reannouncing is not None:
             self._reannouncing.cancel()
             await asyncio.gather(self._reannouncing, return_exceptions=True)
+        if self.interface_watch is not None:
+            await self.interface_watch.close()
+            self.interface_watch = None
         if self.mdns is not None:
             await self.mdns.close()
         await self.static.close()
