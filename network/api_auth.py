@@ -44,7 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEALTH_PATH = "/v1/federation/health"
 LOCAL_ADMIN_PATHS = frozenset({"/v1/federation/approve"})
-# The request key holding verify_signed's verdict; network/federation_server.py reads the same
+# The request key holding verify_signed's verdict; network/federation_gate.py reads the same
 # key (its VERDICT_KEY), so a handler never verifies a request the middleware verified.
 SWARM_VERDICT = "swarm_verdict"
 _SIGNATURE_HEADERS = (KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)

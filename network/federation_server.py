@@ -5,7 +5,8 @@ Vote, cancel and election carry prompts or change state: they need a request sig
 swarm key (network/signing.py) and their answers are signed back. The heartbeat is signed over the
 caller's nonce (with the key the caller names in X-Swarm-Key-Id when this node accepts it, else
 the current one); without a nonce it is an unsigned read-only view, as is the peer table. The plan
-is signed back when the request is signed, else an unsigned read-only view.
+is signed back when the request is signed, else an unsigned read-only view. Verifying, reading
+and decoding requests, and signing answers, is network/federation_gate.py's.
 """
 from __future__ import annotations
 
@@ -14,15 +15,21 @@ import json
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
 from network import codec
 from network.election import Message
 from network.election_wire import MAX_REPLY_MESSAGES, ElectionEnvelope, ElectionReply, SwarmPlan
+from network.federation_gate import (
+    VERDICT_KEY,
+    FederationGate,
+    Recent,
+    reply_kind,
+    signed_response,
+)
 from network.identity import NodeIdentity
 from network.membership import Membership
 from network.messages import (
@@ -31,50 +38,23 @@ from network.messages import (
     Heartbeat,
     VoteReply,
     VoteRequest,
-    WireMessage,
 )
 from network.openai_schema import RequestError
 from network.peer_table import check_filters, peer_row, row_passes, self_row
-from network.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verdict, Verifier, sign_reply
+from network.signing import KEY_ID_HEADER, Verifier, sign_reply
 from network.swarm_key import KeyRing
 from swarm.backend import Completion, ContextOverflowError
 from swarm.pool import InstancePool, PoolBusyError
 
-log = logging.getLogger(__name__)
+__all__ = ["CAPABILITIES", "NONCE_PATTERN", "VERDICT_KEY", "FederationRoutes", "reply_kind"]
 
-M = TypeVar("M", bound=WireMessage)
+log = logging.getLogger(__name__)
 
 CAPABILITIES = ("chat", "completions", "vote")
 # URL-safe, so `secrets.token_urlsafe()` nonces (peer_monitor's) pass; no length beyond the wire's.
 NONCE_PATTERN = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}", re.ASCII)
-MAX_REMEMBERED = 1024  # remote addresses already warned about; cancels that beat their vote
-VERDICT_KEY = "swarm_verdict"  # a middleware that verified the request first leaves it here
 ElectionHandler = Callable[[Message], Awaitable[Sequence[Message]]]
 ElectionView = Callable[[], tuple[int, str | None, int | None]]  # (term, coordinator, priority)
-
-
-class _Bounded(OrderedDict[str, None]):
-    """A set that forgets its oldest entries beyond `MAX_REMEMBERED`."""
-
-    def add(self, key: str) -> None:
-        self[key] = None
-        self.move_to_end(key)
-        while len(self) > MAX_REMEMBERED:
-            self.popitem(last=False)
-
-
-def reply_kind(accept: str | None) -> str:
-    """`codec.MSGPACK` when the Accept header names a msgpack type (q > 0), else `codec.JSON`."""
-    for item in (accept or "").split(","):
-        base, *params = (part.strip() for part in item.split(";"))
-        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
-            continue
-        try:
-            if codec.media_type(base) == codec.MSGPACK:
-                return codec.MSGPACK
-        except codec.WireDecodeError:
-            continue
-    return codec.JSON
 
 
 class FederationRoutes:
@@ -105,13 +85,13 @@ class FederationRoutes:
         self.vram_gb = float(hardware.get("vram_gb", 0.0))
         self.clock = clock
         self.max_body_bytes = max_body_bytes
+        self.gate = FederationGate(self.verifier, max_body_bytes)
         self.election = election
         self.plan = plan
         self.election_view = election_view
         self.election_role = election_role
         self.running: dict[str, asyncio.Task[Completion]] = {}
-        self._cancelled_early = _Bounded()
-        self._warned = _Bounded()
+        self._cancelled_early = Recent()
         self._closing = False
 
     def add_to(self, app: web.Application) -> None:
@@ -181,7 +161,7 @@ class FederationRoutes:
 
     async def vote(self, request: web.Request) -> web.Response:
         """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
-        kind, vote, verdict = await self._decode(request, VoteRequest)
+        kind, vote, verdict = await self.gate.decode(request, VoteRequest)
         rid = vote.request_id
         if rid in self.running:
             raise RequestError(f"vote {rid!r} is already running", status=409, param="request_id",
@@ -215,26 +195,26 @@ class FederationRoutes:
             self.running.pop(rid, None)
         reply = VoteReply.from_completion(rid, completion, node_id=self.identity.node_id,
                                           latency_s=time.perf_counter() - started)
-        return _signed(codec.encode(reply, kind), kind, verdict)
+        return signed_response(codec.encode(reply, kind), kind, verdict)
 
     async def cancel(self, request: web.Request) -> web.Response:
         """POST /v1/federation/cancel: stop one running vote; `cancelled` says whether one was."""
-        _kind, message, verdict = await self._decode(request, CancelRequest)
+        _kind, message, verdict = await self.gate.decode(request, CancelRequest)
         task = self.running.get(message.request_id)
         if task is None:
             self._cancelled_early.add(message.request_id)
-            return _signed(_json({"request_id": message.request_id, "cancelled": False}),
-                           codec.JSON, verdict)
+            return signed_response(_json({"request_id": message.request_id, "cancelled": False}),
+                                   codec.JSON, verdict)
         stopped = task.cancel()  # False when it finished in the meantime
         await asyncio.gather(task, return_exceptions=True)  # the generator has released its slot
         log.debug("vote %s cancelled by %s", message.request_id, request.remote)
-        return _signed(_json({"request_id": message.request_id, "cancelled": stopped}),
-                       codec.JSON, verdict)
+        return signed_response(_json({"request_id": message.request_id, "cancelled": stopped}),
+                               codec.JSON, verdict)
 
     async def election_message(self, request: web.Request) -> web.Response:
         """POST /v1/federation/election: one signed Claim, Ack or Announce; the answer is an
         ElectionReply (signed, msgpack when Accept asks for it, else the request's format)."""
-        kind, envelope, verdict = await self._decode(request, ElectionEnvelope)
+        kind, envelope, verdict = await self.gate.decode(request, ElectionEnvelope)
         if self.election is None:
             raise RequestError("this node takes no part in the coordinator election", status=503,
                                code="no_election", type_="server_error")
@@ -251,18 +231,13 @@ class FederationRoutes:
             replies = replies[:MAX_REPLY_MESSAGES]
         if reply_kind(request.headers.get("Accept")) == codec.MSGPACK:
             kind = codec.MSGPACK
-        return _signed(codec.encode(ElectionReply(replies), kind), kind, verdict)
+        return signed_response(codec.encode(ElectionReply(replies), kind), kind, verdict)
 
     async def plan_view(self, request: web.Request) -> web.Response:
         """GET /v1/federation/plan: the coordinator's plan (msgpack when Accept asks for it);
         verified and signed back when the request is signed, else an unsigned view; 503 while
         there is none."""
-        verdict = request.get(VERDICT_KEY)
-        if not isinstance(verdict, Verdict) and SIGNATURE_HEADER in request.headers:
-            self._check(request, self.verifier.precheck(request.headers))
-            verdict = self.verifier.verify(request.method, request.raw_path, request.headers, b"")
-        if isinstance(verdict, Verdict):
-            self._check(request, verdict)
+        verdict = self.gate.optional(request)
         plan = self.plan() if self.plan is not None else None
         if plan is None:
             raise RequestError("no coordinator plan yet (this node does not lead, or no "
@@ -270,61 +245,9 @@ class FederationRoutes:
                                type_="server_error")
         kind = reply_kind(request.headers.get("Accept"))
         body = codec.encode(plan, kind)
-        if isinstance(verdict, Verdict):
-            return _signed(body, kind, verdict)
+        if verdict is not None:
+            return signed_response(body, kind, verdict)
         return web.Response(body=body, content_type=kind)
-
-    async def _decode(self, request: web.Request, cls: type[M]) -> tuple[str, M, Verdict]:
-        """Check the signature, read a size-limited body and decode it by Content-Type; 4xx
-        (logged once per remote address) on failure. Cheap checks come before the body read."""
-        self._check(request, self.verifier.precheck(request.headers))
-        try:
-            kind = codec.media_type(request.headers.get("Content-Type"))
-        except codec.WireDecodeError as exc:
-            self._complain(request, str(exc))
-            raise RequestError(str(exc), status=415, code="unsupported_media_type") from None
-        body = await self._read(request)
-        verdict = self.verifier.verify(request.method, request.raw_path, request.headers, body)
-        self._check(request, verdict)
-        try:
-            return kind, codec.decode(body, kind, cls, max_bytes=self.max_body_bytes), verdict
-        except codec.WireDecodeError as exc:
-            self._complain(request, str(exc))
-            raise RequestError(f"bad {cls.__name__}: {exc}", code="invalid_message") from None
-
-    def _check(self, request: web.Request, verdict: Verdict) -> None:
-        """Raise the 401/403 for a refused signature (logged once per remote address)."""
-        if verdict.ok:
-            return
-        self._complain(request, f"{verdict.code}: {verdict.reason}")
-        unauthenticated = verdict.status == 401
-        raise RequestError(verdict.reason, status=verdict.status, code=verdict.code,
-                           type_="authentication_error" if unauthenticated else "permission_error",
-                           headers={"WWW-Authenticate": "Swarm-HMAC"} if unauthenticated else None)
-
-    async def _read(self, request: web.Request) -> bytes:
-        limit = self.max_body_bytes
-        too_big = RequestError(f"body over the {limit}-byte limit", status=413,
-                               code="request_too_large")
-        if request.content_length is not None and request.content_length > limit:
-            self._complain(request, f"Content-Length {request.content_length} over {limit}")
-            raise too_big
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(1 << 16):
-            body += chunk
-            if len(body) > limit:
-                self._complain(request, f"body over {limit} bytes")
-                raise too_big
-        return bytes(body)
-
-    def _complain(self, request: web.Request, what: str) -> None:
-        remote = request.remote or "unknown"
-        if remote in self._warned:
-            log.debug("bad federation request from %s to %s: %s", remote, request.path, what)
-            return
-        self._warned.add(remote)
-        log.warning("bad federation request from %s to %s: %s (further ones logged at debug)",
-                    remote, request.path, what)
 
     async def _shutdown(self, _app: web.Application) -> None:
         self._closing = True
@@ -336,13 +259,6 @@ class FederationRoutes:
 
 def _json(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
-
-
-def _signed(body: bytes, kind: str, verdict: Verdict) -> web.Response:
-    """A 200 answer signed over the request's nonce with the key that verified the request."""
-    assert verdict.key is not None
-    return web.Response(body=body, content_type=kind,
-                        headers=sign_reply(verdict.key, verdict.nonce, body))
 
 
 def _being_cancelled() -> bool:

@@ -3,10 +3,13 @@ scripted instances, serving on pre-bound loopback sockets with manual peers and 
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 import main
@@ -90,11 +93,41 @@ class SwarmNode:
 
 def make_swarm(tmp: Path, names: list[str], key: SwarmKey,
                extra: dict[str, dict[str, Any]] | None = None,
-               scores: dict[str, float] | None = None) -> dict[str, SwarmNode]:
-    """Unstarted nodes named `names`, each listing all the others as manual peers."""
+               scores: dict[str, float] | None = None,
+               keys: dict[str, tuple[SwarmKey, tuple[SwarmKey, ...]]] | None = None
+               ) -> dict[str, SwarmNode]:
+    """Unstarted nodes named `names`, each listing all the others as manual peers; `keys` gives
+    some of them their own (swarm key, previous keys) instead of `key`."""
     socks = {name: bound_socket() for name in names}
     ports = {name: int(s.getsockname()[1]) for name, s in socks.items()}
-    return {name: SwarmNode(name, socks[name], [p for o, p in ports.items() if o != name], key,
-                            tmp, extra=(extra or {}).get(name, {}),
-                            bench_score=(scores or {}).get(name, 1.0))
-            for name in names}
+    nodes = {}
+    for name in names:
+        node_key, previous = (keys or {}).get(name, (key, ()))
+        nodes[name] = SwarmNode(name, socks[name], [p for o, p in ports.items() if o != name],
+                                node_key, tmp, previous=previous,
+                                extra=(extra or {}).get(name, {}),
+                                bench_score=(scores or {}).get(name, 1.0))
+    return nodes
+
+
+@asynccontextmanager
+async def running(nodes: dict[str, SwarmNode]) -> AsyncIterator[dict[str, SwarmNode]]:
+    """Start `nodes` in order; on exit stop every one and release its socket."""
+    try:
+        for node in nodes.values():
+            await node.start()
+        yield nodes
+    finally:
+        for node in nodes.values():
+            await node.stop()
+            node.sock.close()
+
+
+async def weighted_vote(http: aiohttp.ClientSession, node: SwarmNode, n: int) -> set[str]:
+    """The sources of a weighted_vote consensus of `n` candidates asked of `node` (200 or fail)."""
+    body = {"messages": [{"role": "user", "content": "Capital of France?"}], "max_tokens": 8,
+            "swarm": {"strategy": "weighted_vote", "n": n}}
+    async with http.post(node.url + "/v1/chat/completions", json=body) as r:
+        reply = await r.json()
+        assert r.status == 200, reply
+    return {c["source"] for c in reply["swarm"]["candidates"]}

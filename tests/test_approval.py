@@ -7,7 +7,6 @@ import json
 import logging
 import stat
 import tempfile
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -28,11 +27,11 @@ from network.approval import (
 from network.coordinator import peer_view
 from network.membership import Membership, PeerState
 from swarm.config import load_config
+from tests.federation_fixtures import until
 from tests.server import ServerThread
 from tests.swarm_keys import KEY
-from tests.test_federation_server import until
+from tests.swarm_nodes import bound_socket, make_swarm, running, weighted_vote
 from tests.test_membership import advert, beat
-from tests.test_swarm_security import bound_socket, swarm_node, weighted_vote
 
 
 def test_the_store_persists_privately_and_atomically(tmp_path):
@@ -173,14 +172,9 @@ def test_approve_is_for_this_machine_only_and_validates(remote):
 # --- whole nodes (main._federated_app), manual peers on loopback ---------------------------------
 
 async def test_an_unapproved_peer_waits_until_approved_from_the_terminal(tmp_path, capsys):
-    socks = {name: bound_socket() for name in ("a", "b")}
-    port = {name: s.getsockname()[1] for name, s in socks.items()}
-    async with AsyncExitStack() as stack, aiohttp.ClientSession() as http:
-        a = await stack.enter_async_context(swarm_node(
-            tmp_path, "a", socks["a"], [port["b"]], key=KEY,
-            options={"federation.approve_peers": True}))
-        b = await stack.enter_async_context(swarm_node(tmp_path, "b", socks["b"], [port["a"]],
-                                                       key=KEY))
+    swarm = make_swarm(tmp_path, ["a", "b"], KEY, extra={"a": {"federation.approve_peers": True}})
+    async with running(swarm) as nodes, aiohttp.ClientSession() as http:
+        a, b = nodes["a"], nodes["b"]
         await until(lambda: a.state_of("b") is PeerState.PENDING, what="a to hold b pending")
         await until(lambda: b.state_of("a") is PeerState.ALIVE, what="b (no approval) to use a")
         assert a.federation.remotes() == [] and a.federation.membership.routable() == ()

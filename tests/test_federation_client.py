@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -16,22 +14,23 @@ from network.election_wire import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.federation_client import FederationClient, PeerError, peer_url
 from network.messages import Heartbeat, VoteReply
 from network.signing import NONCE_HEADER, sign_reply
-from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.backend import GenerationRequest
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
-from tests.swarm_keys import KEY, OTHER, RING
-from tests.test_federation_server import (
+from tests.federation_fixtures import (
+    ASK,
     CLAIM,
     PLAN,
     SLOW,
     Node,
     Voter,
+    closed_port,
     federation_node,
+    node_fixture,
+    serve,
     until,
 )
-
-ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
-                        params=SamplingParams(max_tokens=500, temperature=0.0))
+from tests.swarm_keys import KEY, OTHER, RING
 
 
 @pytest.fixture()
@@ -41,25 +40,8 @@ async def client() -> AsyncIterator[FederationClient]:
     await federation.close()
 
 
-@pytest.fixture()
-async def node() -> AsyncIterator[Node]:
-    pool = InstancePool([ScriptedBackend(["Paris."], logprob=-0.5)], queue_depth=0)
-    async with federation_node(pool) as served:
-        yield served
-
-
-@pytest.fixture()
-async def slow_node() -> AsyncIterator[Node]:
-    pool = InstancePool([ScriptedBackend([SLOW], token_latency_s=0.02)], queue_depth=0)
-    async with federation_node(pool) as served:
-        yield served
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+node = node_fixture("Paris.", logprob=-0.5)
+slow_node = node_fixture(SLOW, token_latency_s=0.02)  # one vote runs until cancelled
 
 
 async def test_vote_returns_the_peers_completion(node, client):
@@ -115,19 +97,6 @@ async def test_a_busy_peer_is_a_peer_error_with_its_status(slow_node, client):
     with pytest.raises(PeerError) as cancelled:
         await first
     assert cancelled.value.status == 409
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[int]:
-    """Serve `app` on 127.0.0.1:0 and give its port."""
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture()

@@ -5,9 +5,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,89 +13,28 @@ import pytest
 from aiohttp import web
 
 from network import codec
-from network.api import build_app
-from network.election import Ack, Announce, Candidate, Claim, Message
-from network.election_wire import ElectionEnvelope, ElectionReply, PlanMember, SwarmPlan
+from network.election import Ack, Announce, Candidate, Message
+from network.election_wire import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.federation_server import VERDICT_KEY, FederationRoutes, reply_kind
 from network.identity import NodeIdentity
 from network.membership import Membership
-from network.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest
-from network.signing import NONCE_HEADER, Verdict, Verifier, check_reply
-from network.swarm_key import KeyRing
+from network.messages import CancelRequest, Heartbeat, VoteReply
+from network.signing import NONCE_HEADER, Verdict, check_reply
 from network.txt import PeerAdvert
-from swarm.config import ApiConfig
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
+from tests.federation_fixtures import (
+    CLAIM,
+    PLAN,
+    SLOW,
+    Node,
+    Voter,
+    federation_node,
+    node_fixture,
+    until,
+    vote_body,
+)
 from tests.swarm_keys import OTHER_KEY, RING, signed
-
-SLOW = " ".join(["word"] * 400)  # 400 tokens at 20 ms each: runs until cancelled
-
-
-async def until(predicate: Callable[[], bool], within_s: float = 5.0,
-                what: str = "condition") -> None:
-    """Wait for `predicate()` under a deadline (a condition, not a fixed sleep).
-
-    It polls because the states awaited (an instance's `active` count, a backend's request log)
-    are plain attributes set from worker threads, with no event to await.
-    """
-    try:
-        async with asyncio.timeout(within_s):
-            while not predicate():  # noqa: ASYNC110 - no event exists for these states
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
-
-
-@dataclass
-class Node:
-    """One served node: its URL, port, routes and pool."""
-
-    url: str
-    port: int
-    routes: FederationRoutes
-    pool: InstancePool
-    runner: web.AppRunner
-    stopped: bool = False
-
-    async def stop(self) -> None:
-        """Stop serving (idempotent): running votes are cancelled, connections closed."""
-        if not self.stopped:
-            self.stopped = True
-            await self.runner.cleanup()
-
-
-@asynccontextmanager
-async def federation_node(pool: InstancePool, membership: Membership | None = None, *,
-                          node_id: str = "node-a", clock: Callable[[], float] = lambda: 100.0,
-                          keys: KeyRing = RING, middlewares: Sequence[Any] = (),
-                          **options: object) -> AsyncIterator[Node]:
-    """The full API app (plus `middlewares`, inside its own) and FederationRoutes (holding
-    `keys`), served on 127.0.0.1:0 in this event loop."""
-    app = build_app(pool, ApiConfig())
-    app.middlewares.extend(middlewares)
-    ports: list[int] = []
-    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host", fingerprint=keys.fingerprint),
-                              pool, membership or Membership(node_id, 1, keys.fingerprint),
-                              api_port_getter=lambda: ports[0], bench_score=12.5,
-                              hardware={"ram_gb": 24.0, "vram_gb": 0.0}, clock=clock,
-                              verifier=Verifier(keys, audience=node_id), **options)  # type: ignore[arg-type]
-    routes.add_to(app)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    node = Node(f"http://127.0.0.1:{ports[0]}", ports[0], routes, pool, runner)
-    try:
-        yield node
-    finally:
-        await node.stop()
-
-
-def vote_body(request_id: str = "r1", kind: str = codec.MSGPACK, **fields: object) -> bytes:
-    message = VoteRequest(request_id=request_id, messages=(("user", "Capital of France?"),),
-                          max_tokens=fields.pop("max_tokens", 500), **fields)  # type: ignore[arg-type]
-    return codec.encode(message, kind)
 
 
 @pytest.fixture()
@@ -106,18 +43,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture()
-async def node() -> AsyncIterator[Node]:
-    pool = InstancePool([ScriptedBackend(["Paris is the capital."], logprob=-0.25)], queue_depth=0)
-    async with federation_node(pool) as served:
-        yield served
-
-
-@pytest.fixture()
-async def slow_node() -> AsyncIterator[Node]:
-    pool = InstancePool([ScriptedBackend([SLOW], token_latency_s=0.02)], queue_depth=0)
-    async with federation_node(pool) as served:
-        yield served
+node = node_fixture("Paris is the capital.", logprob=-0.25)
+slow_node = node_fixture(SLOW, token_latency_s=0.02)  # one vote runs until cancelled
 
 
 @pytest.mark.parametrize("nonce", ["-_x", secrets.token_urlsafe(12), "a" * 128])
@@ -346,27 +273,6 @@ async def test_bad_bodies_are_4xx_logged_once_and_the_node_keeps_serving(node, h
 
 
 # --- the election and the plan ------------------------------------------------------------
-
-CLAIM = Claim(4, Candidate("node-b", 0, 3.0))
-PLAN = SwarmPlan(term=4, coordinator="node-a", issued_at=1.7e9,
-                 members=(PlanMember("node-a", 12.5, 0.0, 0, 1, 1.0),
-                          PlanMember("node-b", 3.0, 0.5, 1, 1, 0.24)),
-                 consensus=("node-a", "node-b"))
-
-
-class Voter:
-    """An election handler that records what it hears and refuses every claim."""
-
-    def __init__(self, extra: int = 0) -> None:
-        self.heard: list[Message] = []
-        self.extra = extra  # more (pointless) messages to answer with
-
-    async def __call__(self, message: Message) -> list[Message]:
-        self.heard.append(message)
-        if not isinstance(message, Claim):
-            return []
-        ack = Ack(message.term, "node-a", message.candidate.node_id, False, 7)
-        return [ack] * (1 + self.extra)
 
 
 def election_body(message: Message = CLAIM, kind: str = codec.MSGPACK) -> bytes:

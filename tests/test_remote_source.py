@@ -24,9 +24,8 @@ from network.txt import PeerAdvert
 from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.pool import Instance, InstancePool
 from swarm.scripted import ScriptedBackend
+from tests.federation_fixtures import SLOW, Node, closed_port, federation_node, until
 from tests.swarm_keys import RING
-from tests.test_federation_client import closed_port
-from tests.test_federation_server import SLOW, Node, federation_node, until
 
 ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
                         params=SamplingParams(max_tokens=50, temperature=0.0))

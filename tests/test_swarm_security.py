@@ -1,19 +1,15 @@
 """The swarm key on real sockets (127.0.0.1 only): refused federation requests, signed
 heartbeats, a node with another key never used, and a rotation that keeps old-key peers.
 
-The whole-node tests build nodes exactly as `main.py --federation` does (`main._federated_app`),
-with scripted instances and manual peers (no mDNS), all in this event loop.
+The whole-node tests build nodes exactly as `main.py --federation` does (tests/swarm_nodes.py:
+`main._federated_app`), with scripted instances and manual peers (no mDNS), all in this event loop.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +18,6 @@ from aiohttp import web
 
 import main
 from network import codec
-from network.federation import Federation
 from network.federation_client import FederationClient, PeerError
 from network.membership import PeerState
 from network.messages import CancelRequest, Heartbeat
@@ -34,22 +29,15 @@ from network.signing import (
     sign_reply,
 )
 from network.swarm_key import SwarmKey
-from swarm.config import Config, load_config
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from tests.federation_fixtures import ASK, node_fixture, serve, until, vote_body
 from tests.swarm_keys import KEY, OTHER, OTHER_KEY, RING, signed
-from tests.test_federation_client import ASK
-from tests.test_federation_server import federation_node, until, vote_body
+from tests.swarm_nodes import make_swarm, running, weighted_vote
 
 VOTE = "/v1/federation/vote"
 CANCEL = "/v1/federation/cancel"
 
 
-@pytest.fixture()
-async def node():
-    pool = InstancePool([ScriptedBackend(["Paris."])], queue_depth=0)
-    async with federation_node(pool) as served:
-        yield served
+node = node_fixture("Paris.")
 
 
 @pytest.fixture()
@@ -151,102 +139,21 @@ async def test_a_vote_answer_not_signed_by_the_peer_is_refused():
 
     app = web.Application()
     app.router.add_post(VOTE, tampering)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     client = FederationClient(keys=RING)
     try:
-        with pytest.raises(PeerError, match="another swarm key"):
-            await client.vote("127.0.0.1", port, "mitm", ASK, "m-1", timeout_s=5)
+        async with serve(app) as port:
+            with pytest.raises(PeerError, match="another swarm key"):
+                await client.vote("127.0.0.1", port, "mitm", ASK, "m-1", timeout_s=5)
     finally:
         await client.close()
-        await runner.cleanup()
 
 
 # --- whole nodes -------------------------------------------------------------------------------
 
 
-@dataclass
-class SwarmNode:
-    """One node built by main._federated_app, serving on a pre-bound loopback socket."""
-
-    name: str
-    port: int
-    config: Config
-    pool: InstancePool
-    federation: Federation
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def state_of(self, node_id: str) -> PeerState | None:
-        peer = self.federation.membership.get(node_id)
-        return peer.state if peer else None
-
-
-def bound_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@asynccontextmanager
-async def swarm_node(tmp: Path, name: str, sock: socket.socket, peers: list[int], *,
-                     key: SwarmKey, previous: tuple[SwarmKey, ...] = (),
-                     options: dict[str, Any] | None = None) -> AsyncIterator[SwarmNode]:
-    port = sock.getsockname()[1]
-    config = load_config(env={}, cli={
-        "federation.enabled": True, "federation.mdns": False, "federation.node_id": name,
-        "federation.peers": [f"127.0.0.1:{p}" for p in peers],
-        "federation.swarm_key": key.text,
-        "federation.previous_swarm_keys": [k.text for k in previous],
-        "model.cache_dir": str(tmp / name), "api.host": "127.0.0.1", "api.port": port,
-        **(options or {})})
-    pool = InstancePool([ScriptedBackend([f"answer from {name}"])], queue_depth=4)
-    federation, app, _routes, loaded = main._federated_app(config, pool, [], 1.0, lambda: port)
-    assert loaded.ring.fingerprint == key.fingerprint
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    await federation.start(port)
-    try:
-        yield SwarmNode(name, port, config, pool, federation)
-    finally:
-        await federation.close()
-        await runner.cleanup()
-        pool.close()
-
-
-async def start_swarm(stack: AsyncExitStack, tmp: Path,
-                      keys: dict[str, tuple[SwarmKey, tuple[SwarmKey, ...]]]
-                      ) -> dict[str, SwarmNode]:
-    """Nodes named by `keys` (key, previous keys), each listing all the others as manual peers."""
-    socks = {name: bound_socket() for name in keys}
-    ports = {name: s.getsockname()[1] for name, s in socks.items()}
-    nodes = {}
-    for name, (key, previous) in keys.items():
-        others = [p for other, p in ports.items() if other != name]
-        nodes[name] = await stack.enter_async_context(
-            swarm_node(tmp, name, socks[name], others, key=key, previous=previous))
-    return nodes
-
-
-async def weighted_vote(http: aiohttp.ClientSession, node: SwarmNode, n: int) -> set[str]:
-    body = {"messages": [{"role": "user", "content": "Capital of France?"}], "max_tokens": 8,
-            "swarm": {"strategy": "weighted_vote", "n": n}}
-    async with http.post(node.url + "/v1/chat/completions", json=body) as r:
-        reply = await r.json()
-        assert r.status == 200, reply
-    return {c["source"] for c in reply["swarm"]["candidates"]}
-
-
 async def test_a_node_with_another_key_is_foreign_and_never_a_candidate(tmp_path, http, capsys):
-    async with AsyncExitStack() as stack:
-        nodes = await start_swarm(stack, tmp_path, {"a": (KEY, ()), "b": (OTHER_KEY, ()),
-                                                    "c": (KEY, ())})
+    swarm = make_swarm(tmp_path, ["a", "b", "c"], KEY, keys={"b": (OTHER_KEY, ())})
+    async with running(swarm) as nodes:
         a, b, c = nodes["a"], nodes["b"], nodes["c"]
         await until(lambda: a.state_of("c") is PeerState.ALIVE, what="a to see c alive")
         await until(lambda: a.state_of("b") is PeerState.FOREIGN, what="a to see b foreign")
@@ -269,8 +176,8 @@ async def test_a_node_with_another_key_is_foreign_and_never_a_candidate(tmp_path
 
 async def test_after_a_rotation_new_and_old_key_nodes_still_work_together(tmp_path, http):
     new = SwarmKey(bytes(range(200, 232)))
-    async with AsyncExitStack() as stack:
-        nodes = await start_swarm(stack, tmp_path, {"old": (KEY, ()), "new": (new, (KEY,))})
+    async with running(make_swarm(tmp_path, ["old", "new"], KEY,
+                                  keys={"new": (new, (KEY,))})) as nodes:
         old, rotated = nodes["old"], nodes["new"]
         await until(lambda: rotated.state_of("old") is PeerState.ALIVE,
                     what="the rotated node to accept the old-key node")
@@ -284,8 +191,7 @@ async def test_after_a_rotation_new_and_old_key_nodes_still_work_together(tmp_pa
 
 async def test_a_rotated_node_without_the_previous_key_drops_old_key_peers(tmp_path):
     new = SwarmKey(bytes(range(200, 232)))
-    async with AsyncExitStack() as stack:
-        nodes = await start_swarm(stack, tmp_path, {"old": (KEY, ()), "new": (new, ())})
+    async with running(make_swarm(tmp_path, ["old", "new"], KEY, keys={"new": (new, ())})) as nodes:
         await until(lambda: nodes["new"].state_of("old") is PeerState.FOREIGN,
                     what="the grace period over: the old key refused")
 

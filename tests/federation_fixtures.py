@@ -1,0 +1,162 @@
+"""Federation nodes and wire values shared by the federation tests: real aiohttp servers on
+127.0.0.1 (ephemeral ports) over scripted pools, in the test's own event loop."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from network import codec
+from network.api import build_app
+from network.election import Ack, Candidate, Claim, Message
+from network.election_wire import PlanMember, SwarmPlan
+from network.federation_server import FederationRoutes
+from network.identity import NodeIdentity
+from network.membership import Membership
+from network.messages import VoteRequest
+from network.signing import Verifier
+from network.swarm_key import KeyRing
+from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.config import ApiConfig
+from swarm.pool import InstancePool
+from swarm.scripted import ScriptedBackend
+from tests.swarm_keys import RING
+
+SLOW = " ".join(["word"] * 400)  # 400 tokens at 20 ms each: runs until cancelled
+ASK = GenerationRequest(messages=(ChatMessage("user", "Capital of France?"),),
+                        params=SamplingParams(max_tokens=500, temperature=0.0))
+CLAIM = Claim(4, Candidate("node-b", 0, 3.0))
+PLAN = SwarmPlan(term=4, coordinator="node-a", issued_at=1.7e9,
+                 members=(PlanMember("node-a", 12.5, 0.0, 0, 1, 1.0),
+                          PlanMember("node-b", 3.0, 0.5, 1, 1, 0.24)),
+                 consensus=("node-a", "node-b"))
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 5.0,
+                what: str = "condition") -> None:
+    """Wait for `predicate()` under a deadline (a condition, not a fixed sleep).
+
+    It polls because the states awaited (an instance's `active` count, a backend's request log)
+    are plain attributes set from worker threads, with no event to await.
+    """
+    try:
+        async with asyncio.timeout(within_s):
+            while not predicate():  # noqa: ASYNC110 - no event exists for these states
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
+
+
+@dataclass
+class Node:
+    """One served node: its URL, port, routes and pool."""
+
+    url: str
+    port: int
+    routes: FederationRoutes
+    pool: InstancePool
+    runner: web.AppRunner
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent): running votes are cancelled, connections closed."""
+        if not self.stopped:
+            self.stopped = True
+            await self.runner.cleanup()
+
+
+@asynccontextmanager
+async def federation_node(pool: InstancePool, membership: Membership | None = None, *,
+                          node_id: str = "node-a", clock: Callable[[], float] = lambda: 100.0,
+                          keys: KeyRing = RING, middlewares: Sequence[Any] = (),
+                          **options: object) -> AsyncIterator[Node]:
+    """The full API app (plus `middlewares`, inside its own) and FederationRoutes (holding
+    `keys`), served on 127.0.0.1:0 in this event loop."""
+    app = build_app(pool, ApiConfig())
+    app.middlewares.extend(middlewares)
+    ports: list[int] = []
+    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host", fingerprint=keys.fingerprint),
+                              pool, membership or Membership(node_id, 1, keys.fingerprint),
+                              api_port_getter=lambda: ports[0], bench_score=12.5,
+                              hardware={"ram_gb": 24.0, "vram_gb": 0.0}, clock=clock,
+                              verifier=Verifier(keys, audience=node_id), **options)  # type: ignore[arg-type]
+    routes.add_to(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    node = Node(f"http://127.0.0.1:{ports[0]}", ports[0], routes, pool, runner)
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@asynccontextmanager
+async def scripted_node(*texts: str, **backend: Any) -> AsyncIterator[Node]:
+    """A federation node over one scripted instance answering `texts` (no queue: a second
+    concurrent vote is busy); `backend` are ScriptedBackend options."""
+    pool = InstancePool([ScriptedBackend(list(texts), **backend)], queue_depth=0)
+    async with federation_node(pool) as served:
+        yield served
+
+
+def node_fixture(*texts: str, **backend: Any) -> Any:
+    """A pytest fixture serving `scripted_node(*texts, **backend)`; bind it to the fixture's
+    name in the test module (`node = node_fixture("Paris.")`)."""
+
+    @pytest.fixture()
+    async def served_node() -> AsyncIterator[Node]:
+        async with scripted_node(*texts, **backend) as served:
+            yield served
+
+    return served_node
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[int]:
+    """Serve `app` on 127.0.0.1:0 and give its port."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def vote_body(request_id: str = "r1", kind: str = codec.MSGPACK, **fields: object) -> bytes:
+    """An encoded VoteRequest asking the capital of France (max_tokens 500 unless given)."""
+    message = VoteRequest(request_id=request_id, messages=(("user", "Capital of France?"),),
+                          max_tokens=fields.pop("max_tokens", 500), **fields)  # type: ignore[arg-type]
+    return codec.encode(message, kind)
+
+
+class Voter:
+    """An election handler that records what it hears and refuses every claim."""
+
+    def __init__(self, extra: int = 0) -> None:
+        self.heard: list[Message] = []
+        self.extra = extra  # more (pointless) messages to answer with
+
+    async def __call__(self, message: Message) -> list[Message]:
+        self.heard.append(message)
+        if not isinstance(message, Claim):
+            return []
+        ack = Ack(message.term, "node-a", message.candidate.node_id, False, 7)
+        return [ack] * (1 + self.extra)
