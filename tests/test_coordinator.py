@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from network.coordinator import peer_view, sender_of
-from network.election import Ack, Announce, Candidate, Claim, Role
+from network.coordinator import Coordinator, peer_view, sender_of
+from network.election import Ack, Announce, Candidate, Claim, Role, step
 from network.election_store import ElectionStore
-from network.election_wire import PlanMember
-from network.membership import Peer, PeerState
+from network.election_wire import PlanMember, SwarmPlan
+from network.membership import Membership, Peer, PeerState
 from network.messages import Heartbeat
 from network.remote_source import RemoteSource
 from network.swarm_plan import build_plan, choose_consensus, planned
@@ -208,3 +209,76 @@ async def test_a_crashed_coordinator_is_replaced_and_on_return_does_not_displace
     finally:
         for node in nodes.values():
             await node.stop()
+
+
+async def test_with_api_keys_nodes_still_elect_and_read_the_plan_by_signature(tmp_path, http):
+    keyed = {"api.keys": ["sk-test"]}
+    nodes = make_swarm(tmp_path, ["a", "b", "c"], KEY, extra=dict.fromkeys("abc", keyed),
+                       scores={"a": 3.0, "b": 2.0, "c": 1.0})
+    try:
+        for node in nodes.values():
+            await node.start()
+        all_nodes = list(nodes.values())
+        await until(lambda: agreed(all_nodes) == "a", 10.0, "a to lead")
+        b = nodes["b"].federation.coordinator
+        await until(lambda: b.consensus_members() is not None, 5.0,
+                    "b to read a's plan with a signed GET (no API key)")
+        async with http.get(nodes["a"].url + "/v1/federation/plan") as r:
+            assert r.status == 401  # an unsigned reader needs the API key
+        async with http.get(nodes["a"].url + "/v1/federation/plan",
+                            headers={"Authorization": "Bearer sk-test"}) as r:
+            assert r.status == 200 and (await r.json())["coordinator"] == "a"
+        # consensus through b draws on the peers a's plan picks
+        body = {"messages": [{"role": "user", "content": "Capital of France?"}], "max_tokens": 8,
+                "swarm": {"strategy": "weighted_vote", "n": 3}}
+        async with http.post(nodes["b"].url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": "Bearer sk-test"}) as r:
+            reply = await r.json()
+            assert r.status == 200, reply
+        assert {c["source"].split("/")[0] for c in reply["swarm"]["candidates"]} >= {"a", "c"}
+    finally:
+        for node in nodes.values():
+            await node.stop()
+
+
+class _PlanPeer:
+    """A fake election client whose coordinator serves a fixed plan."""
+
+    def __init__(self, plan: SwarmPlan) -> None:
+        self.served = plan
+
+    async def election(self, *_args: object) -> list[object]:
+        return []
+
+    async def plan(self, *_args: object) -> SwarmPlan:
+        return self.served
+
+
+async def test_a_follower_refuses_a_plan_older_than_the_term_it_follows(caplog):
+    caplog.set_level(logging.INFO, logger="network.coordinator")
+    membership = Membership("a", 1, "")
+    advert = PeerAdvert(node_id="b", boot_id="b1", protocol=1, api_port=17615)
+    membership.discovered(advert, "127.0.0.1:17615", 0.0)
+    membership.heartbeat_ok("b", Heartbeat(node_id="b", boot_id="b1", protocol=1,
+                                           api_port=17615, capabilities=("vote",), term=5,
+                                           coordinator="b"), 0.0)
+    now = [10.0]
+    stale = SwarmPlan(term=4, coordinator="b", consensus=("b",),
+                      members=(PlanMember(node_id="b"),))
+    client = _PlanPeer(stale)
+    local = PlanMember(node_id="a")
+    coordinator = Coordinator(Candidate("a"), membership, client, lambda: local,
+                              clock=lambda: now[0])
+    coordinator._apply(step(coordinator.state, coordinator.view(), now[0]))
+    assert (coordinator.state.coordinator, coordinator.state.leader_term) == ("b", 5)
+
+    await coordinator._fetch_plan("b")
+    assert coordinator.consensus_members() is None  # stale: own view instead
+    assert "refused a plan of b for term 4" in caplog.text
+
+    client.served = SwarmPlan(term=5, coordinator="b", consensus=("b",),
+                              members=(PlanMember(node_id="b"),))
+    await coordinator._fetch_plan("b")
+    assert coordinator.consensus_members() == ["b"]
+    now[0] += 10.0  # not refreshed for longer than plan_max_age_s: own view again
+    assert coordinator.consensus_members() is None
