@@ -10,7 +10,6 @@ import ipaddress
 import json
 import logging
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from network.limits import parse_json_body
 from network.membership import Peer
 from network.messages import is_identifier
 from network.openai_schema import RequestError
+from network.private_file import write_private
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +122,8 @@ class ApprovedPeers:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"version": _FORMAT, "approved": self.ids()}, indent=1) + "\n"
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_private(self.path, text.encode("utf-8"))
 
 
 def is_loopback(remote: str | None) -> bool:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from network.messages import MAX_TERM, is_identifier
+from network.private_file import write_private
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,9 @@ class ElectionStore:
 
     def save(self, term: int, voted_term: int, voted_for: str | None) -> None:
         """Write atomically; a failure is logged once and the node carries on from memory."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"term": term, "voted_term": voted_term,
-                                       "voted_for": voted_for}), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps({"term": term, "voted_term": voted_term,
+                                                 "voted_for": voted_for}).encode("utf-8"))
         except OSError as exc:
             if not self._warned:
                 self._warned = True

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from network.private_file import write_private
+
 log = logging.getLogger(__name__)
 
 PREFIX = "lsk_"
@@ -177,41 +179,10 @@ def _check_private(path: Path, st: os.stat_result) -> None:
 def write_key_file(path: Path, keys: list[SwarmKey], *, replace: bool) -> bool:
     """Write `keys` (current first) with mode 0600, atomically; False when `replace` is False and
     the file already exists (another process created it first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = _HEADER + keys[0].text + "\n"
     if keys[1:]:
         text += "# previous keys, still accepted:\n" + "".join(k.text + "\n" for k in keys[1:])
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)  # appears complete or not at all: no reader sees half a key
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links: exclusive create, then write
-            return _create_exclusive(path, text)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _create_exclusive(path: Path, text: str) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
+    return write_private(path, text.encode("utf-8"), replace=replace)
 
 
 def load_keys(swarm_key: str, previous: tuple[str, ...], cache_dir: Path, *,
