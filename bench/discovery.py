@@ -28,12 +28,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
-import os
 import re
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,8 +40,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PORT = 17615
-AGENT_FLAG = "--agent"
+from bench.netns_nodes import (  # noqa: E402
+    AGENT_FLAG,
+    PORT,
+    Agent,
+    NodeProcess,
+    PercentileTable,
+    add_phase_options,
+    chosen_phases,
+    finish,
+    fmt,
+    pct,
+    scripted,
+    serve_agent,
+)
+
 PHASES = ("join", "load", "route")
 
 # ---------------------------------------------------------------------------------------------
@@ -277,16 +286,7 @@ def agent() -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             return await OPS[cmd["op"]](session, cmd)
 
-    print("AGENT READY", flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        cmd = json.loads(line)
-        try:
-            result = asyncio.run(handle(cmd))
-        except Exception as exc:  # noqa: BLE001 (reported to the bench)
-            result = {"ok": False, "why": f"{type(exc).__name__}: {exc}"}
-        print("RESULT", json.dumps(result), flush=True)
+    serve_agent(handle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,87 +294,22 @@ def agent() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) by linear interpolation; nan when empty."""
-    xs = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-class Agent:
-    """The agent process in namespace n1 of `lan`."""
-
-    def __init__(self, lan: Any) -> None:
-        from tests.netns import NodeOutput
-
-        self.proc = lan.spawn(1, [sys.executable, str(Path(__file__).resolve()), AGENT_FLAG],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.out = NodeOutput(self.proc)
-        self.out.expect("AGENT READY", 30)
-
-    def send(self, cmd: dict) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-
-    def result(self, timeout_s: float) -> dict:
-        return json.loads(self.out.expect("RESULT", timeout_s).split(" ", 1)[1])
-
-    def ask(self, cmd: dict, timeout_s: float) -> dict:
-        self.send(cmd)
-        return self.result(timeout_s)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
-class Node:
+class Node(NodeProcess):
     """One node process in namespace i, its output in a log file."""
 
     def __init__(self, lan: Any, i: int, node_id: str, argv: list[str], logdir: Path) -> None:
-        self.i, self.node_id = i, node_id
-        self.url = f"http://{lan.addr(i)}:{PORT}"
-        self.log_path = logdir / f"{node_id}.log"
+        super().__init__(lan, i, node_id, logdir)
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
-        env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-        self.proc = lan.spawn(i, [sys.executable, *argv, "--federation", "--node-id", node_id,
-                                  "--port", str(PORT)],
-                              stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self.proc = self.spawn(argv, stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        self.kill_process()
         self._log.close()
 
     def stop(self) -> None:
         """SIGTERM (graceful: mDNS goodbye), SIGKILL if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        self.stop_process()
         self._log.close()
-
-
-def scripted(latency_s: float) -> list[str]:
-    return [str(ROOT / "bench" / "scripted_node.py"), "--instances", "1",
-            "--latency", str(latency_s)]
 
 
 def real_model(threads: int) -> list[str]:
@@ -403,7 +338,7 @@ def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
     deads: list[float] = []
     failures: list[str] = []
     with NetnsLan(base + args.reps) as lan:
-        agent = Agent(lan)
+        agent = Agent(lan, __file__)
         nodes = [Node(lan, i, f"n{i}", scripted(args.latency), logdir)
                  for i in range(1, base + 1)]
         try:
@@ -456,7 +391,7 @@ def phase_load(args: argparse.Namespace, logdir: Path) -> dict:
     from tests.netns import NetnsLan
 
     with NetnsLan(args.nodes) as lan:
-        agent = Agent(lan)
+        agent = Agent(lan, __file__)
         nodes = [Node(lan, i, f"L{i}", real_model(args.load_threads), logdir)
                  for i in range(1, args.nodes + 1)]
         try:
@@ -491,7 +426,7 @@ def phase_route(args: argparse.Namespace, logdir: Path) -> dict:
 
     runs: list[dict] = []
     with NetnsLan(args.nodes) as lan:
-        agent = Agent(lan)
+        agent = Agent(lan, __file__)
         nodes = [Node(lan, 1, "r1", scripted(args.latency), logdir)]
         try:
             cmd = {"op": "route", "url": nodes[0].url, "clients": args.route_clients,
@@ -522,26 +457,18 @@ def phase_route(args: argparse.Namespace, logdir: Path) -> dict:
     return {"runs": runs}
 
 
-def fmt(x: float | None, unit: str = " s") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}{unit}"
-
-
 def report(args: argparse.Namespace, res: dict) -> None:
     print()
-    print(f"{'metric':<44} {'n':>3} {'p50':>9} {'p95':>9} {'max':>9}")
-    print("-" * 78)
+    table = PercentileTable(44)
+    table.header()
     goals: list[str] = []
-
-    def row(name: str, xs: list[float]) -> None:
-        print(f"{name:<44} {len(xs):>3} {fmt(pct(xs, .5)):>9} {fmt(pct(xs, .95)):>9} "
-              f"{fmt(max(xs) if xs else None):>9}")
 
     if "join" in res:
         j = res["join"]
-        row("join: /health up -> all others list alive", j["joins"])
-        row("join: /health up -> joiner lists all alive", j["joiner_sees"])
-        row("crash: SIGKILL -> all others list not alive", j["crashes"])
-        row("crash: SIGKILL -> all others list dead", j["deads"])
+        table.row("join: /health up -> all others list alive", j["joins"])
+        table.row("join: /health up -> joiner lists all alive", j["joiner_sees"])
+        table.row("crash: SIGKILL -> all others list not alive", j["crashes"])
+        table.row("crash: SIGKILL -> all others list dead", j["deads"])
         print(f"{'idle false deaths (resident nodes, logs)':<44} {j['idle_false_deaths']:>3}")
         for f in j["failures"]:
             print(f"  FAILED {f}")
@@ -613,13 +540,9 @@ def main() -> int:
     parser.add_argument("--route-requests", type=int, default=20,
                         help="route requests per client (default 20)")
     parser.add_argument("--route-reps", type=int, default=1)
-    parser.add_argument("--only", default=",".join(PHASES),
-                        help=f"comma-separated phases of {', '.join(PHASES)}")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the node logs (else deleted)")
+    add_phase_options(parser, PHASES)
     args = parser.parse_args()
-    phases = [p.strip() for p in args.only.split(",") if p.strip()]
-    if bad := set(phases) - set(PHASES):
-        parser.error(f"unknown phase(s) {', '.join(sorted(bad))}")
+    phases = chosen_phases(parser, args, PHASES)
     if not 2 <= args.nodes <= 8 or not 1 <= args.reps <= 50 or not 1 <= args.load_s <= 120:
         parser.error("keep it bounded: 2..8 nodes, 1..50 reps, 1..120 s of load")
 
@@ -643,11 +566,7 @@ def main() -> int:
             raise
         print(f"[{phase}] done in {time.monotonic() - t:.1f} s", flush=True)
     report(args, res)
-    if args.keep_logs:
-        print(f"\n(total {time.monotonic() - started:.0f} s; node logs in {logdir})")
-    else:
-        shutil.rmtree(logdir, ignore_errors=True)
-        print(f"\n(total {time.monotonic() - started:.0f} s)")
+    finish(started, logdir, args.keep_logs)
     return 0
 
 

@@ -28,29 +28,34 @@ restart ~1 s, two 1 s holds, the settling waits): 129 s measured with the defaul
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import contextlib
-import json
-import math
-import os
 import re
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PORT = 17615
-AGENT_FLAG = "--agent"
+from bench import netns_nodes  # noqa: E402
+from bench.netns_nodes import (  # noqa: E402
+    AGENT_FLAG,
+    NodeProcess,
+    PercentileTable,
+    add_phase_options,
+    chosen_phases,
+    finish,
+    fmt,
+    pct,
+    scripted,
+)
+
 PHASES = ("kill", "cut")
 GOAL_S = 2.0
 ANCHOR = "exo 1.x campaigns for 3 s"
@@ -65,21 +70,14 @@ def agent() -> None:
     """Serve `agree` commands from stdin until it closes (every one bounded by its deadline)."""
     from tests.lan_client import agree
 
-    print("AGENT READY", flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        cmd = json.loads(line)
-
+    def handle(cmd: dict) -> Coroutine[Any, Any, dict]:
         def watching(announce: bool = bool(cmd.get("announce"))) -> None:
             if announce:
                 print("WATCHING", flush=True)
 
-        try:
-            result = asyncio.run(agree(cmd, watching))
-        except Exception as exc:  # noqa: BLE001 (reported to the bench)
-            result = {"ok": False, "why": f"{type(exc).__name__}: {exc}"}
-        print("RESULT", json.dumps(result), flush=True)
+        return agree(cmd, watching)
+
+    netns_nodes.serve_agent(handle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,75 +85,46 @@ def agent() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) by linear interpolation; nan when empty."""
-    xs = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-class Agent:
+class Agent(netns_nodes.Agent):
     """The agent process in namespace n1."""
 
     def __init__(self, lan: Any) -> None:
-        from tests.netns import NodeOutput
-
-        self.proc = lan.spawn(1, [sys.executable, str(Path(__file__).resolve()), AGENT_FLAG],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.out = NodeOutput(self.proc)
-        self.out.expect("AGENT READY", 30)
-
-    def send(self, cmd: dict) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-
-    def result(self, timeout_s: float) -> dict:
-        return json.loads(self.out.expect("RESULT", timeout_s).split(" ", 1)[1])
+        super().__init__(lan, __file__)
 
     def agree(self, nodes: list[Node], deadline_s: float, **more: Any) -> dict:
-        self.send(agree_cmd(nodes, deadline_s, **more))
-        return self.result(deadline_s + float(more.get("hold_s", 0)) + 30)
+        return self.ask(agree_cmd(nodes, deadline_s, **more),
+                        deadline_s + float(more.get("hold_s", 0)) + 30)
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+    def agree_after(self, act: Callable[[], None], nodes: list[Node], deadline_s: float,
+                    hold_s: float, **more: Any) -> tuple[dict, float]:
+        """Watch `nodes` agree (held `hold_s`), running `act` once the agent has looked at every
+        node: the agreement's result and the wall-clock time `act` began."""
+        self.send(agree_cmd(nodes, deadline_s, announce=True, hold_s=hold_s, **more))
+        self.out.expect("WATCHING", 30)
+        began = time.time()
+        act()
+        return self.result(deadline_s + hold_s + 30), began
 
 
 def agree_cmd(nodes: list[Node], deadline_s: float, **more: Any) -> dict:
     return {"nodes": [[n.url, n.node_id] for n in nodes], "deadline_s": deadline_s, **more}
 
 
-class Node:
+class Node(NodeProcess):
     """One scripted node in namespace i; its output stamped with wall-clock time into a log."""
 
     def __init__(self, lan: Any, i: int, logdir: Path, key: str, latency_s: float) -> None:
-        self.lan, self.i, self.node_id = lan, i, f"f{i}"
-        self.url = f"http://{lan.addr(i)}:{PORT}"
+        super().__init__(lan, i, f"f{i}", logdir)
         self.cache = logdir / "cache" / self.node_id
-        self.log_path = logdir / f"{self.node_id}.log"
         self._log = open(self.log_path, "a")  # noqa: SIM115 (closed in stop)
         self._lock = threading.Lock()
         self.key, self.latency_s = key, latency_s
         self.start()
 
     def start(self) -> None:
-        env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1",
-               "LOCAL_SWARM_FEDERATION_SWARM_KEY": self.key}
-        self.proc = self.lan.spawn(
-            self.i, [sys.executable, str(ROOT / "bench" / "scripted_node.py"), "--federation",
-                     "--node-id", self.node_id, "--port", str(PORT), "--cache-dir",
-                     str(self.cache), "--instances", "1", "--latency", str(self.latency_s)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = self.spawn([*scripted(self.latency_s), "--cache-dir", str(self.cache)],
+                               env={"LOCAL_SWARM_FEDERATION_SWARM_KEY": self.key},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.note(f"--- started pid {self.proc.pid}")
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
@@ -168,24 +137,13 @@ class Node:
         for line in proc.stdout:  # type: ignore[union-attr]
             self.note(line.rstrip())
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        self.kill_process()
         self.note("--- SIGKILLed")
 
     def stop(self) -> None:
         """SIGTERM (graceful), SIGKILL if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        self.stop_process()
         self.note("--- stopped")
         self._log.close()
 
@@ -242,13 +200,9 @@ class Bench:
     def kill_rep(self, rep: int, state: dict) -> dict:
         leader = self.by_id(state["coordinator"])
         survivors = [n for n in self.nodes if n is not leader]
-        self.agent.send(agree_cmd(survivors, self.args.timeout_s, announce=True,
-                                  hold_s=self.args.hold_s, above_term=state["term"],
-                                  **{"not": [leader.node_id]}))
-        self.agent.out.expect("WATCHING", 30)
-        killed_at = time.time()
-        leader.kill()
-        after = self.agent.result(self.args.timeout_s + self.args.hold_s + 30)
+        after, killed_at = self.agent.agree_after(leader.kill, survivors, self.args.timeout_s,
+                                                  self.args.hold_s, above_term=state["term"],
+                                                  **{"not": [leader.node_id]})
         self.watched(rep, "kill", after)
         if after["ok"]:
             self.res["kill"].append(after["at"] - killed_at)
@@ -279,13 +233,13 @@ class Bench:
                                         f"{leader.node_id}: {elected['views']}")
         else:
             self.res["cut_elect"].append(elected["at"] - cut_at)
-        self.agent.send(agree_cmd(self.nodes, self.args.timeout_s, announce=True,
-                                  hold_s=self.args.hold_s))
-        self.agent.out.expect("WATCHING", 30)
-        healed_at = time.time()
-        self.lan.heal(leader.i)
-        leader.note("--- cable healed")
-        healed = self.agent.result(self.args.timeout_s + self.args.hold_s + 30)
+
+        def heal() -> None:
+            self.lan.heal(leader.i)
+            leader.note("--- cable healed")
+
+        healed, healed_at = self.agent.agree_after(heal, self.nodes, self.args.timeout_s,
+                                                   self.args.hold_s)
         self.watched(rep, "heal", healed)
         self.res["dual"].append(leaders_overlap(healed["changes"], healed_at - healed["t0"]))
         if healed["ok"]:
@@ -327,28 +281,20 @@ def log_counts(nodes: list[Node]) -> dict[str, tuple[int, int]]:
             for n in nodes}
 
 
-def fmt(x: float | None) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:.3f} s"
-
-
 def report(args: argparse.Namespace, phases: list[str], res: dict,
            counts: dict[str, tuple[int, int]]) -> None:
     print()
-    print(f"{'metric':<50} {'n':>3} {'p50':>9} {'p95':>9} {'max':>9}")
-    print("-" * 84)
-
-    def row(name: str, xs: list[float]) -> None:
-        print(f"{name:<50} {len(xs):>3} {fmt(pct(xs, .5)):>9} {fmt(pct(xs, .95)):>9} "
-              f"{fmt(max(xs) if xs else None):>9}")
+    table = PercentileTable(50)
+    table.header()
 
     goals = []
     if "kill" in phases:
-        row("kill: SIGKILL coordinator -> survivors agree", res["kill"])
-        row("kill: restart (same id) -> all follow again", res["kill_rejoin"])
+        table.row("kill: SIGKILL coordinator -> survivors agree", res["kill"])
+        table.row("kill: restart (same id) -> all follow again", res["kill_rejoin"])
     if "cut" in phases:
-        row("cut: cable cut -> the rest agree on another", res["cut_elect"])
-        row("cut: heal -> all agree on one coordinator", res["cut"])
-        row("cut: heal -> two nodes say coordinator (time)", res["dual"])
+        table.row("cut: cable cut -> the rest agree on another", res["cut_elect"])
+        table.row("cut: heal -> all agree on one coordinator", res["cut"])
+        table.row("cut: heal -> two nodes say coordinator (time)", res["dual"])
     print()
     became = sum(c[0] for c in counts.values())
     stepped = sum(c[1] for c in counts.values())
@@ -384,13 +330,9 @@ def main() -> int:
                         help="a repetition that does not converge by then fails (default 10)")
     parser.add_argument("--latency", type=float, default=0.05,
                         help="scripted seconds per answer (default 0.05)")
-    parser.add_argument("--only", default=",".join(PHASES),
-                        help=f"comma-separated phases of {', '.join(PHASES)}")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the node logs (else deleted)")
+    add_phase_options(parser, PHASES)
     args = parser.parse_args()
-    phases = [p.strip() for p in args.only.split(",") if p.strip()]
-    if bad := set(phases) - set(PHASES):
-        parser.error(f"unknown phase(s) {', '.join(sorted(bad))}")
+    phases = chosen_phases(parser, args, PHASES)
     if not 3 <= args.nodes <= 8 or not 1 <= args.reps <= 100 or not 0 <= args.hold_s <= 10:
         parser.error("keep it bounded: 3..8 nodes, 1..100 reps, 0..10 s of hold")
 
@@ -417,11 +359,7 @@ def main() -> int:
     except BaseException:
         print(f"[failover] failed; node logs kept in {logdir}", flush=True)
         raise
-    if keep:
-        print(f"\n(total {time.monotonic() - started:.0f} s; node logs in {logdir})")
-    else:
-        shutil.rmtree(logdir, ignore_errors=True)
-        print(f"\n(total {time.monotonic() - started:.0f} s)")
+    finish(started, logdir, keep)
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -13,24 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from network import codec
-from network.api import build_app
 from network.api_auth import Auth, required_auth
-from network.federation_client import FederationClient
 from network.messages import Heartbeat
-from network.remote_source import RemoteSource
-from network.route_forward import FORWARDED_HEADER, RouteForwarder
-from network.signing import SIGNATURE_HEADER, Verifier, sign_request
+from network.route_forward import FORWARDED_HEADER
+from network.signing import SIGNATURE_HEADER, sign_request
 from swarm.config import ApiConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from tests.forward_pair import ASK, ForwardPair
 from tests.node_apps import KEYS, federated_app, scripted_pool
-from tests.server import ServerThread, wait_until
-from tests.swarm_keys import OTHER_KEY, RING, signed
+from tests.server import ServerThread
+from tests.swarm_keys import OTHER_KEY, signed
 
 API_KEY = "sekrit"
 BEARER = {"Authorization": f"Bearer {API_KEY}"}
 KEYED = ApiConfig(keys=(API_KEY,))
-ASK = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.mark.parametrize(("method", "path", "query", "rule"), [
@@ -153,52 +147,24 @@ def test_approve_needs_the_api_key_too(http):
 @pytest.fixture()
 def keyed_pair():
     """Node B (idle, answers 'from-b') and busy node A, both with `[api] keys`; A may forward."""
-    pool_b = InstancePool([ScriptedBackend(["from-b"])])
-    forwarder_b = RouteForwarder(pool_b, FederationClient(), "node-b", lambda: [],
-                                 verifier=Verifier(RING, audience="node-b"))
-    server_b = ServerThread(lambda: build_app(pool_b, KEYED, forwarder=forwarder_b)).start()
-    b = urlsplit(server_b.url)
-    peers = [RemoteSource(node_id="node-b", address=b.hostname, api_port=b.port)]
-    pool_a = InstancePool([ScriptedBackend(["slow " * 200], token_latency_s=0.02)],
-                          queue_depth=4)
-    holder: dict[str, RouteForwarder] = {}
-
-    def make_a():
-        client = FederationClient(keys=RING)
-        holder["a"] = RouteForwarder(pool_a, client, "node-a", lambda: peers,
-                                     verifier=Verifier(RING, audience="node-a"))
-
-        async def close_client(_app):
-            await client.close()
-
-        app = build_app(pool_a, KEYED, forwarder=holder["a"])
-        app.on_cleanup.append(close_client)
-        return app
-
-    server_a = ServerThread(make_a).start()
-    yield server_a, server_b, pool_a, holder
-    server_a.stop()
-    server_b.stop()
+    pair = ForwardPair(KEYED)
+    yield pair
+    pair.stop()
 
 
 def test_a_signed_forward_is_served_by_the_keyed_peer(keyed_pair):
-    server_a, _server_b, pool_a, holder = keyed_pair
-    with httpx.Client(base_url=server_a.url, timeout=30, headers=BEARER) as http:
-        with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
-            busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
-            next(busy_lines)
-            wait_until(lambda: pool_a.instances[0].active == 1, what="A to be busy")
+    with httpx.Client(base_url=keyed_pair.server_a.url, timeout=30, headers=BEARER) as http:
+        with keyed_pair.a_busy(http):
             reply = http.post("/v1/chat/completions", json=ASK).json()
     assert reply["choices"][0]["message"]["content"] == "from-b"
     assert reply["swarm"]["node"] == "node-b"
-    assert holder["a"].forwarded == 1
+    assert keyed_pair.forwarded == 1
 
 
 def test_a_forward_header_without_a_signature_or_key_is_401(keyed_pair):
-    _server_a, server_b, _pool_a, _holder = keyed_pair
     body = json.dumps({**ASK, "max_tokens": 2}).encode()
     base = {"Content-Type": "application/json", FORWARDED_HEADER: "node-z"}
-    with httpx.Client(base_url=server_b.url, timeout=30) as http:
+    with httpx.Client(base_url=keyed_pair.server_b.url, timeout=30) as http:
         unsigned = http.post("/v1/chat/completions", content=body, headers=base)
         assert unsigned.status_code == 401, unsigned.text
         foreign = http.post("/v1/chat/completions", content=body,

@@ -1,9 +1,7 @@
 """The election core: unit rules, then hypothesis schedules on the simulated LAN (tests/election_sim.py)."""
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given, note, settings
@@ -27,6 +25,7 @@ from network.election import (
     step,
 )
 from tests.election_sim import Fault, Sim, SimConfig
+from tests.module_imports import imported_packages
 
 T = ElectionTimings()
 LATE = 10.0  # well past every startup grace
@@ -234,13 +233,7 @@ def test_announce_is_trusted_until_the_heartbeat_contradicts_it() -> None:
 
 
 def test_core_imports_no_clock_io_or_randomness() -> None:
-    tree = ast.parse(Path(election_module.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    imported = imported_packages(election_module)
     assert not imported & {"asyncio", "time", "socket", "random", "threading"}
 
 

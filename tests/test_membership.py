@@ -1,12 +1,10 @@
 """The membership core under a fake clock: joins, deaths, recoveries, restarts, busy peers, caps."""
 from __future__ import annotations
 
-import ast
 import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +14,7 @@ from network import membership as membership_module
 from network.membership import Change, ChangeKind, Membership, PeerState, Timings
 from network.messages import Heartbeat
 from network.txt import PeerAdvert
+from tests.module_imports import imported_packages
 
 ME, FP, PROTO = "self", "ab12", 1
 T = Timings()
@@ -278,13 +277,7 @@ def test_timings_are_validated() -> None:
 
 
 def test_the_core_is_pure() -> None:
-    tree = ast.parse(Path(membership_module.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    imported = imported_packages(membership_module)
     assert not imported & {"asyncio", "time", "socket", "random", "threading"}
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from aiohttp import web
 
-from network.api import build_app
 from network.federation_client import FederationClient
 from network.remote_source import RemoteSource
 from network.route_forward import FORWARDED_HEADER, RouteForwarder, choose_target
@@ -18,10 +16,8 @@ from network.signing import Verifier
 from swarm.config import ApiConfig
 from swarm.pool import InstancePool
 from swarm.scripted import ScriptedBackend
-from tests.server import ServerThread, wait_until
+from tests.forward_pair import ASK, ForwardPair
 from tests.swarm_keys import OTHER, OTHER_KEY, RING, signed
-
-ASK = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 def remote(node_id: str, active: float, score: float = 0.0) -> RemoteSource:
@@ -40,50 +36,18 @@ def test_choose_target_prefers_local_idle_then_least_busy_peer():
     assert choose_target(1, [remote("b", 0), remote("c", 0)], {"b": 1, "c": 1}) is None
 
 
-def receiver(pool: InstancePool) -> web.Application:
-    """A swarm node with no peers of its own: it checks forwarded requests' signatures."""
-    forwarder = RouteForwarder(pool, FederationClient(), "node-b", lambda: [],
-                               verifier=Verifier(RING, audience="node-b"))
-    return build_app(pool, ApiConfig(), forwarder=forwarder)
-
-
 @pytest.fixture(params=[RING], ids=["same-swarm"])
 def pair(request):
-    """Node B (idle, answers 'from-b') and node A (one slow instance) that may forward to B;
-    A signs with the parametrized key ring, B accepts only `RING`."""
-    pool_b = InstancePool([ScriptedBackend(["from-b"])])
-    server_b = ServerThread(lambda: receiver(pool_b)).start()
-    b = urlsplit(server_b.url)
-    peers = [RemoteSource(node_id="node-b", address=b.hostname, api_port=b.port)]
-    pool_a = InstancePool([ScriptedBackend(["slow " * 200], token_latency_s=0.02)],
-                          queue_depth=4)
-    holder: dict[str, object] = {}
-
-    def make_a():
-        client = FederationClient(keys=request.param)
-        holder["forwarder"] = RouteForwarder(pool_a, client, "node-a", lambda: peers,
-                                             verifier=Verifier(RING, audience="node-a"))
-
-        async def close_client(_app):
-            await client.close()
-
-        app = build_app(pool_a, ApiConfig(), forwarder=holder["forwarder"])
-        app.on_cleanup.append(close_client)
-        return app
-
-    server_a = ServerThread(make_a).start()
-    yield server_a, server_b, pool_a, peers, holder
-    server_a.stop()
-    server_b.stop()
+    """Node B and node A that may forward to B (tests/forward_pair.py); A signs with the
+    parametrized key ring, B accepts only `RING`."""
+    pair = ForwardPair(ApiConfig(), request.param)
+    yield pair
+    pair.stop()
 
 
 def test_busy_node_forwards_and_streams_from_the_idle_peer(pair):
-    server_a, _server_b, pool_a, _peers, holder = pair
-    with httpx.Client(base_url=server_a.url, timeout=30) as http:
-        with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
-            busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
-            next(busy_lines)
-            wait_until(lambda: pool_a.instances[0].active == 1, what="A to be busy")
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
             reply = http.post("/v1/chat/completions", json=ASK).json()
             assert reply["choices"][0]["message"]["content"] == "from-b"
             assert reply["swarm"]["node"] == "node-b"
@@ -92,28 +56,23 @@ def test_busy_node_forwards_and_streams_from_the_idle_peer(pair):
                 lines = [line for line in streamed.iter_lines() if line.startswith("data: ")]
             assert lines[-1] == "data: [DONE]", lines
             assert any("from-b" in line for line in lines), lines
-    assert holder["forwarder"].forwarded == 2
+    assert pair.forwarded == 2
 
 
 def test_unreachable_peer_falls_back_to_local(pair):
-    server_a, server_b, pool_a, peers, holder = pair
-    server_b.stop()
-    with httpx.Client(base_url=server_a.url, timeout=30) as http:
-        with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
-            busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
-            next(busy_lines)
-            wait_until(lambda: pool_a.instances[0].active == 1, what="A to be busy")
+    pair.server_b.stop()
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
             response = http.post("/v1/chat/completions",
                                  json={**ASK, "max_tokens": 3})
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"].startswith("slow")
-    assert holder["forwarder"].forwarded == 0
+    assert pair.forwarded == 0
 
 
 def test_forwarded_requests_are_never_forwarded_again(pair):
-    server_a, _server_b, pool_a, _peers, holder = pair
     body = json.dumps({**ASK, "max_tokens": 2}).encode()
-    with httpx.Client(base_url=server_a.url, timeout=30) as http:
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
         with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
             busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
             next(busy_lines)
@@ -122,11 +81,10 @@ def test_forwarded_requests_are_never_forwarded_again(pair):
                                      "Content-Type": "application/json",
                                      FORWARDED_HEADER: "node-z"}))
     assert response.json()["choices"][0]["message"]["content"].startswith("slow")
-    assert holder["forwarder"].forwarded == 0
+    assert pair.forwarded == 0
 
 
 def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
-    server_a, _server_b, _pool_a, _peers, holder = pair
     body = json.dumps({**ASK, "max_tokens": 2}).encode()
     base = {"Content-Type": "application/json", FORWARDED_HEADER: "node-z"}
     replayed = signed("/v1/chat/completions", body, **base)
@@ -137,7 +95,7 @@ def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
               "stale_request"),
              (replayed, 200, None), (replayed, 401, "replayed_request")]
     with caplog.at_level(logging.DEBUG, logger="network.route_forward"), \
-            httpx.Client(base_url=server_a.url, timeout=30) as http:
+            httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
         for headers, status, code in cases:
             response = http.post("/v1/chat/completions", content=body, headers=headers)
             assert response.status_code == status, (code, response.text)
@@ -145,21 +103,17 @@ def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
                 assert response.json()["error"]["code"] == code
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "127.0.0.1" in warnings[0].getMessage()  # once per address
-    assert holder["forwarder"].forwarded == 0
+    assert pair.forwarded == 0
 
 
 @pytest.mark.parametrize("pair", [OTHER], ids=["other-swarm"], indirect=True)
 def test_a_peer_that_refuses_our_forward_means_serving_locally(pair):
-    server_a, _server_b, pool_a, _peers, holder = pair
-    with httpx.Client(base_url=server_a.url, timeout=30) as http:
-        with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as busy:
-            busy_lines = busy.iter_lines()  # keep it referenced: a collected iterator disconnects
-            next(busy_lines)
-            wait_until(lambda: pool_a.instances[0].active == 1, what="A to be busy")
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
             response = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 3})
     assert response.status_code == 200  # B answered 403 (another swarm key): A served it
     assert response.json()["choices"][0]["message"]["content"].startswith("slow")
-    assert holder["forwarder"].forwarded == 0
+    assert pair.forwarded == 0
 
 
 async def test_verifying_a_forward_twice_is_not_a_replay():
