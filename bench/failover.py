@@ -15,15 +15,19 @@ Per repetition, with N nodes in n2..n(N+1):
      the coordinator is counted.
   2. cut: pull the coordinator's cable; wait until the others agree on another; heal, and time
      until all N agree on a single coordinator (the loser must say "follower").
+  3. freeze: SIGSTOP the coordinator (a hung process on a host that still accepts TCP: heartbeats
+     see a busy peer, not a dead one); time until the others agree on another; SIGCONT, and time
+     until all N agree on a single coordinator (the thawed one must step down).
 After each measured agreement the agent keeps watching for --hold-s and counts every break of
 it (a flap). A repetition that does not converge within --timeout-s (10 s) is a failure.
 Goal: p95 <= 2 s for both (anchor: exo 1.x campaigns for 3 s before a new master).
 
 Run as root (or with user namespaces):
-  python bench/failover.py [--nodes 3] [--reps 20] [--hold-s 1.0] [--only kill,cut]
+  python bench/failover.py [--nodes 3] [--reps 20] [--hold-s 1.0] [--only kill,cut,freeze]
   python bench/failover.py --reps 5 --keep-logs     # quick look, node logs kept
 Takes about 6 s per repetition on 2 cores (crash detection ~0.6 s, cut detection ~1.1 s, a
-restart ~1 s, two 1 s holds, the settling waits): 129 s measured with the defaults.
+restart ~1 s, two 1 s holds, the settling waits): 129 s measured for kill and cut; freeze adds
+about 4 s per repetition.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import argparse
 import base64
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,7 +61,7 @@ from bench.netns_nodes import (  # noqa: E402
     scripted,
 )
 
-PHASES = ("kill", "cut")
+PHASES = ("kill", "cut", "freeze")
 GOAL_S = 2.0
 ANCHOR = "exo 1.x campaigns for 3 s"
 
@@ -174,6 +179,7 @@ class Bench:
         self.nodes = [Node(lan, i, logdir, key, args.latency)
                       for i in range(2, args.nodes + 2)]
         self.res: dict[str, Any] = {"kill": [], "kill_rejoin": [], "cut_elect": [], "cut": [],
+                                    "freeze_elect": [], "thaw": [],
                                     "failures": [], "flaps": 0, "flap_evidence": [],
                                     "displaced": 0, "dual": []}
 
@@ -255,6 +261,39 @@ class Bench:
         print(f"  rep {rep + 1}: cut {leader.node_id} -> replaced in {elect}; {note}", flush=True)
         return self.settle(f"cut rep {rep} after heal")
 
+    def freeze_rep(self, rep: int, state: dict) -> dict:
+        leader = self.by_id(state["coordinator"])
+        rest = [n for n in self.nodes if n is not leader]
+        frozen_at = time.time()
+        leader.proc.send_signal(signal.SIGSTOP)
+        leader.note("--- SIGSTOPped")
+        elected = self.agent.agree(rest, self.args.timeout_s + 5, above_term=state["term"],
+                                   **{"not": [leader.node_id]})
+        if elected["ok"]:
+            self.res["freeze_elect"].append(elected["at"] - frozen_at)
+        else:
+            self.res["failures"].append(f"freeze rep {rep}: the rest never replaced "
+                                        f"{leader.node_id}: {elected['views']}")
+
+        def thaw() -> None:
+            leader.proc.send_signal(signal.SIGCONT)
+            leader.note("--- SIGCONTinued")
+
+        thawed, thawed_at = self.agent.agree_after(thaw, self.nodes, self.args.timeout_s,
+                                                   self.args.hold_s)
+        self.watched(rep, "thaw", thawed)
+        if thawed["ok"]:
+            self.res["thaw"].append(thawed["at"] - thawed_at)
+        else:
+            self.res["failures"].append(f"freeze rep {rep}: no single coordinator "
+                                        f"{self.args.timeout_s} s after SIGCONT: "
+                                        f"{thawed['views']}")
+        elect = f"{elected['at'] - frozen_at:.2f} s" if elected["ok"] else "never"
+        back = f"{thawed['at'] - thawed_at:.3f} s" if thawed["ok"] else "FAILED"
+        print(f"  rep {rep + 1}: freeze {leader.node_id} -> replaced in {elect}; "
+              f"thawed: one coordinator after {back}", flush=True)
+        return self.settle(f"freeze rep {rep} after thaw")
+
     def run(self, phases: list[str]) -> None:
         state = self.settle("start")
         print(f"  {len(self.nodes)} nodes agree: {state['coordinator']} leads term "
@@ -264,6 +303,8 @@ class Bench:
                 state = self.kill_rep(rep, state)
             if "cut" in phases:
                 state = self.cut_rep(rep, state)
+            if "freeze" in phases:
+                state = self.freeze_rep(rep, state)
 
     def close(self) -> None:
         for n in self.nodes:
@@ -295,6 +336,9 @@ def report(args: argparse.Namespace, phases: list[str], res: dict,
         table.row("cut: cable cut -> the rest agree on another", res["cut_elect"])
         table.row("cut: heal -> all agree on one coordinator", res["cut"])
         table.row("cut: heal -> two nodes say coordinator (time)", res["dual"])
+    if "freeze" in phases:
+        table.row("freeze: SIGSTOP coordinator -> others agree", res["freeze_elect"])
+        table.row("freeze: SIGCONT -> all agree on one", res["thaw"])
     print()
     became = sum(c[0] for c in counts.values())
     stepped = sum(c[1] for c in counts.values())
