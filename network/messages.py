@@ -5,7 +5,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, Self, TypeVar, get_args
+from typing import Any, Protocol, Self, TypeGuard, TypeVar, get_args
 
 from swarm.backend import ChatMessage, Completion, FinishReason, GenerationRequest, SamplingParams
 
@@ -40,7 +40,7 @@ class WireMessage(Protocol):
     def from_wire(cls, data: object) -> Self: ...
 
 
-def is_identifier(value: object) -> bool:
+def is_identifier(value: object) -> TypeGuard[str]:
     """True for a node, boot or request id: 1 to 64 ASCII letters, digits and `._:-`."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
@@ -122,6 +122,7 @@ def _turn(value: object, where: str) -> tuple[str, str]:
 
 
 _REQUIRED: Any = object()
+_NO_PRIORITY: int | None = 0  # an absent Heartbeat.priority (typed for `_Fields.get`)
 
 
 class _Fields:
@@ -184,7 +185,7 @@ class Heartbeat:
             vram_gb=f.get("vram_gb", _num(0.0, 1e6), 0.0),
             term=f.get("term", _int(0, MAX_TERM), 0),
             coordinator=f.get("coordinator", _optional(_ident()), None),
-            priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), 0),
+            priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", _optional(_text(MAX_NONCE_CHARS)), None),
         )
 
