@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import enum
 import hmac
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from network.federation_gate import VERDICT_KEY
 from network.openai_schema import RequestError
 from network.route_forward import FORWARDED_HEADER
 from network.signing import (
@@ -44,9 +44,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEALTH_PATH = "/v1/federation/health"
 LOCAL_ADMIN_PATHS = frozenset({"/v1/federation/approve"})
-# The request key holding verify_signed's verdict; network/federation_gate.py reads the same
-# key (its VERDICT_KEY), so a handler never verifies a request the middleware verified.
-SWARM_VERDICT = "swarm_verdict"
+# The request key holding verify_signed's verdict; the federation handlers read the same key, so
+# a handler never verifies a request the middleware verified.
+SWARM_VERDICT = VERDICT_KEY
 _SIGNATURE_HEADERS = (KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
@@ -90,9 +90,7 @@ async def verify_signed(request: web.Request, verifier: Verifier) -> Verdict:
     if verdict.ok:
         verdict = verifier.verify(request.method, request.raw_path, request.headers,
                                   await request.read())
-    with warnings.catch_warnings():  # a plain key on purpose: handlers read it by this name
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        request[SWARM_VERDICT] = verdict
+    request[SWARM_VERDICT] = verdict
     return verdict
 
 

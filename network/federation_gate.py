@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=WireMessage)
 
 MAX_REMEMBERED = 1024  # remote addresses already warned about; cancels that beat their vote
-VERDICT_KEY = "swarm_verdict"  # a middleware that verified the request first leaves it here
+# Where a middleware that verified a request's swarm signature first leaves its verdict.
+VERDICT_KEY = web.RequestKey("local_swarm_swarm_verdict", Verdict)
 
 
 class Recent(OrderedDict[str, None]):

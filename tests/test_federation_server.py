@@ -453,7 +453,6 @@ async def test_no_plan_is_503(http, plan):
     assert error["code"] == "no_plan" and "no coordinator plan yet" in error["message"]
 
 
-@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")  # a plain str key
 async def test_the_plan_reuses_a_verdict_a_middleware_already_reached(http):
     routes: list[FederationRoutes] = []
 
