@@ -227,72 +227,61 @@ class Bench:
         return back
 
     def cut_rep(self, rep: int, state: dict) -> dict:
-        leader = self.by_id(state["coordinator"])
-        rest = [n for n in self.nodes if n is not leader]
-        cut_at = time.time()
-        self.lan.cut(leader.i)
-        leader.note("--- cable cut")
-        elected = self.agent.agree(rest, self.args.timeout_s + 5, above_term=state["term"],
-                                   **{"not": [leader.node_id]})
-        if not elected["ok"]:
-            self.res["failures"].append(f"cut rep {rep}: the rest never replaced "
-                                        f"{leader.node_id}: {elected['views']}")
-        else:
-            self.res["cut_elect"].append(elected["at"] - cut_at)
+        def cut(leader: Node) -> None:
+            self.lan.cut(leader.i)
+            leader.note("--- cable cut")
 
-        def heal() -> None:
+        def heal(leader: Node) -> None:
             self.lan.heal(leader.i)
             leader.note("--- cable healed")
 
-        healed, healed_at = self.agent.agree_after(heal, self.nodes, self.args.timeout_s,
-                                                   self.args.hold_s)
-        self.watched(rep, "heal", healed)
-        self.res["dual"].append(leaders_overlap(healed["changes"], healed_at - healed["t0"]))
-        if healed["ok"]:
-            self.res["cut"].append(healed["at"] - healed_at)
-            note = (f"heal {leader.node_id}: all follow {healed['coordinator']} (term "
-                    f"{healed['term']}) {healed['at'] - healed_at:.3f} s")
-        else:
-            self.res["failures"].append(f"cut rep {rep}: no single coordinator "
-                                        f"{self.args.timeout_s} s after the heal: "
-                                        f"{healed['views']}")
-            note = f"heal {leader.node_id}: FAILED"
-        elect = f"{elected['at'] - cut_at:.2f} s" if elected["ok"] else "never"
-        print(f"  rep {rep + 1}: cut {leader.node_id} -> replaced in {elect}; {note}", flush=True)
-        return self.settle(f"cut rep {rep} after heal")
+        return self.outage_rep("cut", rep, state, cut, heal, ("cut_elect", "cut"), "heal")
 
     def freeze_rep(self, rep: int, state: dict) -> dict:
-        leader = self.by_id(state["coordinator"])
-        rest = [n for n in self.nodes if n is not leader]
-        frozen_at = time.time()
-        leader.proc.send_signal(signal.SIGSTOP)
-        leader.note("--- SIGSTOPped")
-        elected = self.agent.agree(rest, self.args.timeout_s + 5, above_term=state["term"],
-                                   **{"not": [leader.node_id]})
-        if elected["ok"]:
-            self.res["freeze_elect"].append(elected["at"] - frozen_at)
-        else:
-            self.res["failures"].append(f"freeze rep {rep}: the rest never replaced "
-                                        f"{leader.node_id}: {elected['views']}")
+        def freeze(leader: Node) -> None:
+            leader.proc.send_signal(signal.SIGSTOP)
+            leader.note("--- SIGSTOPped")
 
-        def thaw() -> None:
+        def thaw(leader: Node) -> None:
             leader.proc.send_signal(signal.SIGCONT)
             leader.note("--- SIGCONTinued")
 
-        thawed, thawed_at = self.agent.agree_after(thaw, self.nodes, self.args.timeout_s,
-                                                   self.args.hold_s)
-        self.watched(rep, "thaw", thawed)
-        if thawed["ok"]:
-            self.res["thaw"].append(thawed["at"] - thawed_at)
+        return self.outage_rep("freeze", rep, state, freeze, thaw, ("freeze_elect", "thaw"),
+                               "thaw")
+
+    def outage_rep(self, phase: str, rep: int, state: dict, down: Callable[[Node], None],
+                   up: Callable[[Node], None], keys: tuple[str, str], back_word: str) -> dict:
+        """Take the coordinator away (`down`): time until the rest agree on another (`keys[0]`);
+        bring it back (`up`): time until all agree on one (`keys[1]`)."""
+        leader = self.by_id(state["coordinator"])
+        rest = [n for n in self.nodes if n is not leader]
+        down_at = time.time()
+        down(leader)
+        elected = self.agent.agree(rest, self.args.timeout_s + 5, above_term=state["term"],
+                                   **{"not": [leader.node_id]})
+        if elected["ok"]:
+            self.res[keys[0]].append(elected["at"] - down_at)
         else:
-            self.res["failures"].append(f"freeze rep {rep}: no single coordinator "
-                                        f"{self.args.timeout_s} s after SIGCONT: "
-                                        f"{thawed['views']}")
-        elect = f"{elected['at'] - frozen_at:.2f} s" if elected["ok"] else "never"
-        back = f"{thawed['at'] - thawed_at:.3f} s" if thawed["ok"] else "FAILED"
-        print(f"  rep {rep + 1}: freeze {leader.node_id} -> replaced in {elect}; "
-              f"thawed: one coordinator after {back}", flush=True)
-        return self.settle(f"freeze rep {rep} after thaw")
+            self.res["failures"].append(f"{phase} rep {rep}: the rest never replaced "
+                                        f"{leader.node_id}: {elected['views']}")
+        joined, up_at = self.agent.agree_after(lambda: up(leader), self.nodes,
+                                               self.args.timeout_s, self.args.hold_s)
+        self.watched(rep, back_word, joined)
+        if phase == "cut":
+            self.res["dual"].append(leaders_overlap(joined["changes"], up_at - joined["t0"]))
+        if joined["ok"]:
+            self.res[keys[1]].append(joined["at"] - up_at)
+            note = (f"{back_word} {leader.node_id}: all follow {joined['coordinator']} (term "
+                    f"{joined['term']}) {joined['at'] - up_at:.3f} s")
+        else:
+            self.res["failures"].append(f"{phase} rep {rep}: no single coordinator "
+                                        f"{self.args.timeout_s} s after the {back_word}: "
+                                        f"{joined['views']}")
+            note = f"{back_word} {leader.node_id}: FAILED"
+        elect = f"{elected['at'] - down_at:.2f} s" if elected["ok"] else "never"
+        print(f"  rep {rep + 1}: {phase} {leader.node_id} -> replaced in {elect}; {note}",
+              flush=True)
+        return self.settle(f"{phase} rep {rep} after {back_word}")
 
     def run(self, phases: list[str]) -> None:
         state = self.settle("start")
