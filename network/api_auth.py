@@ -44,9 +44,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEALTH_PATH = "/v1/federation/health"
 LOCAL_ADMIN_PATHS = frozenset({"/v1/federation/approve"})
-# The request key holding verify_signed's verdict; the federation handlers read the same key, so
-# a handler never verifies a request the middleware verified.
-SWARM_VERDICT = VERDICT_KEY
 _SIGNATURE_HEADERS = (KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
@@ -84,13 +81,13 @@ def bearer_ok(headers: Mapping[str, str], keys: tuple[str, ...]) -> bool:
 async def verify_signed(request: web.Request, verifier: Verifier) -> Verdict:
     """Whether `request` is signed with the swarm key for this node (method, raw path and query,
     body); the verdict is kept on the request, so a second call is not taken for a replay."""
-    if SWARM_VERDICT in request:
-        return request[SWARM_VERDICT]
+    if VERDICT_KEY in request:
+        return request[VERDICT_KEY]
     verdict = verifier.precheck(request.headers)
     if verdict.ok:
         verdict = verifier.verify(request.method, request.raw_path, request.headers,
                                   await request.read())
-    request[SWARM_VERDICT] = verdict
+    request[VERDICT_KEY] = verdict  # the federation handlers read it: verified once only
     return verdict
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -25,9 +25,8 @@ from swarm.pool import InstancePool
 log = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-Local-Swarm-Forwarded"
-# The request key holding verify_forwarded's verdict (a typed key where aiohttp has them).
-_VERDICT: Any = (web.RequestKey("local_swarm_forward_verdict", Verdict)
-                 if hasattr(web, "RequestKey") else "local_swarm.forward_verdict")
+# The request key holding verify_forwarded's verdict.
+_VERDICT = web.RequestKey("local_swarm_forward_verdict", Verdict)
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 
 
