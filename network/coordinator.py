@@ -33,7 +33,7 @@ from network.election import (
 from network.election_store import ElectionStore
 from network.election_wire import PlanMember, SwarmPlan
 from network.membership import Membership, Peer, PeerState
-from network.remote_source import split_address
+from network.remote_source import peer_endpoint
 from network.swarm_plan import build_plan
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,6 @@ class Coordinator:
         self.on_change = on_change
         term, voted_term, voted_for = store.load() if store else (0, 0, None)
         self.state: ElectionState = boot(me, clock(), term, voted_term, voted_for)
-        self.elections = 0  # times this node took the role
         self.followed_plan: SwarmPlan | None = None
         self._plan_at = -float("inf")
         self._poked = asyncio.Event()
@@ -204,7 +203,6 @@ class Coordinator:
 
     def _announce_change(self, old: ElectionState, new: ElectionState) -> None:
         if new.role is Role.COORDINATOR and old.role is not Role.COORDINATOR:
-            self.elections += 1
             log.info("this node is now the coordinator (term %d)", new.term)
         elif old.role is Role.COORDINATOR and new.role is not Role.COORDINATOR:
             log.info("stepped down as coordinator: %s leads term %d", new.coordinator, new.term)
@@ -232,10 +230,7 @@ class Coordinator:
 
     def _address(self, node_id: str) -> tuple[str, int] | None:
         peer = self.membership.get(node_id)
-        if peer is None or peer.heartbeat is None:
-            return None
-        host, port = split_address(peer.address, peer.heartbeat.api_port)
-        return host, peer.heartbeat.api_port or port
+        return None if peer is None or peer.heartbeat is None else peer_endpoint(peer, peer.heartbeat)
 
     async def _deliver(self, node_id: str, message: Message) -> None:
         address = self._address(node_id)

@@ -32,7 +32,7 @@ class Federation:
     def __init__(self, config: FederationConfig, identity: NodeIdentity, *, keys: KeyRing,
                  addresses: list[str], model_id: str, instances: int, hardware: str,
                  bench_score: float, on_change: Callable[[Change], None] | None = None,
-                 local_member: Callable[[], PlanMember] | None = None,
+                 local_member: Callable[[], PlanMember],
                  election_store: ElectionStore | None = None,
                  approved: Callable[[str], bool] | None = None) -> None:
         if identity.fingerprint != keys.fingerprint:
@@ -60,11 +60,8 @@ class Federation:
         priority = config.coordinator_priority if config.coordinator else None
         me = Candidate(identity.node_id, priority, bench_score)
         self.coordinator = Coordinator(
-            me, self.membership, self.client,
-            local_member or (lambda: PlanMember(node_id=identity.node_id, score=bench_score,
-                                                load=0.0, queue_depth=0, instances=instances,
-                                                weight=1.0)),
-            store=election_store, on_change=self._election_changed)
+            me, self.membership, self.client, local_member, store=election_store,
+            on_change=self._election_changed)
         self.mdns: MdnsDiscovery | None = None
         self.interface_watch: InterfaceWatcher | None = None  # runs while mDNS does
         self.ignored: dict[str, str] = {}  # peers not tracked (duplicate id, full table)

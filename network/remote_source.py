@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from consensus.candidates import Source
 from network.federation_client import FederationClient, PeerError
 from network.membership import Peer
+from network.messages import Heartbeat
 from swarm.backend import Completion, GenerationRequest
 from swarm.pool import Instance, InstancePool, PoolBusyError
 
@@ -30,6 +31,12 @@ def split_address(address: str, default_port: int) -> tuple[str, int]:
         host, port = address.split(":")
         return host, int(port) if port.isdigit() else default_port
     return address, default_port
+
+
+def peer_endpoint(peer: Peer, heartbeat: Heartbeat) -> tuple[str, int]:
+    """(host, API port) to reach `peer`: its table address, with the port its heartbeat names."""
+    host, port = split_address(peer.address, heartbeat.api_port)
+    return host, heartbeat.api_port or port
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,9 @@ class RemoteSource:
         beat = peer.heartbeat
         if not peer.routable or beat is None or VOTE_CAPABILITY not in beat.capabilities:
             return None
-        host, port = split_address(peer.address, beat.api_port)
-        return cls(node_id=peer.node_id, address=host, api_port=beat.api_port or port,
-                   load=beat.load, queue_depth=beat.queue_depth, bench_score=beat.bench_score)
+        host, port = peer_endpoint(peer, beat)
+        return cls(node_id=peer.node_id, address=host, api_port=port, load=beat.load,
+                   queue_depth=beat.queue_depth, bench_score=beat.bench_score)
 
 
 @dataclass(frozen=True)

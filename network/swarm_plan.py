@@ -6,9 +6,7 @@ from dataclasses import replace
 
 from network.election_wire import PlanMember, SwarmPlan
 from network.membership import Peer, PeerState
-from network.remote_source import RemoteSource
-
-VOTE_CAPABILITY = "vote"
+from network.remote_source import VOTE_CAPABILITY, RemoteSource
 
 
 def member_of(peer: Peer) -> PlanMember | None:
