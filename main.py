@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from swarm import cli
-from swarm.config import Config
+from swarm.node import cli
+from swarm.node.config import Config
 
 log = logging.getLogger("local_swarm")
 
@@ -18,7 +18,7 @@ def _bind_addresses(config: Config) -> tuple[str, list[str]]:
     """The API host, and the LAN addresses mDNS advertises (empty without --federation)."""
     if not config.federation.enabled:
         return config.api.host, []
-    from network.lan import choose_bind_address, private_ipv4_addresses
+    from network.discovery.lan import choose_bind_address, private_ipv4_addresses
 
     explicit = config.api.host if "api.host" in config.explicit else None
     host = choose_bind_address(explicit)
@@ -29,17 +29,17 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
     """Load the model (unless `backends` are given), serve until SIGINT or SIGTERM."""
     from aiohttp import web
 
-    from network.api import build_app
-    from swarm.loader import load_backends, plan_from_config
-    from swarm.pool import InstancePool
-    from swarm.terminal import console, progress_bar, startup_panel
+    from network.api.app import build_app
+    from swarm.engine.loader import load_backends, plan_from_config
+    from swarm.engine.pool import InstancePool
+    from swarm.node.terminal import console, progress_bar, startup_panel
 
     host, lan_addresses = _bind_addresses(config)
     bench_score = 0.0
     if backends is None:
         plan = plan_from_config(config)
         if config.auto:
-            from swarm.autorun import apply_auto_plan
+            from swarm.sizing.autorun import apply_auto_plan
 
             plan, bench_score = apply_auto_plan(plan, config)
         with progress_bar("loading model") as report:
@@ -86,7 +86,7 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         console.print(startup_panel(rows, url))
         log.info("listening on %s", url)
         if federation is not None and console.is_terminal:
-            from network.peer_view import show_live
+            from swarm.node.peer_view import show_live
 
             live = asyncio.create_task(show_live(lambda: routes.rows(host), federation.changed,
                                                  console))
@@ -107,19 +107,19 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
     """The app of a node in the swarm: consensus over local instances and peers, route
     forwarding, and the /v1/federation/* routes; with the swarm keys it loaded (or generated)."""
     from consensus.service import ConsensusService
-    from network.api import build_app
-    from network.approval import ApprovalRoutes, ApprovedPeers, approved_path
-    from network.election_store import ElectionStore
-    from network.election_wire import PlanMember
-    from network.federation import Federation
-    from network.federation_server import FederationRoutes
-    from network.identity import load_identity
-    from network.remote_source import FederatedAsk, plan_sources
-    from network.route_forward import RouteForwarder
-    from network.signing import Verifier
-    from network.swarm_key import load_keys
-    from network.swarm_plan import planned
-    from swarm.hardware import probe, summary
+    from network.api.app import build_app
+    from network.coordination.plan import planned
+    from network.coordination.store import ElectionStore
+    from network.federation.forwarding import RouteForwarder
+    from network.federation.node import Federation
+    from network.federation.server import FederationRoutes
+    from network.federation.sources import FederatedAsk, plan_sources
+    from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
+    from network.trust.identity import load_identity
+    from network.trust.signing import Verifier
+    from network.trust.swarm_key import load_keys
+    from network.wire.election import PlanMember
+    from swarm.sizing.hardware import probe, summary
 
     fed = config.federation
     loaded = load_keys(fed.swarm_key, fed.previous_swarm_keys, config.cache_path)
@@ -217,8 +217,8 @@ def _error_of(body: dict[str, Any]) -> Any:
 
 def show_peers(config: Config) -> int:
     """`main.py peers`: ask the local node for its peer table and explain missing peers."""
-    from network.peer_view import missing_peer_hints, render_peers
-    from swarm.terminal import console
+    from swarm.node.peer_view import missing_peer_hints, render_peers
+    from swarm.node.terminal import console
 
     host, _lan = _bind_addresses(config)
     url = f"http://{host}:{config.api.port}/v1/federation/peers"
@@ -239,8 +239,8 @@ def show_peers(config: Config) -> int:
 def approve_peer(config: Config, node_id: str, approved: bool = True) -> int:
     """`main.py peers approve ID` (or `revoke ID`): ask this machine's node, over 127.0.0.1
     (the node takes approvals from its own machine only), to approve or revoke a peer."""
-    from network.messages import is_identifier
-    from swarm.terminal import console
+    from network.wire.messages import is_identifier
+    from swarm.node.terminal import console
 
     if not is_identifier(node_id):
         log.error("%r is not a node id (1 to 64 letters, digits and ._:-); `python main.py peers` "
@@ -274,23 +274,23 @@ def run(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py` and the `local-swarm` console script."""
     invocation = cli.parse_invocation(argv)
     command, config = invocation.command, invocation.config
-    from network.lan import NoLanAddressError
-    from network.swarm_key import SwarmKeyError
-    from swarm.model_store import ModelError, force_offline
-    from swarm.terminal import setup_logging
+    from network.discovery.lan import NoLanAddressError
+    from network.trust.swarm_key import SwarmKeyError
+    from swarm.models.store import ModelError, force_offline
+    from swarm.node.terminal import setup_logging
 
     force_offline()
     setup_logging(config.log_level)
     try:
         if command == "swarm-key":
-            from network.swarm_key import run_command
+            from network.trust.swarm_key import run_command
 
             fed = config.federation
             return run_command(fed.swarm_key, fed.previous_swarm_keys, config.cache_path,
                                invocation.key_action, invocation.new_key, out=sys.stdout,
                                stdin=sys.stdin)
         if command == "benchmark":
-            from swarm.autorun import run_benchmark_command
+            from swarm.sizing.autorun import run_benchmark_command
 
             run_benchmark_command(config)
         elif command == "peers" and invocation.peer_action:

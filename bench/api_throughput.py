@@ -23,9 +23,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from swarm.backend import ChatMessage, GenerationRequest, SamplingParams  # noqa: E402
-from swarm.config import load_config  # noqa: E402
-from swarm.loader import llamacpp_available, load_backends, plan_from_config  # noqa: E402
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams  # noqa: E402
+from swarm.engine.loader import llamacpp_available, load_backends, plan_from_config  # noqa: E402
+from swarm.node.config import load_config  # noqa: E402
 
 PROMPTS = ["Write a short poem about the sea.", "Explain what a CPU does.",
            "List some fruits and describe them."]

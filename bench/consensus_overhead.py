@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from consensus.runner import run_consensus  # noqa: E402
-from swarm.backend import GenerationRequest, SamplingParams  # noqa: E402
-from swarm.pool import Instance, InstancePool  # noqa: E402
-from swarm.scripted import ScriptedBackend  # noqa: E402
+from swarm.engine.backend import GenerationRequest, SamplingParams  # noqa: E402
+from swarm.engine.pool import Instance, InstancePool  # noqa: E402
+from swarm.engine.scripted import ScriptedBackend  # noqa: E402
 
 TOKENS = 10
 TOTALS_S = (0.2, 0.3, 0.4)

@@ -43,10 +43,10 @@ from consensus.candidates import ConsensusError, Decision, Source  # noqa: E402
 from consensus.normalize import normalize_answer, normalize_text  # noqa: E402
 from consensus.runner import run_consensus  # noqa: E402
 from consensus.validators import build_validator  # noqa: E402
-from swarm.backend import ChatMessage, Completion, GenerationRequest, SamplingParams  # noqa: E402
-from swarm.config import load_config  # noqa: E402
-from swarm.loader import load_backends, plan_from_config  # noqa: E402
-from swarm.pool import Instance, InstancePool  # noqa: E402
+from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams  # noqa: E402
+from swarm.engine.loader import load_backends, plan_from_config  # noqa: E402
+from swarm.engine.pool import Instance, InstancePool  # noqa: E402
+from swarm.node.config import load_config  # noqa: E402
 
 ONE_WORD = "Answer with one word."
 NUMBER = "Answer with a number."

@@ -1,6 +1,6 @@
 """A real node process with a scripted backend: real mDNS, heartbeats and HTTP, fixed latency.
 
-Takes every flag of `python main.py` (parsed by swarm.cli.parse, so config, environment and
+Takes every flag of `python main.py` (parsed by swarm.node.cli.parse, so config, environment and
 flags merge exactly as for a real node) plus two of its own, and runs `main.serve` with
 `--instances` ScriptedBackends instead of loading a model:
 
@@ -22,12 +22,12 @@ sys.path.insert(0, str(ROOT))
 
 import main  # noqa: E402
 from swarm import cli  # noqa: E402
-from swarm.scripted import ScriptedBackend  # noqa: E402
-from swarm.terminal import setup_logging  # noqa: E402
+from swarm.engine.scripted import ScriptedBackend  # noqa: E402
+from swarm.node.terminal import setup_logging  # noqa: E402
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Parse the bench flags, hand the rest to swarm.cli.parse and serve scripted instances."""
+    """Parse the bench flags, hand the rest to swarm.node.cli.parse and serve scripted instances."""
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--latency", type=float, default=0.2)
     own.add_argument("--answer", default="Paris")

@@ -49,9 +49,9 @@ MAX_TRIES = 8  # per request: fail-overs and 429 retries together
 def serve_node(argv: list[str]) -> int:
     """`--serve-node`: run `main.serve` with scripted instances; the rest of argv is main.py's."""
     import main
-    from swarm import cli
-    from swarm.scripted import ScriptedBackend
-    from swarm.terminal import setup_logging
+    from swarm.engine.scripted import ScriptedBackend
+    from swarm.node import cli
+    from swarm.node.terminal import setup_logging
 
     class SoakBackend(ScriptedBackend):
         """A scripted backend that keeps no per-request record (a soak would grow it forever)."""
@@ -134,11 +134,11 @@ def free_port(host: str) -> int:
 
 def swarm_key_env() -> dict[str, str]:
     """One shared swarm key for every node, through the environment (never a flag)."""
-    from swarm.config import known_keys
+    from swarm.node.config import known_keys
 
     if "federation.swarm_key" not in known_keys():
         return {}
-    from network.swarm_key import SwarmKey
+    from network.trust.swarm_key import SwarmKey
 
     return {"LOCAL_SWARM_FEDERATION_SWARM_KEY": SwarmKey.generate().text}
 

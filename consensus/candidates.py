@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from swarm.backend import Completion
+from swarm.engine.backend import Completion
+from swarm.errors import LocalSwarmError
 
 NEVER_ARRIVED = -1
 
@@ -114,7 +115,7 @@ def failure_reason(candidate: Candidate) -> str:
     return f"{candidate.source}: invalid: {candidate.verdict}"
 
 
-class ConsensusError(RuntimeError):
+class ConsensusError(LocalSwarmError, RuntimeError):
     """No candidate gave a usable answer (a backend or peer fault); `reasons` has one line each."""
 
     def __init__(self, message: str, candidates: Sequence[Candidate]) -> None:

@@ -19,7 +19,7 @@ from consensus.candidates import (
 )
 from consensus.strategies import STRATEGIES, assign_sources, decide, plan_requests, settled
 from consensus.validators import Validator, finished_nonempty
-from swarm.backend import Completion, GenerationRequest
+from swarm.engine.backend import Completion, GenerationRequest
 
 log = logging.getLogger(__name__)
 

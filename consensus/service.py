@@ -10,7 +10,7 @@ from typing import Any
 from consensus.candidates import Decision, Source
 from consensus.runner import run_consensus
 from consensus.validators import build_validator
-from swarm.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
+from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
 
 log = logging.getLogger(__name__)
 

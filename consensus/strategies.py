@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from consensus.candidates import Candidate, Decision, VoteGroup
 from consensus.normalize import TEXT_SIMILARITY, AnswerKey, group_keys, normalize_answer
 from consensus.validators import Validator
-from swarm.backend import GenerationRequest
+from swarm.engine.backend import GenerationRequest
 
 if TYPE_CHECKING:
     import random

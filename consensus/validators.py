@@ -10,7 +10,7 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 
 from consensus.normalize import strip_fences
-from swarm.backend import Completion
+from swarm.engine.backend import Completion
 
 Validator = Callable[[Completion], tuple[bool, str]]
 OK = "ok"

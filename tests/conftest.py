@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from swarm.config import load_config
-from swarm.model_store import force_offline
+from swarm.models.store import force_offline
+from swarm.node.config import load_config
 
 force_offline()
 
@@ -22,8 +22,8 @@ def node_config():
 @pytest.fixture(scope="session")
 def transformers_pool(node_config):
     """One real transformers instance of the embedded model."""
-    from swarm.loader import load_backends, plan_from_config
-    from swarm.pool import InstancePool
+    from swarm.engine.loader import load_backends, plan_from_config
+    from swarm.engine.pool import InstancePool
 
     pool = InstancePool(load_backends(plan_from_config(node_config), node_config),
                         queue_depth=4)
@@ -34,7 +34,7 @@ def transformers_pool(node_config):
 @pytest.fixture(scope="session")
 def api_server(transformers_pool, node_config):
     """The real OpenAI API over the real model, on 127.0.0.1 with an ephemeral port."""
-    from network.api import build_app
+    from network.api.app import build_app
     from tests.server import ServerThread
 
     server = ServerThread(lambda: build_app(transformers_pool, node_config.api)).start()

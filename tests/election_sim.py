@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from network.election import (
+from network.coordination.election import (
     Candidate,
     Decision,
     ElectionState,

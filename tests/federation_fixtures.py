@@ -12,20 +12,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from network import codec
-from network.api import build_app
-from network.election import Ack, Candidate, Claim, Message
-from network.election_wire import PlanMember, SwarmPlan
-from network.federation_server import FederationRoutes
-from network.identity import NodeIdentity
-from network.membership import Membership
-from network.messages import VoteRequest
-from network.signing import Verifier
-from network.swarm_key import KeyRing
-from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
-from swarm.config import ApiConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.api.app import build_app
+from network.coordination.election import Ack, Candidate, Claim, Message
+from network.federation.server import FederationRoutes
+from network.membership.table import Membership
+from network.trust.identity import NodeIdentity
+from network.trust.signing import Verifier
+from network.trust.swarm_key import KeyRing
+from network.wire import codec
+from network.wire.election import PlanMember, SwarmPlan
+from network.wire.messages import VoteRequest
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import ApiConfig
 from tests.swarm_keys import RING
 
 SLOW = " ".join(["word"] * 400)  # 400 tokens at 20 ms each: runs until cancelled

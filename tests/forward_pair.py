@@ -10,15 +10,15 @@ from urllib.parse import urlsplit
 import httpx
 from aiohttp import web
 
-from network.api import build_app
-from network.federation_client import FederationClient
-from network.remote_source import RemoteSource
-from network.route_forward import RouteForwarder
-from network.signing import Verifier
-from network.swarm_key import KeyRing
-from swarm.config import ApiConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.api.app import build_app
+from network.federation.client import FederationClient
+from network.federation.forwarding import RouteForwarder
+from network.federation.sources import RemoteSource
+from network.trust.signing import Verifier
+from network.trust.swarm_key import KeyRing
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import ApiConfig
 from tests.server import ServerThread, wait_until
 from tests.swarm_keys import RING
 

@@ -6,20 +6,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from network.api import build_app
-from network.approval import ApprovalRoutes, ApprovedPeers
-from network.election import Ack, Claim, Message
-from network.election_wire import PlanMember, SwarmPlan
-from network.federation_client import FederationClient
-from network.federation_server import FederationRoutes
-from network.identity import NodeIdentity
-from network.membership import Membership
-from network.route_forward import RouteForwarder
-from network.signing import Verifier
-from network.swarm_key import KeyRing
-from swarm.config import ApiConfig, ConsensusConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.api.app import build_app
+from network.coordination.election import Ack, Claim, Message
+from network.federation.client import FederationClient
+from network.federation.forwarding import RouteForwarder
+from network.federation.server import FederationRoutes
+from network.membership.table import Membership
+from network.trust.approval import ApprovalRoutes, ApprovedPeers
+from network.trust.identity import NodeIdentity
+from network.trust.signing import Verifier
+from network.trust.swarm_key import KeyRing
+from network.wire.election import PlanMember, SwarmPlan
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import ApiConfig, ConsensusConfig
 
 KEYS = KeyRing.generate()  # the swarm key of the nodes built here (tests sign with it)
 

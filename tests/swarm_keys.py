@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from network.signing import sign_request
-from network.swarm_key import KeyRing, SwarmKey
+from network.trust.signing import sign_request
+from network.trust.swarm_key import KeyRing, SwarmKey
 
 KEY = SwarmKey(bytes(range(32)))
 RING = KeyRing(KEY)

@@ -13,12 +13,12 @@ import aiohttp
 from aiohttp import web
 
 import main
-from network.federation import Federation
-from network.membership import PeerState
-from network.swarm_key import SwarmKey
-from swarm.config import Config, load_config
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.federation.node import Federation
+from network.membership.table import PeerState
+from network.trust.swarm_key import SwarmKey
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import Config, load_config
 
 
 def bound_socket() -> socket.socket:

@@ -154,7 +154,7 @@ def test_disconnect_cancels_generation(api_server, transformers_pool):
 def test_api_keys_are_enforced(transformers_pool, node_config):
     import dataclasses
 
-    from network.api import build_app
+    from network.api.app import build_app
     from tests.server import ServerThread
 
     api = dataclasses.replace(node_config.api, keys=("sekrit",))

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network import codec
-from network.api_auth import Auth, required_auth
-from network.messages import Heartbeat
-from network.route_forward import FORWARDED_HEADER
-from network.signing import SIGNATURE_HEADER, sign_request
-from swarm.config import ApiConfig
+from network.api.auth import Auth, required_auth
+from network.federation.forwarding import FORWARDED_HEADER
+from network.trust.signing import SIGNATURE_HEADER, sign_request
+from network.wire import codec
+from network.wire.messages import Heartbeat
+from swarm.node.config import ApiConfig
 from tests.forward_pair import ASK, ForwardPair
 from tests.node_apps import KEYS, federated_app, scripted_pool
 from tests.server import ServerThread

@@ -8,10 +8,10 @@ import httpx
 import openai
 import pytest
 
-from network.api import build_app
-from swarm.config import ApiConfig, ConsensusConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.api.app import build_app
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import ApiConfig, ConsensusConfig
 from tests.server import ServerThread
 
 ASK = [{"role": "user", "content": "Capital of France?"}]
@@ -181,7 +181,7 @@ def test_full_queues_give_429_with_retry_after():
 def test_real_model_weighted_vote_over_two_instances(node_config):
     import dataclasses
 
-    from swarm.loader import load_backends, plan_from_config
+    from swarm.engine.loader import load_backends, plan_from_config
     plan = dataclasses.replace(plan_from_config(node_config), instances=2, threads=1)
     pool, server = serve(*load_backends(plan, node_config))
     try:

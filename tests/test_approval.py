@@ -17,16 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import main
-from network.approval import (
+from network.coordination.driver import peer_view
+from network.membership.table import Membership, PeerState
+from network.trust.approval import (
     ApprovalError,
     ApprovalRoutes,
     ApprovedPeers,
     approved_path,
     is_loopback,
 )
-from network.coordinator import peer_view
-from network.membership import Membership, PeerState
-from swarm.config import load_config
+from swarm.node.config import load_config
 from tests.federation_fixtures import until
 from tests.server import ServerThread
 from tests.swarm_keys import KEY
@@ -69,7 +69,7 @@ def test_the_store_is_bounded(tmp_path):
 def test_an_unreadable_file_fails_closed_and_is_kept_aside(tmp_path, caplog):
     path = approved_path(tmp_path)
     path.write_text("{not json")
-    with caplog.at_level(logging.ERROR, logger="network.approval"):
+    with caplog.at_level(logging.ERROR, logger="network.trust.approval"):
         assert len(ApprovedPeers.load(path)) == 0
     assert "no peer is approved" in caplog.text
     assert path.with_name(path.name + ".bad").read_text() == "{not json" and not path.exists()
@@ -133,7 +133,7 @@ def approval_app(store: ApprovedPeers, membership: Membership, remote: str | Non
     async def pretend(request: web.Request, handler):
         return await handler(request.clone(remote=remote) if remote else request)
 
-    from network.api import error_middleware
+    from network.api.app import error_middleware
 
     app = web.Application(middlewares=[error_middleware, pretend])
     ApprovalRoutes(store, membership.get, enforced=False).add_to(app)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 from rich.progress import Progress
 
-from swarm.backend import Backend, GenerationRequest, TokenEvent
-from swarm.benchmark import (
+from swarm.engine.backend import Backend, GenerationRequest, TokenEvent
+from swarm.sizing.benchmark import (
     BenchmarkCache,
     BenchmarkResult,
     best,
@@ -25,7 +25,7 @@ from swarm.benchmark import (
     load_or_run,
     run_benchmark,
 )
-from swarm.hardware import HardwareInfo, fingerprint
+from swarm.sizing.hardware import HardwareInfo, fingerprint
 
 FIRST_S = 0.02
 TOKEN_S = 0.002
@@ -131,7 +131,7 @@ def test_peak_rss_sees_an_allocation(kernel_peak):
     import sys
 
     code = (
-        "from swarm.benchmark import PeakRss\n"
+        "from swarm.sizing.benchmark import PeakRss\n"
         "size = 64 * 2**20\n"
         f"with PeakRss(kernel_peak={kernel_peak}) as peak:\n"
         "    block = b'\\x01' * size\n"

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network import codec
-from network.codec import JSON, MSGPACK, WireDecodeError
-from network.messages import (
+from network.wire import codec
+from network.wire.codec import JSON, MSGPACK, WireDecodeError
+from network.wire.messages import (
     CancelRequest,
     Heartbeat,
     VoteReply,
     VoteRequest,
 )
-from swarm.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
+from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
 from tests.wire_properties import (
     TYPES,
     check_bytes_decode_or_raise,
@@ -219,4 +219,4 @@ def test_codec_is_the_only_msgpack_importer() -> None:
     ours = [root / "main.py"] + [p for d in ("swarm", "network", "consensus", "bench")
                                  for p in (root / d).rglob("*.py")]
     users = [p.relative_to(root).as_posix() for p in ours if "import msgpack" in p.read_text()]
-    assert users == ["network/codec.py"]
+    assert users == ["network/wire/codec.py"]

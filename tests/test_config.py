@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.config import ConfigError, env_key, known_keys, load_config
+from swarm.node.config import ConfigError, env_key, known_keys, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,8 +102,7 @@ def test_approval_and_coordinator_keys_defaults_env_and_checks():
 
 
 def test_flags_for_approval_coordinator_and_peer_actions():
-    from swarm import cli
-
+    from swarm.node import cli
     got = cli.parse_invocation(["--approve-peers", "--coordinator-priority", "7",
                                 "--no-coordinator"])
     fed = got.config.federation

@@ -1,4 +1,4 @@
-"""The election driver (network/coordinator.py) and the swarm plan, on real loopback nodes.
+"""The election driver (network/coordination/driver.py) and the swarm plan, on real loopback nodes.
 
 Whole nodes are built as `main.py --federation` builds them (tests/swarm_nodes.py): real HTTP,
 real signatures, real heartbeats; only discovery is manual (no mDNS) and the model is scripted.
@@ -14,15 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from network.coordinator import Coordinator, peer_view, sender_of
-from network.election import Ack, Announce, Candidate, Claim, Role, step
-from network.election_store import ElectionStore
-from network.election_wire import PlanMember, SwarmPlan
-from network.membership import Membership, Peer, PeerState
-from network.messages import Heartbeat
-from network.remote_source import RemoteSource
-from network.swarm_plan import build_plan, choose_consensus, planned
-from network.txt import PeerAdvert
+from network.coordination.driver import Coordinator, peer_view, sender_of
+from network.coordination.election import Ack, Announce, Candidate, Claim, Role, step
+from network.coordination.plan import build_plan, choose_consensus, planned
+from network.coordination.store import ElectionStore
+from network.federation.sources import RemoteSource
+from network.membership.table import Membership, Peer, PeerState
+from network.wire.election import PlanMember, SwarmPlan
+from network.wire.messages import Heartbeat
+from network.wire.txt import PeerAdvert
 from tests.swarm_keys import KEY
 from tests.swarm_nodes import SwarmNode, make_swarm
 
@@ -255,7 +255,7 @@ class _PlanPeer:
 
 
 async def test_a_follower_refuses_a_plan_older_than_the_term_it_follows(caplog):
-    caplog.set_level(logging.INFO, logger="network.coordinator")
+    caplog.set_level(logging.INFO, logger="network.coordination.driver")
     membership = Membership("a", 1, "")
     advert = PeerAdvert(node_id="b", boot_id="b1", protocol=1, api_port=17615)
     membership.discovered(advert, "127.0.0.1:17615", 0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarm.decoding import IncrementalDetokenizer, StopMatcher
+from swarm.engine.decoding import IncrementalDetokenizer, StopMatcher
 
 
 def run(stops, pieces):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from network.discovery import (
+from network.discovery.mdns import (
     Address,
     AddressAdded,
     AddressRemoved,
@@ -33,7 +33,7 @@ from network.discovery import (
     instance_label,
     parse_address,
 )
-from network.txt import PeerAdvert
+from network.wire.txt import PeerAdvert
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ["127.0.0.1"]
@@ -133,7 +133,7 @@ async def _garbage_txt_is_ignored() -> dict[str, Any]:
             if record.levelno >= logging.WARNING and "bad TXT" in record.getMessage():
                 warnings.append(record.getMessage())
 
-    logging.getLogger("network.discovery").addHandler(Catch())
+    logging.getLogger("network.discovery.mdns").addHandler(Catch())
     rogue = AsyncZeroconf(interfaces=LOOPBACK)
     info = AsyncServiceInfo("_local-swarm._tcp.local.", "rogue._local-swarm._tcp.local.",
                             port=9, properties={b"id": b"no boot, no port"},

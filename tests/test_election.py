@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from network import election as election_module
-from network.election import (
+from network.coordination import election as election_module
+from network.coordination.election import (
     Ack,
     Announce,
     Candidate,

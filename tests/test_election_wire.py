@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network import codec
-from network.codec import MSGPACK, WireDecodeError
-from network.election import Ack, Announce, Candidate, Claim
-from network.election_wire import (
+from network.coordination.election import Ack, Announce, Candidate, Claim
+from network.wire import codec
+from network.wire.codec import MSGPACK, WireDecodeError
+from network.wire.election import (
     MAX_PLAN_MEMBERS,
     MAX_REPLY_MESSAGES,
     ElectionEnvelope,
@@ -22,7 +22,7 @@ from network.election_wire import (
     decode_message,
     encode_message,
 )
-from network.messages import MAX_TERM
+from network.wire.messages import MAX_TERM
 from tests.wire_properties import (
     TYPES,
     check_bytes_decode_or_raise,

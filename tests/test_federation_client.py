@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from network import codec
-from network.election import Ack, Announce, Candidate, Claim
-from network.election_wire import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.federation_client import FederationClient, PeerError, peer_url
-from network.messages import Heartbeat, VoteReply
-from network.signing import NONCE_HEADER, sign_reply
-from swarm.backend import GenerationRequest
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.coordination.election import Ack, Announce, Candidate, Claim
+from network.federation.client import FederationClient, PeerError, peer_url
+from network.trust.signing import NONCE_HEADER, sign_reply
+from network.wire import codec
+from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
+from network.wire.messages import Heartbeat, VoteReply
+from swarm.engine.backend import GenerationRequest
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
 from tests.federation_fixtures import (
     ASK,
     CLAIM,

@@ -12,17 +12,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from network import codec
-from network.election import Ack, Announce, Candidate, Message
-from network.election_wire import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.federation_server import VERDICT_KEY, FederationRoutes, reply_kind
-from network.identity import NodeIdentity
-from network.membership import Membership
-from network.messages import CancelRequest, Heartbeat, VoteReply
-from network.signing import NONCE_HEADER, Verdict, check_reply
-from network.txt import PeerAdvert
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.coordination.election import Ack, Announce, Candidate, Message
+from network.federation.server import VERDICT_KEY, FederationRoutes, reply_kind
+from network.membership.table import Membership
+from network.trust.identity import NodeIdentity
+from network.trust.signing import NONCE_HEADER, Verdict, check_reply
+from network.wire import codec
+from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
+from network.wire.messages import CancelRequest, Heartbeat, VoteReply
+from network.wire.txt import PeerAdvert
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
 from tests.federation_fixtures import (
     CLAIM,
     PLAN,

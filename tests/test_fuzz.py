@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from network import codec
-from network.api_auth import LOCAL_ADMIN_PATHS
-from network.openapi import OPERATIONS
-from network.signing import sign_request
-from swarm.config import ApiConfig
+from network.api.auth import LOCAL_ADMIN_PATHS
+from network.api.openapi.document import OPERATIONS
+from network.trust.signing import sign_request
+from network.wire import codec
+from swarm.node.config import ApiConfig
 from tests.node_apps import KEYS, federated_app, scripted_pool
 from tests.server import ServerThread
 

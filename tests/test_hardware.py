@@ -7,7 +7,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarm.hardware import GIB, HardwareInfo, fingerprint, probe, summary, summary_fields
+from swarm.sizing.hardware import GIB, HardwareInfo, fingerprint, probe, summary, summary_fields
 
 BOX = HardwareInfo(
     cpu_count_logical=2, cpu_count_physical=2, cpu_model="AMD EPYC",

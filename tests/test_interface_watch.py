@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network.discovery import DiscoveryUnavailable
-from network.interface_watch import Entry, InterfaceWatcher, changed, read_psutil, snapshot
+from network.discovery.interfaces import Entry, InterfaceWatcher, changed, read_psutil, snapshot
+from network.discovery.mdns import DiscoveryUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 Addr = namedtuple("Addr", "family address netmask broadcast ptp")
@@ -214,7 +214,7 @@ async def watched() -> Any:
 
 def _records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "network.interface_watch" and r.levelno == level]
+            if r.name == "network.discovery.interfaces" and r.levelno == level]
 
 
 async def test_no_change_never_calls_back(watched: Any) -> None:
@@ -228,7 +228,7 @@ async def test_no_change_never_calls_back(watched: Any) -> None:
 async def test_a_drop_and_a_return_each_call_back_once(watched: Any,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     net, ticker, callback, _watcher = watched
-    caplog.set_level(logging.INFO, "network.interface_watch")
+    caplog.set_level(logging.INFO, "network.discovery.interfaces")
     net.drop_wifi()
     await ticker.tick()
     await ticker.tick()
@@ -340,10 +340,10 @@ def test_a_bad_interval_is_refused() -> None:
 
 def _federation(tmp: Path, mdns: bool) -> Any:
     import main
-    from network.swarm_key import SwarmKey
-    from swarm.config import load_config
-    from swarm.pool import InstancePool
-    from swarm.scripted import ScriptedBackend
+    from network.trust.swarm_key import SwarmKey
+    from swarm.engine.pool import InstancePool
+    from swarm.engine.scripted import ScriptedBackend
+    from swarm.node.config import load_config
 
     config = load_config(env={}, cli={
         "federation.enabled": True, "federation.mdns": mdns, "federation.node_id": "watch-a",
@@ -425,9 +425,9 @@ def test_federation_starts_the_watcher_with_mdns_and_closes_it_first() -> None:
 NODE = """
 import asyncio, socket, sys, time
 from zeroconf import DNSIncoming
-from network.discovery import Found, MdnsDiscovery
-from network.interface_watch import InterfaceWatcher
-from network.txt import SERVICE_TYPE, PeerAdvert
+from network.discovery.mdns import Found, MdnsDiscovery
+from network.discovery.interfaces import InterfaceWatcher
+from network.wire.txt import SERVICE_TYPE, PeerAdvert
 
 class OwnQueries(asyncio.DatagramProtocol):
     # Our own browser's multicast questions, looped back: the test's cue that a query went out.

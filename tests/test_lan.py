@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network.lan import NoLanAddressError, choose_bind_address, is_virtual, lan_rank, private_ipv4_addresses
+from network.discovery.lan import (
+    NoLanAddressError,
+    choose_bind_address,
+    is_virtual,
+    lan_rank,
+    private_ipv4_addresses,
+)
 
 Addr = namedtuple("Addr", "family address netmask broadcast ptp")
 Stats = namedtuple("Stats", "isup duplex speed mtu flags")

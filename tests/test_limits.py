@@ -7,11 +7,11 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from network.api import build_app
-from network.openai_schema import MAX_MESSAGE_CHARS, MAX_MESSAGES
-from swarm.config import ApiConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.api.app import build_app
+from network.api.openai.schema import MAX_MESSAGE_CHARS, MAX_MESSAGES
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import ApiConfig
 from tests.server import ServerThread, wait_until
 
 ASK = [{"role": "user", "content": "Capital of France?"}]
@@ -171,7 +171,7 @@ def test_integer_fields_given_as_floats_are_taken_as_integers(served):
 def test_client_table_holds_only_clients_in_flight():
     import asyncio
 
-    from network.limits import ClientLimiter
+    from network.api.limits import ClientLimiter
 
     async def run() -> None:
         limiter = ClientLimiter(1)
@@ -191,7 +191,7 @@ def test_malformed_http_is_logged_once_per_interval_without_a_traceback():
 
     from aiohttp.http_exceptions import BadHttpMessage
 
-    from network.api import BadRequestLogFilter
+    from network.api.app import BadRequestLogFilter
 
     now = [0.0]
     quiet = BadRequestLogFilter(interval_s=60, clock=lambda: now[0])

@@ -8,14 +8,14 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra [llamacpp])")
 
-from swarm.backend import (  # noqa: E402
+from swarm.engine.backend import (  # noqa: E402
     ChatMessage,
     ContextOverflowError,
     GenerationRequest,
     SamplingParams,
 )
-from swarm.llamacpp_backend import LlamaCppBackend  # noqa: E402
-from swarm.model_store import embedded_model  # noqa: E402
+from swarm.engine.llamacpp_backend import LlamaCppBackend  # noqa: E402
+from swarm.models.store import embedded_model  # noqa: E402
 
 pytestmark = pytest.mark.llamacpp
 

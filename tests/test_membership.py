@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from network import membership as membership_module
-from network.membership import Change, ChangeKind, Membership, PeerState, Timings
-from network.messages import Heartbeat
-from network.txt import PeerAdvert
+from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
+from network.membership import table as membership_module
+from network.wire.messages import Heartbeat
+from network.wire.txt import PeerAdvert
 from tests.module_imports import imported_packages
 
 ME, FP, PROTO = "self", "ab12", 1

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
-from swarm.model_store import (
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.models.store import (
     EMBEDDED_ID,
     ModelError,
     converted_folder,
@@ -45,7 +45,7 @@ def test_bad_model_paths_say_what_is_expected(tmp_path, make):
 
 def test_an_hf_folder_given_with_model_loads_and_answers(transformers_pool, node_config):
     """The converted embedded model is an ordinary HF folder: --model accepts it as it is."""
-    from swarm.transformers_backend import TransformersBackend
+    from swarm.engine.transformers_backend import TransformersBackend
 
     folder = converted_folder(embedded_model(), node_config.cache_path)
     source = resolve_model(str(folder))

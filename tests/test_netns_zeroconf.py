@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from network.txt import PeerAdvert
+from network.wire.txt import PeerAdvert
 from tests.netns import NetnsLan, NodeOutput, netns_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +26,7 @@ ADVERT = PeerAdvert(node_id="n1-3f9a2c", boot_id="boot-77e1", protocol=1, api_po
 REGISTRAR = """
 import asyncio, json, socket, sys, time
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
-from network import txt
-
+from network.wire import txt
 async def main(addr, fields):
     advert = txt.PeerAdvert(**fields)
     azc = AsyncZeroconf(interfaces=[addr])
@@ -48,8 +47,7 @@ BROWSER = """
 import asyncio, dataclasses, json, sys, time
 from zeroconf import ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
-from network import txt
-
+from network.wire import txt
 async def main(addr):
     azc = AsyncZeroconf(interfaces=[addr])
     added = asyncio.Queue()

@@ -16,7 +16,7 @@ from consensus.normalize import (
     strip_fences,
 )
 from consensus.validators import build_validator, json_object, json_schema, regex
-from swarm.backend import Completion
+from swarm.engine.backend import Completion
 
 
 @pytest.mark.parametrize(("text", "kind", "value"), [

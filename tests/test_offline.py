@@ -23,13 +23,13 @@ GUARDED = textwrap.dedent("""
     import os
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.pop(key, None)  # prove the loader sets them itself
-    from swarm.config import load_config
-    from swarm.loader import load_backends, plan_from_config
+    from swarm.node.config import load_config
+    from swarm.engine.loader import load_backends, plan_from_config
     config = load_config(env={{}}, cli={{"model.backend": "transformers",
                                           "model.cache_dir": {cache!r}}})
     backend = load_backends(plan_from_config(config), config)[0]
     import threading
-    from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
+    from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
     request = GenerationRequest(messages=(ChatMessage("user", "Hi"),),
                                 params=SamplingParams(max_tokens=2, temperature=0))
     tokens = list(backend.stream(request, threading.Event()))

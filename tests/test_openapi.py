@@ -6,10 +6,10 @@ import dataclasses
 import httpx
 import pytest
 
-from network.api import build_app
-from network.openai_schema import CHAT_SCHEMA, COMPLETION_SCHEMA
-from network.openapi import OPERATIONS, openapi_document, served_operations
-from swarm.config import ApiConfig
+from network.api.app import build_app
+from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
+from network.api.openapi.document import OPERATIONS, openapi_document, served_operations
+from swarm.node.config import ApiConfig
 from tests.node_apps import federated_app, scripted_pool
 from tests.server import ServerThread
 
@@ -23,7 +23,7 @@ def test_document_and_router_name_the_same_operations(federated):
     pool = scripted_pool(1)
     app = federated_app(pool) if federated else build_app(pool, ApiConfig())
     served = served_operations(app)
-    assert served <= set(OPERATIONS), f"describe these in network/openapi.py: " \
+    assert served <= set(OPERATIONS), f"describe these in network/api/openapi/document.py: " \
                                       f"{sorted(served - set(OPERATIONS))}"
     assert _documented(openapi_document(app, ApiConfig())) == served
     federation = {op for op in served if op[0].startswith("/v1/federation/")}

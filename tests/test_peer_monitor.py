@@ -12,15 +12,15 @@ from email.utils import formatdate
 import pytest
 from aiohttp import web
 
-from network import codec
-from network.discovery import Address, AddressAdded, AddressRemoved, Found, Gone
-from network.identity import NodeIdentity
-from network.membership import Change, ChangeKind, Membership, PeerState, Timings
-from network.messages import Heartbeat
-from network.peer_monitor import PeerMonitor
-from network.signing import KEY_ID_HEADER, sign_reply
-from network.swarm_key import KeyRing, SwarmKey
-from network.txt import PeerAdvert
+from network.discovery.mdns import Address, AddressAdded, AddressRemoved, Found, Gone
+from network.membership.monitor import PeerMonitor
+from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
+from network.trust.identity import NodeIdentity
+from network.trust.signing import KEY_ID_HEADER, sign_reply
+from network.trust.swarm_key import KeyRing, SwarmKey
+from network.wire import codec
+from network.wire.messages import Heartbeat
+from network.wire.txt import PeerAdvert
 from tests.swarm_keys import KEY, OTHER_KEY, RING
 
 FP = RING.fingerprint
@@ -216,7 +216,7 @@ async def test_an_unanswered_manual_address_is_reported(running) -> None:
     reported = asyncio.Event()
     handler = logging.Handler()
     handler.emit = lambda record: reported.set()  # type: ignore[method-assign]
-    logger = logging.getLogger("network.peer_monitor")
+    logger = logging.getLogger("network.membership.monitor")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
@@ -371,7 +371,7 @@ async def test_a_peer_whose_clock_is_far_off_is_reported_once(running, caplog) -
     monitor, _membership, changes = running
     peer = await FakePeer("skewed-m").start()
     peer.clock_offset_s = 90.0  # its signed votes would be refused as stale
-    with caplog.at_level(logging.WARNING, logger="network.peer_monitor"):
+    with caplog.at_level(logging.WARNING, logger="network.membership.monitor"):
         monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
         await changes.wait_for(ChangeKind.JOINED, "skewed-m", 1.0)
         await peer.answers(3, 3.0)

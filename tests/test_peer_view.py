@@ -5,7 +5,7 @@ import io
 
 from rich.console import Console
 
-from network.peer_view import missing_peer_hints, render_peers
+from swarm.node.peer_view import missing_peer_hints, render_peers
 
 SELF = {"node_id": "n1", "self": True, "state": "alive", "address": "10.0.0.1",
         "api_port": 17615, "model": "SmolLM2", "load": 0.0, "queue_depth": 0,
@@ -58,19 +58,19 @@ def test_hints_when_alone():
 
 def test_peers_command_prints_the_running_nodes_table(capsys):
     import main
-    from network.federation_server import FederationRoutes
-    from network.identity import NodeIdentity
-    from network.membership import Membership
-    from swarm.config import load_config
-    from swarm.pool import InstancePool
-    from swarm.scripted import ScriptedBackend
+    from network.federation.server import FederationRoutes
+    from network.membership.table import Membership
+    from network.trust.identity import NodeIdentity
+    from swarm.engine.pool import InstancePool
+    from swarm.engine.scripted import ScriptedBackend
+    from swarm.node.config import load_config
     from tests.server import ServerThread
 
     pool = InstancePool([ScriptedBackend()])
     identity = NodeIdentity(node_id="solo", boot_id="b1", name="solo")
 
     def make_app():
-        from network.api import build_app
+        from network.api.app import build_app
 
         app = build_app(pool, load_config(env={}).api)
         FederationRoutes(identity, pool, Membership("solo", 1, ""), api_port_getter=lambda: 0,
@@ -101,7 +101,7 @@ def test_peers_command_sends_the_api_key_and_explains_a_401(caplog):
     import logging
 
     import main
-    from swarm.config import load_config
+    from swarm.node.config import load_config
     from tests.node_apps import federated_app, scripted_pool
     from tests.server import ServerThread
 

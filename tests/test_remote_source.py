@@ -10,20 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.runner import run_consensus
-from network.federation_client import FederationClient, PeerError
-from network.membership import Membership
-from network.messages import Heartbeat
-from network.remote_source import (
+from network.federation.client import FederationClient, PeerError
+from network.federation.sources import (
     FederatedAsk,
     RemoteSource,
     SourcedCompletion,
     plan_sources,
     split_address,
 )
-from network.txt import PeerAdvert
-from swarm.backend import ChatMessage, GenerationRequest, SamplingParams
-from swarm.pool import Instance, InstancePool
-from swarm.scripted import ScriptedBackend
+from network.membership.table import Membership
+from network.wire.messages import Heartbeat
+from network.wire.txt import PeerAdvert
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.engine.pool import Instance, InstancePool
+from swarm.engine.scripted import ScriptedBackend
 from tests.federation_fixtures import SLOW, Node, closed_port, federation_node, until
 from tests.swarm_keys import RING
 

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from aiohttp import web
 
-from network.federation_client import FederationClient
-from network.remote_source import RemoteSource
-from network.route_forward import FORWARDED_HEADER, RouteForwarder, choose_target
-from network.signing import Verifier
-from swarm.config import ApiConfig
-from swarm.pool import InstancePool
-from swarm.scripted import ScriptedBackend
+from network.federation.client import FederationClient
+from network.federation.forwarding import FORWARDED_HEADER, RouteForwarder, choose_target
+from network.federation.sources import RemoteSource
+from network.trust.signing import Verifier
+from swarm.engine.pool import InstancePool
+from swarm.engine.scripted import ScriptedBackend
+from swarm.node.config import ApiConfig
 from tests.forward_pair import ASK, ForwardPair
 from tests.swarm_keys import OTHER, OTHER_KEY, RING, signed
 
@@ -94,7 +94,7 @@ def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
              (signed("/v1/chat/completions", body, now=time.time() - 31, **base), 401,
               "stale_request"),
              (replayed, 200, None), (replayed, 401, "replayed_request")]
-    with caplog.at_level(logging.DEBUG, logger="network.route_forward"), \
+    with caplog.at_level(logging.DEBUG, logger="network.federation.forwarding"), \
             httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
         for headers, status, code in cases:
             response = http.post("/v1/chat/completions", content=body, headers=headers)

@@ -12,8 +12,8 @@ from consensus.candidates import ConsensusError, ConsensusTimeout
 from consensus.runner import run_consensus
 from consensus.strategies import DEFAULT_TEMPERATURE
 from consensus.validators import build_validator
-from swarm.backend import Backend, Completion, GenerationRequest, SamplingParams, TokenEvent
-from swarm.scripted import ScriptedBackend, ScriptedError, split_tokens
+from swarm.engine.backend import Backend, Completion, GenerationRequest, SamplingParams, TokenEvent
+from swarm.engine.scripted import ScriptedBackend, ScriptedError, split_tokens
 
 REQUEST = GenerationRequest(prompt="What is 6 x 7?", params=SamplingParams(seed=11))
 

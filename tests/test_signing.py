@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from network.signing import (
+from network.trust.signing import (
     KEY_ID_HEADER,
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -18,7 +18,7 @@ from network.signing import (
     sign_reply,
     sign_request,
 )
-from network.swarm_key import KeyRing, SwarmKey
+from network.trust.swarm_key import KeyRing, SwarmKey
 from tests.swarm_keys import KEY, OTHER_KEY, RING
 
 PATH = "/v1/federation/vote"

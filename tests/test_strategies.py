@@ -20,7 +20,7 @@ from consensus.strategies import (
     vote_settled,
     weighted_vote,
 )
-from swarm.backend import Completion, GenerationRequest, SamplingParams
+from swarm.engine.backend import Completion, GenerationRequest, SamplingParams
 
 ANSWERS = ["Paris", "paris.", "The answer is 42", "42", "(B)", "b", "Lyon", '{"a": 1}',
            "The capital of France is Paris", "Paris is the capital of France",

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import main
-from network.swarm_key import (
+from network.trust.swarm_key import (
     KEY_BYTES,
     KeyRing,
     SwarmKey,
@@ -23,8 +23,8 @@ from network.swarm_key import (
     run_command,
     write_key_file,
 )
-from swarm import cli
-from swarm.config import load_config
+from swarm.node import cli
+from swarm.node.config import load_config
 from tests.swarm_keys import KEY, OTHER_KEY
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
@@ -187,7 +187,7 @@ def command(tmp_path, action: str = "", new_key: str = "", stdin: str = "",
 
 @posix_only
 def test_swarm_key_prints_the_key_and_its_fingerprint(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("swarm.terminal.setup_logging", lambda level: None)
+    monkeypatch.setattr("swarm.node.terminal.setup_logging", lambda level: None)
     assert main.run(["swarm-key", "--cache-dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     ring = load_keys("", (), tmp_path).ring
@@ -236,7 +236,7 @@ def test_rotating_a_configured_key_stores_nothing_and_says_what_to_set(tmp_path)
 
 @posix_only
 def test_a_readable_key_file_stops_the_command_with_a_clear_error(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr("swarm.terminal.setup_logging", lambda level: None)
+    monkeypatch.setattr("swarm.node.terminal.setup_logging", lambda level: None)
     load_keys("", (), tmp_path)
     os.chmod(key_path(tmp_path), 0o644)
     assert main.run(["swarm-key", "--cache-dir", str(tmp_path)]) == 1

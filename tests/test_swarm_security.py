@@ -17,18 +17,18 @@ import pytest
 from aiohttp import web
 
 import main
-from network import codec
-from network.federation_client import FederationClient, PeerError
-from network.membership import PeerState
-from network.messages import CancelRequest, Heartbeat
-from network.signing import (
+from network.federation.client import FederationClient, PeerError
+from network.membership.table import PeerState
+from network.trust.signing import (
     KEY_ID_HEADER,
     NONCE_HEADER,
     SIGNATURE_HEADER,
     check_reply,
     sign_reply,
 )
-from network.swarm_key import SwarmKey
+from network.trust.swarm_key import SwarmKey
+from network.wire import codec
+from network.wire.messages import CancelRequest, Heartbeat
 from tests.federation_fixtures import ASK, node_fixture, serve, until, vote_body
 from tests.swarm_keys import KEY, OTHER, OTHER_KEY, RING, signed
 from tests.swarm_nodes import make_swarm, running, weighted_vote

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network import txt
-from network.messages import ID_PATTERN, Heartbeat
-from network.txt import PeerAdvert, TxtError
+from network.wire import txt
+from network.wire.messages import ID_PATTERN, Heartbeat
+from network.wire.txt import PeerAdvert, TxtError
 
 ids = st.from_regex(ID_PATTERN, fullmatch=True)
 adverts = st.builds(

@@ -9,9 +9,9 @@ import json
 import msgpack
 from hypothesis import strategies as st
 
-from network import codec
-from network.codec import JSON, MSGPACK, WireDecodeError
-from network.messages import ID_PATTERN
+from network.wire import codec
+from network.wire.codec import JSON, MSGPACK, WireDecodeError
+from network.wire.messages import ID_PATTERN
 
 TYPES = (MSGPACK, JSON)
 ids = st.from_regex(ID_PATTERN, fullmatch=True)

@@ -1,0 +1,297 @@
+"""The generation endpoints: route to one instance (streamed as generated) or run a consensus."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from consensus.candidates import ConsensusError, Decision
+from consensus.service import ConsensusService, SwarmOptions, options_from
+from network.api.openai import format as fmt
+from network.api.limits import ClientLimiter, parse_json_body
+from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
+from network.federation.forwarding import RouteForwarder
+from swarm.engine.backend import Completion, ContextOverflowError, GenerationRequest, check_context
+from swarm.engine.pool import Instance, InstancePool, PoolBusyError, StreamEnd
+from swarm.errors import RequestError
+from swarm.node.config import ApiConfig, ConsensusConfig
+
+log = logging.getLogger(__name__)
+
+MODEL_ALIASES = ("default", "local-swarm")
+
+
+@asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup that re-raises its first failure bare, so the error middleware can map it."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            yield tg
+    except BaseExceptionGroup as group:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+def _seeded(generation: GenerationRequest, index: int) -> GenerationRequest:
+    """The i-th of n choices: a distinct seed so sampled choices differ but stay reproducible."""
+    seed = generation.params.seed
+    if index == 0 or seed is None:
+        return generation
+    params = dataclasses.replace(generation.params, seed=seed + index)
+    return dataclasses.replace(generation, params=params)
+
+
+def _route_report(instances: list[Instance], latencies: list[float],
+                  choices: list[Completion]) -> dict[str, Any]:
+    return {"strategy": "route", "winner": instances[0].source_id, "early_stop": False,
+            "candidates": [{"source": i.source_id, "latency_ms": round(t * 1000, 1),
+                            "tokens": c.completion_tokens, "score": None, "votes": None,
+                            "valid": True, "error": None}
+                           for i, t, c in zip(instances, latencies, choices, strict=True)]}
+
+
+def consensus_error(exc: ConsensusError) -> RequestError:
+    """The client-facing error when no candidate won: 429 if all were busy, 504 on the deadline,
+    else 502 naming each candidate's failure."""
+    from consensus.candidates import ConsensusTimeout
+
+    if exc.candidates and all("PoolBusyError" in (c.error or "") for c in exc.candidates):
+        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
+                            type_="rate_limit_error", headers={"Retry-After": "1"})
+    if isinstance(exc, ConsensusTimeout):
+        return RequestError(str(exc), status=504, code="consensus_timeout", type_="server_error")
+    return RequestError(str(exc), status=502, code="no_valid_candidate", type_="server_error")
+
+
+def as_request_error(exc: BaseException) -> RequestError | None:
+    """The client-facing error for a known failure (busy queues, context overflow, consensus),
+    or None for a bug."""
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, PoolBusyError):
+        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
+                            type_="rate_limit_error",
+                            headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, ContextOverflowError):
+        return RequestError(str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, ConsensusError):
+        return consensus_error(exc)
+    return None
+
+
+async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
+    """End a stream that already sent its 200 with an OpenAI error event and `[DONE]`."""
+    error = as_request_error(exc)
+    if error is None:
+        log.error("stream failed after it started", exc_info=exc)
+        error = RequestError("internal error; see the node's log", status=500,
+                             type_="server_error")
+    await response.send(json.dumps(error.body()))
+    await response.send("[DONE]")
+    response.stop_streaming()
+
+
+class CompletionRoutes:
+    """POST /v1/chat/completions and /v1/completions."""
+
+    def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig,
+                 consensus: ConsensusService | None = None,
+                 forwarder: RouteForwarder | None = None) -> None:
+        self.pool = pool
+        self.forwarder = forwarder
+        self.api = api
+        self.defaults = defaults
+        self.consensus = consensus or ConsensusService(
+            lambda: pool.instances, lambda source, req: pool.complete(req, source))
+        self.limiter = ClientLimiter(api.max_concurrent_per_client)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions."""
+        async with self.limiter.hold(request.remote or "unknown"):
+            parsed = parse_chat(await _json_body(request),
+                                max_tokens_limit=self.api.max_tokens_limit, max_n=self.api.max_n)
+            return await self._serve(request, parsed, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions."""
+        async with self.limiter.hold(request.remote or "unknown"):
+            parsed = parse_completion(await _json_body(request),
+                                      max_tokens_limit=self.api.max_tokens_limit,
+                                      max_n=self.api.max_n)
+            return await self._serve(request, parsed, chat=False)
+
+    async def _check_prompt(self, parsed: ParsedRequest, chat: bool) -> None:
+        """400 when the prompt is over `[api] max_prompt_tokens` or does not fit the context;
+        the tokenizer runs off the event loop."""
+        tokens = await self.pool.prompt_tokens(parsed.generation)
+        limit = self.api.max_prompt_tokens
+        param = "messages" if chat else "prompt"
+        if tokens > limit:
+            raise RequestError(f"the prompt has {tokens} tokens; this node accepts at most "
+                               f"{limit}", param=param, code="prompt_too_long")
+        try:
+            check_context(tokens, parsed.generation.params.max_tokens, self.pool.context_length)
+        except ContextOverflowError as exc:
+            raise RequestError(str(exc), param=param, code="context_length_exceeded") from None
+
+    def _model_name(self, parsed: ParsedRequest) -> str:
+        wanted = parsed.model
+        if wanted and wanted.lower() not in (self.pool.model_id.lower(), *MODEL_ALIASES):
+            raise RequestError(f"the model {wanted!r} does not exist; this node serves "
+                               f"{self.pool.model_id!r}", status=404, param="model",
+                               code="model_not_found")
+        return self.pool.model_id
+
+    def _options(self, parsed: ParsedRequest) -> SwarmOptions:
+        try:
+            options = options_from(parsed.swarm, self.defaults, self.api.max_n)
+            if options.strategy != "route":
+                from consensus.validators import build_validator
+
+                build_validator(parsed.response_format, regex=options.regex)
+        except (ValueError, RecursionError) as exc:
+            raise RequestError(str(exc), param="swarm", code="invalid_value") from None
+        if options.strategy != "route" and parsed.n > 1:
+            raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
+                               "for the number of candidates", param="n")
+        return options
+
+    async def _serve(self, request: web.Request, parsed: ParsedRequest,
+                     chat: bool) -> web.StreamResponse:
+        model = self._model_name(parsed)
+        options = self._options(parsed)
+        rid = fmt.new_id("chatcmpl" if chat else "cmpl")
+        build = fmt.chat_completion if chat else fmt.text_completion
+        await self._check_prompt(parsed, chat)
+        if options.strategy != "route":
+            if self.consensus.saturated():
+                # Every queue is full: refuse now rather than fan out and wait (or stream a 200).
+                raise PoolBusyError(retry_after_s=1)
+            if parsed.stream:
+                return await self._stream_decision(request, parsed, options, model, rid, chat)
+            decision = await self.consensus.decide(parsed.generation, options,
+                                                   parsed.response_format)
+            assert decision.completion is not None
+            return web.json_response(build(rid, model, [decision.completion],
+                                           {"swarm": decision.to_dict()}))
+        if self.forwarder is not None and parsed.n == 1:
+            relayed = await self.forwarder.maybe_forward(request)
+            if relayed is not None:
+                return relayed
+        if parsed.stream:
+            return await self._stream_route(request, parsed, model, rid, chat)
+        instances = self.pool.pick_many(parsed.n)
+        started = time.perf_counter()
+        latencies = [0.0] * parsed.n
+
+        async def one(i: int) -> Completion:
+            completion = await self.pool.complete(_seeded(parsed.generation, i), instances[i])
+            latencies[i] = time.perf_counter() - started
+            return completion
+
+        async with task_group() as tg:
+            tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
+        choices = [t.result() for t in tasks]
+        return web.json_response(build(rid, model, choices,
+                                       {"swarm": _route_report(instances, latencies, choices)}))
+
+    async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
+                            rid: str, chat: bool) -> web.StreamResponse:
+        chunks = fmt.ChunkBuilder(rid, model, chat)
+        instances = self.pool.pick_many(parsed.n)
+        streams = [self.pool.stream(_seeded(parsed.generation, i), instances[i])
+                   for i in range(parsed.n)]
+        # The first event comes before the 200 so that bad prompts still get a 4xx.
+        first = await anext(aiter(streams[0]))
+        response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
+        await response.prepare(request)
+        try:
+            await self._pump_route(response, parsed, chunks, streams, first, chat)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # the 200 is gone: the error travels as the last event
+            await _send_error(response, exc)
+        return response
+
+    async def _pump_route(self, response: EventSourceResponse, parsed: ParsedRequest,
+                          chunks: fmt.ChunkBuilder, streams: list[Any], first: Any,
+                          chat: bool) -> None:
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        totals = {"prompt": 0, "completion": 0}
+
+        async def pump(index: int) -> None:
+            async with aclosing(streams[index]) as events:
+                async for event in events:
+                    await queue.put((index, event))
+
+        async def send(index: int, event: Any) -> None:
+            if isinstance(event, StreamEnd):
+                totals["prompt"] = event.prompt_tokens
+                totals["completion"] += event.completion_tokens
+                await response.send(json.dumps(chunks.finish(index, event.finish_reason)))
+            elif event.text:
+                await response.send(json.dumps(chunks.delta(index, event.text)))
+
+        async with task_group() as tg:
+            if chat:
+                for i in range(parsed.n):
+                    await response.send(json.dumps(chunks.role(i)))
+            await send(0, first)
+            pumps = [tg.create_task(pump(i)) for i in range(parsed.n)]
+            ended = 1 if isinstance(first, StreamEnd) else 0
+            while ended < parsed.n:
+                index, event = await queue.get()
+                ended += isinstance(event, StreamEnd)
+                await send(index, event)
+            for task in pumps:
+                task.cancel()
+        if parsed.include_usage:
+            await response.send(json.dumps(chunks.usage(totals["prompt"], totals["completion"])))
+        await response.send("[DONE]")
+        response.stop_streaming()
+
+    async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
+                               options: SwarmOptions, model: str, rid: str,
+                               chat: bool) -> web.StreamResponse:
+        """Keep the stream alive with SSE comments while candidates run, then stream the winner."""
+        chunks = fmt.ChunkBuilder(rid, model, chat)
+        response = EventSourceResponse(sep="\n", ping_interval=2, allow_all_methods=True)
+        await response.prepare(request)
+        try:
+            decision: Decision = await self.consensus.decide(parsed.generation, options,
+                                                             parsed.response_format)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # ConsensusError and bugs alike: the 200 is already sent
+            await _send_error(response, exc)
+            return response
+        winner = decision.completion
+        assert winner is not None
+        if chat:
+            await response.send(json.dumps(chunks.role(0)))
+        for piece in re.findall(r"\s*\S+|\s+$", winner.text):
+            await response.send(json.dumps(chunks.delta(0, piece)))
+        final = chunks.finish(0, winner.finish_reason)
+        final["swarm"] = decision.to_dict()
+        await response.send(json.dumps(final))
+        if parsed.include_usage:
+            await response.send(json.dumps(chunks.usage(winner.prompt_tokens,
+                                                         winner.completion_tokens)))
+        await response.send("[DONE]")
+        response.stop_streaming()
+        return response
+
+
+async def _json_body(request: web.Request) -> Any:
+    return parse_json_body(await request.read())

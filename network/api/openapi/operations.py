@@ -1,0 +1,224 @@
+"""The paths half of /openapi.json: every operation a node can serve, described once.
+
+`OPERATIONS` maps (path, method) to its OpenAPI operation; network/api/openapi/document.py lists those the
+app's router has. The bodies and answers named here by `$ref` are in network/api/openapi/schemas.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from network.membership.records import PeerState
+from network.wire.messages import MAX_NONCE_CHARS
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+SSE = "text/event-stream"
+_ERROR_CODES = {
+    400: "Invalid input (the error names the parameter)",
+    401: "Missing or wrong API key; on federation routes (and forwarded requests) a missing, "
+         "malformed, stale (over 30 s of skew), wrongly signed or replayed swarm signature",
+    403: "Signed with a swarm key this node does not accept; for approve, not sent from the "
+         "node's own machine",
+    404: "Unknown model",
+    409: "The vote is running already, or was cancelled; for approve, the approved list is full",
+    413: "Request body over [api] max_body_bytes",
+    415: "Content-Type is neither JSON nor msgpack",
+    429: "Busy (every queue full, or too many requests from this client): see Retry-After",
+    500: "The backend failed to generate",
+    502: "No candidate of a consensus was usable",
+    503: "The node is shutting down",
+    504: "The consensus deadline passed without a quorum",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {JSON: {"schema": schema}}
+
+
+def error_responses(*codes: int, notes: dict[int, str] | None = None) -> dict[str, Any]:
+    """Error responses for `codes`; `notes` replaces the usual description of some codes."""
+    out: dict[str, Any] = {}
+    for code in codes:
+        headers = ({"Retry-After": {"description": "seconds to wait before retrying",
+                                    "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+                   if code == 429 else {})
+        description = (notes or {}).get(code, _ERROR_CODES[code])
+        out[str(code)] = {"description": description, "content": _json(_ref("Error")),
+                          **({"headers": headers} if headers else {})}
+    out["default"] = {"description": "Any other error, in the same body",
+                      "content": _json(_ref("Error"))}
+    return out
+
+
+# The swarm-key signature of network/trust/signing.py: HMAC-SHA256 over method, path and query,
+# timestamp, nonce and the body's SHA-256.
+_SIGNED_HEADERS = [
+    {"name": "X-Swarm-Key-Id", "in": "header", "required": True,
+     "description": "fingerprint of the signing swarm key (never the key)",
+     "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+    {"name": "X-Swarm-Timestamp", "in": "header", "required": True,
+     "description": "the sender's wall clock in whole Unix seconds; more than 30 s off is refused",
+     "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
+    {"name": "X-Swarm-Nonce", "in": "header", "required": True,
+     "description": "fresh per request; a nonce seen before is refused (replay)",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}},
+    {"name": "X-Swarm-Signature", "in": "header", "required": True,
+     "description": "hex HMAC-SHA256 with the swarm key over the request",
+     "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+]
+_REPLY_HEADERS = {
+    "X-Swarm-Key-Id": {"description": "fingerprint of the key that signed this answer",
+                       "schema": {"type": "string"}},
+    "X-Swarm-Signature": {"description": "HMAC-SHA256 over the caller's nonce and this body",
+                          "schema": {"type": "string"}},
+}
+_FORWARDED = ("A peer forwarding a route-mode request adds X-Local-Swarm-Forwarded and signs it "
+              "with the swarm key (the X-Swarm-* headers of /v1/federation/vote); that header "
+              "without a valid signature is refused with 401 or 403.")
+# One server-sent event: `data:` carries a chunk as JSON (chat.completion.chunk or
+# text_completion; an error body if the request fails after the 200), the last one `[DONE]`.
+_SSE_EVENT = {"type": "object", "required": ["data"],
+              "properties": {"data": {"type": "string"}, "event": {"type": "string"}}}
+_NUMBER_QUERY = {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*$"}
+_PEER_FILTERS = [
+    {"name": "min_ram_gb", "in": "query", "required": False, "schema": _NUMBER_QUERY,
+     "description": "only nodes with at least this much RAM (GB)"},
+    {"name": "min_vram_gb", "in": "query", "required": False, "schema": _NUMBER_QUERY,
+     "description": "only nodes with at least this much GPU memory (GB)"},
+    {"name": "model", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+     "description": "only nodes serving this model id (case-insensitive)"},
+    {"name": "status", "in": "query", "required": False,
+     "schema": {"enum": [state.value for state in PeerState]}},
+    {"name": "idle", "in": "query", "required": False,
+     "schema": {"enum": ["true", "1", "yes", "false", "0", "no"]}},
+]
+
+# (path, method) -> operation. The federation routes are those of network/federation/server.py.
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/health", "get"): {
+        "operationId": "health", "summary": "Liveness and load of this node",
+        "responses": {"200": {"description": "The node is up",
+                              "content": _json(_ref("Health"))}}},
+    ("/openapi.json", "get"): {
+        "operationId": "openapi", "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.1 document",
+                              "content": _json({"type": "object"})}}},
+    ("/v1/models", "get"): {
+        "operationId": "listModels", "summary": "The model this node serves (OpenAI format)",
+        "responses": {"200": {"description": "A list with one model",
+                              "content": _json(_ref("ModelList"))}, **error_responses(401)}},
+    ("/v1/chat/completions", "post"): {
+        "operationId": "createChatCompletion",
+        "summary": "Chat completion: one instance (route) or a consensus (the swarm field)",
+        "description": _FORWARDED,
+        "requestBody": {"required": True, "content": _json(_ref("ChatRequest"))},
+        "responses": {"200": {"description": "The completion, or SSE chunks ending in "
+                                             "`data: [DONE]` when stream is true",
+                              "content": {JSON: {"schema": _ref("ChatCompletion")},
+                                          SSE: {"schema": _SSE_EVENT}}},
+                      **error_responses(400, 401, 403, 404, 413, 429, 502, 504)}},
+    ("/v1/completions", "post"): {
+        "operationId": "createCompletion", "summary": "Text completion of a raw prompt",
+        "description": _FORWARDED,
+        "requestBody": {"required": True, "content": _json(_ref("CompletionRequest"))},
+        "responses": {"200": {"description": "The completion, or SSE chunks ending in "
+                                             "`data: [DONE]` when stream is true",
+                              "content": {JSON: {"schema": _ref("TextCompletion")},
+                                          SSE: {"schema": _SSE_EVENT}}},
+                      **error_responses(400, 401, 403, 404, 413, 429, 502, 504)}},
+    ("/v1/federation/health", "get"): {
+        "operationId": "federationHealth", "tags": ["federation"],
+        "summary": "The heartbeat: identity, load and capacity (msgpack when Accept asks)",
+        "description": "With a nonce the answer is signed over it (X-Swarm-Signature), with the "
+                       "accepted key the caller names in X-Swarm-Key-Id, else the current one; "
+                       "without a nonce it is an unsigned read-only view.",
+        "parameters": [{"name": "nonce", "in": "query", "required": False,
+                        "description": "echoed in the heartbeat, which is signed over it",
+                        "schema": {"type": "string",
+                                   "pattern": rf"^[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}$"}},
+                       {"name": "X-Swarm-Key-Id", "in": "header", "required": False,
+                        "description": "the fingerprint the caller would like the answer "
+                                       "signed with",
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "This node's heartbeat",
+                              "headers": _REPLY_HEADERS,
+                              "content": {JSON: {"schema": _ref("Heartbeat")},
+                                          MSGPACK: {"schema": _ref("Heartbeat")}}},
+                      **error_responses(400, 401, 403)}},
+    ("/v1/federation/peers", "get"): {
+        "operationId": "federationPeers", "tags": ["federation"],
+        "summary": "This node (marked self) and every peer it tracks, filtered",
+        "parameters": _PEER_FILTERS,
+        "responses": {"200": {"description": "The peer table",
+                              "content": _json(_ref("PeerList"))}, **error_responses(400, 401, 403)}},
+    ("/v1/federation/approve", "post"): {
+        "operationId": "federationApprove", "tags": ["federation"],
+        "summary": "Approve (or revoke) a peer's node id (--approve-peers); this machine only",
+        "description": "Accepted only from a loopback address (`python main.py peers approve "
+                       "ID`); needs the API key when [api] keys is set. Approving an id not "
+                       "seen yet is allowed; `state` is then null.",
+        "requestBody": {"required": True, "content": _json(_ref("ApproveRequest"))},
+        "responses": {"200": {"description": "The approval as stored, and the peer's state",
+                              "content": _json(_ref("ApproveReply"))},
+                      **error_responses(400, 401, 403, 409, 413, 500, notes={
+                          500: "The approval could not be saved"})}},
+    ("/v1/federation/vote", "post"): {
+        "operationId": "federationVote", "tags": ["federation"],
+        "summary": "Generate one consensus candidate on this node (JSON or msgpack)",
+        "description": "Signed with the swarm key; the answer is signed over the request's nonce.",
+        "parameters": _SIGNED_HEADERS,
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("VoteRequest")},
+                                                      MSGPACK: {"schema": _ref("VoteRequest")}}},
+        "responses": {"200": {"description": "The candidate, in the request's format",
+                              "headers": _REPLY_HEADERS,
+                              "content": {JSON: {"schema": _ref("VoteReply")},
+                                          MSGPACK: {"schema": _ref("VoteReply")}}},
+                      **error_responses(400, 401, 403, 409, 413, 415, 429, 500, 503)}},
+    ("/v1/federation/cancel", "post"): {
+        "operationId": "federationCancel", "tags": ["federation"],
+        "summary": "Stop a running vote (or one that has not arrived yet)",
+        "description": "Signed with the swarm key; the answer is signed over the request's nonce.",
+        "parameters": _SIGNED_HEADERS,
+        "requestBody": {"required": True,
+                        "content": {JSON: {"schema": _ref("CancelRequest")},
+                                    MSGPACK: {"schema": _ref("CancelRequest")}}},
+        "responses": {"200": {"description": "Whether a running vote was stopped",
+                              "headers": _REPLY_HEADERS,
+                              "content": _json(_ref("CancelReply"))},
+                      **error_responses(400, 401, 403, 413, 415)}},
+    ("/v1/federation/election", "post"): {
+        "operationId": "federationElection", "tags": ["federation"],
+        "summary": "One coordinator-election message (Claim, Ack or Announce; JSON or msgpack)",
+        "description": "Signed with the swarm key; the answer (the messages this node sends "
+                       "back, at most 8) is signed over the request's nonce, in msgpack when "
+                       "Accept asks for it, else in the request's format.",
+        "parameters": _SIGNED_HEADERS,
+        "requestBody": {"required": True,
+                        "content": {JSON: {"schema": _ref("ElectionEnvelope")},
+                                    MSGPACK: {"schema": _ref("ElectionEnvelope")}}},
+        "responses": {"200": {"description": "The messages sent back to the sender",
+                              "headers": _REPLY_HEADERS,
+                              "content": {JSON: {"schema": _ref("ElectionReply")},
+                                          MSGPACK: {"schema": _ref("ElectionReply")}}},
+                      **error_responses(400, 401, 403, 413, 415, 500, 503, notes={
+                          500: "The election failed to handle the message",
+                          503: "This node takes no part in the election"})}},
+    ("/v1/federation/plan", "get"): {
+        "operationId": "federationPlan", "tags": ["federation"],
+        "summary": "The coordinator's swarm plan: members, weights, consensus sources",
+        "description": "A read-only view; a request signed with the swarm key (the X-Swarm-* "
+                       "headers, over GET, this path and an empty body) is verified and its "
+                       "answer signed over the request's nonce.",
+        "parameters": [{**h, "required": False} for h in _SIGNED_HEADERS],
+        "responses": {"200": {"description": "The plan (msgpack when Accept asks for it)",
+                              "headers": _REPLY_HEADERS,
+                              "content": {JSON: {"schema": _ref("SwarmPlan")},
+                                          MSGPACK: {"schema": _ref("SwarmPlan")}}},
+                      **error_responses(401, 403, 503, notes={
+                          503: "No coordinator plan yet (this node does not lead)"})}},
+}

@@ -1,0 +1,202 @@
+"""The components half of /openapi.json: the JSON Schemas of every body and answer, by name.
+
+`SCHEMAS` holds the OpenAI-side bodies (the request schemas are those the handlers validate
+with, network/api/openai/schema.py) and the federation wire messages (network/wire/messages.py,
+network/wire/election.py), with the same size limits the codec enforces.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from consensus.service import SWARM_SCHEMA
+from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
+from network.wire.election import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
+from network.wire.messages import (
+    FINISH_REASONS,
+    MAX_CAPABILITIES,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PRIORITY,
+    MAX_STOP,
+    MAX_TERM,
+    MAX_TEXT_CHARS,
+    MAX_TOKENS,
+    MAX_TURNS,
+)
+
+_ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+       "maxLength": MAX_ID_CHARS}
+_USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+          "properties": {k: {"type": "integer", "minimum": 0}
+                         for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+_FINISH = {"enum": ["stop", "length"]}
+_SWARM_REPORT = {
+    "type": "object", "description": "How the answer was chosen",
+    "required": ["strategy", "candidates"],
+    "properties": {
+        "strategy": {"type": "string"}, "winner": {"type": ["string", "null"]},
+        "early_stop": {"type": "boolean"},
+        "candidates": {"type": "array", "items": {"type": "object", "properties": {
+            "source": {"type": "string"}, "latency_ms": {"type": "number"},
+            "tokens": {"type": ["integer", "null"]}, "score": {"type": ["number", "null"]},
+            "votes": {"type": ["number", "null"]}, "valid": {"type": "boolean"},
+            "error": {"type": ["string", "null"]}}}}}}
+
+
+def _completion(obj: str, choice: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object",
+            "required": ["id", "object", "created", "model", "choices", "usage"],
+            "properties": {"id": {"type": "string"}, "object": {"const": obj},
+                           "created": {"type": "integer"}, "model": {"type": "string"},
+                           "system_fingerprint": {"type": ["string", "null"]},
+                           "choices": {"type": "array", "items": choice},
+                           "usage": _USAGE, "swarm": _SWARM_REPORT}}
+
+
+_TURN = {"type": "array", "prefixItems": [{"type": "string", "maxLength": 32},
+                                          {"type": "string", "maxLength": MAX_TEXT_CHARS}],
+         "minItems": 2, "maxItems": 2}
+_WIRE_VERSION = {"const": 1, "description": "wire version"}
+_TERM = {"type": "integer", "minimum": 0, "maximum": MAX_TERM}
+_SCORE = {"type": "number", "minimum": 0, "maximum": MAX_SCORE}
+_PRIORITY = {"type": ["integer", "null"], "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY,
+             "description": "coordinator priority; null: never coordinator"}
+_CANDIDATE = {"type": "object", "required": ["node_id", "priority", "score"],
+              "properties": {"node_id": _ID, "priority": _PRIORITY, "score": _SCORE}}
+
+
+def _election_message(versioned: bool) -> dict[str, Any]:
+    """A Claim, Ack or Announce (network/wire/election.py); `versioned` for a request body."""
+    common: dict[str, Any] = {"kind": {"enum": ["claim", "ack", "announce"]}, "term": _TERM}
+    if versioned:
+        common["v"] = _WIRE_VERSION
+    return {"type": "object", "required": [*(["v"] if versioned else []), "kind", "term"],
+            "properties": common, "oneOf": [
+                {"required": ["candidate"],
+                 "properties": {"kind": {"const": "claim"}, "candidate": _CANDIDATE}},
+                {"required": ["voter", "candidate", "granted"],
+                 "properties": {"kind": {"const": "ack"}, "voter": _ID, "candidate": _ID,
+                                "granted": {"type": "boolean"}, "seen_term": _TERM}},
+                {"required": ["coordinator"],
+                 "properties": {"kind": {"const": "announce"}, "coordinator": _CANDIDATE}}]}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]},
+                       "code": {"type": ["string", "null"]}}}}},
+    "Health": {"type": "object", "required": ["status", "model", "instances"], "properties": {
+        "status": {"const": "ok"}, "model": {"type": "string"}, "backend": {"type": "string"},
+        "instances": {"type": "integer", "minimum": 1},
+        "load": {"type": "number", "minimum": 0, "maximum": 1},
+        "queue_depth": {"type": "integer", "minimum": 0}, "uptime_s": {"type": "number"}}},
+    "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
+        "object": {"const": "list"}, "data": {"type": "array", "items": {
+            "type": "object", "required": ["id", "object"],
+            "properties": {"id": {"type": "string"}, "object": {"const": "model"},
+                           "created": {"type": "integer"}, "owned_by": {"type": "string"}}}}}},
+    "SwarmOptions": SWARM_SCHEMA,
+    "ChatRequest": CHAT_SCHEMA,
+    "CompletionRequest": COMPLETION_SCHEMA,
+    "ChatCompletion": _completion("chat.completion", {
+        "type": "object", "required": ["index", "message", "finish_reason"],
+        "properties": {"index": {"type": "integer"}, "finish_reason": _FINISH,
+                       "message": {"type": "object", "properties": {
+                           "role": {"const": "assistant"}, "content": {"type": "string"}}}}}),
+    "TextCompletion": _completion("text_completion", {
+        "type": "object", "required": ["index", "text", "finish_reason"],
+        "properties": {"index": {"type": "integer"}, "text": {"type": "string"},
+                       "finish_reason": _FINISH}}),
+    "Heartbeat": {"type": "object", "required": ["v", "node_id", "boot_id", "protocol",
+                                                 "api_port"], "properties": {
+        "v": _WIRE_VERSION, "node_id": _ID, "boot_id": _ID,
+        "protocol": {"type": "integer"}, "api_port": {"type": "integer"},
+        "swarm": {"type": "string", "description": "the swarm key's fingerprint, never the key"},
+        "model_id": {"type": "string"}, "instances": {"type": "integer"},
+        "load": {"type": "number"}, "queue_depth": {"type": "integer"},
+        "capabilities": {"type": "array", "items": {"type": "string"},
+                         "maxItems": MAX_CAPABILITIES},
+        "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
+        "vram_gb": {"type": "number"}, "term": {"type": "integer"},
+        "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
+        "nonce": {"type": ["string", "null"]}}},
+    "PeerList": {"type": "object", "required": ["object", "node_id", "data"], "properties": {
+        "object": {"const": "list"}, "node_id": {"type": "string"},
+        "term": {"type": ["integer", "null"], "description": "this node's election term"},
+        "coordinator": {"type": ["string", "null"],
+                        "description": "the coordinator this node follows (its own id when "
+                                       "it leads)"},
+        "role": {"enum": ["coordinator", "follower", "candidate", None]},
+        "discovery": {"type": "object"},
+        "data": {"type": "array", "items": {
+            "type": "object", "required": ["node_id", "self", "state"],
+            "properties": {"node_id": {"type": "string"}, "self": {"type": "boolean"},
+                           "state": {"type": "string"}, "address": {"type": ["string", "null"]},
+                           "api_port": {"type": ["integer", "null"]},
+                           "model": {"type": ["string", "null"]},
+                           "load": {"type": ["number", "null"]},
+                           "queue_depth": {"type": ["integer", "null"]},
+                           "last_seen_s_ago": {"type": ["number", "null"]},
+                           "reason": {"type": ["string", "null"]},
+                           "term": {"type": ["integer", "null"]},
+                           "coordinator": {"type": "boolean", "description": "this node's "
+                                           "coordinator (self), or a peer leading by its own "
+                                           "heartbeat"}}}}}},
+    "VoteRequest": {
+        "type": "object", "required": ["v", "request_id"],
+        "description": "exactly one of messages (non-empty) or prompt",
+        "oneOf": [{"required": ["messages"], "properties": {"messages": {"minItems": 1},
+                                                            "prompt": {"type": "null"}}},
+                  {"required": ["prompt"], "properties": {"prompt": {"type": "string"},
+                                                          "messages": {"maxItems": 0}}}],
+        "properties": {
+            "v": _WIRE_VERSION, "request_id": _ID,
+            "messages": {"type": "array", "items": _TURN, "maxItems": MAX_TURNS},
+            "prompt": {"type": ["string", "null"], "maxLength": MAX_TEXT_CHARS},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "seed": {"type": ["integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1},
+            "stop": {"type": "array", "items": {"type": "string", "maxLength": MAX_NAME_CHARS},
+                     "maxItems": MAX_STOP}}},
+    "VoteReply": {"type": "object", "required": [
+        "v", "request_id", "text", "logprobs", "finish_reason", "prompt_tokens",
+        "completion_tokens", "latency_s", "node_id"], "properties": {
+        "v": _WIRE_VERSION, "request_id": _ID, "text": {"type": "string"},
+        "logprobs": {"type": "array", "items": {"type": "number"}},
+        "finish_reason": {"enum": list(FINISH_REASONS)},
+        "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+        "latency_s": {"type": "number"}, "node_id": _ID}},
+    "ApproveRequest": {"type": "object", "required": ["node_id"], "properties": {
+        "node_id": _ID,
+        "approved": {"type": "boolean", "default": True, "description": "false revokes"}}},
+    "ApproveReply": {"type": "object", "required": ["node_id", "approved", "state"],
+                     "properties": {"node_id": {"type": "string"}, "approved": {"type": "boolean"},
+                                    "state": {"type": ["string", "null"]},
+                                    "approve_peers": {"type": "boolean"}}},
+    "CancelRequest": {"type": "object", "required": ["v", "request_id"],
+                      "properties": {"v": _WIRE_VERSION, "request_id": _ID}},
+    "CancelReply": {"type": "object", "required": ["request_id", "cancelled"],
+                    "properties": {"request_id": {"type": "string"},
+                                   "cancelled": {"type": "boolean"}}},
+    "ElectionEnvelope": _election_message(versioned=True),
+    "ElectionReply": {"type": "object", "required": ["v", "messages"], "properties": {
+        "v": _WIRE_VERSION, "messages": {"type": "array", "items": _election_message(False),
+                                         "maxItems": MAX_REPLY_MESSAGES}}},
+    "SwarmPlan": {"type": "object", "required": ["v", "term", "coordinator", "issued_at",
+                                                 "members", "consensus"], "properties": {
+        "v": _WIRE_VERSION, "term": _TERM, "coordinator": _ID,
+        "issued_at": {"type": "number", "description": "the coordinator's wall clock (Unix s)"},
+        "members": {"type": "array", "maxItems": MAX_PLAN_MEMBERS, "items": {
+            "type": "object", "required": ["node_id", "score", "load", "queue_depth",
+                                           "instances", "weight"],
+            "properties": {"node_id": _ID, "score": _SCORE,
+                           "load": {"type": "number", "minimum": 0, "maximum": 1},
+                           "queue_depth": {"type": "integer", "minimum": 0},
+                           "instances": {"type": "integer", "minimum": 0},
+                           "weight": _SCORE}}},
+        "consensus": {"type": "array", "items": _ID, "maxItems": MAX_PLAN_MEMBERS,
+                      "description": "member node ids, the preferred consensus sources first"}}},
+}

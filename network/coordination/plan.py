@@ -1,0 +1,50 @@
+"""The coordinator's swarm plan: members with weights, and who takes part in consensus."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from network.federation.sources import VOTE_CAPABILITY, RemoteSource
+from network.membership.table import Peer, PeerState
+from network.wire.election import PlanMember, SwarmPlan
+
+
+def member_of(peer: Peer) -> PlanMember | None:
+    """A plan member for an ALIVE peer whose heartbeat offers votes, else None."""
+    beat = peer.heartbeat
+    if peer.state is not PeerState.ALIVE or beat is None or VOTE_CAPABILITY not in beat.capabilities:
+        return None
+    return PlanMember(node_id=peer.node_id, score=beat.bench_score, load=beat.load,
+                      queue_depth=beat.queue_depth, instances=beat.instances, weight=1.0)
+
+
+def choose_consensus(members: Iterable[PlanMember]) -> tuple[str, ...]:
+    """Members for consensus, preferred first: ones with a free instance before saturated ones
+    (those only when no member has room), then lower load, higher score, smaller id."""
+    ordered = sorted(members, key=lambda m: (m.load >= 1.0, m.load, -m.score, m.node_id))
+    free = [m.node_id for m in ordered if m.load < 1.0]
+    return tuple(free) if free else tuple(m.node_id for m in ordered)
+
+
+def build_plan(term: int, local: PlanMember, peers: Iterable[Peer], *,
+               issued_at: float) -> SwarmPlan:
+    """The plan the coordinator `local` publishes for `term` from its own peer table.
+
+    Weights are benchmark scores relative to the fastest member (1.0 each when none benchmarked).
+    """
+    members = [local, *(m for p in peers if (m := member_of(p)) is not None)]
+    fastest = max(m.score for m in members)
+    members = [replace(m, weight=round(m.score / fastest, 4) if fastest > 0 else 1.0)
+               for m in members]
+    return SwarmPlan(term=term, coordinator=local.node_id, issued_at=issued_at,
+                     members=tuple(sorted(members, key=lambda m: m.node_id)),
+                     consensus=choose_consensus(members))
+
+
+def planned(remotes: Sequence[RemoteSource], members: Sequence[str] | None) -> list[RemoteSource]:
+    """The peers a consensus request may use: all of `remotes` without a coordinator plan, else
+    those the plan picks (in the plan's order) that this node also sees alive."""
+    if members is None:
+        return list(remotes)
+    by_id = {r.node_id: r for r in remotes}
+    return [by_id[m] for m in members if m in by_id]

@@ -1,0 +1,385 @@
+"""Finding peers: the zeroconf adapter (advertise + browse) and manual peers from a list or file."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import Error as ZeroconfError
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from network.wire import txt
+from network.wire.txt import SERVICE_TYPE, PeerAdvert
+from swarm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RESOLVE_TIMEOUT_MS = 3000
+_LABEL_BYTES = 63
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+", re.ASCII)
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """A manual peer's API endpoint; `str()` gives "host:port" (IPv6 in brackets)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Found:
+    """mDNS resolved a peer (Added or Updated): its advert and first IPv4 address (all in order)."""
+
+    advert: PeerAdvert
+    address: str
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A peer said goodbye over mDNS."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class AddressAdded:
+    """A manual peer address appeared (command line, config or peers file)."""
+
+    address: Address
+
+
+@dataclass(frozen=True)
+class AddressRemoved:
+    """A manual peer address was taken out of the peers file."""
+
+    address: Address
+
+
+DiscoveryEvent = Found | Gone | AddressAdded | AddressRemoved
+
+
+class DiscoveryUnavailable(ConfigError, RuntimeError):
+    """mDNS cannot run here; `reason` says why, and the message says to use manual peers."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"mDNS discovery unavailable: {reason}; "
+                         "list peers with --peer HOST:PORT (and --no-mdns) instead")
+
+
+def parse_address(text: str) -> Address:
+    """"HOST:PORT" or "[IPv6]:PORT" as an `Address`; ValueError naming the entry otherwise."""
+    entry = text.strip()
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^\s:\[\]]+):([0-9]{1,5})", entry)
+    if match is None:
+        raise ValueError(f"peer {text!r} is not HOST:PORT")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"peer {text!r}: port {port} is outside 1..65535")
+    return Address(host, port)
+
+
+def instance_label(name: str, node_id: str) -> str:
+    """"<name>-<node_id>" as one DNS label (letters, digits, '-'), at most 63 bytes."""
+    node = _UNSAFE.sub("-", node_id).strip("-")[:_LABEL_BYTES] or "node"
+    room = _LABEL_BYTES - len(node) - 1
+    host = _UNSAFE.sub("-", name).strip("-")[:room].strip("-") if room > 0 else ""
+    return f"{host}-{node}" if host else node
+
+
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return ("UDP port 5353 is taken by another mDNS responder "
+                "(for avahi, set disallow-other-stacks=no)")
+    if (isinstance(exc, OSError) and exc.errno == errno.ENODEV) or "No interfaces" in str(exc):
+        return f"no multicast-capable interface to listen on ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class MdnsDiscovery:
+    """Advertises `advert` on `interfaces` and reports peers found or gone to `on_event`."""
+
+    def __init__(self, advert: PeerAdvert, addresses: list[str], interfaces: list[str],
+                 on_event: Callable[[DiscoveryEvent], None], *, name: str | None = None) -> None:
+        if not addresses:
+            raise ValueError("MdnsDiscovery needs at least one address to advertise")
+        txt.encode(advert)  # a bad advert fails here, not inside zeroconf
+        self._advert = advert
+        self._addresses = list(addresses)
+        self._interfaces = list(interfaces)
+        self._on_event = on_event
+        self._label = instance_label(name or socket.gethostname().split(".")[0], advert.node_id)
+        self._zc: AsyncZeroconf | None = None
+        self._info = self._service_info(f"{self._label}.{SERVICE_TYPE}", advert)
+        self._browser: AsyncServiceBrowser | None = None
+        self._queue: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._announcing: asyncio.Task[None] | None = None
+        self._resolving: dict[str, asyncio.Task[None]] = {}  # the latest resolve per name
+        self._resolvers: set[asyncio.Task[None]] = set()  # every resolve not yet finished
+        self._registered = False
+        self._known: dict[str, str] = {}  # service name -> node id, for Gone
+        self._garbage: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        """Our service instance name (zeroconf may have renamed it on a conflict)."""
+        return self._info.name
+
+    async def start(self) -> None:
+        """Browse, then register without probing (the node id makes the name unique).
+
+        Returns before the announcements finish; raises `DiscoveryUnavailable` when mDNS cannot
+        run here. `close()` is safe after a failed or cancelled start.
+        """
+        if self._zc is not None:
+            raise RuntimeError("MdnsDiscovery already started")
+        if not self._interfaces:
+            raise DiscoveryUnavailable("no LAN interface to listen on")
+        try:
+            self._zc = AsyncZeroconf(interfaces=self._interfaces)
+        except (OSError, RuntimeError, ZeroconfError) as exc:
+            raise DiscoveryUnavailable(_explain(exc)) from exc
+        self._dispatcher = asyncio.create_task(self._dispatch(self._zc.zeroconf),
+                                               name="mdns-dispatch")
+        # QM (multicast) questions: a unicast answer to port 5353 lands on a random socket when
+        # another responder (avahi, a second node on this host) shares the port, and is lost.
+        self._browser = AsyncServiceBrowser(self._zc.zeroconf, [SERVICE_TYPE],
+                                            handlers=[self._on_state_change],
+                                            question_type=DNSQuestionType.QM)
+        try:
+            announced = await self._zc.async_register_service(
+                self._info, allow_name_change=True, cooperating_responders=True)
+        except (OSError, RuntimeError, ZeroconfError) as exc:
+            await self.close()
+            raise DiscoveryUnavailable(_explain(exc)) from exc
+        self._registered = True
+        self._announce(announced)
+        log.info("advertising %s on %s (addresses %s)", self._info.name,
+                 ", ".join(self._interfaces), ", ".join(self._addresses))
+
+    async def update(self, advert: PeerAdvert) -> None:
+        """Re-announce with a new advert (same node id); also how peers re-find us after a cut."""
+        if advert.node_id != self._advert.node_id:
+            raise ValueError("update() cannot change the node id")
+        txt.encode(advert)
+        self._advert = advert
+        self._info = self._service_info(self._info.name, advert)
+        if self._zc is None or not self._registered:
+            return
+        try:
+            self._announce(await self._zc.async_update_service(self._info))
+        except (OSError, RuntimeError, ZeroconfError) as exc:
+            raise DiscoveryUnavailable(_explain(exc)) from exc
+
+    async def refresh_interfaces(self) -> None:
+        """Rescan the pinned interfaces (sockets for ones that came back) and re-announce."""
+        if self._zc is None:
+            return
+        try:
+            await self._zc.async_update_interfaces()
+        except (OSError, RuntimeError, ZeroconfError) as exc:
+            raise DiscoveryUnavailable(_explain(exc)) from exc
+        await self.update(self._advert)
+
+    async def close(self) -> None:
+        """Stop browsing, say goodbye (peers see Removed at once) and close zeroconf."""
+        zc, self._zc = self._zc, None
+        if zc is None:
+            return
+        if self._browser is not None:
+            await self._browser.async_cancel()
+            self._browser = None
+        tasks = [t for t in (self._dispatcher, self._announcing, *self._resolvers) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._dispatcher = self._announcing = None
+        self._resolving.clear()
+        try:
+            if self._registered:
+                self._registered = False
+                await (await zc.async_unregister_service(self._info))
+        except (OSError, RuntimeError, ZeroconfError) as exc:
+            log.warning("mDNS goodbye for %s failed: %s", self._info.name, exc)
+        await zc.async_close()
+
+    def _service_info(self, name: str, advert: PeerAdvert) -> AsyncServiceInfo:
+        return AsyncServiceInfo(SERVICE_TYPE, name, port=advert.api_port,
+                                properties=txt.encode(advert), server=f"{self._label}.local.",
+                                parsed_addresses=self._addresses)
+
+    def _announce(self, announced: Awaitable[object]) -> None:
+        """Own the wait for zeroconf's announcement broadcasts (a newer one supersedes it)."""
+        if self._announcing is not None:
+            self._announcing.cancel()
+        self._announcing = asyncio.create_task(self._finish(announced), name="mdns-announce")
+
+    async def _finish(self, announced: Awaitable[object]) -> None:
+        try:
+            await announced
+        except (OSError, RuntimeError, ZeroconfError) as exc:
+            log.warning("mDNS announcement of %s failed: %s", self._info.name, exc)
+
+    def _on_state_change(self, zeroconf: Zeroconf, service_type: str, name: str,
+                         state_change: ServiceStateChange) -> None:
+        """zeroconf's synchronous browser callback: only enqueue."""
+        self._queue.put_nowait((name, state_change))
+
+    async def _dispatch(self, zc: Zeroconf) -> None:
+        while True:
+            name, change = await self._queue.get()
+            if name == self._info.name:
+                continue
+            previous = self._resolving.pop(name, None)
+            if previous is not None:
+                previous.cancel()  # a newer state of this name supersedes the pending resolve
+            if change is ServiceStateChange.Removed:
+                node_id = self._known.pop(name, None)
+                if node_id is not None:
+                    self._emit(Gone(node_id))
+                continue
+            task = asyncio.create_task(self._resolve(zc, name), name=f"mdns-resolve {name}")
+            self._resolving[name] = task
+            self._resolvers.add(task)
+            task.add_done_callback(functools.partial(self._resolved, name))
+
+    def _resolved(self, name: str, task: asyncio.Task[None]) -> None:
+        self._resolvers.discard(task)
+        if self._resolving.get(name) is task:
+            del self._resolving[name]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("resolving %s failed", name, exc_info=task.exception())
+
+    async def _resolve(self, zc: Zeroconf, name: str) -> None:
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        if not await info.async_request(zc, RESOLVE_TIMEOUT_MS, DNSQuestionType.QM):
+            log.info("no answer resolving %s within %d ms", name, RESOLVE_TIMEOUT_MS)
+            return
+        try:
+            advert = txt.decode(dict[bytes | str, bytes | str | None](info.properties.items()))
+        except txt.TxtError as exc:
+            if name not in self._garbage:
+                self._garbage.add(name)
+                log.warning("ignoring %s: bad TXT record (%s)", name, exc)
+            return
+        if advert.node_id == self._advert.node_id:
+            if advert.boot_id == self._advert.boot_id:
+                return  # ourselves under another name
+            log.warning("%s claims our node id %s (boot %s)", name, advert.node_id, advert.boot_id)
+        addresses = tuple(info.parsed_addresses(IPVersion.V4Only))
+        if not addresses:
+            log.info("ignoring %s: no IPv4 address advertised", name)
+            return
+        self._known[name] = advert.node_id
+        self._emit(Found(advert, addresses[0], addresses))
+
+    def _emit(self, event: DiscoveryEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("discovery event handler failed on %s", event)
+
+
+class StaticPeers:
+    """Manual peers: `peers` entries plus a peers file re-read when it changes (polled)."""
+
+    def __init__(self, peers: Iterable[str], peers_file: str | Path | None,
+                 on_event: Callable[[DiscoveryEvent], None], *, poll_s: float = 1.0) -> None:
+        self._fixed = frozenset(parse_address(entry) for entry in peers)
+        self._path = Path(peers_file).expanduser() if peers_file else None
+        self._on_event = on_event
+        self._poll_s = poll_s
+        self._from_file: frozenset[Address] = frozenset()
+        self._current: frozenset[Address] = frozenset()
+        self._stamp: tuple[int, int, int] | None = None
+        self._warned: set[tuple[int, str]] = set()
+        self._missing_warned = False
+        self._task: asyncio.Task[None] | None = None
+
+    def addresses(self) -> tuple[Address, ...]:
+        """The addresses currently listed, sorted."""
+        return tuple(sorted(self._current))
+
+    async def start(self) -> None:
+        """Emit the listed addresses now, then watch the peers file (if any)."""
+        if self._task is not None:
+            raise RuntimeError("StaticPeers already started")
+        self.reload()
+        if self._path is not None:
+            self._task = asyncio.create_task(self._watch(), name="peers-file")
+
+    async def close(self) -> None:
+        """Stop watching the peers file."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def reload(self) -> None:
+        """Re-read the peers file if its mtime, size or inode changed; emit what changed."""
+        if self._path is not None:
+            self._read_if_changed(self._path)
+        wanted = self._fixed | self._from_file
+        gone, new = sorted(self._current - wanted), sorted(wanted - self._current)
+        self._current = wanted
+        for address in gone:
+            self._emit(AddressRemoved(address))
+        for address in new:
+            self._emit(AddressAdded(address))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            self.reload()
+
+    def _read_if_changed(self, path: Path) -> None:
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp == self._stamp:
+                return
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            if not self._missing_warned:
+                log.warning("peers file %s does not exist (yet); watching for it", path)
+                self._missing_warned = True
+            self._stamp, self._from_file = None, frozenset()
+            return
+        except OSError as exc:
+            log.warning("cannot read peers file %s: %s (keeping its last contents)", path, exc)
+            return
+        self._stamp, self._missing_warned = stamp, False
+        found: set[Address] = set()
+        for number, line in enumerate(text.splitlines(), start=1):
+            entry = line.split("#", 1)[0].strip()
+            if not entry:
+                continue
+            try:
+                found.add(parse_address(entry))
+            except ValueError as exc:
+                if (number, entry) not in self._warned:
+                    self._warned.add((number, entry))
+                    log.warning("peers file %s line %d: %s (skipped)", path, number, exc)
+        self._from_file = frozenset(found)
+
+    def _emit(self, event: DiscoveryEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("discovery event handler failed on %s", event)

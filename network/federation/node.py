@@ -1,0 +1,180 @@
+"""One node's membership in the swarm: owns mDNS, manual peers, heartbeats and the peer client."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from network.coordination.driver import Coordinator
+from network.coordination.election import Candidate, ElectionState
+from network.coordination.store import ElectionStore
+from network.discovery.interfaces import InterfaceWatcher
+from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.federation.client import FederationClient
+from network.federation.sources import RemoteSource
+from network.membership.monitor import PeerMonitor
+from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
+from network.trust.identity import NodeIdentity
+from network.trust.swarm_key import KeyRing
+from network.wire.election import PlanMember
+from network.wire.txt import PeerAdvert
+from swarm.node.config import FederationConfig
+
+log = logging.getLogger(__name__)
+
+_QUIET = {ChangeKind.SUSPECTED}  # a busy peer may flicker suspect; not worth a line
+
+
+class Federation:
+    """Discovery + liveness for one node; `remotes()` are the peers consensus may ask now."""
+
+    def __init__(self, config: FederationConfig, identity: NodeIdentity, *, keys: KeyRing,
+                 addresses: list[str], model_id: str, instances: int, hardware: str,
+                 bench_score: float, on_change: Callable[[Change], None] | None = None,
+                 local_member: Callable[[], PlanMember],
+                 election_store: ElectionStore | None = None,
+                 approved: Callable[[str], bool] | None = None) -> None:
+        if identity.fingerprint != keys.fingerprint:
+            raise ValueError("the identity must advertise the current swarm key's fingerprint")
+        self.config = config
+        self.identity = identity
+        self.keys = keys
+        self.addresses = addresses
+        self.timings = Timings(interval_s=config.heartbeat_interval_s,
+                               suspect_after_s=max(1.0, 2 * config.heartbeat_interval_s))
+        self.membership = Membership(identity.node_id, identity.protocol, identity.fingerprint,
+                                     self_boot_id=identity.boot_id, timings=self.timings,
+                                     also_accepted=keys.accepted, approved=approved)
+        self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
+                                       request_timeout_s=self.timings.request_timeout_s,
+                                       keys=keys, key_for=self.peer_fingerprint)
+        self.changed = asyncio.Event()
+        self._on_change = on_change
+        self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
+                                   on_change=self._changed)
+        self.static = StaticPeers(config.peers, config.peers_file or None,
+                                  self.monitor.on_discovery)
+        self._advert_fields: dict[str, Any] = {"model_id": model_id, "instances": instances,
+                                               "hardware": hardware, "score": bench_score}
+        priority = config.coordinator_priority if config.coordinator else None
+        me = Candidate(identity.node_id, priority, bench_score)
+        self.coordinator = Coordinator(
+            me, self.membership, self.client, local_member, store=election_store,
+            on_change=self._election_changed)
+        self.mdns: MdnsDiscovery | None = None
+        self.interface_watch: InterfaceWatcher | None = None  # runs while mDNS does
+        self.ignored: dict[str, str] = {}  # peers not tracked (duplicate id, full table)
+        self._api_port = 0
+        self._reannouncing: asyncio.Task[None] | None = None
+        self._announced_term = self.coordinator.state.term
+        self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
+
+    def advert(self, api_port: int) -> PeerAdvert:
+        """The TXT record this node advertises."""
+        return PeerAdvert(node_id=self.identity.node_id, boot_id=self.identity.boot_id,
+                          protocol=self.identity.protocol, api_port=api_port,
+                          fingerprint=self.identity.fingerprint,
+                          term=self.coordinator.state.term, priority=self.coordinator.me.priority,
+                          **self._advert_fields)
+
+    async def start(self, api_port: int) -> None:
+        """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade."""
+        self._api_port = api_port
+        await self.monitor.start()
+        await self.coordinator.start()
+        await self.static.start()
+        if not self.config.mdns:
+            return
+        self.mdns = MdnsDiscovery(self.advert(api_port), self.addresses, self.addresses,
+                                  self.monitor.on_discovery, name=self.identity.name)
+        try:
+            await self.mdns.start()
+            self.mdns_reason = ""
+        except DiscoveryUnavailable as exc:
+            self.mdns = None
+            self.mdns_reason = exc.reason
+            log.warning("mDNS discovery unavailable (%s); using manual peers only "
+                        "(--peer HOST:PORT or --peers-file)", exc.reason)
+            return
+        # A Wi-Fi drop or a re-plugged cable leaves zeroconf deaf and silent: re-announce then.
+        self.interface_watch = InterfaceWatcher(self.addresses, self._refresh_mdns)
+        await self.interface_watch.start()
+
+    async def _refresh_mdns(self, reason: str) -> None:
+        """Rescan mDNS interfaces and re-announce (the interface watcher's callback)."""
+        if self.mdns is not None:
+            await self.mdns.refresh_interfaces()
+
+    def _changed(self, change: Change) -> None:
+        if change.kind in _QUIET:
+            log.debug("peer %s %s: %s", change.node_id, change.kind.value, change.reason)
+        else:
+            address = change.peer.address if change.peer else "?"
+            log.info("peer %s %s (%s): %s", change.node_id, change.kind.value, address,
+                     change.reason)
+        if change.kind is ChangeKind.IGNORED and len(self.ignored) < 32:
+            self.ignored[change.node_id] = change.reason
+        if change.kind is ChangeKind.RECOVERED and change.previous is PeerState.DEAD and self.mdns:
+            # After a cut link heals, mDNS never re-finds us on its own: announce again.
+            self._reannounce()
+        self.coordinator.poke()
+        self.changed.set()
+        if self._on_change is not None:
+            self._on_change(change)
+
+    def _election_changed(self, state: ElectionState) -> None:
+        """A new term or coordinator: refresh views and the TXT record's term."""
+        self.changed.set()
+        if state.term != self._announced_term:
+            self._reannounce()
+
+    def _reannounce(self) -> None:
+        if self.mdns is None or (self._reannouncing and not self._reannouncing.done()):
+            return
+        self._reannouncing = asyncio.get_running_loop().create_task(
+            self._announce(self.mdns), name="mdns-reannounce")
+
+    async def _announce(self, mdns: MdnsDiscovery) -> None:
+        """Re-announce until the advertised term is the current one (it may move meanwhile)."""
+        while True:
+            self._announced_term = self.coordinator.state.term
+            await mdns.update(self.advert(self._api_port))
+            if self.coordinator.state.term == self._announced_term:
+                return
+
+    def peer_fingerprint(self, node_id: str) -> str | None:
+        """The swarm-key fingerprint a peer last showed (heartbeat, else advert), to sign for it."""
+        peer = self.membership.get(node_id)
+        if peer is None:
+            return None
+        return peer.heartbeat.swarm if peer.heartbeat is not None else peer.advert.fingerprint
+
+    def peers(self) -> tuple[Peer, ...]:
+        """Every tracked peer, for views."""
+        return self.membership.peers()
+
+    def remotes(self) -> list[RemoteSource]:
+        """Alive, compatible peers that can vote, as consensus sources."""
+        return [s for p in self.membership.routable() if (s := RemoteSource.from_peer(p))]
+
+    def discovery_status(self) -> Mapping[str, Any]:
+        """What `main.py peers` needs to explain a missing peer."""
+        return {"mdns": self.mdns is not None, "mdns_reason": self.mdns_reason,
+                "addresses": self.addresses, "manual": [str(a) for a in self.static.addresses()],
+                "unanswered": self.monitor.unanswered(), "ignored": dict(self.ignored)}
+
+    async def close(self) -> None:
+        """Say goodbye on mDNS first, then stop probing and close the peer client."""
+        await self.coordinator.close()
+        if self._reannouncing is not None:
+            self._reannouncing.cancel()
+            await asyncio.gather(self._reannouncing, return_exceptions=True)
+        if self.interface_watch is not None:
+            await self.interface_watch.close()
+            self.interface_watch = None
+        if self.mdns is not None:
+            await self.mdns.close()
+        await self.static.close()
+        await self.monitor.close()
+        await self.client.close()

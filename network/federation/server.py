@@ -1,0 +1,266 @@
+"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel,
+election (the coordinator election's messages) and plan (the coordinator's swarm plan).
+
+Vote, cancel and election carry prompts or change state: they need a request signed with the
+swarm key (network/trust/signing.py) and their answers are signed back. The heartbeat is signed over the
+caller's nonce (with the key the caller names in X-Swarm-Key-Id when this node accepts it, else
+the current one); without a nonce it is an unsigned read-only view, as is the peer table. The plan
+is signed back when the request is signed, else an unsigned read-only view. Verifying, reading
+and decoding requests, and signing answers, is network/federation/gate.py's.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from network.coordination.election import Message
+from network.federation.gate import (
+    VERDICT_KEY,
+    FederationGate,
+    Recent,
+    reply_kind,
+    signed_response,
+)
+from network.membership.rows import check_filters, peer_row, row_passes, self_row
+from network.membership.table import Membership
+from network.trust.identity import NodeIdentity
+from network.trust.signing import KEY_ID_HEADER, Verifier, sign_reply
+from network.trust.swarm_key import KeyRing
+from network.wire import codec
+from network.wire.election import MAX_REPLY_MESSAGES, ElectionEnvelope, ElectionReply, SwarmPlan
+from network.wire.messages import (
+    MAX_NONCE_CHARS,
+    CancelRequest,
+    Heartbeat,
+    VoteReply,
+    VoteRequest,
+)
+from swarm.engine.backend import Completion, ContextOverflowError
+from swarm.engine.pool import InstancePool, PoolBusyError
+from swarm.errors import RequestError
+
+__all__ = ["CAPABILITIES", "NONCE_PATTERN", "VERDICT_KEY", "FederationRoutes", "reply_kind"]
+
+log = logging.getLogger(__name__)
+
+CAPABILITIES = ("chat", "completions", "vote")
+# URL-safe, so `secrets.token_urlsafe()` nonces (peer_monitor's) pass; no length beyond the wire's.
+NONCE_PATTERN = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}", re.ASCII)
+ElectionHandler = Callable[[Message], Awaitable[Sequence[Message]]]
+ElectionView = Callable[[], tuple[int, str | None, int | None]]  # (term, coordinator, priority)
+
+
+class FederationRoutes:
+    """GET /v1/federation/health, /peers and /plan; POST /v1/federation/vote, /cancel and
+    /election. `election` handles one verified election message and returns the messages to
+    answer with; `plan` gives the coordinator's plan (None when there is none); `election_view`
+    gives (term, coordinator followed, priority) for the heartbeat, `election_role` this node's
+    role ("coordinator", "follower" or "candidate"; derived from the view when not given)."""
+
+    def __init__(self, identity: NodeIdentity, pool: InstancePool, membership: Membership, *,
+                 api_port_getter: Callable[[], int], bench_score: float = 0.0,
+                 hardware: Mapping[str, Any], clock: Callable[[], float] = time.monotonic,
+                 max_body_bytes: int = codec.MAX_BYTES,
+                 discovery_status: Callable[[], Mapping[str, Any]] = dict,
+                 verifier: Verifier | None = None, election: ElectionHandler | None = None,
+                 plan: Callable[[], SwarmPlan | None] | None = None,
+                 election_view: ElectionView | None = None,
+                 election_role: Callable[[], str | None] | None = None) -> None:
+        self.identity = identity
+        # Without a verifier the node holds a random key nobody shares: closed, never open.
+        self.verifier = verifier or Verifier(KeyRing.generate(), audience=identity.node_id)
+        self.discovery_status = discovery_status
+        self.pool = pool
+        self.membership = membership
+        self.api_port_getter = api_port_getter
+        self.bench_score = bench_score
+        self.ram_gb = float(hardware.get("ram_gb", 0.0))
+        self.vram_gb = float(hardware.get("vram_gb", 0.0))
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+        self.gate = FederationGate(self.verifier, max_body_bytes)
+        self.election = election
+        self.plan = plan
+        self.election_view = election_view
+        self.election_role = election_role
+        self.running: dict[str, asyncio.Task[Completion]] = {}
+        self._cancelled_early = Recent()
+        self._closing = False
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the six routes, and the cleanup that cancels votes still running."""
+        app.router.add_get("/v1/federation/health", self.health)
+        app.router.add_get("/v1/federation/peers", self.peers)
+        app.router.add_get("/v1/federation/plan", self.plan_view)
+        app.router.add_post("/v1/federation/vote", self.vote)
+        app.router.add_post("/v1/federation/cancel", self.cancel)
+        app.router.add_post("/v1/federation/election", self.election_message)
+        app.on_shutdown.append(self._shutdown)
+
+    def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
+        """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
+        current key's)."""
+        term, coordinator, priority = self.election_view() if self.election_view else (0, None, 0)
+        return Heartbeat(
+            node_id=self.identity.node_id, boot_id=self.identity.boot_id,
+            protocol=self.identity.protocol, api_port=self.api_port_getter(),
+            swarm=swarm or self.verifier.keys.fingerprint, model_id=self.pool.model_id,
+            instances=len(self.pool.instances), load=self.pool.load(),
+            queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
+            bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
+            term=term, coordinator=coordinator, priority=priority, nonce=nonce)
+
+    async def health(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;
+        signed over the nonce when one is given."""
+        nonce = request.query.get("nonce")
+        if nonce is not None and NONCE_PATTERN.fullmatch(nonce) is None:
+            raise RequestError(f"nonce must be 1 to {MAX_NONCE_CHARS} URL-safe characters "
+                               "(letters, digits, -._~:)", param="nonce", code="invalid_value")
+        kind = reply_kind(request.headers.get("Accept"))
+        if nonce is None:
+            return web.Response(body=codec.encode(self.heartbeat(), kind), content_type=kind)
+        keys = self.verifier.keys
+        key = keys.get(request.headers.get(KEY_ID_HEADER)) or keys.current
+        body = codec.encode(self.heartbeat(nonce, key.fingerprint), kind)
+        return web.Response(body=body, content_type=kind, headers=sign_reply(key, nonce, body))
+
+    def rows(self, local_address: str | None) -> list[dict[str, Any]]:
+        """This node (marked self) and every tracked peer, as `/v1/federation/peers` rows."""
+        now = self.clock()
+        return [self_row(self.heartbeat(), local_address),
+                *(peer_row(p, now) for p in self.membership.peers())]
+
+    async def peers(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/peers: this node (marked self) and every tracked peer, filtered."""
+        check_filters(request.query)
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        rows = self.rows(sock[0] if sock else None)
+        return web.json_response({"object": "list", "node_id": self.identity.node_id,
+                                  **self.election_status(),
+                                  "discovery": dict(self.discovery_status()),
+                                  "data": [r for r in rows if row_passes(r, request.query)]})
+
+    def election_status(self) -> dict[str, Any]:
+        """This node's term, the coordinator it follows and its role (None without an election)."""
+        if self.election_view is None:
+            return {"term": None, "coordinator": None, "role": None}
+        term, coordinator, _priority = self.election_view()
+        if self.election_role is not None:
+            role = self.election_role()
+        else:
+            role = "coordinator" if coordinator == self.identity.node_id else "follower"
+        return {"term": term, "coordinator": coordinator, "role": role}
+
+    async def vote(self, request: web.Request) -> web.Response:
+        """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
+        kind, vote, verdict = await self.gate.decode(request, VoteRequest)
+        rid = vote.request_id
+        if rid in self.running:
+            raise RequestError(f"vote {rid!r} is already running", status=409, param="request_id",
+                               code="duplicate_request_id")
+        if rid in self._cancelled_early:
+            raise RequestError(f"vote {rid!r} was cancelled", status=409, code="vote_cancelled")
+        instance = self.pool.pick()
+        started = time.perf_counter()
+        task = asyncio.create_task(self.pool.complete(vote.to_generation(), instance),
+                                   name=f"vote-{rid}")
+        self.running[rid] = task
+        try:
+            completion = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled() or _being_cancelled():
+                task.cancel()  # the handler itself is going away: free the compute first
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            if self._closing:
+                raise RequestError("this node is shutting down", status=503,
+                                   code="shutting_down", type_="server_error") from None
+            raise RequestError(f"vote {rid!r} was cancelled", status=409,
+                               code="vote_cancelled") from None
+        except (PoolBusyError, ContextOverflowError):
+            raise
+        except Exception as exc:
+            log.warning("vote %s from %s failed: %r", rid, request.remote, exc)
+            raise RequestError(f"generation failed: {type(exc).__name__}: {exc}", status=500,
+                               code="generation_failed", type_="server_error") from None
+        finally:
+            self.running.pop(rid, None)
+        reply = VoteReply.from_completion(rid, completion, node_id=self.identity.node_id,
+                                          latency_s=time.perf_counter() - started)
+        return signed_response(codec.encode(reply, kind), kind, verdict)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """POST /v1/federation/cancel: stop one running vote; `cancelled` says whether one was."""
+        _kind, message, verdict = await self.gate.decode(request, CancelRequest)
+        task = self.running.get(message.request_id)
+        if task is None:
+            self._cancelled_early.add(message.request_id)
+            return signed_response(_json({"request_id": message.request_id, "cancelled": False}),
+                                   codec.JSON, verdict)
+        stopped = task.cancel()  # False when it finished in the meantime
+        await asyncio.gather(task, return_exceptions=True)  # the generator has released its slot
+        log.debug("vote %s cancelled by %s", message.request_id, request.remote)
+        return signed_response(_json({"request_id": message.request_id, "cancelled": stopped}),
+                               codec.JSON, verdict)
+
+    async def election_message(self, request: web.Request) -> web.Response:
+        """POST /v1/federation/election: one signed Claim, Ack or Announce; the answer is an
+        ElectionReply (signed, msgpack when Accept asks for it, else the request's format)."""
+        kind, envelope, verdict = await self.gate.decode(request, ElectionEnvelope)
+        if self.election is None:
+            raise RequestError("this node takes no part in the coordinator election", status=503,
+                               code="no_election", type_="server_error")
+        try:
+            replies = tuple(await self.election(envelope.message))
+        except Exception as exc:
+            log.warning("election %s from %s failed: %r", type(envelope.message).__name__,
+                        request.remote, exc)
+            raise RequestError(f"election failed: {type(exc).__name__}", status=500,
+                               code="election_failed", type_="server_error") from None
+        if len(replies) > MAX_REPLY_MESSAGES:
+            log.warning("election answer of %d messages cut to %d", len(replies),
+                        MAX_REPLY_MESSAGES)
+            replies = replies[:MAX_REPLY_MESSAGES]
+        if reply_kind(request.headers.get("Accept")) == codec.MSGPACK:
+            kind = codec.MSGPACK
+        return signed_response(codec.encode(ElectionReply(replies), kind), kind, verdict)
+
+    async def plan_view(self, request: web.Request) -> web.Response:
+        """GET /v1/federation/plan: the coordinator's plan (msgpack when Accept asks for it);
+        verified and signed back when the request is signed, else an unsigned view; 503 while
+        there is none."""
+        verdict = self.gate.optional(request)
+        plan = self.plan() if self.plan is not None else None
+        if plan is None:
+            raise RequestError("no coordinator plan yet (this node does not lead, or no "
+                               "coordinator is elected)", status=503, code="no_plan",
+                               type_="server_error")
+        kind = reply_kind(request.headers.get("Accept"))
+        body = codec.encode(plan, kind)
+        if verdict is not None:
+            return signed_response(body, kind, verdict)
+        return web.Response(body=body, content_type=kind)
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        self._closing = True
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

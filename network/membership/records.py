@@ -1,0 +1,99 @@
+"""The peer table's records: a peer's state, the snapshot of one peer, a change, the timings.
+
+Frozen values and enums only, shared by the table (network/membership/table.py), the heartbeat prober
+and the renderers; no I/O, no clock.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from network.wire.messages import Heartbeat
+from network.wire.txt import PeerAdvert
+
+
+class PeerState(enum.Enum):
+    """Where a peer stands; only ALIVE peers are routed to."""
+
+    JOINING = "joining"  # discovered (or restarted), no heartbeat answered yet
+    ALIVE = "alive"
+    SUSPECT = "suspect"  # missed a probe or went quiet: out of routing, not yet dead
+    DEAD = "dead"  # missed enough probes; still probed, so a return is seen at once
+    FOREIGN = "foreign"  # another protocol version or swarm key: never probed, never used
+    PENDING = "pending"  # holds the swarm key and answers, but its node id is not approved yet
+
+
+class ChangeKind(enum.Enum):
+    """What a change record reports, for the join and leave lines in the log."""
+
+    JOINED = "joined"  # first answer since discovery or restart
+    SUSPECTED = "suspected"
+    RECOVERED = "recovered"  # answered again after SUSPECT or DEAD
+    LEFT = "left"  # was answering, now dead or said goodbye
+    UNREACHABLE = "unreachable"  # discovered but never answered
+    RESTARTED = "restarted"  # new boot id
+    FOREIGN = "foreign"
+    IGNORED = "ignored"  # not tracked: table full, or it claims our node id
+    FORGOTTEN = "forgotten"  # a dead or foreign record dropped (goodbye, or evicted for room)
+    PENDING = "pending"  # answers with the swarm key, waits for approval (--approve-peers)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Heartbeat timing shared by the probing adapter and this core (defaults: out in < 1 s)."""
+
+    interval_s: float = 0.5  # one probe per peer this often
+    connect_timeout_s: float = 0.5  # no TCP accept this fast is a miss (a busy host still accepts)
+    request_timeout_s: float = 5.0  # an accepted probe answering within this counts, however slow
+    suspect_after_s: float = 1.0  # silence that takes an alive peer out of routing
+    dead_after_misses: int = 2  # consecutive failed probes that make a peer dead
+    dead_after_s: float = 1.0  # or one failed probe with this much silence since the last answer
+
+    def __post_init__(self) -> None:
+        if not 0 < self.interval_s <= self.suspect_after_s:
+            raise ValueError("Timings: need 0 < interval_s <= suspect_after_s")
+        if not 0 < self.connect_timeout_s <= self.request_timeout_s:
+            raise ValueError("Timings: need 0 < connect_timeout_s <= request_timeout_s")
+        if self.dead_after_misses < 1 or self.dead_after_s <= 0:
+            raise ValueError("Timings: need dead_after_misses >= 1 and dead_after_s > 0")
+
+    @property
+    def give_up_s(self) -> float:
+        """Silence that no slow-but-answering peer can cause: dead even without a reported miss."""
+        return self.request_timeout_s + 2 * self.interval_s
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One tracked peer as of its last event (a snapshot: safe to hand to renderers)."""
+
+    advert: PeerAdvert
+    address: str  # opaque to this core: whatever the adapter probes ("10.0.0.5:17615")
+    state: PeerState
+    since: float  # when it entered `state`
+    last_ok: float | None  # last answered heartbeat of this boot
+    misses: int  # consecutive failed probes
+    heartbeat: Heartbeat | None
+    reason: str  # why it is in `state`, for `main.py peers`
+    refused: bool = False  # FOREIGN because its heartbeat failed the swarm-key check
+
+    @property
+    def node_id(self) -> str:
+        """The peer's node id."""
+        return self.advert.node_id
+
+    @property
+    def routable(self) -> bool:
+        """True when requests may go to this peer."""
+        return self.state is PeerState.ALIVE
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change worth a log line; `peer` is the record after it (None if never tracked)."""
+
+    kind: ChangeKind
+    node_id: str
+    reason: str
+    peer: Peer | None
+    previous: PeerState | None = None

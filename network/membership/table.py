@@ -1,0 +1,253 @@
+"""The peer table: a pure state machine fed by discovery, heartbeat and clock events."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from network.membership.records import Change, ChangeKind, Peer, PeerState, Timings
+from network.wire.messages import Heartbeat
+from network.wire.txt import PeerAdvert, compatible
+
+__all__ = ["MAX_PEERS", "Change", "ChangeKind", "Membership", "Peer", "PeerState", "Timings"]
+
+MAX_PEERS = 256
+
+
+class Membership:
+    """The peer table. Every method takes `now` explicitly and returns the changes it caused.
+
+    mDNS (or a static peer's first heartbeat, via `PeerAdvert.from_heartbeat`) calls `discovered`;
+    heartbeats for peers not discovered first are ignored. Silence alone never kills a peer before
+    `Timings.give_up_s`: a busy peer whose answers arrive within the request timeout stays out of
+    DEAD, while a refused or unconnectable probe (a crash or a cut link) kills within about 1 s.
+    A peer answering with the swarm key whose id `approved` refuses is PENDING instead of ALIVE.
+    """
+
+    def __init__(self, self_id: str, protocol: int, fingerprint: str, *, self_boot_id: str = "",
+                 timings: Timings | None = None, max_peers: int = MAX_PEERS,
+                 also_accepted: frozenset[str] = frozenset(),
+                 approved: Callable[[str], bool] | None = None) -> None:
+        self._self_id = self_id
+        self._self_boot_id = self_boot_id
+        self._protocol = protocol
+        self._fingerprint = fingerprint
+        self._accepted = also_accepted | {fingerprint}  # previous swarm keys during a rotation
+        self.timings = timings or Timings()
+        self.max_peers = max_peers
+        self._approved = approved or _everyone
+        self._peers: dict[str, Peer] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def get(self, node_id: str) -> Peer | None:
+        """The record for `node_id`, if tracked."""
+        return self._peers.get(node_id)
+
+    def peers(self) -> tuple[Peer, ...]:
+        """Every tracked peer, sorted by node id."""
+        return tuple(self._peers[k] for k in sorted(self._peers))
+
+    def routable(self) -> tuple[Peer, ...]:
+        """Alive, compatible peers, sorted by node id."""
+        return tuple(p for p in self.peers() if p.state is PeerState.ALIVE)
+
+    def discovered(self, advert: PeerAdvert, address: str, now: float) -> list[Change]:
+        """mDNS Added or Updated (or a static peer seen): track, reclassify, or detect a restart."""
+        node_id = advert.node_id
+        if node_id == self._self_id:
+            if self._self_boot_id and advert.boot_id != self._self_boot_id:
+                return [Change(ChangeKind.IGNORED, node_id, "another node claims our id", None)]
+            return []
+        ok, why = self._compatible(advert)
+        old = self._peers.get(node_id)
+        changes: list[Change] = []
+        if old is None:
+            if len(self._peers) >= self.max_peers and not self._evict(changes):
+                reason = f"peer table full ({self.max_peers} peers)"
+                return [Change(ChangeKind.IGNORED, node_id, reason, None)]
+            peer = self._fresh(advert, address, now)
+        elif not ok or (old.refused and advert.boot_id == old.advert.boot_id):
+            peer = replace(old, advert=advert, address=address)  # a refused boot stays foreign
+        elif old.state is PeerState.FOREIGN or advert.boot_id != old.advert.boot_id:
+            peer = self._fresh(advert, address, now)
+            if old.state is not PeerState.FOREIGN:
+                reason = f"boot {old.advert.boot_id} -> {advert.boot_id}"
+                changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, old.state))
+        else:
+            peer = replace(old, advert=advert, address=address)
+        if not ok and (peer.state is not PeerState.FOREIGN or peer.reason != why):
+            peer = replace(peer, state=PeerState.FOREIGN, since=now, reason=why)
+            changes.append(Change(ChangeKind.FOREIGN, node_id, why, peer,
+                                  old.state if old else None))
+        self._peers[node_id] = peer
+        return changes
+
+    def heartbeat_ok(self, node_id: str, heartbeat: Heartbeat, now: float) -> list[Change]:
+        """An answer arrived (however late): the peer is alive (or pending approval) now, even if
+        it was dead."""
+        peer = self._peers.get(node_id)
+        if peer is None or peer.state is PeerState.FOREIGN:
+            return []
+        if heartbeat.node_id != node_id:
+            return self.heartbeat_failed(node_id, now, f"answered as {heartbeat.node_id!r}")
+        claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
+        ok, why = self._compatible(claimed)
+        if not ok:
+            self._peers[node_id] = replace(peer, state=PeerState.FOREIGN, since=now, reason=why,
+                                           heartbeat=heartbeat)
+            return [Change(ChangeKind.FOREIGN, node_id, why, self._peers[node_id], peer.state)]
+        changes: list[Change] = []
+        if heartbeat.boot_id != peer.advert.boot_id:
+            reason = f"boot {peer.advert.boot_id} -> {heartbeat.boot_id}"
+            previous = peer.state
+            peer = self._fresh(replace(peer.advert, boot_id=heartbeat.boot_id), peer.address, now)
+            changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, previous))
+        answered = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat)
+        return changes + self._admit(answered, peer, now)
+
+    def reconsider(self, node_id: str, now: float) -> list[Change]:
+        """Apply a changed approval at once: a PENDING peer now approved becomes ALIVE (SUSPECT if
+        its last probe failed), an ALIVE or SUSPECT one no longer approved PENDING; others wait
+        for their next heartbeat."""
+        peer = self._peers.get(node_id)
+        if peer is None or peer.state not in (PeerState.PENDING, PeerState.ALIVE,
+                                              PeerState.SUSPECT):
+            return []
+        approved = self._approved(node_id)
+        if (peer.state is PeerState.PENDING) != approved:
+            return []  # nothing changes for it
+        if approved and peer.misses:  # its last probe failed: a member, not routed until it answers
+            new = replace(peer, state=PeerState.SUSPECT, since=now, reason="approved; last probe "
+                          "failed")
+            self._peers[node_id] = new
+            return [Change(ChangeKind.JOINED, node_id, new.reason, new, peer.state)]
+        return self._admit(peer, peer, now)
+
+    def heartbeat_failed(self, node_id: str, now: float,
+                         reason: str = "no answer") -> list[Change]:
+        """A probe definitely failed (refused, reset, connect or request timeout, bad answer)."""
+        peer = self._peers.get(node_id)
+        if peer is None or peer.state is PeerState.FOREIGN:
+            return []
+        peer = replace(peer, misses=peer.misses + 1)
+        silence = now - self._reference(peer)
+        if peer.state is PeerState.DEAD:
+            self._peers[node_id] = replace(peer, reason=reason)
+            return []
+        t = self.timings
+        if peer.misses >= t.dead_after_misses or silence >= t.dead_after_s:
+            return self._die(peer, now, f"{reason} ({peer.misses} missed, quiet {silence:.2f} s)")
+        if peer.state is PeerState.ALIVE:
+            return self._set(peer, PeerState.SUSPECT, now, reason, ChangeKind.SUSPECTED)
+        self._peers[node_id] = replace(peer, reason=reason)
+        return []
+
+    def refused(self, advert: PeerAdvert, address: str, now: float,
+                reason: str) -> list[Change]:
+        """Its heartbeat failed the swarm-key check: track it as FOREIGN with `reason` until it
+        comes back with a new boot id (a restart, perhaps with the right key)."""
+        node_id = advert.node_id
+        if node_id == self._self_id:
+            return []
+        old = self._peers.get(node_id)
+        changes: list[Change] = []
+        if old is None:
+            if len(self._peers) >= self.max_peers and not self._evict(changes):
+                return [Change(ChangeKind.IGNORED, node_id,
+                               f"peer table full ({self.max_peers} peers)", None)]
+            old = self._fresh(advert, address, now)
+            previous = None
+        elif old.state is PeerState.FOREIGN and old.refused and old.reason == reason:
+            return []
+        else:
+            previous = old.state
+        peer = replace(old, advert=advert, address=address, state=PeerState.FOREIGN, since=now,
+                       reason=reason, refused=True)
+        self._peers[node_id] = peer
+        return [*changes, Change(ChangeKind.FOREIGN, node_id, reason, peer, previous)]
+
+    def removed(self, node_id: str) -> list[Change]:
+        """mDNS goodbye (graceful shutdown): forget the peer at once."""
+        peer = self._peers.pop(node_id, None)
+        if peer is None:
+            return []
+        was_member = peer.state in (PeerState.ALIVE, PeerState.SUSPECT)
+        kind = ChangeKind.LEFT if was_member else ChangeKind.FORGOTTEN
+        gone = replace(peer, state=PeerState.DEAD, reason="said goodbye")
+        return [Change(kind, node_id, "said goodbye", gone, peer.state)]
+
+    def tick(self, now: float) -> list[Change]:
+        """Apply silence: quiet alive peers become suspect; missed-and-quiet ones dead."""
+        t = self.timings
+        changes: list[Change] = []
+        for node_id in sorted(self._peers):
+            peer = self._peers[node_id]
+            if peer.state in (PeerState.DEAD, PeerState.FOREIGN):
+                continue
+            silence = now - self._reference(peer)
+            if silence > t.give_up_s or (peer.misses and silence >= t.dead_after_s):
+                changes += self._die(peer, now, f"quiet {silence:.2f} s, {peer.misses} missed")
+            elif peer.state is PeerState.ALIVE and silence > t.suspect_after_s:
+                changes += self._set(peer, PeerState.SUSPECT, now, f"quiet {silence:.2f} s",
+                                     ChangeKind.SUSPECTED)
+        return changes
+
+    def _compatible(self, advert: PeerAdvert) -> tuple[bool, str]:
+        """`compatible()` where any accepted fingerprint (current or previous key) counts."""
+        ours = advert.fingerprint if advert.fingerprint in self._accepted else self._fingerprint
+        return compatible(advert, self._protocol, ours)
+
+    @staticmethod
+    def _fresh(advert: PeerAdvert, address: str, now: float) -> Peer:
+        return Peer(advert=advert, address=address, state=PeerState.JOINING, since=now,
+                    last_ok=None, misses=0, heartbeat=None, reason="discovered")
+
+    @staticmethod
+    def _reference(peer: Peer) -> float:
+        return peer.since if peer.last_ok is None else peer.last_ok
+
+    def _admit(self, answered: Peer, before: Peer, now: float) -> list[Change]:
+        """ALIVE (or PENDING when not approved) for a peer that has just answered; `before` is
+        its record beforehand, to name the change."""
+        node_id = answered.node_id
+        if not self._approved(node_id):
+            reason = (f"waiting for approval: run `python main.py peers approve {node_id}` "
+                      "on this machine")
+            since = before.since if before.state is PeerState.PENDING else now
+            new = replace(answered, state=PeerState.PENDING, since=since, reason=reason)
+            self._peers[node_id] = new
+            if before.state is PeerState.PENDING:
+                return []
+            return [Change(ChangeKind.PENDING, node_id, reason, new, before.state)]
+        kind = (ChangeKind.JOINED if before.last_ok is None or before.state is PeerState.PENDING
+                else ChangeKind.RECOVERED if before.state is not PeerState.ALIVE else None)
+        since = before.since if before.state is PeerState.ALIVE else now
+        new = replace(answered, state=PeerState.ALIVE, since=since, reason="answering")
+        self._peers[node_id] = new
+        return [] if kind is None else [Change(kind, node_id, "answering", new, before.state)]
+
+    def _set(self, peer: Peer, state: PeerState, now: float, reason: str,
+             kind: ChangeKind) -> list[Change]:
+        new = replace(peer, state=state, since=now, reason=reason)
+        self._peers[peer.node_id] = new
+        return [Change(kind, peer.node_id, reason, new, peer.state)]
+
+    def _die(self, peer: Peer, now: float, reason: str) -> list[Change]:
+        kind = ChangeKind.UNREACHABLE if peer.last_ok is None else ChangeKind.LEFT
+        return self._set(peer, PeerState.DEAD, now, reason, kind)
+
+    def _evict(self, changes: list[Change]) -> bool:
+        """Drop the longest-dead or foreign record to make room; False when every peer is live."""
+        spare = [p for p in self._peers.values() if p.state in (PeerState.DEAD, PeerState.FOREIGN)]
+        if not spare:
+            return False
+        victim = min(spare, key=lambda p: (p.since, p.node_id))
+        del self._peers[victim.node_id]
+        changes.append(Change(ChangeKind.FORGOTTEN, victim.node_id, "evicted to make room",
+                              victim, victim.state))
+        return True
+
+
+def _everyone(_node_id: str) -> bool:
+    return True

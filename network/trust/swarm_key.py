@@ -1,0 +1,314 @@
+"""The swarm key: the shared secret that makes machines one swarm. Generated once, stored 0600.
+
+A key is 32 random bytes written as `lsk_` + unpadded base64url (47 characters). Only its
+fingerprint (16 hex digits of a domain-separated SHA-256) ever leaves the machine: in the mDNS TXT
+record, in heartbeats and in the X-Swarm-Key-Id header, so a verifier can pick the right key.
+
+Precedence for the current key: `--swarm-key` > LOCAL_SWARM_FEDERATION_SWARM_KEY >
+`[federation] swarm_key` (all merged by swarm.node.config) > cache_dir/swarm.key (created on first use).
+The file holds the current key on its first key line and, after a rotation, the keys it replaced
+on the following ones; those and `[federation] previous_swarm_keys` are still accepted.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import getpass
+import hashlib
+import logging
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from network.trust.private_file import write_private
+from swarm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "lsk_"
+KEY_BYTES = 32
+KEY_FILE = "swarm.key"
+MAX_PREVIOUS = 4  # keys a rotation keeps accepting; older ones are dropped from the file
+_BASE64URL_43 = re.compile(r"[A-Za-z0-9_-]{43}", re.ASCII)
+_FINGERPRINT_DOMAIN = b"local-swarm swarm-key fingerprint v1\x00"
+_HEADER = ("# Local Swarm swarm key. Keep it secret: it lets a machine join this swarm, vote and\n"
+           "# read prompts. The first key line is the current key; any further ones are previous\n"
+           "# keys, still accepted until `python main.py swarm-key --forget-previous`.\n")
+
+
+class SwarmKeyError(ConfigError):
+    """A swarm key or key file is unusable; the message says how to fix it (never the key)."""
+
+
+def fingerprint(secret: bytes) -> str:
+    """16 hex digits naming `secret` (SHA-256 over a domain-separated input; not reversible)."""
+    return hashlib.sha256(_FINGERPRINT_DOMAIN + secret).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SwarmKey:
+    """One key. Its repr shows the fingerprint only, so logging a key never leaks it."""
+
+    secret: bytes = field(repr=False)
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.secret) != KEY_BYTES:
+            raise SwarmKeyError(f"a swarm key has {KEY_BYTES} bytes")
+        object.__setattr__(self, "fingerprint", fingerprint(self.secret))
+
+    @classmethod
+    def generate(cls) -> SwarmKey:
+        """A fresh random key."""
+        return cls(secrets.token_bytes(KEY_BYTES))
+
+    @classmethod
+    def parse(cls, text: str, where: str = "the swarm key") -> SwarmKey:
+        """The key written as `lsk_...`; the error names `where`, never the text."""
+        text = text.strip()
+        raw = text.removeprefix(PREFIX)
+        try:
+            if not text.startswith(PREFIX) or _BASE64URL_43.fullmatch(raw) is None:
+                raise ValueError
+            secret = base64.urlsafe_b64decode(raw + "=")
+            if len(secret) != KEY_BYTES:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise SwarmKeyError(f"{where} is not a swarm key: one looks like {PREFIX} followed "
+                                "by 43 letters, digits, '-' or '_'. Print this swarm's key with "
+                                "`python main.py swarm-key` on a machine that has it") from None
+        return cls(secret)
+
+    @property
+    def text(self) -> str:
+        """The key as users copy it: `lsk_` + base64url without padding."""
+        return PREFIX + base64.urlsafe_b64encode(self.secret).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The key this node signs with, and the previous keys it still accepts (rotation)."""
+
+    current: SwarmKey
+    previous: tuple[SwarmKey, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen = {self.current.fingerprint}
+        unique = []
+        for key in self.previous:
+            if key.fingerprint not in seen:
+                seen.add(key.fingerprint)
+                unique.append(key)
+        object.__setattr__(self, "previous", tuple(unique))
+
+    @classmethod
+    def generate(cls) -> KeyRing:
+        """A ring of one fresh key nobody else has (a node that accepts no one)."""
+        return cls(SwarmKey.generate())
+
+    @property
+    def fingerprint(self) -> str:
+        """The current key's fingerprint (the one this node advertises)."""
+        return self.current.fingerprint
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """Fingerprints of every key accepted: current and previous."""
+        return frozenset({self.current.fingerprint, *(k.fingerprint for k in self.previous)})
+
+    def get(self, key_id: str | None) -> SwarmKey | None:
+        """The accepted key with fingerprint `key_id`, if any."""
+        for key in (self.current, *self.previous):
+            if key.fingerprint == key_id:
+                return key
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedKeys:
+    """The ring and where it came from, for the startup panel and `main.py swarm-key`."""
+
+    ring: KeyRing
+    source: str  # "configured" (flag, env or config file) or "file"
+    path: Path
+    generated: bool = False
+
+
+def key_path(cache_dir: Path) -> Path:
+    """Where the generated key lives: cache_dir/swarm.key."""
+    return cache_dir / KEY_FILE
+
+
+def read_key_file(path: Path) -> list[SwarmKey]:
+    """The keys in `path` (current first); refuse a file others may read, write or own."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a folder, no permission
+        raise SwarmKeyError(f"cannot read the swarm key file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "r", encoding="utf-8") as fh:
+        _check_private(path, os.fstat(fh.fileno()))
+        text = fh.read(64 * 1024)
+    keys = [SwarmKey.parse(line, f"line {n} of {path}")
+            for n, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        raise SwarmKeyError(f"the swarm key file {path} holds no key; delete it to generate a "
+                            "new one, or store this swarm's key with `python main.py swarm-key "
+                            "--set -`")
+    return keys
+
+
+def _check_private(path: Path, st: os.stat_result) -> None:
+    if os.name != "posix":
+        return  # Windows: the file inherits the profile folder's ACL
+    if st.st_mode & 0o077:
+        raise SwarmKeyError(f"the swarm key file {path} is accessible to group or others (mode "
+                            f"{stat.S_IMODE(st.st_mode):04o}); anyone who reads it can join the "
+                            f"swarm. Fix it with: chmod 600 {path} (and consider `python main.py "
+                            "swarm-key --rotate` if others may have read it)")
+    if st.st_uid != os.geteuid():
+        raise SwarmKeyError(f"the swarm key file {path} belongs to another user (uid "
+                            f"{st.st_uid}); it must belong to the user running the node")
+
+
+def write_key_file(path: Path, keys: list[SwarmKey], *, replace: bool) -> bool:
+    """Write `keys` (current first) with mode 0600, atomically; False when `replace` is False and
+    the file already exists (another process created it first)."""
+    text = _HEADER + keys[0].text + "\n"
+    if keys[1:]:
+        text += "# previous keys, still accepted:\n" + "".join(k.text + "\n" for k in keys[1:])
+    return write_private(path, text.encode("utf-8"), replace=replace)
+
+
+def load_keys(swarm_key: str, previous: tuple[str, ...], cache_dir: Path, *,
+              create: bool = True) -> LoadedKeys:
+    """The node's ring: the configured key (`[federation] swarm_key`, already merged from flag,
+    env and file), else cache_dir/swarm.key, generated on first use when `create` is True."""
+    path = key_path(cache_dir)
+    extra = tuple(SwarmKey.parse(text, f"previous_swarm_keys[{i}]")
+                  for i, text in enumerate(previous))
+    if swarm_key:
+        current = SwarmKey.parse(swarm_key, "the configured swarm key (--swarm-key, "
+                                            "LOCAL_SWARM_FEDERATION_SWARM_KEY or [federation] "
+                                            "swarm_key)")
+        return LoadedKeys(KeyRing(current, extra), "configured", path)
+    generated = False
+    try:
+        stored = read_key_file(path)
+    except FileNotFoundError:
+        if not create:
+            raise SwarmKeyError(f"no swarm key yet: {path} does not exist. Run "
+                                "`python main.py swarm-key` to create one") from None
+        generated = write_key_file(path, [SwarmKey.generate()], replace=False)
+        stored = read_key_file(path)
+        if generated:
+            log.info("generated a new swarm key (fingerprint %s) in %s; show it with "
+                     "`python main.py swarm-key` and copy it to the other machines",
+                     stored[0].fingerprint, path)
+    return LoadedKeys(KeyRing(stored[0], (*stored[1:], *extra)), "file", path, generated)
+
+
+def store_new_current(path: Path, new: SwarmKey) -> list[SwarmKey]:
+    """Make `new` the stored current key, keeping the replaced ones as previous (at most
+    `MAX_PREVIOUS`); returns the keys now in the file."""
+    try:
+        old = read_key_file(path)
+    except FileNotFoundError:
+        old = []
+    keys = [new, *[k for k in old if k.fingerprint != new.fingerprint]][:1 + MAX_PREVIOUS]
+    write_key_file(path, keys, replace=True)
+    return keys
+
+
+def forget_previous(path: Path) -> list[SwarmKey]:
+    """Keep only the stored current key; returns the keys dropped."""
+    keys = read_key_file(path)
+    if len(keys) > 1:
+        write_key_file(path, keys[:1], replace=True)
+    return keys[1:]
+
+
+_CONFIGURED = "--swarm-key, LOCAL_SWARM_FEDERATION_SWARM_KEY or [federation] swarm_key"
+
+
+def run_command(swarm_key: str, previous: tuple[str, ...], cache_dir: Path, action: str = "",
+                new_key: str = "", *, out: TextIO, stdin: TextIO) -> int:
+    """`main.py swarm-key [--rotate | --set KEY | --forget-previous]`; prints to `out`."""
+    path = key_path(cache_dir)
+    if action == "set":
+        text = new_key
+        if new_key == "-":  # a terminal hides what is pasted; a pipe is read as is
+            text = getpass.getpass("swarm key (input hidden): ") if stdin.isatty() \
+                else stdin.readline()
+        key = SwarmKey.parse(text, "the key given to --set")
+        kept = store_new_current(path, key)
+        print(f"stored swarm key {key.fingerprint} in {path} (mode 0600)", file=out)
+        if kept[1:]:
+            print("still accepted until `swarm-key --forget-previous`: "
+                  + ", ".join(k.fingerprint for k in kept[1:]), file=out)
+        if swarm_key:
+            print(f"warning: a key set by {_CONFIGURED} takes precedence over this file; "
+                  "remove it there or this key is not used", file=out)
+        print("Restart the node (python main.py --federation) to use it.", file=out)
+        return 0
+    if action == "forget-previous":
+        dropped = forget_previous(path) if path.exists() else []
+        print(("no longer accepted: " + ", ".join(k.fingerprint for k in dropped)) if dropped
+              else f"{path} holds no previous key", file=out)
+        if previous:
+            print("also remove [federation] previous_swarm_keys (or "
+                  "LOCAL_SWARM_FEDERATION_PREVIOUS_SWARM_KEYS), which still lists "
+                  f"{len(previous)} key(s)", file=out)
+        print("Restart the node for this to take effect.", file=out)
+        return 0
+    loaded = load_keys(swarm_key, previous, cache_dir)
+    if action == "rotate":
+        return _rotate(loaded, out)
+    ring = loaded.ring
+    where = (f"{loaded.path} (mode 0600" + (", just generated)" if loaded.generated else ")")
+             if loaded.source == "file" else f"set by {_CONFIGURED}")
+    print(f"swarm key    {ring.current.text}", file=out)
+    print(f"fingerprint  {ring.fingerprint}", file=out)
+    print(f"from         {where}", file=out)
+    if ring.previous:
+        print("also accepts " + ", ".join(k.fingerprint for k in ring.previous)
+              + " (previous keys)", file=out)
+    print("Give every machine of this swarm the same key, then start it with --federation:\n"
+          f"  python main.py swarm-key --set -     (paste the key; stored in its {KEY_FILE}, "
+          "mode 0600)\n"
+          f"  or {_CONFIGURED}\nKeep it secret: whoever has it can join, vote and read prompts.",
+          file=out)
+    return 0
+
+
+def _rotate(loaded: LoadedKeys, out: TextIO) -> int:
+    old = loaded.ring.current
+    new = SwarmKey.generate()
+    if loaded.source == "file":
+        store_new_current(loaded.path, new)
+        print(f"new swarm key  {new.text}\nfingerprint    {new.fingerprint} (stored in "
+              f"{loaded.path}); the old key {old.fingerprint} stays accepted.", file=out)
+        steps = ("  1. restart this node: it signs with the new key and still accepts machines "
+                 "that have only the old one;\n"
+                 "  2. on every other machine: python main.py swarm-key --set - (paste the new "
+                 "key), then restart it; until then it does not use this node (it sees another "
+                 "swarm key), while this node keeps using it;\n"
+                 "  3. once every machine has the new key: python main.py swarm-key "
+                 "--forget-previous on each, and restart them one at a time.")
+    else:
+        print(f"new swarm key  {new.text}\nfingerprint    {new.fingerprint}\nThe current key "
+              f"({old.fingerprint}) is set by {_CONFIGURED}: nothing was stored.", file=out)
+        steps = (f"  1. here and on every other machine, one at a time: set swarm_key to the "
+                 f"new key and add the old one ({old.text}) to [federation] "
+                 "previous_swarm_keys (or the matching LOCAL_SWARM_FEDERATION_* variables), "
+                 "then restart;\n"
+                 "  2. once every machine has the new key: remove previous_swarm_keys "
+                 "everywhere and restart them one at a time.")
+    print("Next, so the swarm keeps serving throughout:\n" + steps, file=out)
+    return 0

@@ -1,0 +1,123 @@
+"""The `Backend` protocol every inference engine implements, and the records it speaks in."""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from swarm.errors import RequestError
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class ContextOverflowError(RequestError):
+    """The prompt plus `max_tokens` does not fit the model's context window."""
+
+    def __init__(self, message: str, *, param: str = "messages") -> None:
+        super().__init__(message, param=param, code="context_length_exceeded")
+
+
+def check_context(prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+    """Raise `ContextOverflowError` unless the prompt plus `max_tokens` fits the context."""
+    if prompt_tokens + max_tokens > context_length:
+        raise ContextOverflowError(
+            f"prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} "
+            f"exceeds the context length {context_length}")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat turn as OpenAI sends it (content already flattened to text)."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """OpenAI sampling parameters, with OpenAI's defaults (not any engine's)."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        """True when sampling collapses to argmax (temperature 0)."""
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A prompt (chat messages, or raw text for /v1/completions) and how to sample it."""
+
+    messages: tuple[ChatMessage, ...] = ()
+    prompt: str | None = None
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (not self.messages):
+            raise ValueError("a GenerationRequest needs exactly one of messages or prompt")
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token: its text delta (may be empty mid-UTF-8), id and log-probability."""
+
+    text: str
+    token_id: int
+    logprob: float
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished generation with per-token log-probabilities."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: FinishReason
+    prompt_tokens: int
+
+    @property
+    def completion_tokens(self) -> int:
+        """Number of generated tokens."""
+        return len(self.token_ids)
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean token log-probability; -inf for an empty completion."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else -math.inf
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model. Its methods block: callers run them off the event loop, one at a time."""
+
+    name: str
+    model_id: str
+    context_length: int
+
+    def prompt_text(self, request: GenerationRequest) -> str:
+        """The exact text fed to the model (chat template applied for chat requests)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens `text` encodes to (no special tokens added)."""
+        ...
+
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
+        """Yield tokens until EOS, `max_tokens` or `cancel`; EOS is not yielded.
+
+        Raises `ContextOverflowError` before the first token when the prompt does not fit.
+        Stop strings are the caller's job (see swarm.engine.decoding.StopMatcher).
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model's memory."""
+        ...

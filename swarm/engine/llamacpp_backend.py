@@ -1,0 +1,116 @@
+"""The fast CPU/Metal backend: llama.cpp through llama-cpp-python, sampled here with OpenAI's semantics."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from swarm.engine.backend import GenerationRequest, TokenEvent, check_context
+from swarm.engine.decoding import IncrementalDetokenizer
+
+log = logging.getLogger(__name__)
+
+
+class LlamaCppBackend:
+    """A GGUF model in llama.cpp. We sample from its raw logits ourselves, so temperature, top_p,
+    seed and logprobs mean what they mean in OpenAI's API (llama.cpp's own defaults differ:
+    temperature 0.2, repeat penalty 1.1)."""
+
+    name = "llamacpp"
+
+    def __init__(self, path: Path, model_id: str, *, threads: int = 1, n_ctx: int = 0,
+                 gpu: bool = False) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._lib = llama_cpp
+        self.model_id = model_id
+        self.llm = llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+            n_gpu_layers=-1 if gpu else 0, logits_all=False, verbose=False,
+        )
+        self.context_length = self.llm.n_ctx()
+        self._n_vocab = self.llm.n_vocab()
+        self._eos = {self.llm.token_eos()}
+        meta = self.llm.metadata
+        eot = meta.get("tokenizer.ggml.eot_token_id")
+        if eot is not None:
+            self._eos.add(int(eot))
+        template = meta.get("tokenizer.chat_template")
+        self._formatter = None
+        if template:
+            vocab = self.llm
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=vocab.detokenize([vocab.token_eos()], special=True).decode(
+                    errors="replace"),
+                bos_token=vocab.detokenize([vocab.token_bos()], special=True).decode(
+                    errors="replace"),
+            )
+
+    def prompt_text(self, request: GenerationRequest) -> str:
+        """Apply the model's own chat template (from the GGUF), or pass a raw prompt through."""
+        if request.prompt is not None:
+            return request.prompt
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if self._formatter is None:
+            return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        return self._formatter(messages=messages).prompt
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens in `text` (special tokens parsed, no BOS added)."""
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def _logits(self) -> np.ndarray:
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+
+    @staticmethod
+    def _pick(logits: np.ndarray, request: GenerationRequest,
+              rng: np.random.Generator) -> tuple[int, float]:
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        params = request.params
+        if params.greedy:
+            token = int(np.argmax(logprobs))
+            return token, float(logprobs[token])
+        scaled = shifted / params.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if params.top_p < 1.0:
+            order = np.argsort(-probs, kind="stable")
+            sorted_probs = probs[order]
+            keep = np.cumsum(sorted_probs) - sorted_probs < params.top_p
+            keep[0] = True
+            mask = np.zeros_like(probs)
+            mask[order[keep]] = sorted_probs[keep]
+            probs = mask / mask.sum()
+        token = int(rng.choice(len(probs), p=probs))
+        return token, float(logprobs[token])
+
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
+        """Yield tokens until EOS, `max_tokens` or `cancel`; logprobs are the model's own."""
+        ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
+        check_context(len(ids), request.params.max_tokens, self.context_length)
+        seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
+        rng = np.random.default_rng(seed)
+        detok = IncrementalDetokenizer(
+            lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"))
+        self.llm.reset()
+        self.llm.eval(ids)
+        for _ in range(request.params.max_tokens):
+            if cancel.is_set():
+                return
+            token, logprob = self._pick(self._logits(), request, rng)
+            if token in self._eos:
+                return
+            yield TokenEvent(text=detok.push(token), token_id=token, logprob=logprob)
+            self.llm.eval([token])
+
+    def close(self) -> None:
+        """Free the llama.cpp context and weights."""
+        self.llm.close()

@@ -1,0 +1,232 @@
+"""The local instance pool: N loaded backends, a bounded queue each, least-loaded dispatch."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from swarm.engine.backend import (
+    Backend,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    TokenEvent,
+    check_context,
+)
+from swarm.engine.decoding import StopMatcher
+from swarm.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+
+class PoolBusyError(EngineError):
+    """Every instance's queue is full; retry after `retry_after_s`."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"all instances are busy; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a stream: why it ended and how many prompt tokens it used."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+_DONE = object()
+
+
+class Instance:
+    """One loaded backend with its own worker thread and a bounded queue."""
+
+    def __init__(self, index: int, backend: Backend, queue_depth: int) -> None:
+        self.index = index
+        self.backend = backend
+        self.capacity = queue_depth + 1
+        self.active = 0
+        self.served = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}")
+
+    @property
+    def source_id(self) -> str:
+        """A stable name for this instance in consensus reports."""
+        return f"local/{self.index}"
+
+    def _run(self, request: GenerationRequest, cancel: threading.Event, emit) -> None:
+        try:
+            prompt = self.backend.count_tokens(self.backend.prompt_text(request))
+            emit(prompt)
+            for event in self.backend.stream(request, cancel):
+                emit(event)
+        except BaseException as exc:  # crosses the thread boundary to the awaiting consumer
+            emit(exc)
+        finally:
+            emit(_DONE)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent | StreamEnd]:
+        """Run one generation; stop strings applied; the final item is a `StreamEnd`."""
+        if self.active >= self.capacity:
+            raise PoolBusyError(retry_after_s=max(1, self.active - self.capacity + 1))
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+        self.active += 1
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
+        future.add_done_callback(lambda _f: self._release())
+        stops = StopMatcher(request.params.stop)
+        count = 0
+        prompt_tokens = 0
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, int):
+                    prompt_tokens = item
+                    continue
+                assert isinstance(item, TokenEvent)
+                count += 1
+                text = stops.feed(item.text)
+                if stops.stopped:
+                    cancel.set()
+                    if text:
+                        yield TokenEvent(text, item.token_id, item.logprob)
+                    yield StreamEnd("stop", prompt_tokens, count)
+                    return
+                yield TokenEvent(text, item.token_id, item.logprob)
+            tail = stops.flush()
+            if tail:
+                yield TokenEvent(tail, -1, 0.0)
+            finish: FinishReason = "length" if count >= request.params.max_tokens else "stop"
+            yield StreamEnd(finish, prompt_tokens, count)
+        finally:
+            # The consumer left (finished, disconnected or cancelled): free the compute.
+            cancel.set()
+
+    def _release(self) -> None:
+        self.active -= 1
+        self.served += 1
+
+    def close(self) -> None:
+        """Stop the worker thread and free the model."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.backend.close()
+
+
+class InstancePool:
+    """Dispatches requests to the least-loaded instance; full queues raise `PoolBusyError`."""
+
+    def __init__(self, backends: Sequence[Backend], queue_depth: int = 8) -> None:
+        if not backends:
+            raise ValueError("an InstancePool needs at least one backend")
+        self.instances = [Instance(i, b, queue_depth) for i, b in enumerate(backends)]
+
+    @property
+    def model_id(self) -> str:
+        """The id of the model every instance serves."""
+        return self.instances[0].backend.model_id
+
+    @property
+    def backend_name(self) -> str:
+        """Which engine the instances run."""
+        return self.instances[0].backend.name
+
+    @property
+    def context_length(self) -> int:
+        """The model's context window in tokens."""
+        return self.instances[0].backend.context_length
+
+    def load(self) -> float:
+        """Fraction of instance slots busy, 0..1 (queued work counts)."""
+        return sum(min(i.active, 1) for i in self.instances) / len(self.instances)
+
+    def queue_depth(self) -> int:
+        """Requests waiting behind running ones, over all instances."""
+        return sum(max(i.active - 1, 0) for i in self.instances)
+
+    def pick(self) -> Instance:
+        """The least-loaded instance with room, lowest index first on ties."""
+        return self.pick_many(1)[0]
+
+    def pick_many(self, n: int) -> list[Instance]:
+        """`n` instances for `n` generations, spread as if each pick were already running.
+
+        Raises `PoolBusyError` unless all `n` fit the queues now, so a request is refused whole
+        (429) rather than started and failed half way.
+        """
+        planned = {i.index: i.active for i in self.instances}
+        chosen: list[Instance] = []
+        for _ in range(n):
+            best = min(self.instances, key=lambda i: (planned[i.index], i.index))
+            if planned[best.index] >= best.capacity:
+                raise PoolBusyError(retry_after_s=max(1, planned[best.index] - best.capacity + 1))
+            planned[best.index] += 1
+            chosen.append(best)
+        return chosen
+
+    def has_room(self) -> bool:
+        """True while at least one instance's queue can take another request."""
+        return any(i.active < i.capacity for i in self.instances)
+
+    async def prompt_tokens(self, request: GenerationRequest) -> int:
+        """The request's prompt length in the model's tokens, counted off the event loop."""
+        backend = self.instances[0].backend
+
+        def count() -> int:
+            return backend.count_tokens(backend.prompt_text(request))
+
+        return await asyncio.to_thread(count)
+
+    async def check_fits(self, request: GenerationRequest) -> int:
+        """Raise `ContextOverflowError` now if the request cannot fit the context (off the loop);
+        return the prompt's token count."""
+        tokens = await self.prompt_tokens(request)
+        check_context(tokens, request.params.max_tokens, self.context_length)
+        return tokens
+
+    def stream(
+        self, request: GenerationRequest, instance: Instance | None = None
+    ) -> AsyncIterator[TokenEvent | StreamEnd]:
+        """Stream one generation on `instance` or the least-loaded one."""
+        return (instance or self.pick()).stream(request)
+
+    async def complete(
+        self, request: GenerationRequest, instance: Instance | None = None
+    ) -> Completion:
+        """Run one generation to the end and return it whole."""
+        target = instance or self.pick()
+        texts: list[str] = []
+        ids: list[int] = []
+        logprobs: list[float] = []
+        end = StreamEnd("cancelled", 0, 0)
+        started = time.perf_counter()
+        async for event in target.stream(request):
+            if isinstance(event, StreamEnd):
+                end = event
+                continue
+            texts.append(event.text)
+            if event.token_id >= 0:
+                ids.append(event.token_id)
+                logprobs.append(event.logprob)
+        log.debug("instance %d: %d tokens in %.2fs", target.index, len(ids),
+                  time.perf_counter() - started)
+        return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
+                          end.prompt_tokens)
+
+    def close(self) -> None:
+        """Close every instance."""
+        for instance in self.instances:
+            instance.close()

@@ -1,0 +1,137 @@
+"""The reference backend: transformers + torch, with a hand-rolled decode loop for streaming and logprobs."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from swarm.engine.backend import GenerationRequest, TokenEvent, check_context
+from swarm.engine.decoding import IncrementalDetokenizer
+from swarm.models.store import force_offline
+
+log = logging.getLogger(__name__)
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def pick_device(requested: str) -> str:
+    """Resolve "auto" to cuda, mps or cpu, whichever this machine has."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class TransformersBackend:
+    """A causal LM loaded from an HF folder; `stream` runs one generation at a time."""
+
+    name = "transformers"
+
+    def __init__(
+        self, folder: Path, model_id: str, *, device: str = "auto", dtype: str = "float32"
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, not {dtype!r}")
+        force_offline()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._torch = torch
+        self.model_id = model_id
+        self.device = pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            str(folder), local_files_only=True, dtype=getattr(torch, dtype)
+        ).to(self.device)
+        self.model.eval()
+        self.context_length = int(
+            getattr(self.model.config, "max_position_embeddings", 2048) or 2048
+        )
+        self._eos = self._eos_ids()
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(int(i) for i in source)
+        return frozenset(ids)
+
+    def prompt_text(self, request: GenerationRequest) -> str:
+        """Apply the model's own chat template, or pass a raw prompt through."""
+        if request.prompt is not None:
+            return request.prompt
+        if not self.tokenizer.chat_template:
+            return "".join(f"{m.role}: {m.content}\n" for m in request.messages) + "assistant:"
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        return str(
+            self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens in `text`, without added special tokens."""
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _encode(self, request: GenerationRequest) -> list[int]:
+        ids = self.tokenizer.encode(self.prompt_text(request), add_special_tokens=False)
+        check_context(len(ids), request.params.max_tokens, self.context_length)
+        return ids
+
+    def prompt_tokens(self, request: GenerationRequest) -> int:
+        """Number of prompt tokens after templating."""
+        return len(self._encode(request))
+
+    def _pick(self, logits: Any, request: GenerationRequest, gen: Any) -> tuple[int, float]:
+        torch = self._torch
+        params = request.params
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        if params.greedy:
+            token = int(torch.argmax(logprobs))
+            return token, float(logprobs[token])
+        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+            keep[0] = True
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        token = int(torch.multinomial(probs, 1, generator=gen))
+        return token, float(logprobs[token])
+
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
+        """Yield tokens until EOS, `max_tokens` or `cancel`; logprobs are the model's own."""
+        torch = self._torch
+        ids = self._encode(request)
+        seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        detok = IncrementalDetokenizer(
+            lambda toks: self.tokenizer.decode(toks, skip_special_tokens=True)
+        )
+        with torch.inference_mode():
+            inputs = torch.tensor([ids], device=self.device)
+            out = self.model(input_ids=inputs, use_cache=True)
+            for _ in range(request.params.max_tokens):
+                if cancel.is_set():
+                    return
+                token, logprob = self._pick(out.logits[0, -1].to("cpu"), request, gen)
+                if token in self._eos:
+                    return
+                yield TokenEvent(text=detok.push(token), token_id=token, logprob=logprob)
+                step = torch.tensor([[token]], device=self.device)
+                out = self.model(input_ids=step, past_key_values=out.past_key_values, use_cache=True)
+
+    def close(self) -> None:
+        """Drop the weights (the GC frees them once no request holds a reference)."""
+        self.model = None
+        if self.device == "cuda":
+            self._torch.cuda.empty_cache()

@@ -1,0 +1,266 @@
+"""Configuration: TOML file, LOCAL_SWARM_* environment and CLI merged into frozen dataclasses."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarm.errors import ConfigError
+
+ENV_PREFIX = "LOCAL_SWARM_"
+_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _positive(v: int) -> bool:
+    return v >= 1
+
+
+def _non_negative(v: int) -> bool:
+    return v >= 0
+
+
+def _port(v: int) -> bool:
+    return 0 <= v <= 65535
+
+
+def _choice(*options: str) -> Callable[[str], bool]:
+    def check(v: str) -> bool:
+        return v in options
+
+    check.__doc__ = "one of " + ", ".join(options)
+    return check
+
+
+def _fraction(v: float) -> bool:
+    return 0.0 < v <= 600.0
+
+
+def _between(low: int, high: int) -> Callable[[int], bool]:
+    def check(v: int) -> bool:
+        return low <= v <= high
+
+    check.__doc__ = f"an integer from {low} to {high}"
+    return check
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """[api]: where the OpenAI-compatible API listens and how much it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 17615
+    max_body_bytes: int = 1_048_576
+    max_tokens_limit: int = 2048
+    max_n: int = 16
+    max_prompt_tokens: int = 32768
+    max_concurrent_per_client: int = 64
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model]: which model, on which engine, in how many local instances."""
+
+    path: str = ""
+    backend: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    instances: int = 1
+    threads: int = 0
+    queue_depth: int = 8
+    cache_dir: str = "~/.cache/local-swarm"
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    """[consensus]: the default strategy and its fan-out when a request does not choose."""
+
+    strategy: str = "route"
+    n: int = 3
+    timeout_s: float = 120.0
+    score: str = "logprob"
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """[federation]: finding peers on the LAN and answering together."""
+
+    enabled: bool = False
+    mdns: bool = True
+    peers: tuple[str, ...] = ()
+    peers_file: str = ""
+    node_id: str = ""
+    heartbeat_interval_s: float = 0.5
+    approve_peers: bool = False  # peers with the key wait for `main.py peers approve ID`
+    coordinator_priority: int = 0  # higher wins the coordinator election
+    coordinator: bool = True  # False: never take the coordinator role (still votes, follows)
+    # Secrets: kept out of repr so a logged config never shows them (network/trust/swarm_key.py).
+    swarm_key: str = field(default="", repr=False)
+    previous_swarm_keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole node configuration."""
+
+    api: ApiConfig = field(default_factory=ApiConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    auto: bool = False
+    log_level: str = "info"
+    explicit: frozenset[str] = frozenset()
+
+    @property
+    def cache_path(self) -> Path:
+        """The expanded cache folder (converted models, benchmark results)."""
+        return Path(self.model.cache_dir).expanduser()
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "api.port": _port,
+    "api.max_body_bytes": _positive,
+    "api.max_tokens_limit": _positive,
+    "api.max_n": _positive,
+    "api.max_prompt_tokens": _positive,
+    "api.max_concurrent_per_client": _positive,
+    "model.backend": _choice("auto", "transformers", "llamacpp"),
+    "model.device": _choice("auto", "cpu", "cuda", "mps"),
+    "model.dtype": _choice("auto", "float32", "bfloat16", "float16"),
+    "model.instances": _positive,
+    "model.threads": _non_negative,
+    "model.queue_depth": _non_negative,
+    "consensus.strategy": _choice("route", "best_of_n", "weighted_vote", "first_valid"),
+    "consensus.n": _positive,
+    "consensus.timeout_s": _fraction,
+    "consensus.score": _choice("logprob", "judge"),
+    "federation.heartbeat_interval_s": lambda v: 0.05 <= v <= 10.0,
+    "federation.node_id": lambda v: v == "" or _NODE_ID.fullmatch(v) is not None,
+    "federation.coordinator_priority": _between(-1000, 1000),
+    "log_level": _choice("debug", "info", "warning", "error"),
+}
+
+_SECTIONS = {"api": ApiConfig, "model": ModelConfig, "consensus": ConsensusConfig,
+             "federation": FederationConfig}
+
+
+def _coerce(key: str, raw: Any, default: Any, source: str) -> Any:
+    """Convert `raw` to the type of `default` (strings from env are parsed), or fail naming `key`."""
+    want = type(default)
+    try:
+        if isinstance(default, tuple):
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise TypeError
+            value: Any = tuple(i.strip() for i in items if i.strip())
+        elif want is bool:
+            if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                value = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(raw, bool):
+                value = raw
+            else:
+                raise TypeError
+        elif want is int:
+            if isinstance(raw, bool):
+                raise TypeError
+            value = int(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, int):
+                raise TypeError
+        elif want is float:
+            if isinstance(raw, bool):
+                raise TypeError
+            value = float(raw) if isinstance(raw, str | int) else raw
+            if not isinstance(value, float):
+                raise TypeError
+        else:
+            if not isinstance(raw, str):
+                raise TypeError
+            value = raw
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} must be a {want.__name__}, got {raw!r}") from None
+    check = _CHECKS.get(key)
+    if check is not None and not check(value):
+        hint = check.__doc__ or "see config.example.toml"
+        raise ConfigError(f"{source}: {key} = {value!r} is not allowed ({hint})")
+    return value
+
+
+def known_keys() -> dict[str, Any]:
+    """Every dotted key with its default, e.g. {"api.port": 17615, "auto": False}."""
+    keys: dict[str, Any] = {}
+    base = Config()
+    for f in dataclasses.fields(Config):
+        if f.name == "explicit":
+            continue
+        value = getattr(base, f.name)
+        if f.name in _SECTIONS:
+            for sub in dataclasses.fields(value):
+                keys[f"{f.name}.{sub.name}"] = getattr(value, sub.name)
+        else:
+            keys[f.name] = value
+    return keys
+
+
+def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        if name in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table")
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def env_key(dotted: str) -> str:
+    """The environment variable for a dotted key: api.port -> LOCAL_SWARM_API_PORT."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge defaults < file < env < CLI (dotted keys, None = unset); unknown keys are errors.
+
+    `Config.explicit` records which keys were set anywhere, so `--auto` only fills the rest.
+    """
+    keys = known_keys()
+    values: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                layers.append((str(path), _flatten(tomllib.load(fh), str(path))))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    env = os.environ if env is None else env
+    by_env = {env_key(k): k for k in keys}
+    env_layer: dict[str, Any] = {}
+    for name, raw in env.items():
+        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG":
+            if name not in by_env:
+                raise ConfigError(f"environment: unknown variable {name}")
+            env_layer[by_env[name]] = raw
+    layers.append(("environment", env_layer))
+    layers.append(("command line", {k: v for k, v in (cli or {}).items() if v is not None}))
+    for source, layer in layers:
+        for key, raw in layer.items():
+            if key not in keys:
+                raise ConfigError(f"{source}: unknown key {key!r} (see config.example.toml)")
+            values[key] = _coerce(key, raw, keys[key], source)
+    sections = {
+        name: cls(**{k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(name + ".")})
+        for name, cls in _SECTIONS.items()
+    }
+    top = {k: v for k, v in values.items() if "." not in k}
+    return Config(**sections, **top, explicit=frozenset(values))

@@ -1,0 +1,5 @@
+"""Sizing this machine: the hardware probe (`hardware.py`), the first-run benchmark (`benchmark.py`),
+the pure `--auto` planner (`autoplan.py`) and the glue that runs them (`autorun.py`).
+
+May import: `swarm.engine`, `swarm.models`, `swarm.node.config`.
+"""

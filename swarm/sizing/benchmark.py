@@ -1,0 +1,304 @@
+"""The first-run benchmark: time to first token, decode speed and memory per configuration, cached.
+
+Memory: `peak_rss_bytes` is how far this process's resident set rose above its level just before
+the backend was loaded, at its highest point during loading, warm-up and the timed prompts, i.e.
+what one more instance costs. On Linux the kernel's high-water mark (VmHWM) is reset through
+/proc/self/clear_refs and read back, so short spikes are counted; elsewhere a thread samples the
+RSS with psutil every 20 ms. The loading spike is included on purpose: instances load one after
+another, and the planner would rather over- than under-estimate.
+
+Score: the effective speed of a typical 64-token answer, first token included,
+    score = 64 / (ttft_s + 64 / decode_tok_s)        (0 when decode_tok_s is 0)
+so it rises with decode speed, falls with first-token latency and is in tokens per second.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from swarm.engine.backend import Backend, ChatMessage, GenerationRequest, SamplingParams
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+log = logging.getLogger(__name__)
+
+ANSWER_TOKENS = 64
+DEFAULT_MAX_TOKENS = 64
+DEFAULT_PROMPTS = (
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain how a bicycle works to a ten-year-old.",
+    "Describe a walk through a forest in autumn.",
+)
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One measured configuration; `peak_rss_bytes` is the per-instance growth (module doc)."""
+
+    backend: str
+    model_id: str
+    threads: int
+    instances: int
+    ttft_s: float
+    decode_tok_s: float
+    peak_rss_bytes: int
+    score: float
+    measured_at: str
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkResult:
+        """The result stored in `data`; unknown keys are ignored, a missing or bad one raises."""
+        return cls(backend=str(data["backend"]), model_id=str(data["model_id"]),
+                   threads=int(data["threads"]), instances=int(data["instances"]),
+                   ttft_s=float(data["ttft_s"]), decode_tok_s=float(data["decode_tok_s"]),
+                   peak_rss_bytes=int(data["peak_rss_bytes"]), score=float(data["score"]),
+                   measured_at=str(data["measured_at"]))
+
+
+def composite_score(decode_tok_s: float, ttft_s: float) -> float:
+    """Tokens per second of a 64-token answer including the first-token wait (module doc)."""
+    if decode_tok_s <= 0:
+        return 0.0
+    return ANSWER_TOKENS / (max(ttft_s, 0.0) + ANSWER_TOKENS / decode_tok_s)
+
+
+def default_threads_options(cores: int) -> tuple[int, ...]:
+    """Threads to try: one (the per-instance setting on CPU) and all cores (one big instance)."""
+    return tuple(sorted({1, max(1, cores)}))
+
+
+def best(results: Sequence[BenchmarkResult]) -> BenchmarkResult | None:
+    """The highest-scoring result, fewest threads on ties; None for no results."""
+    return max(results, key=lambda r: (r.score, -r.threads), default=None)
+
+
+class PeakRss:
+    """Context manager measuring this process's peak RSS growth over its block (module doc).
+
+    Use one at a time: on Linux it resets the process-wide kernel high-water mark.
+    """
+
+    def __init__(self, interval_s: float = 0.02, *, kernel_peak: bool = True) -> None:
+        """`kernel_peak=False` forces the sampling thread even where VmHWM works."""
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._hwm = False
+        self._kernel_peak = kernel_peak
+        self.baseline = 0
+        self.peak = 0
+
+    @property
+    def growth(self) -> int:
+        """Peak RSS above the baseline, in bytes (0 if RSS never rose)."""
+        return max(0, self.peak - self.baseline)
+
+    def _rss(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    @staticmethod
+    def _vm_hwm() -> int:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise OSError("no VmHWM in /proc/self/status")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> PeakRss:
+        self.baseline = self.peak = self._rss()
+        if self._kernel_peak and sys.platform.startswith("linux"):
+            try:
+                with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+                    fh.write("5")  # reset the peak RSS to the current RSS
+                self._vm_hwm()
+                self._hwm = True
+            except OSError:
+                self._hwm = False
+        if not self._hwm:
+            self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, self._rss(), self._vm_hwm() if self._hwm else 0)
+
+
+def _request(prompt: str, max_tokens: int) -> GenerationRequest:
+    return GenerationRequest(messages=(ChatMessage("user", prompt),),
+                             params=SamplingParams(max_tokens=max_tokens, temperature=0.0))
+
+
+def _time_stream(backend: Backend, request: GenerationRequest) -> tuple[float | None, int, float]:
+    """(seconds to the first token or None, tokens after the first, seconds after the first)."""
+    cancel = threading.Event()
+    started = time.perf_counter()
+    first: float | None = None
+    count = 0
+    for _event in backend.stream(request, cancel):
+        now = time.perf_counter()
+        if first is None:
+            first = now
+        count += 1
+    if first is None:
+        return None, 0, 0.0
+    return first - started, count - 1, time.perf_counter() - first
+
+
+def _measure(backend: Backend, threads: int, prompts: Sequence[str], max_tokens: int,
+             step: Callable[[str], None]) -> BenchmarkResult:
+    """Warm up once, then time every prompt on one loaded backend."""
+    step("warming up")
+    _time_stream(backend, _request(prompts[0], min(8, max_tokens)))
+    ttfts: list[float] = []
+    decode_tokens = 0
+    decode_s = 0.0
+    for i, prompt in enumerate(prompts):
+        ttft, tokens, seconds = _time_stream(backend, _request(prompt, max_tokens))
+        if ttft is not None:
+            ttfts.append(ttft)
+            decode_tokens += tokens
+            decode_s += seconds
+        step(f"prompt {i + 1}/{len(prompts)}")
+    ttft_s = statistics.median(ttfts) if ttfts else 0.0
+    tok_s = decode_tokens / decode_s if decode_s > 0 else 0.0
+    return BenchmarkResult(
+        backend=backend.name, model_id=backend.model_id, threads=threads, instances=1,
+        ttft_s=ttft_s, decode_tok_s=tok_s, peak_rss_bytes=0, score=composite_score(tok_s, ttft_s),
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def run_benchmark(
+    backend_factory: Callable[[int], Backend],
+    threads_options: Sequence[int],
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    progress: Progress | None = None,
+) -> list[BenchmarkResult]:
+    """Load one instance per thread count, warm up, time greedy answers, close; one result each.
+
+    `backend_factory(threads)` loads a backend. Errors propagate after the backend is closed.
+    `progress`, if given, must already be started; one task is added and completed.
+    """
+    if not prompts or max_tokens < 1 or not threads_options:
+        raise ValueError("run_benchmark needs prompts, threads options and max_tokens >= 1")
+    total = len(threads_options) * (len(prompts) + 2)
+    task = progress.add_task("benchmark", total=total) if progress is not None else None
+    results: list[BenchmarkResult] = []
+    for threads in threads_options:
+        def step(stage: str, advance: int = 1, threads: int = threads) -> None:
+            if progress is not None and task is not None:
+                progress.update(task, advance=advance,
+                                description=f"benchmark, {threads} thread(s): {stage}")
+
+        step("loading", advance=0)
+        gc.collect()  # let the previous configuration's memory go before taking the baseline
+        with PeakRss() as peak:
+            backend = backend_factory(threads)
+            try:
+                step("loaded")
+                result = _measure(backend, threads, prompts, max_tokens, step)
+            finally:
+                backend.close()
+        result = replace(result, peak_rss_bytes=peak.growth)
+        log.info("benchmark %s, %d thread(s): first token %.0f ms, %.1f tok/s, %.0f MB, score %.1f",
+                 result.backend, threads, result.ttft_s * 1000, result.decode_tok_s,
+                 result.peak_rss_bytes / 1e6, result.score)
+        results.append(result)
+    if progress is not None and task is not None:
+        progress.update(task, completed=total, description="benchmark: done")
+    return results
+
+
+class BenchmarkCache:
+    """Benchmark results in one JSON file, keyed by hardware fingerprint; writes are atomic."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable benchmark cache %s: %s", self.path, exc)
+            return {}
+        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+            return {}
+        entries = data.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def load(self, fingerprint: str) -> list[BenchmarkResult] | None:
+        """The results saved under `fingerprint`, or None (missing, corrupt or old format)."""
+        entry = self._read().get(fingerprint)
+        if not isinstance(entry, dict) or not isinstance(entry.get("results"), list):
+            return None
+        try:
+            results = [BenchmarkResult.from_dict(item) for item in entry["results"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a malformed benchmark cache entry: %s", exc)
+            return None
+        return results or None
+
+    def save(self, fingerprint: str, results: Sequence[BenchmarkResult]) -> None:
+        """Store `results` under `fingerprint`, keeping other entries; tmp file + os.replace."""
+        entries = self._read()
+        entries[fingerprint] = {"results": [r.to_dict() for r in results]}
+        blob = json.dumps({"version": _CACHE_VERSION, "entries": entries}, indent=2, sort_keys=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(blob)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def load_or_run(cache: BenchmarkCache, fingerprint: str, run: Callable[[], list[BenchmarkResult]],
+                *, refresh: bool = False) -> tuple[list[BenchmarkResult], bool]:
+    """(results, True) from the cache when `fingerprint` is there and not `refresh`; else run and save."""
+    if not refresh:
+        cached = cache.load(fingerprint)
+        if cached is not None:
+            log.info("reusing the benchmark measured at %s", cached[0].measured_at)
+            return cached, True
+    results = run()
+    cache.save(fingerprint, results)
+    return results, False
