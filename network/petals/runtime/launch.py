@@ -1,0 +1,59 @@
+"""Runs inside the span venv: start petals' own DHT bootstrap or span server CLI, guarded.
+
+    python launch.py dht    [petals run_dht arguments]
+    python launch.py server [petals run_server arguments]
+
+Before petals is imported: the hivemind shim (`compat`), the address guard (`guard`). SIGTERM and
+SIGINT become KeyboardInterrupt in this main process, the one exit on which petals shuts down its
+children and both p2pd daemons (under `nohup` SIGINT starts ignored, and a plain SIGTERM orphans
+them); SIGUSR1 dumps every thread's stack to stderr.
+"""
+import faulthandler
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import compat  # noqa: E402
+
+compat.apply()
+import guard  # noqa: E402
+
+guard.install()
+
+_MAIN_PID = os.getpid()
+
+
+def _interrupt(_signum, _frame):
+    if os.getpid() == _MAIN_PID:
+        raise KeyboardInterrupt
+
+
+def main():
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    what = sys.argv.pop(1)
+    sys.argv[0] = f"petals.cli.run_{what}"
+    if what == "dht":
+        # The forked DHT child inherits _interrupt, which ignores SIGTERM outside the main pid, so
+        # multiprocessing's exit-time terminate() + join() of that child would hang forever.
+        os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+        from petals.cli import run_dht as cli
+    elif what == "server":
+        from petals.cli import run_server as cli
+
+        cli.validate_version = lambda: None  # no request to the package index
+    else:
+        raise SystemExit(f"launch.py: unknown command {what!r} (dht or server)")
+    try:
+        cli.main()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
