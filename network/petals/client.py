@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_START_S = 120.0
 HEARTBEAT_S = 0.25  # the worker's check of the servers it is waiting on (see runtime/fixes.py)
+_HOP = re.compile(r"(\d+):(\d+) via …(\w+)")
 _READY = re.compile(r'^\{"event": "ready"')
 
 
@@ -70,6 +71,13 @@ class SpanClient(SupervisedProcess):
             raise SpanGenerationError("the span client is not running")
         self.process.stdin.write((json.dumps(obj) + "\n").encode())
         await self.process.stdin.drain()
+
+    def route(self) -> list[tuple[int, int, str]]:
+        """The last route petals logged: (start, end, the end of the server's peer id)."""
+        for line in reversed(self.lines):
+            if "Route found:" in line:
+                return [(int(a), int(b), peer) for a, b, peer in _HOP.findall(line)]
+        return []
 
     async def mark_gone(self, peer_ids: Iterable[str]) -> None:
         """Tell the worker these servers are gone (the node's heartbeat saw it): re-route now."""

@@ -5,7 +5,7 @@ locally with the same code path for a reference, speaking JSON lines on stdin an
 
 stdin, one JSON object a line:
   {"op": "generate", "id": ID, "input_ids": [...] | "prompt": TEXT | "messages": [...],
-   "max_tokens": N, "temperature": T, "top_p": P, "seed": S}
+   "max_tokens": N, "temperature": T, "top_p": P, "seed": S, "ignore_eos": false}
   {"op": "gone", "peers": [base58 peer id, ...]}   a server is gone: re-route now
   {"op": "reset"}                                  a new plan: every server may be used again
 stdout: {"event": "ready", ...} once, then per generation {"id", "token", "text"} lines and one
@@ -154,7 +154,7 @@ def generate(engine, tokenizer, stop_ids, request):
             token = pick(session.logits(step_input), temperature, top_p, generator)
             if n == 0:
                 first = time.monotonic()
-            if token in stop_ids:
+            if token in stop_ids and not request.get("ignore_eos"):
                 finish = "stop"
                 break
             new.append(token)

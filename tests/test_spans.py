@@ -1,0 +1,104 @@
+"""Layer spans end to end on loopback: real petals servers in the span venv, the distributed
+client, greedy tokens against the same model run locally in the span runtime, a replica taking
+over from a SIGKILLed server, and a clear error then a re-plan without one."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from network.coordination.spans import Span, SpanNode, blocks_that_fit, plan_spans
+from network.petals.client import SpanGenerationError
+from network.petals.supervisor import SpanSupervisor
+from tests.span_swarm import PREFIX, QUESTION, generate_timed, prepare, span_swarm
+
+pytestmark = [pytest.mark.petals, pytest.mark.slow, pytest.mark.timeout(900)]
+
+LONG = {"messages": QUESTION, "max_tokens": 40, "temperature": 0, "ignore_eos": True}
+ANSWER = {"messages": QUESTION, "max_tokens": 24, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    """Greedy tokens of the whole model run in one process of the span venv."""
+    async def run():
+        async with span_swarm(tmp_path_factory.mktemp("local")) as swarm:
+            local = await swarm.client(local=True)
+            long, _final = await local.complete(LONG)
+            answer, _final = await local.complete(ANSWER)
+            return long, answer
+
+    return asyncio.run(run())
+
+
+async def test_capped_nodes_split_the_model_and_answer_like_local(tmp_path, local_reference):
+    environment, model_dir = prepare()
+    block_bytes = sum(p.stat().st_size for p in model_dir.glob("*.safetensors")) / 30
+    cap = blocks_that_fit(20.5 * block_bytes, block_bytes)  # as --max-memory-gb would allow
+    assert cap < 30
+    layout = plan_spans(30, [SpanNode("a", 1.0, cap), SpanNode("b", 1.0, cap)])
+    assert layout.gaps == () and all(s.length <= cap for s in layout.spans)
+    async with span_swarm(tmp_path) as swarm:
+        await swarm.start_dht()
+        await swarm.add_servers([(s.start, s.end) for s in layout.spans])
+        client = await swarm.client()
+        long, _ = await client.complete(LONG)
+        answer, final = await client.complete(ANSWER)
+        assert len(client.route()) == 2  # really through both spans
+    assert long == local_reference[0]
+    assert answer == local_reference[1] and final["finish_reason"] == "stop"
+
+
+async def test_a_replica_takes_over_from_a_killed_server(tmp_path, local_reference):
+    async with span_swarm(tmp_path) as swarm:
+        await swarm.start_dht()
+        await swarm.add_servers([(0, 15), (15, 30), (15, 30)])
+        client = await swarm.client()
+        killed = []
+
+        async def kill_at(n):
+            if n == 8:
+                victim = swarm.server_on_route(client, 20)
+                victim.kill()
+                killed.append(victim)
+
+        tokens, _times, final = await generate_timed(client, LONG, kill_at)
+        assert killed and await killed[0].wait() != 0  # it really died mid-generation
+        assert final["completion_tokens"] == len(tokens)
+        survivor = swarm.server_on_route(client, 20)
+        assert survivor is not killed[0]
+    assert tokens == local_reference[0]
+
+
+async def test_without_a_replica_the_client_fails_clearly_then_a_replan_serves(
+        tmp_path, local_reference):
+    async with span_swarm(tmp_path) as swarm:
+        peers = await swarm.start_dht()
+        supervisors = {n: SpanSupervisor(swarm.environment, swarm.model_dir, PREFIX,
+                                         log_dir=tmp_path) for n in ("a", "b")}
+        try:
+            nodes = [SpanNode("a", 1.0, 30), SpanNode("b", 1.0, 15)]
+            first = plan_spans(30, nodes, {"a": Span("a", 0, 15), "b": Span("b", 15, 30)})
+            assert first.span_of("b") == Span("b", 15, 30)
+            await asyncio.gather(*(supervisors[s.node_id].apply((s.start, s.end), peers)
+                                   for s in first.spans))
+            client = await swarm.client()
+
+            async def leave(n):
+                if n == 5:
+                    server = supervisors["b"].server
+                    server.kill()  # node b is gone, server and all
+                    await supervisors["b"].close()
+
+            with pytest.raises(SpanGenerationError):
+                await generate_timed(client, LONG, leave)
+            again = plan_spans(30, nodes[:1], {s.node_id: s for s in first.spans})
+            assert again.gaps == () and again.span_of("a") == Span("a", 0, 30)
+            assert again.moved_blocks == 15
+            await supervisors["a"].apply((0, 30), peers)
+            assert supervisors["a"].status.state == "serving"
+            tokens, _ = await client.complete(LONG)
+        finally:
+            for supervisor in supervisors.values():
+                await supervisor.close()
+    assert tokens == local_reference[0]
