@@ -44,23 +44,25 @@ class SpanSwarm:
         await self.dht.start()
         return self.dht.initial_peers
 
-    async def add_servers(self, spans: Sequence[tuple[int, int]], threads: int = 1) -> None:
+    async def add_servers(self, spans: Sequence[tuple[int, int]], threads: int = 0,
+                          prefix: str = PREFIX) -> None:
         import asyncio
 
         assert self.dht is not None
         new = [SpanServer(self.environment,
-                          SpanServerSpec(self.model_dir, a, b, self.dht.initial_peers, PREFIX,
+                          SpanServerSpec(self.model_dir, a, b, self.dht.initial_peers, prefix,
                                          threads=threads),
-                          self.log_dir / f"server-{len(self.servers) + i}-{a}-{b}.log")
+                          self.log_dir / f"server-{a}-{b}-{time.monotonic_ns()}.log")
                for i, (a, b) in enumerate(spans)]
         self.servers += new
         await asyncio.gather(*(s.start() for s in new))
 
-    async def client(self, local: bool = False, **kwargs: Any) -> SpanClient:
+    async def client(self, local: bool = False, prefix: str = PREFIX,
+                     **kwargs: Any) -> SpanClient:
         assert local or self.dht is not None
         client = SpanClient(self.environment, self.model_dir,
-                            () if local else self.dht.initial_peers, PREFIX, local=local,
-                            log_path=self.log_dir / f"client-{len(self.clients)}.log", **kwargs)
+                            () if local else self.dht.initial_peers, prefix, local=local,
+                            log_path=self.log_dir / f"client-{time.monotonic_ns()}.log", **kwargs)
         self.clients.append(client)
         await client.start()
         return client

@@ -1,4 +1,4 @@
-"""Runs inside the span venv: runtime fixes for three petals 2.2.0 client problems.
+"""Runs inside the span venv: runtime fixes for four petals 2.2.0 client problems.
 
 1. `_ServerInferenceSession.__del__` blocks on the RemoteExpertWorker loop. When the garbage
    collector runs it on that loop's own thread, the loop waits for itself and `generate()` hangs
@@ -10,6 +10,10 @@
 3. A server that dies mid-step is only noticed after `request_timeout` (180 s by default). Fixed:
    a step also ends, with ConnectionError, as soon as `mark_gone(peer)` is called for its server,
    which our heartbeat (`watch_servers`) or the node does; petals then re-routes at once.
+4. A failed server stays in the route: `on_request_failure` drops it from the block records but
+   not from the spans the router walks, until the next routing update (`update_period`), so every
+   retry before it dials the dead server again and the generation fails though a replica is up.
+   Fixed: the spans are recomputed from the block records right after a failure.
 """
 import asyncio
 import os
@@ -113,8 +117,25 @@ def _install_gone_abort(cls):
     cls._step = _step
 
 
+def _install_reroute_fix():
+    from petals.client.routing.sequence_info import RemoteSequenceInfo
+    from petals.client.routing.sequence_manager import RemoteSequenceManager
+
+    original = RemoteSequenceManager.on_request_failure
+
+    def on_request_failure(self, peer_id):
+        original(self, peer_id)
+        with self.lock_changes:
+            info = self.state.sequence_info
+            if all(block.servers for block in info.block_infos):
+                info.spans_by_priority, info.spans_containing_block = \
+                    RemoteSequenceInfo._sort_spans(info.block_infos)
+
+    RemoteSequenceManager.on_request_failure = on_request_failure
+
+
 def install():
-    """Apply the three fixes (idempotent)."""
+    """Apply the four fixes (idempotent)."""
     from petals.client import inference_session
 
     cls = inference_session._ServerInferenceSession
@@ -123,6 +144,7 @@ def install():
     _install_del_fix(cls)
     _install_failover_fix(cls)
     _install_gone_abort(cls)
+    _install_reroute_fix()
     cls._local_swarm_fixed = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
