@@ -270,11 +270,37 @@ def approve_peer(config: Config, node_id: str, approved: bool = True) -> int:
     return 0
 
 
+def setup_spans(config: Config) -> int:
+    """`main.py setup-spans`: build the span runtime's venv and the model folder it reads."""
+    import time
+
+    from network.petals.environment import SpanEnvironment
+    from network.petals.model import span_model_folder
+    from swarm.models.store import resolve_model
+    from swarm.node.terminal import console, progress_bar
+
+    environment = SpanEnvironment.in_cache(config.cache_path)
+    began = time.monotonic()
+    if environment.ready:
+        console.print(f"span runtime already built in {environment.root}")
+    else:
+        with progress_bar("building the span runtime") as report:
+            environment.build(report)
+        console.print(f"span runtime built in {time.monotonic() - began:.0f} s "
+                      f"({environment.disk_bytes() / 2**20:.0f} MB): {environment.root}")
+    with progress_bar("preparing the model for spans") as report:
+        folder = span_model_folder(resolve_model(config.model.path or None), config.cache_path,
+                                   report)
+    console.print(f"model folder for spans: {folder}")
+    return 0
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py` and the `local-swarm` console script."""
     invocation = cli.parse_invocation(argv)
     command, config = invocation.command, invocation.config
     from network.discovery.lan import NoLanAddressError
+    from network.petals.environment import SpanRuntimeError
     from network.trust.swarm_key import SwarmKeyError
     from swarm.models.store import ModelError, force_offline
     from swarm.node.terminal import setup_logging
@@ -289,6 +315,8 @@ def run(argv: list[str] | None = None) -> int:
             return run_command(fed.swarm_key, fed.previous_swarm_keys, config.cache_path,
                                invocation.key_action, invocation.new_key, out=sys.stdout,
                                stdin=sys.stdin)
+        if command == "setup-spans":
+            return setup_spans(config)
         if command == "benchmark":
             from swarm.sizing.autorun import run_benchmark_command
 
@@ -299,7 +327,7 @@ def run(argv: list[str] | None = None) -> int:
             return show_peers(config)
         else:
             asyncio.run(serve(config))
-    except (ModelError, NoLanAddressError, SwarmKeyError) as exc:
+    except (ModelError, NoLanAddressError, SwarmKeyError, SpanRuntimeError) as exc:
         log.error("%s", exc)
         return 1
     return 0

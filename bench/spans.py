@@ -146,6 +146,7 @@ async def replan(swarm, args: argparse.Namespace, log_dir: Path) -> None:
         await nodes["b"].close()
         await nodes["a"].apply((planned.spans[0].start, planned.spans[0].end), peers)
         serving_s = time.monotonic() - lost
+        await client.refresh()  # the node does this when a new plan arrives
         ids, times, _ = await generate_timed(client, {"messages": QUESTION, "max_tokens": 2,
                                                       "temperature": 0})
         print(f"re-plan after a loss: plan {plan_s * 1000:.0f} ms, node a serving 0:30 after "

@@ -97,6 +97,7 @@ async def test_without_a_replica_the_client_fails_clearly_then_a_replan_serves(
             assert again.moved_blocks == 15
             await supervisors["a"].apply((0, 30), peers)
             assert supervisors["a"].status.state == "serving"
+            await client.refresh()
             tokens, _ = await client.complete(LONG)
         finally:
             for supervisor in supervisors.values():

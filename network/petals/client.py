@@ -85,16 +85,27 @@ class SpanClient(SupervisedProcess):
         if peers and self.alive:
             await self._send({"op": "gone", "peers": peers})
 
+    async def refresh(self) -> None:
+        """A new plan moved blocks: forget servers declared gone, read the routes anew (in turn
+        with generations, so the next one routes over the new plan)."""
+        async for _event in self._exchange({"op": "reset"}):
+            pass
+
     async def generate(self, request: dict[str, Any],
                        idle_timeout: float = 120.0) -> AsyncIterator[dict[str, Any]]:
         """Yield {"token", "text"} events, then the final {"done": true, ...} event. `request`
         holds input_ids, prompt or messages, max_tokens, temperature, top_p, seed."""
+        async for event in self._exchange({**request, "op": "generate"}, idle_timeout):
+            yield event
+
+    async def _exchange(self, message: dict[str, Any],
+                        idle_timeout: float = 120.0) -> AsyncIterator[dict[str, Any]]:
         async with self._lock:
             rid = str(next(self._ids))
             queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             self._queues[rid] = queue
             try:
-                await self._send({**request, "op": "generate", "id": rid})
+                await self._send({**message, "id": rid})
                 while True:
                     try:
                         async with asyncio.timeout(idle_timeout):

@@ -9,7 +9,7 @@ from typing import Any
 
 from swarm.node.config import Config, load_config
 
-COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
+COMMANDS = ("serve", "benchmark", "peers", "swarm-key", "setup-spans")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 PEER_ACTIONS = ("approve", "revoke")
 
@@ -70,6 +70,13 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "once; see the swarm-key command). Visible to other local "
                                   "users in the process list: prefer the key file or "
                                   "LOCAL_SWARM_FEDERATION_SWARM_KEY"}),
+    "--spans": ("spans.enabled", {
+        "action": "store_true", "default": None,
+        "help": "serve a model split across the swarm as Petals layer spans (with --federation; "
+                "builds the span runtime once, see setup-spans)"}),
+    "--max-memory-gb": ("spans.max_memory_gb", {
+        "type": float, "metavar": "GB",
+        "help": "memory this node may give its span of blocks (default 0: half its RAM)"}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
 }
 
@@ -87,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve (default): run the node; benchmark: re-run the first-run "
                              "benchmark and print the plan --auto would choose; peers: show the "
                              "peers the running node sees and why an expected one is missing; "
-                             "swarm-key: print this swarm's key (creating it once), or change it")
+                             "swarm-key: print this swarm's key (creating it once), or change it; "
+                             "setup-spans: build the span runtime (Petals in its own venv in the "
+                             "cache folder, about 1 to 4 minutes, 1.5 GB) and the model folder "
+                             "it reads")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
                         help="with peers: `approve ID` lets a pending peer (--approve-peers) "
                              "join; `revoke ID` withdraws that")

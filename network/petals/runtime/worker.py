@@ -7,7 +7,8 @@ stdin, one JSON object a line:
   {"op": "generate", "id": ID, "input_ids": [...] | "prompt": TEXT | "messages": [...],
    "max_tokens": N, "temperature": T, "top_p": P, "seed": S, "ignore_eos": false}
   {"op": "gone", "peers": [base58 peer id, ...]}   a server is gone: re-route now
-  {"op": "reset"}                                  a new plan: every server may be used again
+  {"op": "reset", "id": ID}   a new plan: every server may be used again, routes read anew
+                               (in turn with generations; answered {"id", "done", "refreshed"})
 stdout: {"event": "ready", ...} once, then per generation {"id", "token", "text"} lines and one
 {"id", "done": true, "finish_reason", "prompt_tokens", "completion_tokens", "decode_s"} or
 {"id", "error": MESSAGE}. Generations run one at a time, in order, on a thread of their own, so a
@@ -66,6 +67,10 @@ class Chain:
             self._watch = RemoteExpertWorker.run_coroutine(
                 fixes.watch_servers(p2p, args.heartbeat, fixes.mark_gone), return_future=True)
 
+    def refresh(self):
+        """Read the routing table from the DHT now (a new plan moved blocks)."""
+        self.model.transformer.h.sequence_manager.update(wait=True)
+
     def session(self, max_length):
         manager = self.model.inference_session(max_length=max_length)
         model = self.model
@@ -95,6 +100,9 @@ class Local:
 
         self.model = LlamaForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32).eval()
         self.num_blocks = self.model.config.num_hidden_layers
+
+    def refresh(self):
+        pass
 
     def session(self, max_length):
         model = self.model
@@ -173,6 +181,11 @@ def serve(engine, tokenizer, stop_ids, jobs):
         request = jobs.get()
         if request is None:
             return
+        if request.get("op") == "reset":
+            fixes.forget_gone()
+            engine.refresh()
+            emit({"id": request.get("id"), "done": True, "refreshed": True})
+            continue
         try:
             generate(engine, tokenizer, stop_ids, request)
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the node
@@ -221,7 +234,7 @@ def main():
         elif op == "gone":
             fixes.mark_gone(list(request.get("peers", [])))
         elif op == "reset":
-            fixes.forget_gone()
+            jobs.put(request)
     jobs.put(None)
     runner.join(timeout=5)
     sys.stdout.flush()
