@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -12,6 +13,14 @@ from swarm.node import cli
 from swarm.node.config import Config
 
 log = logging.getLogger("local_swarm")
+
+
+@functools.cache
+def spans_key() -> Any:
+    """The app key of the node's SpanService with --spans (network/petals/service.py)."""
+    from aiohttp import web
+
+    return web.AppKey("spans", object)
 
 
 def _bind_addresses(config: Config) -> tuple[str, list[str]]:
@@ -51,9 +60,11 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
     pool = InstancePool(list(backends), queue_depth=config.model.queue_depth)
     federation = None
     port_box = [config.api.port]
+    spans = None
     if config.federation.enabled:
         federation, app, routes, keys = _federated_app(config, pool, lan_addresses,
                                                        bench_score, lambda: port_box[0])
+        spans = app.get(spans_key())
     else:
         app = build_app(pool, config.api, config.consensus)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
@@ -81,6 +92,12 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
             rows["node"] = f"{federation.identity.node_id} (boot {federation.identity.boot_id})"
             rows["swarm key"] = _key_row(keys)
             await federation.start(port_box[0])
+            if spans is not None:
+                with progress_bar("span runtime") as report:
+                    spans.report = report
+                    await spans.start()
+                rows["spans"] = (f"{spans.model_id}: this node may serve {spans.span_blocks} of "
+                                 f"{spans.num_blocks} blocks")
             rows["discovery"] = ("mDNS on " + ", ".join(lan_addresses) if federation.mdns
                                  else f"manual peers only; mDNS {federation.mdns_reason}")
         console.print(startup_panel(rows, url))
@@ -96,6 +113,8 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         if live is not None:
             live.cancel()
             await asyncio.gather(live, return_exceptions=True)
+        if spans is not None:
+            await spans.close()
         if federation is not None:
             await federation.close()
         await runner.cleanup()
@@ -105,7 +124,8 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
 def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_score: float,
                    port: Any) -> tuple[Any, Any, Any, Any]:
     """The app of a node in the swarm: consensus over local instances and peers, route
-    forwarding, and the /v1/federation/* routes; with the swarm keys it loaded (or generated)."""
+    forwarding, the /v1/federation/* routes and, with --spans, layer spans (the app's
+    spans_key(), started by `serve`); with the swarm keys it loaded (or generated)."""
     from consensus.service import ConsensusService
     from network.api.app import build_app
     from network.coordination.plan import planned
@@ -149,15 +169,35 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
         plan=lambda n: plan_sources(pool.instances, voters(), n, local_score=bench_score))
     forwarder = RouteForwarder(pool, federation.client, identity.node_id, federation.remotes,
                                verifier=verifier)
-    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    spans = None
+    if config.spans.enabled:
+        from network.petals.service import SpanService
+
+        spans = SpanService(config.spans, cache_path=config.cache_path,
+                            model_path=config.model.path, node_id=identity.node_id,
+                            host=lan_addresses[0] if lan_addresses else config.api.host,
+                            ram_bytes=hw.ram_total_bytes, coordinator=coordinator,
+                            peers=federation.membership.peers, bench_score=bench_score)
+        coordinator.span_plan = spans.published
+    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier,
+                    spans=spans)
     routes = FederationRoutes(
         identity, pool, federation.membership, api_port_getter=port, bench_score=bench_score,
         hardware={"ram_gb": hw.ram_total_bytes / 2**30,
                   "vram_gb": sum(mem for _name, mem in hw.cuda_devices) / 2**30},
         discovery_status=federation.discovery_status, verifier=verifier,
         election=coordinator.handle, plan=coordinator.plan,
-        election_view=coordinator.election_view, election_role=lambda: coordinator.role.value)
+        election_view=coordinator.election_view, election_role=lambda: coordinator.role.value,
+        span_blocks=(lambda: spans.span_blocks) if spans is not None else None)
     routes.add_to(app)
+    if spans is not None:
+        from aiohttp import web
+
+        async def span_view(_request: web.Request) -> web.Response:
+            return web.json_response(spans.view())
+
+        app.router.add_get("/v1/federation/spans", span_view)
+        app[spans_key()] = spans
     ApprovalRoutes(approvals, federation.monitor.reconsider,
                    enforced=fed.approve_peers).add_to(app)
     return federation, app, routes, loaded

@@ -14,7 +14,7 @@ from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, Sam
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid")
+STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid", "spans")
 
 # The `swarm` request field, validated before anything runs.
 SWARM_SCHEMA: dict[str, Any] = {

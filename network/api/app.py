@@ -5,6 +5,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -115,7 +116,7 @@ class StatusRoutes:
 def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig | None = None,
               consensus_service: ConsensusService | None = None,
               forwarder: RouteForwarder | None = None,
-              verifier: Verifier | None = None) -> web.Application:
+              verifier: Verifier | None = None, spans: Any | None = None) -> web.Application:
     """The aiohttp application for one node (federation routes are added by the caller); with
     `[api] keys` set, `forwarder` and `verifier` let signed peer requests stand in for a key
     (network/api/auth.py)."""
@@ -125,7 +126,7 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
                                        auth_middleware(config.keys, forwarder, verifier)])
     status = StatusRoutes(pool)
     completions = CompletionRoutes(pool, config, consensus or ConsensusConfig(), consensus_service,
-                                   forwarder)
+                                   forwarder, spans)
     app.router.add_get("/health", status.health)
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)

@@ -72,7 +72,8 @@ class FederationRoutes:
                  verifier: Verifier | None = None, election: ElectionHandler | None = None,
                  plan: Callable[[], SwarmPlan | None] | None = None,
                  election_view: ElectionView | None = None,
-                 election_role: Callable[[], str | None] | None = None) -> None:
+                 election_role: Callable[[], str | None] | None = None,
+                 span_blocks: Callable[[], int] | None = None) -> None:
         self.identity = identity
         # Without a verifier the node holds a random key nobody shares: closed, never open.
         self.verifier = verifier or Verifier(KeyRing.generate(), audience=identity.node_id)
@@ -90,6 +91,7 @@ class FederationRoutes:
         self.plan = plan
         self.election_view = election_view
         self.election_role = election_role
+        self.span_blocks = span_blocks or (lambda: 0)
         self.running: dict[str, asyncio.Task[Completion]] = {}
         self._cancelled_early = Recent()
         self._closing = False
@@ -115,7 +117,8 @@ class FederationRoutes:
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
-            term=term, coordinator=coordinator, priority=priority, nonce=nonce)
+            term=term, coordinator=coordinator, priority=priority, nonce=nonce,
+            span_blocks=self.span_blocks())
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

@@ -164,6 +164,7 @@ class Heartbeat:
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
+    span_blocks: int = 0  # blocks this node may serve as a layer span (0: it serves none)
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -188,6 +189,7 @@ class Heartbeat:
             coordinator=f.get("coordinator", _optional(_ident()), None),
             priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", _optional(_text(MAX_NONCE_CHARS)), None),
+            span_blocks=f.get("span_blocks", _int(0, 1 << 20), 0),
         )
 
 

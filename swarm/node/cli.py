@@ -39,7 +39,7 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
                                         "help": "converted models and benchmark results"}),
     "--strategy": ("consensus.strategy", {
-        "choices": ["route", "best_of_n", "weighted_vote", "first_valid"],
+        "choices": ["route", "best_of_n", "weighted_vote", "first_valid", "spans"],
         "help": "default answer strategy when a request does not choose one"}),
     "--n": ("consensus.n", {"type": int, "metavar": "N",
                             "help": "default number of candidates for consensus strategies"}),

@@ -146,7 +146,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.instances": _positive,
     "model.threads": _non_negative,
     "model.queue_depth": _non_negative,
-    "consensus.strategy": _choice("route", "best_of_n", "weighted_vote", "first_valid"),
+    "consensus.strategy": _choice("route", "best_of_n", "weighted_vote", "first_valid", "spans"),
     "consensus.n": _positive,
     "consensus.timeout_s": _fraction,
     "consensus.score": _choice("logprob", "judge"),

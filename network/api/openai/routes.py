@@ -107,9 +107,10 @@ class CompletionRoutes:
 
     def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig,
                  consensus: ConsensusService | None = None,
-                 forwarder: RouteForwarder | None = None) -> None:
+                 forwarder: RouteForwarder | None = None, spans: Any | None = None) -> None:
         self.pool = pool
         self.forwarder = forwarder
+        self.spans = spans  # network.petals.service.SpanService with --spans
         self.api = api
         self.defaults = defaults
         self.consensus = consensus or ConsensusService(
@@ -156,7 +157,7 @@ class CompletionRoutes:
     def _options(self, parsed: ParsedRequest) -> SwarmOptions:
         try:
             options = options_from(parsed.swarm, self.defaults, self.api.max_n)
-            if options.strategy != "route":
+            if options.strategy not in ("route", "spans"):
                 from consensus.validators import build_validator
 
                 build_validator(parsed.response_format, regex=options.regex)
@@ -174,6 +175,10 @@ class CompletionRoutes:
         rid = fmt.new_id("chatcmpl" if chat else "cmpl")
         build = fmt.chat_completion if chat else fmt.text_completion
         await self._check_prompt(parsed, chat)
+        if options.strategy == "spans":
+            from network.api.openai.spans import serve_spans
+
+            return await serve_spans(self.spans, request, parsed, model, rid, chat)
         if options.strategy != "route":
             if self.consensus.saturated():
                 # Every queue is full: refuse now rather than fan out and wait (or stream a 200).

@@ -21,6 +21,7 @@ import compat  # noqa: E402
 
 compat.apply()
 import guard  # noqa: E402
+import orphan  # noqa: E402
 
 guard.install()
 
@@ -36,6 +37,7 @@ def main():
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    orphan.watch()
     what = sys.argv.pop(1)
     sys.argv[0] = f"petals.cli.run_{what}"
     if what == "dht":

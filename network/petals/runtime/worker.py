@@ -34,6 +34,7 @@ import guard  # noqa: E402
 
 guard.install()
 import fixes  # noqa: E402
+import orphan  # noqa: E402
 
 fixes.install()
 import torch  # noqa: E402
@@ -208,6 +209,7 @@ def main():
     # The node stops us with SIGTERM to our process group: leave at once, petals' client threads
     # would hold a normal exit (see fixes.py); the group kill takes our p2pd along.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    orphan.watch()
     if args.threads:
         torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer

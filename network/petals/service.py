@@ -1,0 +1,238 @@
+"""Layer spans in a running node: what `--spans` adds to a `--federation` node.
+
+Every node advertises how many blocks fit its memory budget (heartbeat `span_blocks`) and serves
+the span the plan gives it (`SpanSupervisor`). While it is the coordinator it also runs the
+hivemind DHT bootstrap and plans the spans (`plan_spans`), published in its swarm plan with the
+DHT's multiaddrs as `initial_peers`; it re-plans when a member with span capacity comes or goes.
+A request with `"swarm": {"strategy": "spans"}` is generated through the chain by this node's
+distributed client (`SpanClient`), started on first use. The loop below is a task this object
+owns; `close()` stops it and every process.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from network.coordination.election import Role
+from network.coordination.spans import Span, SpanNode, blocks_that_fit, plan_spans
+from network.membership.table import Peer, PeerState
+from network.petals.client import SpanClient, SpanGenerationError
+from network.petals.environment import SpanEnvironment, ensure_environment
+from network.petals.model import span_model_folder
+from network.petals.servers import DhtBootstrap
+from network.petals.supervisor import SpanStatus, SpanSupervisor
+from network.wire.spans import SpanAssignment, SpanPlan
+from swarm.errors import RequestError
+from swarm.models.store import resolve_model
+from swarm.node.config import SpansConfig
+
+log = logging.getLogger(__name__)
+
+SERVER_BASE_BYTES = 0.45 * 2**30  # a span server's own memory before its blocks (PSS, measured)
+TICK_S = 1.0  # how often the plan is read and, on the coordinator, re-made
+
+
+def block_bytes(model_dir: Path) -> tuple[int, int]:
+    """(number of transformer blocks, bytes of the largest block's weights), read from the
+    safetensors headers (tensors named `...layers.<i>....`)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    blocks = int(config["num_hidden_layers"])
+    sizes = [0] * blocks
+    for path in model_dir.glob("*.safetensors"):
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        for name, meta in header.items():
+            parts = name.split(".")
+            if "layers" in parts and isinstance(meta, dict):
+                index = int(parts[parts.index("layers") + 1])
+                start, end = meta["data_offsets"]
+                sizes[index] += end - start
+    return blocks, max(sizes)
+
+
+class SpanService:
+    """This node's part in serving layer spans; see the module doc."""
+
+    def __init__(self, config: SpansConfig, *, cache_path: Path, model_path: str, node_id: str,
+                 host: str, ram_bytes: int, coordinator: Any,
+                 peers: Callable[[], Iterable[Peer]], bench_score: float = 0.0,
+                 report: Callable[[str, float], None] | None = None) -> None:
+        self.config, self.cache_path, self.model_path = config, cache_path, model_path
+        self.node_id, self.host, self.ram_bytes = node_id, host, ram_bytes
+        self.coordinator, self.peers, self.bench_score = coordinator, peers, bench_score
+        self.report = report
+        self.environment: SpanEnvironment | None = None
+        self.model_dir: Path | None = None
+        self.model_id = ""
+        self.num_blocks = 0
+        self.span_blocks = 0  # advertised in the heartbeat
+        self.supervisor: SpanSupervisor | None = None
+        self.dht: DhtBootstrap | None = None
+        self.client: SpanClient | None = None
+        self._published: SpanPlan | None = None
+        self._planned_for: tuple[tuple[str, float, int], ...] = ()
+        self._applied: SpanPlan | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Build the span runtime if needed (progress bar), prepare the model, start the loop."""
+        source = resolve_model(self.model_path or None)
+        self.environment = await asyncio.to_thread(ensure_environment, self.cache_path,
+                                                   self.report)
+        self.model_dir = await asyncio.to_thread(span_model_folder, source, self.cache_path)
+        self.model_id = source.model_id
+        self.num_blocks, per_block = await asyncio.to_thread(block_bytes, self.model_dir)
+        budget = (self.config.max_memory_gb * 2**30 if self.config.max_memory_gb > 0
+                  else self.ram_bytes / 2)
+        self.span_blocks = min(self.num_blocks,
+                               blocks_that_fit(budget - SERVER_BASE_BYTES, per_block))
+        log.info("spans: %d blocks of %s, this node may serve %d (%.2f GB budget)",
+                 self.num_blocks, self.model_id, self.span_blocks, budget / 2**30)
+        self.supervisor = SpanSupervisor(self.environment, self.model_dir, self.dht_prefix,
+                                         host=self.host, throughput=max(self.bench_score, 1.0),
+                                         threads=self.config.threads,
+                                         log_dir=self.cache_path / "span-logs")
+        (self.cache_path / "span-logs").mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._run(), name="spans")
+
+    @property
+    def dht_prefix(self) -> str:
+        """The DHT prefix the model's blocks are announced under."""
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in self.model_id)[:48] \
+            or "model"
+
+    def published(self) -> SpanPlan | None:
+        """The span map this node publishes while it is the coordinator (cached; cheap)."""
+        return self._published if self.coordinator.role is Role.COORDINATOR else None
+
+    def capacities(self) -> list[SpanNode]:
+        """This node and every live peer offering span capacity, as the planner sees them."""
+        nodes = [SpanNode(self.node_id, self.bench_score, self.span_blocks)]
+        for peer in self.peers():
+            beat = peer.heartbeat
+            if peer.state is PeerState.ALIVE and beat is not None and beat.span_blocks > 0:
+                nodes.append(SpanNode(peer.node_id, beat.bench_score, beat.span_blocks))
+        if any(n.throughput <= 0 for n in nodes):  # not all benchmarked: count them alike
+            nodes = [SpanNode(n.node_id, 1.0, n.max_blocks) for n in nodes]
+        return sorted(nodes, key=lambda n: n.node_id)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self.coordinator.role is Role.COORDINATOR:
+                    await self._lead()
+                await self._follow(self.coordinator.current_spans())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep serving; the next tick tries again
+                log.exception("spans: tick failed")
+            await asyncio.sleep(TICK_S)
+
+    async def _lead(self) -> None:
+        assert self.environment is not None
+        if self.dht is None or not self.dht.alive:
+            if self.dht is not None:
+                await self.dht.stop()
+            self.dht = DhtBootstrap(self.environment, self.host, self.config.dht_port,
+                                    log_path=self.cache_path / "span-logs" / "dht.log")
+            await self.dht.start()
+            log.info("spans: DHT bootstrap at %s", " ".join(self.dht.initial_peers))
+            self._planned_for = ()
+        nodes = self.capacities()
+        key = tuple((n.node_id, n.throughput, n.max_blocks) for n in nodes)
+        if key == self._planned_for and self._published is not None:
+            return
+        previous = self._published or self.coordinator.current_spans()
+        before = {a.node_id: Span(a.node_id, a.start, a.end)
+                  for a in (previous.assignments if previous else ())}
+        layout = await asyncio.to_thread(plan_spans, self.num_blocks, nodes, before)
+        self._published = SpanPlan(
+            model=self.model_id, num_blocks=self.num_blocks, dht_prefix=self.dht_prefix,
+            initial_peers=self.dht.initial_peers,
+            assignments=tuple(SpanAssignment(s.node_id, s.start, s.end) for s in layout.spans),
+            gaps=layout.gaps, bottleneck=layout.bottleneck)
+        self._planned_for = key
+        log.info("spans: planned %s%s (moved %d blocks)",
+                 ", ".join(f"{s.node_id} {s.start}:{s.end}" for s in layout.spans) or "nothing",
+                 f"; not served: {layout.gaps}" if layout.gaps else "", layout.moved_blocks)
+
+    async def _follow(self, plan: SpanPlan | None) -> None:
+        if plan is None or plan == self._applied or self.supervisor is None:
+            return  # no fresh plan (keep serving what we serve) or nothing new
+        await self.supervisor.apply(plan.span_of(self.node_id), plan.initial_peers)
+        changed_peers = self._applied is None or \
+            self._applied.initial_peers != plan.initial_peers
+        self._applied = plan
+        async with self._client_lock:
+            if self.client is not None and changed_peers:
+                await self.client.stop()
+                self.client = None
+            elif self.client is not None and self.client.alive:
+                await self.client.refresh()
+
+    async def _client_for(self, plan: SpanPlan) -> SpanClient:
+        async with self._client_lock:
+            if self.client is None or not self.client.alive:
+                if self.client is not None:
+                    await self.client.stop()
+                assert self.environment is not None and self.model_dir is not None
+                self.client = SpanClient(self.environment, self.model_dir, plan.initial_peers,
+                                         plan.dht_prefix,
+                                         log_path=self.cache_path / "span-logs" / "client.log")
+                try:
+                    await self.client.start()
+                except Exception:
+                    self.client = None
+                    raise
+            return self.client
+
+    async def generate(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Token events, then the final event, through the span chain of the plan in force.
+        RequestError (503) when there is no span map yet or some blocks have no server."""
+        plan = self.coordinator.current_spans()
+        if plan is None:
+            raise RequestError("no span map yet: the coordinator has not planned spans (is "
+                               "every node started with --spans?)", status=503,
+                               code="spans_unavailable", type_="server_error")
+        if plan.gaps:
+            gaps = ", ".join(f"{a}:{b}" for a, b in plan.gaps)
+            raise RequestError(f"blocks {gaps} of {plan.model} have no server: the swarm's "
+                               "memory is too small (raise --max-memory-gb or add nodes)",
+                               status=503, code="spans_unavailable", type_="server_error")
+        client = await self._client_for(plan)
+        try:
+            async for event in client.generate(request):
+                yield event
+        except SpanGenerationError as exc:
+            raise RequestError(f"the span chain failed: {exc}", status=503,
+                               code="spans_failed", type_="server_error") from exc
+
+    def view(self) -> dict[str, Any]:
+        """The span map and this node's own span server, for /v1/federation/plan and peers."""
+        plan = self.coordinator.current_spans()
+        status: SpanStatus | None = self.supervisor.status if self.supervisor else None
+        return {"plan": plan.to_wire() if plan else None,
+                "node": {"node_id": self.node_id, "span_blocks": self.span_blocks,
+                         "server": None if status is None else {
+                             "start": status.start, "end": status.end, "state": status.state,
+                             "peer_id": status.peer_id, "restarts": status.restarts,
+                             "error": status.error}}}
+
+    async def close(self) -> None:
+        """Stop the loop, then the client, the span server and the DHT together."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        stops = [p.stop() for p in (self.client, self.dht) if p is not None]
+        if self.supervisor is not None:
+            stops.append(self.supervisor.close())
+        await asyncio.gather(*stops, return_exceptions=True)
