@@ -105,8 +105,15 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         if federation is not None and console.is_terminal:
             from swarm.node.peer_view import show_live
 
+            below = None
+            if spans is not None:
+                from swarm.node.span_view import render_spans
+
+                def below() -> Any:
+                    return render_spans(spans.view())
+
             live = asyncio.create_task(show_live(lambda: routes.rows(host), federation.changed,
-                                                 console))
+                                                 console, below=below))
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -273,6 +280,11 @@ def show_peers(config: Config) -> int:
     out.print(render_peers(body["data"], title=f"peers seen by {body.get('node_id')}"))
     for hint in missing_peer_hints(body["data"], body.get("discovery", {})):
         out.print(f"- {hint}", soft_wrap=True)
+    spans = _ask_node(config, url.replace("/peers", "/spans"))
+    if spans is not None and spans[0] == 200:
+        from swarm.node.span_view import render_spans
+
+        out.print(render_spans(spans[1]))
     return 0
 
 

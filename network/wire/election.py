@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from network.coordination.election import Ack, Announce, Candidate, Claim, Message
-from network.wire.spans import SpanPlan
 from network.wire.messages import (
     MAX_COUNT,
     MAX_PRIORITY,
@@ -30,6 +29,7 @@ from network.wire.messages import (
     _optional,
     _seq,
 )
+from network.wire.spans import SpanPlan
 
 __all__ = ["MAX_PLAN_MEMBERS", "MAX_REPLY_MESSAGES", "MAX_SCORE", "ElectionEnvelope",
            "ElectionReply", "PlanMember", "SwarmPlan", "decode_message", "encode_message"]

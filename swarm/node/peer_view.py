@@ -5,7 +5,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -75,15 +75,20 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
 
 
 async def show_live(rows: Callable[[], Sequence[Mapping[str, Any]]], changed: asyncio.Event,
-                    console: Console, refresh_s: float = 1.0) -> None:
+                    console: Console, refresh_s: float = 1.0,
+                    below: Callable[[], Any] | None = None) -> None:
     """Keep a live peer table at the bottom of the terminal until cancelled (redrawn on change
-    and every `refresh_s` so 'last seen' ages; rich's Live redraws in place, without flicker)."""
-    with Live(render_peers(rows()), console=console, auto_refresh=False,
-              transient=True) as live:
+    and every `refresh_s` so 'last seen' ages; rich's Live redraws in place, without flicker);
+    `below()` adds a renderable under it (the span map with --spans)."""
+    def view() -> Any:
+        table = render_peers(rows())
+        return table if below is None else Group(table, below())
+
+    with Live(view(), console=console, auto_refresh=False, transient=True) as live:
         while True:
             try:
                 await asyncio.wait_for(changed.wait(), timeout=refresh_s)
             except TimeoutError:
                 pass
             changed.clear()
-            live.update(render_peers(rows()), refresh=True)
+            live.update(view(), refresh=True)

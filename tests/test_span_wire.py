@@ -1,0 +1,89 @@
+"""The span map on the wire, in the heartbeat and the plan, on screen, and the API's answer to
+a spans request on a node without --spans."""
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from network.coordination.spans import SpanNode, plan_spans
+from network.wire.election import SwarmPlan
+from network.wire.messages import Heartbeat, WireDecodeError
+from network.wire.spans import SpanAssignment, SpanPlan
+from swarm.node.config import load_config
+from swarm.node.span_view import render_spans
+
+PEERS = ("/ip4/127.0.0.1/tcp/4000/p2p/12D3KooWR2p5nrPjMUfQ22aNHNtxzLvoxAGe6os1D2ivzwCG1B1i",)
+
+
+def plan_of(num_blocks: int, nodes: list[SpanNode]) -> SpanPlan:
+    layout = plan_spans(num_blocks, nodes)
+    return SpanPlan("m", num_blocks, "m", PEERS,
+                    tuple(SpanAssignment(s.node_id, s.start, s.end) for s in layout.spans),
+                    layout.gaps, layout.bottleneck)
+
+
+@given(st.integers(1, 12), st.lists(st.integers(0, 12), min_size=1, max_size=4))
+def test_span_plan_round_trips(num_blocks, caps):
+    plan = plan_of(num_blocks, [SpanNode(f"n{i}", 1.0, c) for i, c in enumerate(caps)])
+    assert SpanPlan.from_wire(plan.to_wire()) == plan
+    swarm = SwarmPlan(term=3, coordinator="n0", spans=plan)
+    assert SwarmPlan.from_wire(swarm.to_wire()) == swarm
+
+
+def test_a_plan_without_spans_stays_as_it_was():
+    wire = SwarmPlan(term=1, coordinator="a").to_wire()
+    assert "spans" not in wire and SwarmPlan.from_wire(wire).spans is None
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"assignments": [{"node_id": "a", "start": 5, "end": 5}]}, "not after start"),
+    ({"assignments": [{"node_id": "a", "start": 0, "end": 40}]}, "past num_blocks"),
+    ({"assignments": [{"node_id": "a", "start": 0, "end": 1},
+                      {"node_id": "a", "start": 1, "end": 2}]}, "appears twice"),
+    ({"gaps": [[3]]}, "pair"),
+    ({"num_blocks": 0}, "num_blocks"),
+    ({"initial_peers": "x"}, "initial_peers"),
+])
+def test_bad_span_plans_are_refused(change, needle):
+    wire = {**plan_of(30, [SpanNode("a", 1.0, 30)]).to_wire(), **change}
+    with pytest.raises(WireDecodeError, match=needle):
+        SpanPlan.from_wire(wire)
+
+
+def test_heartbeat_carries_span_capacity_and_old_ones_read_as_none():
+    beat = Heartbeat(node_id="a", boot_id="b", protocol=1, api_port=1, span_blocks=22)
+    assert Heartbeat.from_wire(beat.to_wire()).span_blocks == 22
+    old = {k: v for k, v in beat.to_wire().items() if k != "span_blocks"}
+    assert Heartbeat.from_wire(old).span_blocks == 0
+
+
+def test_span_map_renders_nodes_blocks_replicas_and_gaps():
+    view = {"plan": plan_of(30, [SpanNode("a", 1.0, 20), SpanNode("b", 1.0, 5)]).to_wire(),
+            "node": {"node_id": "a", "span_blocks": 20,
+                     "server": {"start": 0, "end": 20, "state": "serving"}}}
+    console = Console(width=120, record=True)
+    console.print(render_spans(view))
+    text = console.export_text()
+    assert "a" in text and "serving" in text and "not served: " in text
+    console.print(render_spans({"plan": None, "node": {}}))
+    assert "no span map yet" in console.export_text()
+
+
+def test_spans_config_keys_and_flags():
+    from swarm.node.cli import parse
+
+    command, config = parse(["--spans", "--max-memory-gb", "0.75", "--strategy", "spans"])
+    assert config.spans.enabled and config.spans.max_memory_gb == 0.75
+    assert config.consensus.strategy == "spans"
+    assert load_config(env={"LOCAL_SWARM_SPANS_ENABLED": "1"}).spans.enabled
+    assert parse(["setup-spans"])[0] == "setup-spans"
+
+
+def test_a_spans_request_on_a_node_without_spans_is_a_clear_400(api_server):
+    reply = httpx.post(api_server.url + "/v1/chat/completions", timeout=60, json={
+        "messages": [{"role": "user", "content": "Hi"}], "swarm": {"strategy": "spans"}})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "spans_disabled"
