@@ -43,10 +43,15 @@ async def test_capped_nodes_split_the_model_and_answer_like_local(tmp_path, loca
         await swarm.add_servers([(s.start, s.end) for s in layout.spans])
         client = await swarm.client()
         long, _ = await client.complete(LONG)
+        abandoned = client.generate(LONG)  # a caller that goes away after a token
+        async for _event in abandoned:
+            break
+        await abandoned.aclose()
         answer, final = await client.complete(ANSWER)
         assert len(client.route()) == 2  # really through both spans
     assert long == local_reference[0]
     assert answer == local_reference[1] and final["finish_reason"] == "stop"
+    assert any('"finish_reason": "cancelled"' in line for line in client.lines)
 
 
 async def test_a_replica_takes_over_from_a_killed_server(tmp_path, local_reference):

@@ -104,6 +104,7 @@ class SpanClient(SupervisedProcess):
             rid = str(next(self._ids))
             queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             self._queues[rid] = queue
+            finished = False
             try:
                 await self._send({**message, "id": rid})
                 while True:
@@ -114,12 +115,17 @@ class SpanClient(SupervisedProcess):
                         raise SpanGenerationError(
                             f"no token through the span chain for {idle_timeout:.0f} s") from None
                     if "error" in event:
+                        finished = True
                         raise SpanGenerationError(f"span chain: {event['error']}")
+                    finished = bool(event.get("done"))
                     yield event
-                    if event.get("done"):
+                    if finished:
                         return
             finally:
                 self._queues.pop(rid, None)
+                if not finished and self.alive:  # the caller went away: stop the worker too
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._send({"op": "cancel", "id": rid}))
 
     async def _next(self, queue: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
         getter = asyncio.ensure_future(queue.get())

@@ -7,6 +7,7 @@ stdin, one JSON object a line:
   {"op": "generate", "id": ID, "input_ids": [...] | "prompt": TEXT | "messages": [...],
    "max_tokens": N, "temperature": T, "top_p": P, "seed": S, "ignore_eos": false}
   {"op": "gone", "peers": [base58 peer id, ...]}   a server is gone: re-route now
+  {"op": "cancel", "id": ID}                       stop that generation after its next token
   {"op": "reset", "id": ID}   a new plan: every server may be used again, routes read anew
                                (in turn with generations; answered {"id", "done", "refreshed"})
 stdout: {"event": "ready", ...} once, then per generation {"id", "token", "text"} lines and one
@@ -40,6 +41,7 @@ fixes.install()
 import torch  # noqa: E402
 
 _out_lock = threading.Lock()
+_cancelled = set()  # ids of generations the node gave up on (its client went away)
 
 
 def emit(obj):
@@ -163,6 +165,9 @@ def generate(engine, tokenizer, stop_ids, request):
             token = pick(session.logits(step_input), temperature, top_p, generator)
             if n == 0:
                 first = time.monotonic()
+            if rid in _cancelled:
+                finish = "cancelled"
+                break
             if token in stop_ids and not request.get("ignore_eos"):
                 finish = "stop"
                 break
@@ -233,6 +238,8 @@ def main():
         op = request.get("op")
         if op == "generate":
             jobs.put(request)
+        elif op == "cancel":
+            _cancelled.add(request.get("id"))
         elif op == "gone":
             fixes.mark_gone(list(request.get("peers", [])))
         elif op == "reset":
