@@ -195,7 +195,8 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
         discovery_status=federation.discovery_status, verifier=verifier,
         election=coordinator.handle, plan=coordinator.plan,
         election_view=coordinator.election_view, election_role=lambda: coordinator.role.value,
-        span_blocks=(lambda: spans.span_blocks) if spans is not None else None)
+        span_blocks=(lambda: spans.span_blocks) if spans is not None else None,
+        span_peer=spans.peer_id if spans is not None else None)
     routes.add_to(app)
     if spans is not None:
         from aiohttp import web

@@ -67,7 +67,8 @@ def span_map(url: str):
     view = httpx.get(url + "/v1/federation/spans", timeout=10).json()
     plan = view["plan"]
     server = view["node"]["server"]
-    if plan and not plan["gaps"] and server and server["state"] == "serving":
+    if plan and not plan["gaps"] and server and server["state"] == "serving" \
+            and all(a["peer_id"] for a in plan["assignments"]):  # each server named in the plan
         return plan
     return None
 

@@ -33,6 +33,17 @@ def test_span_plan_round_trips(num_blocks, caps):
     assert SwarmPlan.from_wire(swarm.to_wire()) == swarm
 
 
+def test_clients_route_through_the_planned_servers_once_all_are_known():
+    plan = plan_of(30, [SpanNode("a", 1.0, 20), SpanNode("b", 1.0, 20)])
+    assert plan.allowed_servers() is None  # no peer ids yet: route by the DHT alone
+    named = SpanPlan(plan.model, 30, "m", PEERS, tuple(
+        SpanAssignment(a.node_id, a.start, a.end, f"peer-{a.node_id}") for a in plan.assignments))
+    assert named.allowed_servers() == ("peer-a", "peer-b")
+    assert SpanPlan.from_wire(named.to_wire()) == named
+    beat = Heartbeat(node_id="a", boot_id="b", protocol=1, api_port=1, span_peer="12D3KooWx")
+    assert Heartbeat.from_wire(beat.to_wire()).span_peer == "12D3KooWx"
+
+
 def test_a_plan_without_spans_stays_as_it_was():
     wire = SwarmPlan(term=1, coordinator="a").to_wire()
     assert "spans" not in wire and SwarmPlan.from_wire(wire).spans is None

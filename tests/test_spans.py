@@ -41,14 +41,19 @@ async def test_capped_nodes_split_the_model_and_answer_like_local(tmp_path, loca
     async with span_swarm(tmp_path) as swarm:
         await swarm.start_dht()
         await swarm.add_servers([(s.start, s.end) for s in layout.spans])
-        client = await swarm.client()
+        planned = [server.peer_id for server in swarm.servers]
+        await swarm.add_servers([(15, 30)])  # a server the plan does not name (a rogue)
+        rogue = swarm.servers[-1].peer_id
+        client = await swarm.client(allowed=planned)
         long, _ = await client.complete(LONG)
+        assert not any(rogue.endswith(tail) for _a, _b, tail in client.route())
         abandoned = client.generate(LONG)  # a caller that goes away after a token
         async for _event in abandoned:
             break
         await abandoned.aclose()
         answer, final = await client.complete(ANSWER)
         assert len(client.route()) == 2  # really through both spans
+        assert all(any(p.endswith(tail) for p in planned) for _a, _b, tail in client.route())
     assert long == local_reference[0]
     assert answer == local_reference[1] and final["finish_reason"] == "stop"
     assert any('"finish_reason": "cancelled"' in line for line in client.lines)

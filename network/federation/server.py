@@ -73,7 +73,8 @@ class FederationRoutes:
                  plan: Callable[[], SwarmPlan | None] | None = None,
                  election_view: ElectionView | None = None,
                  election_role: Callable[[], str | None] | None = None,
-                 span_blocks: Callable[[], int] | None = None) -> None:
+                 span_blocks: Callable[[], int] | None = None,
+                 span_peer: Callable[[], str] | None = None) -> None:
         self.identity = identity
         # Without a verifier the node holds a random key nobody shares: closed, never open.
         self.verifier = verifier or Verifier(KeyRing.generate(), audience=identity.node_id)
@@ -92,6 +93,7 @@ class FederationRoutes:
         self.election_view = election_view
         self.election_role = election_role
         self.span_blocks = span_blocks or (lambda: 0)
+        self.span_peer = span_peer or (lambda: "")
         self.running: dict[str, asyncio.Task[Completion]] = {}
         self._cancelled_early = Recent()
         self._closing = False
@@ -118,7 +120,7 @@ class FederationRoutes:
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, nonce=nonce,
-            span_blocks=self.span_blocks())
+            span_blocks=self.span_blocks(), span_peer=self.span_peer())
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

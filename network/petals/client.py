@@ -36,12 +36,15 @@ class SpanClient(SupervisedProcess):
     def __init__(self, environment: SpanEnvironment, model_dir: Path,
                  initial_peers: Iterable[str] = (), dht_prefix: str = "", local: bool = False,
                  threads: int = 0, heartbeat_s: float = HEARTBEAT_S,
-                 max_retries: int = 4, log_path: Path | None = None) -> None:
+                 max_retries: int = 4, allowed: Iterable[str] | None = None,
+                 log_path: Path | None = None) -> None:
         argv = [str(environment.python), str(RUNTIME_DIR / "worker.py"), "--model", str(model_dir),
                 "--threads", str(threads), "--heartbeat", str(heartbeat_s),
                 "--max-retries", str(max_retries)]
         argv += ["--local"] if local else ["--dht-prefix", dht_prefix, "--initial-peers",
                                            *initial_peers]
+        if allowed:
+            argv += ["--allowed-servers", *allowed]
         super().__init__("span client" if not local else "local reference", argv,
                          environment.env(), _READY, log_path, stdin=True)
         self._ids = itertools.count(1)
@@ -85,10 +88,13 @@ class SpanClient(SupervisedProcess):
         if peers and self.alive:
             await self._send({"op": "gone", "peers": peers})
 
-    async def refresh(self) -> None:
-        """A new plan moved blocks: forget servers declared gone, read the routes anew (in turn
-        with generations, so the next one routes over the new plan)."""
-        async for _event in self._exchange({"op": "reset"}):
+    async def refresh(self, allowed: Iterable[str] | None = None) -> None:
+        """A new plan: forget servers declared gone, route only through `allowed` span servers
+        (None: any the DHT lists), read the routes anew (in turn with generations, so the next
+        one routes over the new plan)."""
+        message: dict[str, Any] = {"op": "reset",
+                                   "allowed": list(allowed) if allowed else None}
+        async for _event in self._exchange(message):
             pass
 
     async def generate(self, request: dict[str, Any],

@@ -78,6 +78,9 @@ class SpanService:
         self.client: SpanClient | None = None
         self._published: SpanPlan | None = None
         self._planned_for: tuple[tuple[str, float, int], ...] = ()
+        self._layout: tuple[tuple[str, int, int], ...] = ()
+        self._gaps: tuple[tuple[int, int], ...] = ()
+        self._bottleneck = 0.0
         self._applied: SpanPlan | None = None
         self._task: asyncio.Task[None] | None = None
         self._client_lock = asyncio.Lock()
@@ -112,6 +115,19 @@ class SpanService:
     def published(self) -> SpanPlan | None:
         """The span map this node publishes while it is the coordinator (cached; cheap)."""
         return self._published if self.coordinator.role is Role.COORDINATOR else None
+
+    def peer_id(self) -> str:
+        """This node's span server's hivemind peer id while it serves (for the heartbeat)."""
+        status = self.supervisor.status if self.supervisor else None
+        return status.peer_id if status is not None and status.state == "serving" else ""
+
+    def server_ids(self) -> dict[str, str]:
+        """Node id -> span server peer id, for this node and every live peer that reports one."""
+        ids = {self.node_id: self.peer_id()}
+        for peer in self.peers():
+            if peer.state is PeerState.ALIVE and peer.heartbeat is not None:
+                ids[peer.node_id] = peer.heartbeat.span_peer
+        return ids
 
     def capacities(self) -> list[SpanNode]:
         """This node and every live peer offering span capacity, as the planner sees them."""
@@ -148,26 +164,35 @@ class SpanService:
             self._planned_for = ()
         nodes = self.capacities()
         key = tuple((n.node_id, n.throughput, n.max_blocks) for n in nodes)
-        if key == self._planned_for and self._published is not None:
-            return
-        previous = self._published or self.coordinator.current_spans()
-        before = {a.node_id: Span(a.node_id, a.start, a.end)
-                  for a in (previous.assignments if previous else ())}
-        layout = await asyncio.to_thread(plan_spans, self.num_blocks, nodes, before)
-        self._published = SpanPlan(
+        if key != self._planned_for or self._published is None:
+            previous = self._published or self.coordinator.current_spans()
+            before = {a.node_id: Span(a.node_id, a.start, a.end)
+                      for a in (previous.assignments if previous else ())}
+            layout = await asyncio.to_thread(plan_spans, self.num_blocks, nodes, before)
+            self._layout = tuple((s.node_id, s.start, s.end) for s in layout.spans)
+            self._gaps, self._bottleneck = layout.gaps, layout.bottleneck
+            self._planned_for = key
+            log.info("spans: planned %s%s (moved %d blocks)",
+                     ", ".join(f"{n} {a}:{b}" for n, a, b in self._layout) or "nothing",
+                     f"; not served: {layout.gaps}" if layout.gaps else "", layout.moved_blocks)
+        # The plan names each span server's peer id as soon as its node reports it, so clients
+        # route through the swarm's own servers only (THREAT_MODEL.md: layer spans).
+        ids = self.server_ids()
+        plan = SpanPlan(
             model=self.model_id, num_blocks=self.num_blocks, dht_prefix=self.dht_prefix,
             initial_peers=self.dht.initial_peers,
-            assignments=tuple(SpanAssignment(s.node_id, s.start, s.end) for s in layout.spans),
-            gaps=layout.gaps, bottleneck=layout.bottleneck)
-        self._planned_for = key
-        log.info("spans: planned %s%s (moved %d blocks)",
-                 ", ".join(f"{s.node_id} {s.start}:{s.end}" for s in layout.spans) or "nothing",
-                 f"; not served: {layout.gaps}" if layout.gaps else "", layout.moved_blocks)
+            assignments=tuple(SpanAssignment(n, a, b, ids.get(n, "")) for n, a, b in self._layout),
+            gaps=self._gaps, bottleneck=self._bottleneck)
+        if plan != self._published:
+            self._published = plan
 
     async def _follow(self, plan: SpanPlan | None) -> None:
         if plan is None or plan == self._applied or self.supervisor is None:
             return  # no fresh plan (keep serving what we serve) or nothing new
-        await self.supervisor.apply(plan.span_of(self.node_id), plan.initial_peers)
+        mine = plan.span_of(self.node_id)
+        if self._applied is None or self._applied.span_of(self.node_id) != mine or \
+                self._applied.initial_peers != plan.initial_peers:
+            await self.supervisor.apply(mine, plan.initial_peers)
         changed_peers = self._applied is None or \
             self._applied.initial_peers != plan.initial_peers
         self._applied = plan
@@ -176,7 +201,7 @@ class SpanService:
                 await self.client.stop()
                 self.client = None
             elif self.client is not None and self.client.alive:
-                await self.client.refresh()
+                await self.client.refresh(plan.allowed_servers())
 
     async def _client_for(self, plan: SpanPlan) -> SpanClient:
         async with self._client_lock:
@@ -185,7 +210,7 @@ class SpanService:
                     await self.client.stop()
                 assert self.environment is not None and self.model_dir is not None
                 self.client = SpanClient(self.environment, self.model_dir, plan.initial_peers,
-                                         plan.dht_prefix,
+                                         plan.dht_prefix, allowed=plan.allowed_servers(),
                                          log_path=self.cache_path / "span-logs" / "client.log")
                 try:
                     await self.client.start()

@@ -165,6 +165,7 @@ class Heartbeat:
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
     span_blocks: int = 0  # blocks this node may serve as a layer span (0: it serves none)
+    span_peer: str = ""  # the hivemind peer id of this node's span server, while it serves
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -190,6 +191,7 @@ class Heartbeat:
             priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", _optional(_text(MAX_NONCE_CHARS)), None),
             span_blocks=f.get("span_blocks", _int(0, 1 << 20), 0),
+            span_peer=f.get("span_peer", _text(MAX_ID_CHARS), ""),
         )
 
 

@@ -36,17 +36,20 @@ class SpanAssignment:
     node_id: str
     start: int
     end: int
+    peer_id: str = ""  # its span server's hivemind peer id, once the coordinator has seen it
 
     def to_wire(self) -> dict[str, Any]:
         """As a plain map."""
-        return {"node_id": self.node_id, "start": self.start, "end": self.end}
+        return {"node_id": self.node_id, "start": self.start, "end": self.end,
+                "peer_id": self.peer_id}
 
     @classmethod
     def from_wire(cls, data: object, where: str = "SpanAssignment") -> SpanAssignment:
         """Validate a decoded map; `WireDecodeError` names the first problem."""
         f = _Fields(data, where)
         item = cls(node_id=f.get("node_id", _ident()), start=f.get("start", _int(0, MAX_BLOCKS)),
-                   end=f.get("end", _int(1, MAX_BLOCKS)))
+                   end=f.get("end", _int(1, MAX_BLOCKS)),
+                   peer_id=f.get("peer_id", _text(MAX_MULTIADDR_CHARS), ""))
         if item.end <= item.start:
             raise WireDecodeError(f"{where}: end {item.end} is not after start {item.start}")
         return item
@@ -76,6 +79,12 @@ class SpanPlan:
     def span_of(self, node_id: str) -> tuple[int, int] | None:
         """The blocks `node_id` serves, if any."""
         return next(((a.start, a.end) for a in self.assignments if a.node_id == node_id), None)
+
+    def allowed_servers(self) -> tuple[str, ...] | None:
+        """The span servers a client may route through: every assignment's peer id, or None
+        (route by the DHT alone) while some server's id is not known yet."""
+        ids = tuple(a.peer_id for a in self.assignments)
+        return ids if ids and all(ids) else None
 
     def replicas(self, block: int) -> int:
         """How many nodes serve `block`."""

@@ -58,7 +58,8 @@ class Chain:
 
         self.model = AutoDistributedModelForCausalLM.from_pretrained(
             args.model, initial_peers=args.initial_peers, dht_prefix=args.dht_prefix,
-            torch_dtype=torch.float32, request_timeout=args.request_timeout,
+            torch_dtype=torch.float32, allowed_servers=args.allowed_servers or None,
+            request_timeout=args.request_timeout,
             update_period=args.update_period, max_retries=args.max_retries, min_backoff=0.5,
             ban_timeout=args.ban_timeout)
         self.model.eval()
@@ -70,9 +71,13 @@ class Chain:
             self._watch = RemoteExpertWorker.run_coroutine(
                 fixes.watch_servers(p2p, args.heartbeat, fixes.mark_gone), return_future=True)
 
-    def refresh(self):
-        """Read the routing table from the DHT now (a new plan moved blocks)."""
-        self.model.transformer.h.sequence_manager.update(wait=True)
+    def refresh(self, allowed=None):
+        """Route only through `allowed` peer ids (None: any), and read the routing table from
+        the DHT now (a new plan moved blocks)."""
+        manager = self.model.transformer.h.sequence_manager
+        manager.config.allowed_servers = allowed
+        manager.allowed_servers = manager._peer_ids_to_set(allowed)
+        manager.update(wait=True)
 
     def session(self, max_length):
         manager = self.model.inference_session(max_length=max_length)
@@ -104,7 +109,7 @@ class Local:
         self.model = LlamaForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32).eval()
         self.num_blocks = self.model.config.num_hidden_layers
 
-    def refresh(self):
+    def refresh(self, allowed=None):
         pass
 
     def session(self, max_length):
@@ -189,7 +194,7 @@ def serve(engine, tokenizer, stop_ids, jobs):
             return
         if request.get("op") == "reset":
             fixes.forget_gone()
-            engine.refresh()
+            engine.refresh(request.get("allowed"))
             emit({"id": request.get("id"), "done": True, "refreshed": True})
             continue
         try:
@@ -204,6 +209,7 @@ def main():
     parser.add_argument("--initial-peers", nargs="*", default=[])
     parser.add_argument("--dht-prefix", default="")
     parser.add_argument("--local", action="store_true")
+    parser.add_argument("--allowed-servers", nargs="*", default=[])
     parser.add_argument("--heartbeat", type=float, default=0.25)
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--update-period", type=float, default=5.0)
