@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import struct
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SERVER_BASE_BYTES = 0.45 * 2**30  # a span server's own memory before its blocks (PSS, measured)
 TICK_S = 1.0  # how often the plan is read and, on the coordinator, re-made
+LOST_TICK_S = 0.25  # how often the peer table is read for span servers whose node died
 
 
 def block_bytes(model_dir: Path) -> tuple[int, int]:
@@ -84,6 +86,7 @@ class SpanService:
         self._applied: SpanPlan | None = None
         self._task: asyncio.Task[None] | None = None
         self._client_lock = asyncio.Lock()
+        self._declared_gone: set[str] = set()
 
     async def start(self) -> None:
         """Build the span runtime if needed (progress bar), prepare the model, start the loop."""
@@ -141,16 +144,33 @@ class SpanService:
         return sorted(nodes, key=lambda n: n.node_id)
 
     async def _run(self) -> None:
-        while True:
+        ticks = round(TICK_S / LOST_TICK_S)
+        for tick in itertools.count():
             try:
-                if self.coordinator.role is Role.COORDINATOR:
-                    await self._lead()
-                await self._follow(self.coordinator.current_spans())
+                await self._declare_lost()
+                if tick % ticks == 0:
+                    if self.coordinator.role is Role.COORDINATOR:
+                        await self._lead()
+                    await self._follow(self.coordinator.current_spans())
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - keep serving; the next tick tries again
                 log.exception("spans: tick failed")
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(LOST_TICK_S)
+
+    async def _declare_lost(self) -> None:
+        """The node's heartbeat says a node of the plan is dead: tell the client its span server
+        is gone, so a generation in flight re-routes to a replica now (not after a timeout)."""
+        plan, client = self._applied, self.client
+        if plan is None or client is None or not client.alive:
+            return
+        dead = {p.node_id for p in self.peers() if p.state is PeerState.DEAD}
+        lost = [a.peer_id for a in plan.assignments
+                if a.node_id in dead and a.peer_id and a.peer_id not in self._declared_gone]
+        if lost:
+            self._declared_gone.update(lost)
+            log.info("spans: span servers of dead nodes are gone: %s", ", ".join(lost))
+            await client.mark_gone(lost)
 
     async def _lead(self) -> None:
         assert self.environment is not None
