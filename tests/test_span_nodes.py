@@ -63,6 +63,19 @@ def wait_until(check, within_s: float, what: str):
     raise AssertionError(f"{what} within {within_s:.0f} s; last: {last}")
 
 
+def processes_under(folder: Path) -> list[int]:
+    """Pids of the processes whose command line names `folder` (a node's span processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(folder).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def span_map(url: str):
     view = httpx.get(url + "/v1/federation/spans", timeout=10).json()
     plan = view["plan"]
@@ -83,9 +96,10 @@ def test_two_capped_nodes_serve_the_model_as_spans_and_replan_when_one_leaves(tm
     prepare()  # the span runtime and the model folder, built once (CI: setup.sh --spans)
     key = SwarmKey.generate()
     ports = free_port(), free_port()
-    nodes = [start_node("node-a", ports[0], ports[1], node_cache(tmp_path, "a"), key,
+    caches = [node_cache(tmp_path, "a"), node_cache(tmp_path, "b")]
+    nodes = [start_node("node-a", ports[0], ports[1], caches[0], key,
                         "--coordinator-priority", "10"),
-             start_node("node-b", ports[1], ports[0], node_cache(tmp_path, "b"), key)]
+             start_node("node-b", ports[1], ports[0], caches[1], key)]
     try:
         urls = [wait_for_url(node) for node in nodes]
         plan = wait_until(lambda: span_map(urls[0]) and span_map(urls[1]), 300,
@@ -110,6 +124,8 @@ def test_two_capped_nodes_serve_the_model_as_spans_and_replan_when_one_leaves(tm
 
         nodes[other].send_signal(signal.SIGKILL)  # a node is gone, its span server after it
         nodes[other].wait(timeout=30)
+        wait_until(lambda: not processes_under(caches[other]), 30,
+                   "the killed node's span server and client gone with it")
         replanned = wait_until(
             lambda: (v := httpx.get(urls[lead] + "/v1/federation/spans", timeout=10).json())
             ["plan"] and [a["node_id"] for a in v["plan"]["assignments"]] == [leader]
@@ -126,3 +142,4 @@ def test_two_capped_nodes_serve_the_model_as_spans_and_replan_when_one_leaves(tm
                 node.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 node.kill()
+    wait_until(lambda: not processes_under(tmp_path), 30, "no span process left behind")

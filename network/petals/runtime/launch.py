@@ -55,6 +55,10 @@ def main():
         cli.main()
     except KeyboardInterrupt:
         pass
+    finally:
+        # petals has stopped what it knows of; children it lost track of (a forked DHT, a p2pd)
+        # must not outlive us.
+        orphan.end_group()
 
 
 if __name__ == "__main__":

@@ -217,9 +217,10 @@ def main():
     parser.add_argument("--ban-timeout", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    # The node stops us with SIGTERM to our process group: leave at once, petals' client threads
-    # would hold a normal exit (see fixes.py); the group kill takes our p2pd along.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    # SIGTERM (from the node, or our parent's death): leave at once with our whole group (the
+    # client's forked DHT process and the p2pd daemons); petals' client threads would hold a
+    # normal exit (see fixes.py).
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: orphan.end_group())
     orphan.watch()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -253,7 +254,7 @@ def main():
     jobs.put(None)
     runner.join(timeout=5)
     sys.stdout.flush()
-    os._exit(0)  # petals' client threads and daemons must not hold the exit (see fixes.py)
+    orphan.end_group()  # petals' client threads must not hold the exit, nor its DHT outlive us
 
 
 if __name__ == "__main__":
