@@ -22,7 +22,7 @@ from network.wire.election import (
     decode_message,
     encode_message,
 )
-from network.wire.messages import MAX_TERM
+from network.wire.fields import MAX_TERM
 from tests.wire_properties import (
     TYPES,
     check_bytes_decode_or_raise,

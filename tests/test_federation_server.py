@@ -12,12 +12,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from network.coordination.election import Ack, Announce, Candidate, Message
+from network.coordination.election import Ack, Announce, Candidate, Message, Role
 from network.federation.server import VERDICT_KEY, FederationRoutes, reply_kind
 from network.membership.table import Membership
 from network.trust.identity import NodeIdentity
 from network.trust.signing import NONCE_HEADER, Verdict, check_reply
 from network.wire import codec
+from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.wire.messages import CancelRequest, Heartbeat, VoteReply
 from network.wire.txt import PeerAdvert
@@ -28,6 +29,8 @@ from tests.federation_fixtures import (
     PLAN,
     SLOW,
     Node,
+    ScriptedElection,
+    StaticMember,
     Voter,
     federation_node,
     node_fixture,
@@ -87,7 +90,7 @@ def table() -> Membership:
     def add(node_id: str, now: float, **beat: object) -> None:
         advert = PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=17615,
                             model_id="scripted")
-        m.discovered(advert, f"10.0.0.{len(m) + 2}:17615", now)
+        m.discovered(advert, Address(f"10.0.0.{len(m) + 2}", 17615), now)
         if beat:
             m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
                                               api_port=17615, model_id="scripted",
@@ -100,7 +103,7 @@ def table() -> Membership:
     m.heartbeat_failed("gone", 95.0)
     m.heartbeat_failed("gone", 95.5)
     m.discovered(PeerAdvert(node_id="alien", boot_id="b1", protocol=2, api_port=17615,
-                            model_id="other"), "10.0.0.9:17615", 99.0)
+                            model_id="other"), Address("10.0.0.9", 17615), 99.0)
     return m
 
 
@@ -289,7 +292,7 @@ async def leader(voter) -> AsyncIterator[Node]:
     """node-a leading term 4 (priority 3), with a plan and an election handler."""
     async with federation_node(InstancePool([ScriptedBackend()]), election=voter,
                                plan=lambda: PLAN,
-                               election_view=lambda: (4, "node-a", 3)) as served:
+                               election_view=(4, "node-a", 3)) as served:
         yield served
 
 
@@ -391,11 +394,11 @@ async def test_peers_name_the_role_given_or_derived(node, http):
     async with http.get(node.url + "/v1/federation/peers") as r:  # no election at all
         assert {k: (await r.json())[k] for k in ("term", "coordinator", "role")} == {
             "term": None, "coordinator": None, "role": None}
-    node.routes.election_view = lambda: (2, "node-b", 0)
+    node.member.election = ScriptedElection("node-a", view=(2, "node-b", 0))
     assert node.routes.election_status() == {"term": 2, "coordinator": "node-b",
                                              "role": "follower"}
-    node.routes.election_view = lambda: (3, None, 0)
-    node.routes.election_role = lambda: "candidate"
+    node.member.election = ScriptedElection("node-a", view=(3, None, 0),
+                                            given_role=Role.CANDIDATE)
     assert node.routes.election_status()["role"] == "candidate"
 
 
@@ -403,13 +406,12 @@ def test_peer_rows_mark_a_peer_that_leads_by_its_heartbeat():
     m = Membership("node-a", 1, "")
     for node_id, coordinator in (("lead", "lead"), ("follow", "lead")):
         m.discovered(PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=1),
-                     f"10.0.0.{len(m) + 2}:1", 1.0)
+                     Address(f"10.0.0.{len(m) + 2}", 1), 1.0)
         m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
                                           api_port=1, term=6, coordinator=coordinator), 1.0)
-    routes = FederationRoutes(NodeIdentity("node-a", "boot1", "host"),
-                              InstancePool([ScriptedBackend()]), m, api_port_getter=lambda: 1,
-                              hardware={}, clock=lambda: 2.0,
-                              election_view=lambda: (6, "lead", None))
+    member = StaticMember(NodeIdentity("node-a", "boot1", "host"), m, api_port=1,
+                          election=ScriptedElection("node-a", view=(6, "lead", None)))
+    routes = FederationRoutes(member, InstancePool([ScriptedBackend()]), clock=lambda: 2.0)
     rows = {row["node_id"]: row for row in routes.rows(None)}
     assert [(r["term"], r["coordinator"]) for r in rows.values()] == [
         (6, False), (6, False), (6, True)]  # node-a (self), follow, lead

@@ -338,24 +338,24 @@ def test_a_bad_interval_is_refused() -> None:
 
 # ---- owned by Federation -----------------------------------------------------------------------
 
-def _federation(tmp: Path, mdns: bool) -> Any:
+async def _federation(tmp: Path, mdns: bool) -> Any:
     import main
     from network.trust.swarm_key import SwarmKey
-    from swarm.engine.pool import InstancePool
     from swarm.engine.scripted import ScriptedBackend
     from swarm.node.config import load_config
 
     config = load_config(env={}, cli={
         "federation.enabled": True, "federation.mdns": mdns, "federation.node_id": "watch-a",
         "federation.swarm_key": SwarmKey.generate().text, "model.cache_dir": str(tmp),
-        "api.host": "127.0.0.1", "api.port": 17999})
-    pool = InstancePool([ScriptedBackend(["hi"])], queue_depth=1)
-    federation, *_ = main._federated_app(config, pool, ["127.0.0.1"], 1.0, lambda: 17999)
-    return federation, pool
+        "api.host": "127.0.0.1", "api.port": 17999, "model.queue_depth": 1})
+    services = await main.build_services(config, main.Engine.given([ScriptedBackend(["hi"])],
+                                                                   1.0))
+    assert services.swarm is not None and services.lan_addresses == ["127.0.0.1"]
+    return services.swarm.federation, services.pool
 
 
 async def test_without_mdns_there_is_no_watcher(tmp_path: Path) -> None:
-    federation, pool = _federation(tmp_path, mdns=False)
+    federation, pool = await _federation(tmp_path, mdns=False)
     try:
         await federation.start(17999)
         assert federation.mdns is None and federation.interface_watch is None
@@ -369,7 +369,7 @@ async def _federation_owns_the_watcher() -> dict[str, Any]:
 
     order: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        federation, pool = _federation(Path(tmp), mdns=True)
+        federation, pool = await _federation(Path(tmp), mdns=True)
         await federation.start(17999)
         watcher, mdns = federation.interface_watch, federation.mdns
         assert watcher is not None and mdns is not None and watcher.watched == ("127.0.0.1",)

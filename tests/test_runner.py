@@ -14,6 +14,7 @@ from consensus.strategies import DEFAULT_TEMPERATURE
 from consensus.validators import build_validator
 from swarm.engine.backend import Backend, Completion, GenerationRequest, SamplingParams, TokenEvent
 from swarm.engine.scripted import ScriptedBackend, ScriptedError, split_tokens
+from swarm.engine.source import Answer
 
 REQUEST = GenerationRequest(prompt="What is 6 x 7?", params=SamplingParams(seed=11))
 
@@ -33,7 +34,7 @@ class Fake:
     began: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def ask(source: Fake, request: GenerationRequest) -> Completion:
+async def ask(source: Fake, request: GenerationRequest) -> Answer:
     source.requests.append(request)
     source.began.set()
     try:
@@ -43,7 +44,8 @@ async def ask(source: Fake, request: GenerationRequest) -> Completion:
         raise
     if source.error is not None:
         raise source.error
-    return Completion(source.answer, (1, 2), (source.logprob,) * 2, source.finish, 4)  # type: ignore[arg-type]
+    return Answer(Completion(source.answer, (1, 2), (source.logprob,) * 2,
+                             source.finish, 4), source.source_id)  # type: ignore[arg-type]
 
 
 def elapsed_since(start: float) -> float:
@@ -237,8 +239,11 @@ async def test_runner_over_scripted_backends_frees_the_losers() -> None:
     slow = ScriptedBackend(['{"answer": 41} ' + "pad " * 50], token_latency_s=0.05)
     sources = [BackendSource(f"local/{i}", b) for i, b in enumerate((fast, good, slow))]
     start = asyncio.get_running_loop().time()
+    async def ask_backend(source: BackendSource, request: GenerationRequest) -> Answer:
+        return Answer(await run_backend(source.backend, request), source.source_id)
+
     decision = await run_consensus(
-        "first_valid", sources, REQUEST, lambda s, r: run_backend(s.backend, r), n=3,
+        "first_valid", sources, REQUEST, ask_backend, n=3,
         timeout_s=5.0, validator=build_validator({"type": "json_object"}))
     assert elapsed_since(start) < 0.5
     assert decision.winner.source == "local/1"

@@ -2,7 +2,7 @@
 heartbeats, a node with another key never used, and a rotation that keeps old-key peers.
 
 The whole-node tests build nodes exactly as `main.py --federation` does (tests/swarm_nodes.py:
-`main._federated_app`), with scripted instances and manual peers (no mDNS), all in this event loop.
+`main.build_services`), with scripted instances and manual peers (no mDNS), all in this event loop.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import main
 from network.federation.client import FederationClient, PeerError
 from network.membership.table import PeerState
 from network.trust.signing import (
@@ -29,6 +28,7 @@ from network.trust.signing import (
 from network.trust.swarm_key import SwarmKey
 from network.wire import codec
 from network.wire.messages import CancelRequest, Heartbeat
+from swarm.node import commands
 from tests.federation_fixtures import ASK, node_fixture, serve, until, vote_body
 from tests.swarm_keys import KEY, OTHER, OTHER_KEY, RING, signed
 from tests.swarm_nodes import make_swarm, running, weighted_vote
@@ -168,7 +168,7 @@ async def test_a_node_with_another_key_is_foreign_and_never_a_candidate(tmp_path
         assert "a" not in await weighted_vote(http, b, 4)
         assert [p.node_id for p in a.federation.membership.routable()] == ["c"]
 
-        await asyncio.to_thread(main.show_peers, a.config)  # what `main.py peers` prints
+        await asyncio.to_thread(commands.show_peers, a.config)  # what `main.py peers` prints
         printed = capsys.readouterr().out
         assert "foreign" in printed and f"another swarm key (fingerprint {OTHER_KEY.fingerprint})" \
             in printed, printed

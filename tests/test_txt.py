@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from network.wire import txt
-from network.wire.messages import ID_PATTERN, Heartbeat
+from network.wire.fields import ID_PATTERN
+from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert, TxtError
 
 ids = st.from_regex(ID_PATTERN, fullmatch=True)

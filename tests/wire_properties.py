@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from network.wire import codec
 from network.wire.codec import JSON, MSGPACK, WireDecodeError
-from network.wire.messages import ID_PATTERN
+from network.wire.fields import ID_PATTERN
 
 TYPES = (MSGPACK, JSON)
 ids = st.from_regex(ID_PATTERN, fullmatch=True)

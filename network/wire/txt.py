@@ -6,7 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from network.wire.messages import MAX_PRIORITY, MAX_TERM, Heartbeat, is_identifier
+from network.wire.fields import MAX_PRIORITY, MAX_TERM, is_identifier
+from network.wire.messages import Heartbeat
 from swarm.errors import PeerError
 
 SERVICE_TYPE = "_local-swarm._tcp.local."

@@ -1,4 +1,5 @@
-"""The generation endpoints: route to one instance (streamed as generated) or run a consensus."""
+"""The generation endpoints: route to one instance (streamed as generated) or run a consensus.
+Which instance or peer takes the work is the chooser's decision (network/coordination/chooser.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +17,20 @@ from aiohttp_sse import EventSourceResponse
 
 from consensus.candidates import ConsensusError, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
-from network.api.openai import format as fmt
 from network.api.limits import ClientLimiter, parse_json_body
+from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
+from network.coordination.chooser import fill, spread
 from network.federation.forwarding import RouteForwarder
-from swarm.engine.backend import Completion, ContextOverflowError, GenerationRequest, check_context
-from swarm.engine.pool import Instance, InstancePool, PoolBusyError, StreamEnd
-from swarm.errors import RequestError
+from swarm.engine.backend import (
+    Completion,
+    ContextOverflowError,
+    GenerationRequest,
+    StreamEnd,
+    check_context,
+)
+from swarm.engine.pool import Instance, InstancePool
+from swarm.errors import PoolBusyError, RequestError
 from swarm.node.config import ApiConfig, ConsensusConfig
 
 log = logging.getLogger(__name__)
@@ -112,8 +120,7 @@ class CompletionRoutes:
         self.forwarder = forwarder
         self.api = api
         self.defaults = defaults
-        self.consensus = consensus or ConsensusService(
-            lambda: pool.instances, lambda source, req: pool.complete(req, source))
+        self.consensus = consensus or ConsensusService(lambda: pool.instances, spread)
         self.limiter = ClientLimiter(api.max_concurrent_per_client)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -191,14 +198,14 @@ class CompletionRoutes:
                 return relayed
         if parsed.stream:
             return await self._stream_route(request, parsed, model, rid, chat)
-        instances = self.pool.pick_many(parsed.n)
+        instances = fill(self.pool.instances, parsed.n)
         started = time.perf_counter()
         latencies = [0.0] * parsed.n
 
         async def one(i: int) -> Completion:
-            completion = await self.pool.complete(_seeded(parsed.generation, i), instances[i])
+            answer = await instances[i].complete(_seeded(parsed.generation, i))
             latencies[i] = time.perf_counter() - started
-            return completion
+            return answer.completion
 
         async with task_group() as tg:
             tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
@@ -209,9 +216,8 @@ class CompletionRoutes:
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
                             rid: str, chat: bool) -> web.StreamResponse:
         chunks = fmt.ChunkBuilder(rid, model, chat)
-        instances = self.pool.pick_many(parsed.n)
-        streams = [self.pool.stream(_seeded(parsed.generation, i), instances[i])
-                   for i in range(parsed.n)]
+        instances = fill(self.pool.instances, parsed.n)
+        streams = [instances[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
         # The first event comes before the 200 so that bad prompts still get a 4xx.
         first = await anext(aiter(streams[0]))
         response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)

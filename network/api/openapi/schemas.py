@@ -11,8 +11,9 @@ from typing import Any
 from consensus.service import SWARM_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
 from network.wire.election import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
-from network.wire.messages import (
+from network.wire.fields import (
     FINISH_REASONS,
+    ID_PATTERN,
     MAX_CAPABILITIES,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
@@ -24,8 +25,7 @@ from network.wire.messages import (
     MAX_TURNS,
 )
 
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
-       "maxLength": MAX_ID_CHARS}
+_ID = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$", "maxLength": MAX_ID_CHARS}
 _USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
           "properties": {k: {"type": "integer", "minimum": 0}
                          for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
