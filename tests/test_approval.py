@@ -53,7 +53,7 @@ def test_the_store_persists_privately_and_atomically(tmp_path):
 def test_only_node_ids_are_approved(bad):
     store = ApprovedPeers()
     with pytest.raises(ApprovalError):
-        store.add(bad)  # type: ignore[arg-type]
+        store.add(bad)
     assert len(store) == 0
 
 
@@ -180,7 +180,7 @@ async def test_an_unapproved_peer_waits_until_approved_from_the_terminal(tmp_pat
         await until(lambda: b.state_of("a") is PeerState.ALIVE, what="b (no approval) to use a")
         assert a.federation.remotes() == [] and a.federation.membership.routable() == ()
         assert "b" not in await weighted_vote(http, a, 4)
-        assert b.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
+        assert b.pool.instances[0].backend.requests == []
 
         await asyncio.to_thread(commands.show_peers, a.config)  # what `main.py peers` prints
         printed = capsys.readouterr().out

@@ -201,7 +201,7 @@ def test_the_plan_picks_the_peers_and_never_drops_this_nodes_instances():
 def test_route_and_consensus_both_honour_the_plan():
     pool = InstancePool([ScriptedBackend()], queue_depth=2, node_id=HERE)
     pool.instances[0].active = 1  # busy: route mode would forward to an idle peer
-    idle = [RemoteSource(n, Address("10.0.0.9", 1), voter=None, score=s)  # type: ignore[arg-type]
+    idle = [RemoteSource(n, Address("10.0.0.9", 1), voter=None, score=s)
             for n, s in (("left-out", 90.0), ("picked", 10.0))]
     plan: list[str] | None = ["picked"]
     sources = SwarmSources(pool, lambda: idle, lambda: plan)

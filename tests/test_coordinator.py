@@ -68,7 +68,7 @@ def _peer(node_id: str, state: PeerState = PeerState.ALIVE, load: float = 0.0,
                      bench_score=score, capabilities=("vote",), instances=1, term=term,
                      coordinator=coordinator, priority=priority)
     advert = PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=17615)
-    return Peer(advert, "10.0.0.9:17615", state, 5.0, 4.0, 0, beat, "answering")
+    return Peer(advert, Address("10.0.0.9", 17615), state, 5.0, 4.0, 0, beat, "answering")
 
 
 def test_peer_view_takes_term_coordinator_and_priority_from_the_heartbeat():

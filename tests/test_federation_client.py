@@ -66,7 +66,7 @@ async def test_vote_returns_the_peers_completion(node, client):
     completion = await client.vote("127.0.0.1", node.port, "node-a", ASK, "v-1", timeout_s=10)
     assert completion.text == "Paris." and completion.logprobs == (-0.5,)
     assert completion.finish_reason == "stop" and completion.completion_tokens == 1
-    assert node.pool.instances[0].backend.requests[0].params == ASK.params  # type: ignore[attr-defined]
+    assert node.pool.instances[0].backend.requests[0].params == ASK.params
 
 
 async def test_a_probe_on_the_shared_session_gets_the_signed_heartbeat(node, prober):

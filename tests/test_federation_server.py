@@ -176,7 +176,7 @@ async def test_vote_round_trip_in_the_requests_format(node, http, kind):
     assert (reply.request_id, reply.node_id, reply.text) == ("rt-1", "node-a", "Paris is the ")
     assert reply.logprobs == (-0.25,) * 4 and reply.completion_tokens == 4  # the stop one counts
     assert reply.finish_reason == "stop" and reply.prompt_tokens > 0
-    request = node.pool.instances[0].backend.requests[0]  # type: ignore[attr-defined]
+    request = node.pool.instances[0].backend.requests[0]
     assert request.params.temperature == 0.0 and request.params.max_tokens == 500
 
 
@@ -187,7 +187,7 @@ async def post(http: aiohttp.ClientSession, url: str, body: bytes | AsyncIterato
     over = signed_over if signed_over is not None else body
     assert isinstance(over, bytes)
     async with http.post(url, data=body,
-                         headers=signed(path, over, **{"Content-Type": kind})) as r:
+                         headers={**signed(path, over), "Content-Type": kind}) as r:
         payload = await r.json() if r.content_type == codec.JSON else {}
         return r.status, payload
 
@@ -211,7 +211,7 @@ async def test_a_cancel_that_beats_its_vote_stops_it_before_it_starts(node, http
         200, {"request_id": "early", "cancelled": False})
     status, error = await post(http, node.url + "/v1/federation/vote", vote_body("early"))
     assert status == 409 and error["error"]["code"] == "vote_cancelled"
-    assert node.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
+    assert node.pool.instances[0].backend.requests == []
 
 
 async def test_a_busy_node_answers_429_with_retry_after(slow_node, http):

@@ -348,7 +348,8 @@ async def test_an_unsigned_answer_cannot_take_over_a_members_address(client) -> 
         monitor.add_address("127.0.0.1", impostor.port)
         await impostor.answers(2, 2.0)
         peer = membership.get("member-k")
-        assert peer.state is PeerState.ALIVE and peer.address == Address("127.0.0.1", member.port)
+        assert peer is not None and peer.state is PeerState.ALIVE
+        assert peer.address == Address("127.0.0.1", member.port)
         assert "not signed" in monitor.unanswered()[f"127.0.0.1:{impostor.port}"]
     finally:
         await monitor.close()
@@ -372,6 +373,7 @@ async def test_during_a_rotation_a_peer_with_only_the_previous_key_stays_a_membe
     try:
         monitor.on_discovery(Found(old.advert(), "127.0.0.1"))
         joined = await changes.wait_for(ChangeKind.JOINED, "old-l", 1.0)
+        assert joined.peer is not None and joined.peer.heartbeat is not None
         assert joined.peer.heartbeat.swarm == KEY.fingerprint
     finally:
         await monitor.close()

@@ -16,9 +16,9 @@ PEER = {"node_id": "n2", "self": False, "state": "alive", "address": "10.0.0.2",
 
 
 def text(rows) -> str:
-    console = Console(file=io.StringIO(), width=160, color_system=None)
-    console.print(render_peers(rows))
-    return console.file.getvalue()
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(render_peers(rows))
+    return out.getvalue()
 
 
 def test_table_shows_state_address_load_and_age():

@@ -80,7 +80,7 @@ async def test_local_and_remote_answers_name_their_source(client):
     assert (remote.completion.text, remote.answered_by) == ("Paris", "peer-b")
     assert (here.completion.text, here.answered_by) == ("Lyon", "local/0") and ask.retries == 0
     assert [type(e).__name__ for e in streamed] == ["TokenEvent", "StreamEnd"]
-    assert streamed[0].text == "Paris" and streamed[1].completion_tokens == 1  # type: ignore[union-attr]
+    assert streamed[0].text == "Paris" and streamed[1].completion_tokens == 1
 
 
 async def test_a_dead_peer_is_retried_on_a_local_instance_after_the_backoff(client):

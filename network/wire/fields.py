@@ -76,7 +76,7 @@ def ident(*, allow_empty: bool = False) -> Check[str]:
             return ""
         if not is_identifier(value):
             raise WireDecodeError(f"{where}: expected an identifier ({ID_PATTERN.pattern})")
-        return value  # type: ignore[return-value]
+        return value
     return check
 
 

@@ -17,6 +17,9 @@ _INT = re.compile(r"[0-9]{1,19}", re.ASCII)
 _PRIORITY = re.compile(r"0|-?[1-9][0-9]{0,3}", re.ASCII)  # canonical: no +, no -0, no 007
 _FLOAT = re.compile(r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?", re.ASCII)
 _REQUIRED = ("id", "boot", "v", "port")
+_Value = bytes | str | None
+# zeroconf's `properties` (bytes or str keys); a Mapping is invariant in its key type.
+Properties = Mapping[bytes, _Value] | Mapping[str, _Value] | Mapping[bytes | str, _Value]
 
 
 class TxtError(PeerError, ValueError):
@@ -87,7 +90,7 @@ def encode(advert: PeerAdvert) -> dict[bytes, bytes]:
     return {key.encode("ascii"): value.encode("utf-8") for key, value in entries.items()}
 
 
-def decode(properties: Mapping[bytes | str, bytes | str | None]) -> PeerAdvert:
+def decode(properties: Properties) -> PeerAdvert:
     """The advert in zeroconf `properties` (bytes or str); unknown keys are ignored."""
     if not isinstance(properties, Mapping):
         raise TxtError(f"expected a mapping of TXT entries, got {type(properties).__name__}")
