@@ -15,6 +15,7 @@ PURE_CORES = (
     "network.membership.records",
     "consensus.strategies",  # the consensus decisions
     "consensus.normalize",  # answer keys for voting
+    "consensus.sentences",
     "consensus.candidates",
     "network.wire.messages",  # the wire: frozen messages and their checks
     "network.wire.fields",
