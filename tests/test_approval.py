@@ -134,7 +134,7 @@ def approval_app(store: ApprovedPeers, membership: Membership, remote: str | Non
     async def pretend(request: web.Request, handler):
         return await handler(request.clone(remote=remote) if remote else request)
 
-    from network.api.app import error_middleware
+    from network.api.errors import error_middleware
 
     app = web.Application(middlewares=[error_middleware, pretend])
     ApprovalRoutes(store, membership.get, enforced=False).add_to(app)

@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from consensus.candidates import ConsensusError, Decision
+from consensus.candidates import Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
+from network.api.errors import as_request_error
 from network.api.limits import ClientLimiter, parse_json_body
 from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
@@ -67,35 +68,6 @@ def _route_report(instances: list[Instance], latencies: list[float],
                             "tokens": c.completion_tokens, "score": None, "votes": None,
                             "valid": True, "error": None}
                            for i, t, c in zip(instances, latencies, choices, strict=True)]}
-
-
-def consensus_error(exc: ConsensusError) -> RequestError:
-    """The client-facing error when no candidate won: 429 if all were busy, 504 on the deadline,
-    else 502 naming each candidate's failure."""
-    from consensus.candidates import ConsensusTimeout
-
-    if exc.candidates and all("PoolBusyError" in (c.error or "") for c in exc.candidates):
-        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                            type_="rate_limit_error", headers={"Retry-After": "1"})
-    if isinstance(exc, ConsensusTimeout):
-        return RequestError(str(exc), status=504, code="consensus_timeout", type_="server_error")
-    return RequestError(str(exc), status=502, code="no_valid_candidate", type_="server_error")
-
-
-def as_request_error(exc: BaseException) -> RequestError | None:
-    """The client-facing error for a known failure (busy queues, context overflow, consensus),
-    or None for a bug."""
-    if isinstance(exc, RequestError):
-        return exc
-    if isinstance(exc, PoolBusyError):
-        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                            type_="rate_limit_error",
-                            headers={"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, ContextOverflowError):
-        return RequestError(str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, ConsensusError):
-        return consensus_error(exc)
-    return None
 
 
 async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
