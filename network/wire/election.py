@@ -16,19 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from network.coordination.election import Ack, Announce, Candidate, Claim, Message
-from network.wire.fields import (
-    MAX_COUNT,
-    MAX_PRIORITY,
-    MAX_TERM,
-    Fields,
-    WireDecodeError,
-    choice,
-    ident,
-    integer,
-    number,
-    optional,
-    seq,
-)
+from network.wire import fields
+from network.wire.fields import MAX_COUNT, MAX_PRIORITY, MAX_TERM, Fields, WireDecodeError
 
 __all__ = ["MAX_PLAN_MEMBERS", "MAX_REPLY_MESSAGES", "MAX_SCORE", "ElectionEnvelope",
            "ElectionReply", "PlanMember", "SwarmPlan", "decode_message", "encode_message"]
@@ -39,9 +28,9 @@ MAX_SCORE = 1e12
 MAX_INSTANCES = 4096
 KINDS = ("claim", "ack", "announce")
 
-_term = integer(0, MAX_TERM)
-_priority = optional(integer(-MAX_PRIORITY, MAX_PRIORITY))
-_score = number(0.0, MAX_SCORE)
+_term = fields.integer(0, MAX_TERM)
+_priority = fields.optional(fields.integer(-MAX_PRIORITY, MAX_PRIORITY))
+_score = fields.number(0.0, MAX_SCORE)
 
 
 def _flag(value: object, where: str) -> bool:
@@ -57,7 +46,7 @@ def _candidate_wire(candidate: Candidate) -> dict[str, Any]:
 
 def _candidate(value: object, where: str) -> Candidate:
     f = Fields(value, where)
-    node_id = f.get("node_id", ident())
+    node_id = f.get("node_id", fields.ident())
     priority = f.get("priority", _priority)
     score = f.get("score", _score)
     try:
@@ -85,12 +74,12 @@ def decode_message(data: object, where: str = "ElectionMessage") -> Message:
     """Validate one decoded map into a Claim, Ack or Announce; `WireDecodeError` otherwise
     (unknown kinds included). Unknown keys are ignored."""
     f = Fields(data, where)
-    kind = f.get("kind", choice(KINDS))
+    kind = f.get("kind", fields.choice(KINDS))
     term = f.get("term", _term)
     if kind == "claim":
         return Claim(term, f.get("candidate", _candidate))
     if kind == "ack":
-        return Ack(term, f.get("voter", ident()), f.get("candidate", ident()),
+        return Ack(term, f.get("voter", fields.ident()), f.get("candidate", fields.ident()),
                    f.get("granted", _flag), f.get("seen_term", _term, 0))
     return Announce(term, f.get("coordinator", _candidate))
 
@@ -129,7 +118,7 @@ class ElectionReply:
     def from_wire(cls, data: object) -> ElectionReply:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
         return cls(Fields(data, "ElectionReply").get(
-            "messages", seq(decode_message, MAX_REPLY_MESSAGES)))
+            "messages", fields.seq(decode_message, MAX_REPLY_MESSAGES)))
 
 
 @dataclass(frozen=True)
@@ -153,11 +142,11 @@ class PlanMember:
     def from_wire(cls, data: object, where: str = "PlanMember") -> PlanMember:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
         f = Fields(data, where)
-        return cls(node_id=f.get("node_id", ident()), score=f.get("score", _score),
-                   load=f.get("load", number(0.0, 1.0)),
-                   queue_depth=f.get("queue_depth", integer(0, MAX_COUNT)),
-                   instances=f.get("instances", integer(0, MAX_INSTANCES)),
-                   weight=f.get("weight", number(0.0, MAX_SCORE)))
+        return cls(node_id=f.get("node_id", fields.ident()), score=f.get("score", _score),
+                   load=f.get("load", fields.number(0.0, 1.0)),
+                   queue_depth=f.get("queue_depth", fields.integer(0, MAX_COUNT)),
+                   instances=f.get("instances", fields.integer(0, MAX_INSTANCES)),
+                   weight=f.get("weight", fields.number(0.0, MAX_SCORE)))
 
 
 @dataclass(frozen=True)
@@ -184,10 +173,10 @@ class SwarmPlan:
         """Validate a decoded map: bounds, no duplicate member or consensus id, and every
         consensus id a member; raise `WireDecodeError` naming the first problem."""
         f = Fields(data, "SwarmPlan")
-        plan = cls(term=f.get("term", _term), coordinator=f.get("coordinator", ident()),
-                   issued_at=f.get("issued_at", number(0.0, MAX_SCORE)),
-                   members=f.get("members", seq(PlanMember.from_wire, MAX_PLAN_MEMBERS)),
-                   consensus=f.get("consensus", seq(ident(), MAX_PLAN_MEMBERS)))
+        plan = cls(term=f.get("term", _term), coordinator=f.get("coordinator", fields.ident()),
+                   issued_at=f.get("issued_at", fields.number(0.0, MAX_SCORE)),
+                   members=f.get("members", fields.seq(PlanMember.from_wire, MAX_PLAN_MEMBERS)),
+                   consensus=f.get("consensus", fields.seq(fields.ident(), MAX_PLAN_MEMBERS)))
         ids = [m.node_id for m in plan.members]
         if len(set(ids)) != len(ids):
             raise WireDecodeError("SwarmPlan.members: a node id appears twice")

@@ -48,6 +48,17 @@ class WireMessage(Protocol):
     def from_wire(cls, data: object) -> Self: ...
 
 
+def is_unicode(value: str) -> bool:
+    """True when `value` encodes to UTF-8 (no lone surrogates, which JSON and msgpack can carry)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_identifier(value: object) -> TypeGuard[str]:
     """True for a node, boot or request id: 1 to 64 ASCII letters, digits and `._:-`."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
@@ -60,11 +71,8 @@ def text(max_chars: int) -> Check[str]:
             raise WireDecodeError(f"{where}: expected a string, got {type(value).__name__}")
         if len(value) > max_chars:
             raise WireDecodeError(f"{where}: longer than {max_chars} characters")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise WireDecodeError(f"{where}: not valid Unicode text") from exc
+        if not is_unicode(value):
+            raise WireDecodeError(f"{where}: not valid Unicode text")
         return value
     return check
 

@@ -37,13 +37,20 @@ _NO_PRIORITY: int | None = 0  # an absent Heartbeat.priority (typed for `Fields.
 
 
 @dataclass(frozen=True, kw_only=True)
-class Heartbeat:
-    """A node's answer to `/v1/federation/health`: identity, load, capacity and election view."""
+class NodeHeader:
+    """Who a node is (its lasting node id, this run's boot id), the protocol it speaks and the port
+    of its API: what its heartbeat and its mDNS advert (network/wire/txt.py) both open with."""
 
     node_id: str
     boot_id: str
     protocol: int
     api_port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(NodeHeader):
+    """A node's answer to `/v1/federation/health`: identity, load, capacity and election view."""
+
     swarm: str = ""
     model_id: str = ""
     instances: int = 0

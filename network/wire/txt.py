@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from network.wire.fields import MAX_PRIORITY, MAX_TERM, is_identifier
-from network.wire.messages import Heartbeat
+from network.wire.fields import MAX_PRIORITY, MAX_TERM, is_identifier, is_unicode
+from network.wire.messages import Heartbeat, NodeHeader
 from swarm.errors import PeerError
 
 SERVICE_TYPE = "_local-swarm._tcp.local."
@@ -27,13 +27,9 @@ class TxtError(PeerError, ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeerAdvert:
+class PeerAdvert(NodeHeader):
     """What a node announces over mDNS; the swarm key appears only as its fingerprint."""
 
-    node_id: str
-    boot_id: str
-    protocol: int
-    api_port: int
     fingerprint: str = ""
     model_id: str = ""
     instances: int = 0
@@ -153,11 +149,8 @@ def _as_text(raw: object, what: str) -> str:
         except UnicodeDecodeError as exc:
             raise TxtError(f"TXT {what} is not UTF-8") from exc
     if isinstance(raw, str):
-        if not raw.isascii():
-            try:
-                raw.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise TxtError(f"TXT {what} is not valid Unicode") from exc
+        if not is_unicode(raw):
+            raise TxtError(f"TXT {what} is not valid Unicode")
         return raw
     raise TxtError(f"TXT {what} is a {type(raw).__name__}, not bytes")
 
