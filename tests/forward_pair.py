@@ -44,6 +44,7 @@ class ForwardPair:
         assert b.hostname is not None and b.port is not None
         self.b_address = Address(b.hostname, b.port)
         self.peers: list[RemoteSource] = []
+        self.plan: list[str] | None = None  # the node ids a coordinator's plan picks, if any
         self.pool_a = InstancePool([ScriptedBackend(["slow " * 200], token_latency_s=0.02)],
                                    queue_depth=4)
         self.forwarder: RouteForwarder | None = None
@@ -52,8 +53,9 @@ class ForwardPair:
     def _make_a(self, api: ApiConfig, a_keys: KeyRing) -> web.Application:
         client = FederationClient(keys=a_keys)
         self.peers = [RemoteSource("node-b", self.b_address, client)]
-        self.forwarder = RouteForwarder(SwarmSources(self.pool_a, lambda: self.peers), client,
-                                        "node-a", verifier=Verifier(RING, audience="node-a"))
+        sources = SwarmSources(self.pool_a, lambda: self.peers, lambda: self.plan)
+        self.forwarder = RouteForwarder(sources, client, "node-a",
+                                        verifier=Verifier(RING, audience="node-a"))
 
         async def close_client(_app: web.Application) -> None:
             await client.close()

@@ -91,6 +91,18 @@ def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
     assert pair.forwarded == 0
 
 
+def test_route_mode_forwards_only_to_a_peer_the_coordinators_plan_picks(pair):
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
+            pair.plan = ["node-b", "node-c"]
+            sent = http.post("/v1/chat/completions", json=ASK).json()
+            pair.plan = ["node-c"]  # the coordinator leaves node-b out: A serves it itself
+            kept = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 3}).json()
+    assert sent["choices"][0]["message"]["content"] == "from-b"
+    assert kept["choices"][0]["message"]["content"].startswith("slow")
+    assert pair.forwarded == 1
+
+
 @pytest.mark.parametrize("pair", [OTHER], ids=["other-swarm"], indirect=True)
 def test_a_peer_that_refuses_our_forward_means_serving_locally(pair):
     with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
