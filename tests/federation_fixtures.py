@@ -183,10 +183,9 @@ async def serve(app: web.Application) -> AsyncIterator[int]:
     """Serve `app` on 127.0.0.1:0 and give its port."""
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
 
