@@ -30,10 +30,11 @@ def load() -> str:
     return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def tree_memory(pid: int) -> tuple[float, int]:
+def tree_memory(pid: int | None) -> tuple[float, int]:
     """PSS in MB of a process and its descendants, and how many processes."""
     import psutil
 
+    assert pid is not None, "the process is not running"
     root = psutil.Process(pid)
     procs = [root, *root.children(recursive=True)]
     total = 0
@@ -138,7 +139,9 @@ async def replan(swarm, args: argparse.Namespace, log_dir: Path) -> None:
         await asyncio.gather(nodes["a"].apply((0, 15), peers), nodes["b"].apply((15, 30), peers))
         client = await swarm.client(threads=args.threads)
         await client.complete({"messages": QUESTION, "max_tokens": 2, "temperature": 0})
-        nodes["b"].server.kill()
+        lost_server = nodes["b"].server
+        assert lost_server is not None
+        lost_server.kill()
         lost = time.monotonic()
         planned = plan_spans(30, [SpanNode("a", 1.0, 30)],
                              {"a": Span("a", 0, 15), "b": Span("b", 15, 30)})

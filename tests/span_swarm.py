@@ -59,9 +59,9 @@ class SpanSwarm:
 
     async def client(self, local: bool = False, prefix: str = PREFIX,
                      **kwargs: Any) -> SpanClient:
-        assert local or self.dht is not None
-        client = SpanClient(self.environment, self.model_dir,
-                            () if local else self.dht.initial_peers, prefix, local=local,
+        peers = () if local or self.dht is None else self.dht.initial_peers
+        assert local or peers
+        client = SpanClient(self.environment, self.model_dir, peers, prefix, local=local,
                             log_path=self.log_dir / f"client-{time.monotonic_ns()}.log", **kwargs)
         self.clients.append(client)
         await client.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,22 @@ def span_model_folder(source: ModelSource, cache_dir: Path,
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
+
+
+def block_bytes(model_dir: Path) -> tuple[int, int]:
+    """(number of transformer blocks, bytes of the largest block's weights), read from the
+    safetensors headers (tensors named `...layers.<i>....`)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    blocks = int(config["num_hidden_layers"])
+    sizes = [0] * blocks
+    for path in model_dir.glob("*.safetensors"):
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        for name, meta in header.items():
+            parts = name.split(".")
+            if "layers" in parts and isinstance(meta, dict):
+                index = int(parts[parts.index("layers") + 1])
+                start, end = meta["data_offsets"]
+                sizes[index] += end - start
+    return blocks, max(sizes)

@@ -4,32 +4,32 @@ Every node advertises how many blocks fit its memory budget (heartbeat `span_blo
 the span the plan gives it (`SpanSupervisor`). While it is the coordinator it also runs the
 hivemind DHT bootstrap and plans the spans (`plan_spans`), published in its swarm plan with the
 DHT's multiaddrs as `initial_peers`; it re-plans when a member with span capacity comes or goes.
-A request with `"swarm": {"strategy": "spans"}` is generated through the chain by this node's
-distributed client (`SpanClient`), started on first use. The loop below is a task this object
-owns; `close()` stops it and every process.
+Generations go through the chain by this node's distributed client (`SpanClient`, started on
+first use), asked through `SpanChain` (chain.py), the span chain as a `Source`. The loop below is
+a task this object owns; `close()` stops it and every process.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import struct
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from network.coordination.election import Role
 from network.coordination.spans import Span, SpanNode, blocks_that_fit, plan_spans
 from network.membership.table import Peer, PeerState
 from network.petals.client import SpanClient, SpanGenerationError
 from network.petals.environment import SpanEnvironment, ensure_environment
-from network.petals.model import span_model_folder
+from network.petals.model import block_bytes, span_model_folder
 from network.petals.servers import DhtBootstrap
 from network.petals.supervisor import SpanStatus, SpanSupervisor
+from network.wire.paths import SPANS_PATH
 from network.wire.spans import SpanAssignment, SpanPlan
-from swarm.errors import RequestError
 from swarm.models.store import resolve_model
 from swarm.node.config import SpansConfig
 
@@ -38,25 +38,6 @@ log = logging.getLogger(__name__)
 SERVER_BASE_BYTES = 0.45 * 2**30  # a span server's own memory before its blocks (PSS, measured)
 TICK_S = 1.0  # how often the plan is read and, on the coordinator, re-made
 LOST_TICK_S = 0.25  # how often the peer table is read for span servers whose node died
-
-
-def block_bytes(model_dir: Path) -> tuple[int, int]:
-    """(number of transformer blocks, bytes of the largest block's weights), read from the
-    safetensors headers (tensors named `...layers.<i>....`)."""
-    config = json.loads((model_dir / "config.json").read_text())
-    blocks = int(config["num_hidden_layers"])
-    sizes = [0] * blocks
-    for path in model_dir.glob("*.safetensors"):
-        with open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, meta in header.items():
-            parts = name.split(".")
-            if "layers" in parts and isinstance(meta, dict):
-                index = int(parts[parts.index("layers") + 1])
-                start, end = meta["data_offsets"]
-                sizes[index] += end - start
-    return blocks, max(sizes)
 
 
 class SpanService:
@@ -239,26 +220,49 @@ class SpanService:
                     raise
             return self.client
 
-    async def generate(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Token events, then the final event, through the span chain of the plan in force.
-        RequestError (503) when there is no span map yet or some blocks have no server."""
-        plan = self.coordinator.current_spans()
+    def current_plan(self) -> SpanPlan | None:
+        """The span map in force (the coordinator's, fresh)."""
+        return self.coordinator.current_spans()
+
+    def unavailable(self) -> str | None:
+        """Why a generation cannot go through the chain now, or None when it can."""
+        plan = self.current_plan()
+        if self.supervisor is None:
+            return "layer spans are still starting on this node"
         if plan is None:
-            raise RequestError("no span map yet: the coordinator has not planned spans (is "
-                               "every node started with --spans?)", status=503,
-                               code="spans_unavailable", type_="server_error")
+            return ("no span map yet: the coordinator has not planned spans (is every node "
+                    "started with --spans?)")
         if plan.gaps:
             gaps = ", ".join(f"{a}:{b}" for a, b in plan.gaps)
-            raise RequestError(f"blocks {gaps} of {plan.model} have no server: the swarm's "
-                               "memory is too small (raise --max-memory-gb or add nodes)",
-                               status=503, code="spans_unavailable", type_="server_error")
+            return (f"blocks {gaps} of {plan.model} have no server: the swarm's memory is too "
+                    "small (raise --max-memory-gb or add nodes)")
+        return None
+
+    def speeds(self) -> dict[str, float]:
+        """Node id -> benchmark score (0: not measured) of this node and every live peer."""
+        scores = {self.node_id: self.bench_score}
+        for peer in self.peers():
+            if peer.state is PeerState.ALIVE and peer.heartbeat is not None:
+                scores[peer.node_id] = peer.heartbeat.bench_score
+        return scores
+
+    async def generate(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
+        """Token events, then the final event, through the span chain of the plan in force
+        (SpanGenerationError when it cannot serve; `SpanChain` asks `unavailable()` first)."""
+        plan = self.current_plan()
+        reason = self.unavailable()
+        if plan is None or reason is not None:
+            raise SpanGenerationError(reason or "no span map")
         client = await self._client_for(plan)
-        try:
-            async for event in client.generate(request):
-                yield event
-        except SpanGenerationError as exc:
-            raise RequestError(f"the span chain failed: {exc}", status=503,
-                               code="spans_failed", type_="server_error") from exc
+        async for event in client.generate(request):
+            yield event
+
+    def add_to(self, app: web.Application) -> None:
+        """GET /v1/federation/spans: the span map and this node's span server (`view()`)."""
+        async def spans_view(_request: web.Request) -> web.Response:
+            return web.json_response(self.view())
+
+        app.router.add_get(SPANS_PATH, spans_view)
 
     def view(self) -> dict[str, Any]:
         """The span map and this node's own span server, for /v1/federation/plan and peers."""

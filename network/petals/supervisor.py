@@ -56,9 +56,10 @@ class SpanSupervisor:
         """Serve blocks [start, end) joined through `initial_peers`, or nothing (None).
         Returns once the server announced its blocks (or failed: see `status`)."""
         async with self._lock:
-            current = self.server.spec if self.server is not None else None
-            if span is not None and current is not None and (current.start, current.end) == span \
-                    and current.initial_peers == initial_peers and self.server.alive:
+            server = self.server
+            if span is not None and server is not None and server.alive \
+                    and (server.spec.start, server.spec.end) == span \
+                    and server.spec.initial_peers == initial_peers:
                 return  # unchanged: nothing moves
             await self._stop_locked()
             if span is None:

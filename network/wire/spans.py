@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from network.wire.messages import (
+from network.wire.fields import (
     MAX_NAME_CHARS,
+    Fields,
     WireDecodeError,
-    _Fields,
-    _ident,
-    _int,
-    _num,
-    _seq,
-    _text,
+    ident,
+    integer,
+    number,
+    seq,
+    text,
 )
 
 MAX_BLOCKS = 4096
@@ -46,10 +46,10 @@ class SpanAssignment:
     @classmethod
     def from_wire(cls, data: object, where: str = "SpanAssignment") -> SpanAssignment:
         """Validate a decoded map; `WireDecodeError` names the first problem."""
-        f = _Fields(data, where)
-        item = cls(node_id=f.get("node_id", _ident()), start=f.get("start", _int(0, MAX_BLOCKS)),
-                   end=f.get("end", _int(1, MAX_BLOCKS)),
-                   peer_id=f.get("peer_id", _text(MAX_MULTIADDR_CHARS), ""))
+        f = Fields(data, where)
+        item = cls(node_id=f.get("node_id", ident()), start=f.get("start", integer(0, MAX_BLOCKS)),
+                   end=f.get("end", integer(1, MAX_BLOCKS)),
+                   peer_id=f.get("peer_id", text(MAX_MULTIADDR_CHARS), ""))
         if item.end <= item.start:
             raise WireDecodeError(f"{where}: end {item.end} is not after start {item.start}")
         return item
@@ -58,7 +58,7 @@ class SpanAssignment:
 def _gap(value: object, where: str) -> tuple[int, int]:
     if not isinstance(value, list | tuple) or len(value) != 2:
         raise WireDecodeError(f"{where}: expected a [start, end] pair")
-    start, end = _int(0, MAX_BLOCKS)(value[0], where), _int(1, MAX_BLOCKS)(value[1], where)
+    start, end = integer(0, MAX_BLOCKS)(value[0], where), integer(1, MAX_BLOCKS)(value[1], where)
     if end <= start:
         raise WireDecodeError(f"{where}: end {end} is not after start {start}")
     return start, end
@@ -100,16 +100,16 @@ class SpanPlan:
     @classmethod
     def from_wire(cls, data: object) -> SpanPlan:
         """Validate a decoded map: bounds, every range inside the model, one span per node."""
-        f = _Fields(data, "SpanPlan")
-        plan = cls(model=f.get("model", _text(MAX_NAME_CHARS)),
-                   num_blocks=f.get("num_blocks", _int(1, MAX_BLOCKS)),
-                   dht_prefix=f.get("dht_prefix", _ident()),
+        f = Fields(data, "SpanPlan")
+        plan = cls(model=f.get("model", text(MAX_NAME_CHARS)),
+                   num_blocks=f.get("num_blocks", integer(1, MAX_BLOCKS)),
+                   dht_prefix=f.get("dht_prefix", ident()),
                    initial_peers=f.get("initial_peers",
-                                       _seq(_text(MAX_MULTIADDR_CHARS), MAX_PEER_ADDRESSES), ()),
+                                       seq(text(MAX_MULTIADDR_CHARS), MAX_PEER_ADDRESSES), ()),
                    assignments=f.get("assignments",
-                                     _seq(SpanAssignment.from_wire, MAX_ASSIGNMENTS), ()),
-                   gaps=f.get("gaps", _seq(_gap, MAX_BLOCKS), ()),
-                   bottleneck=f.get("bottleneck", _num(0.0, 1e12), 0.0))
+                                     seq(SpanAssignment.from_wire, MAX_ASSIGNMENTS), ()),
+                   gaps=f.get("gaps", seq(_gap, MAX_BLOCKS), ()),
+                   bottleneck=f.get("bottleneck", number(0.0, 1e12), 0.0))
         ids = [a.node_id for a in plan.assignments]
         if len(set(ids)) != len(ids):
             raise WireDecodeError("SpanPlan.assignments: a node id appears twice")

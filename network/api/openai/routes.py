@@ -1,4 +1,7 @@
-"""The generation endpoints: route to one instance (streamed as generated) or run a consensus."""
+"""The generation endpoints: route to one instance (streamed as generated), generate through the
+span chain (`"strategy": "spans"`, streamed the same way), or run a consensus. Which instance,
+peer or chain takes the work is the chooser's decision (network/coordination/chooser.py) over the
+sources of `SwarmSources` (network/federation/sources.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,15 +17,25 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from consensus.candidates import ConsensusError, Decision
+from consensus.candidates import SINGLE, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
+from network.api.errors import as_request_error
 from network.api.limits import ClientLimiter, parse_json_body
 from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
+from network.coordination.chooser import fill, spread
 from network.federation.forwarding import RouteForwarder
-from swarm.engine.backend import Completion, ContextOverflowError, GenerationRequest, check_context
-from swarm.engine.pool import Instance, InstancePool, PoolBusyError, StreamEnd
-from swarm.errors import RequestError
+from network.federation.sources import SwarmSources
+from swarm.engine.backend import (
+    Completion,
+    ContextOverflowError,
+    GenerationRequest,
+    StreamEnd,
+    check_context,
+)
+from swarm.engine.pool import InstancePool
+from swarm.engine.source import Source
+from swarm.errors import PoolBusyError, RequestError
 from swarm.node.config import ApiConfig, ConsensusConfig
 
 log = logging.getLogger(__name__)
@@ -52,42 +65,13 @@ def _seeded(generation: GenerationRequest, index: int) -> GenerationRequest:
     return dataclasses.replace(generation, params=params)
 
 
-def _route_report(instances: list[Instance], latencies: list[float],
+def _route_report(strategy: str, sources: list[Source], latencies: list[float],
                   choices: list[Completion]) -> dict[str, Any]:
-    return {"strategy": "route", "winner": instances[0].source_id, "early_stop": False,
+    return {"strategy": strategy, "winner": sources[0].source_id, "early_stop": False,
             "candidates": [{"source": i.source_id, "latency_ms": round(t * 1000, 1),
                             "tokens": c.completion_tokens, "score": None, "votes": None,
                             "valid": True, "error": None}
-                           for i, t, c in zip(instances, latencies, choices, strict=True)]}
-
-
-def consensus_error(exc: ConsensusError) -> RequestError:
-    """The client-facing error when no candidate won: 429 if all were busy, 504 on the deadline,
-    else 502 naming each candidate's failure."""
-    from consensus.candidates import ConsensusTimeout
-
-    if exc.candidates and all("PoolBusyError" in (c.error or "") for c in exc.candidates):
-        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                            type_="rate_limit_error", headers={"Retry-After": "1"})
-    if isinstance(exc, ConsensusTimeout):
-        return RequestError(str(exc), status=504, code="consensus_timeout", type_="server_error")
-    return RequestError(str(exc), status=502, code="no_valid_candidate", type_="server_error")
-
-
-def as_request_error(exc: BaseException) -> RequestError | None:
-    """The client-facing error for a known failure (busy queues, context overflow, consensus),
-    or None for a bug."""
-    if isinstance(exc, RequestError):
-        return exc
-    if isinstance(exc, PoolBusyError):
-        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                            type_="rate_limit_error",
-                            headers={"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, ContextOverflowError):
-        return RequestError(str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, ConsensusError):
-        return consensus_error(exc)
-    return None
+                           for i, t, c in zip(sources, latencies, choices, strict=True)]}
 
 
 async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
@@ -103,18 +87,19 @@ async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
 
 
 class CompletionRoutes:
-    """POST /v1/chat/completions and /v1/completions."""
+    """POST /v1/chat/completions and /v1/completions. `sources` are the node's sources (its
+    instances only, without --federation); route mode serves on its instances, spans on its chain."""
 
     def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig,
                  consensus: ConsensusService | None = None,
-                 forwarder: RouteForwarder | None = None, spans: Any | None = None) -> None:
+                 forwarder: RouteForwarder | None = None,
+                 sources: SwarmSources | None = None) -> None:
         self.pool = pool
         self.forwarder = forwarder
-        self.spans = spans  # network.petals.service.SpanService with --spans
+        self.sources = sources or SwarmSources(pool)
         self.api = api
         self.defaults = defaults
-        self.consensus = consensus or ConsensusService(
-            lambda: pool.instances, lambda source, req: pool.complete(req, source))
+        self.consensus = consensus or ConsensusService(lambda: pool.instances, spread)
         self.limiter = ClientLimiter(api.max_concurrent_per_client)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -157,13 +142,13 @@ class CompletionRoutes:
     def _options(self, parsed: ParsedRequest) -> SwarmOptions:
         try:
             options = options_from(parsed.swarm, self.defaults, self.api.max_n)
-            if options.strategy not in ("route", "spans"):
+            if options.strategy not in SINGLE:
                 from consensus.validators import build_validator
 
                 build_validator(parsed.response_format, regex=options.regex)
         except (ValueError, RecursionError) as exc:
             raise RequestError(str(exc), param="swarm", code="invalid_value") from None
-        if options.strategy != "route" and parsed.n > 1:
+        if options.strategy not in SINGLE and parsed.n > 1:
             raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
                                "for the number of candidates", param="n")
         return options
@@ -175,11 +160,7 @@ class CompletionRoutes:
         rid = fmt.new_id("chatcmpl" if chat else "cmpl")
         build = fmt.chat_completion if chat else fmt.text_completion
         await self._check_prompt(parsed, chat)
-        if options.strategy == "spans":
-            from network.api.openai.spans import serve_spans
-
-            return await serve_spans(self.spans, request, parsed, model, rid, chat)
-        if options.strategy != "route":
+        if options.strategy not in SINGLE:
             if self.consensus.saturated():
                 # Every queue is full: refuse now rather than fan out and wait (or stream a 200).
                 raise PoolBusyError(retry_after_s=1)
@@ -190,33 +171,35 @@ class CompletionRoutes:
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
                                            {"swarm": decision.to_dict()}))
-        if self.forwarder is not None and parsed.n == 1:
+        if options.strategy == "route" and self.forwarder is not None and parsed.n == 1:
             relayed = await self.forwarder.maybe_forward(request)
             if relayed is not None:
                 return relayed
+        # Route mode serves on this node's instances, spans on its span chain: the same Source
+        # seam, so both stream, queue and refuse (429) alike.
+        here = self.sources.span_chain() if options.strategy == "spans" else self.sources.local()
+        picked: list[Source] = list(fill(here, parsed.n))
         if parsed.stream:
-            return await self._stream_route(request, parsed, model, rid, chat)
-        instances = self.pool.pick_many(parsed.n)
+            return await self._stream_route(request, parsed, picked, model, rid, chat)
         started = time.perf_counter()
         latencies = [0.0] * parsed.n
 
         async def one(i: int) -> Completion:
-            completion = await self.pool.complete(_seeded(parsed.generation, i), instances[i])
+            answer = await picked[i].complete(_seeded(parsed.generation, i))
             latencies[i] = time.perf_counter() - started
-            return completion
+            return answer.completion
 
         async with task_group() as tg:
             tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
         choices = [t.result() for t in tasks]
-        return web.json_response(build(rid, model, choices,
-                                       {"swarm": _route_report(instances, latencies, choices)}))
+        report = _route_report(options.strategy, picked, latencies, choices)
+        return web.json_response(build(rid, model, choices, {"swarm": report}))
 
-    async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
-                            rid: str, chat: bool) -> web.StreamResponse:
+    async def _stream_route(self, request: web.Request, parsed: ParsedRequest,
+                            picked: list[Source], model: str, rid: str,
+                            chat: bool) -> web.StreamResponse:
         chunks = fmt.ChunkBuilder(rid, model, chat)
-        instances = self.pool.pick_many(parsed.n)
-        streams = [self.pool.stream(_seeded(parsed.generation, i), instances[i])
-                   for i in range(parsed.n)]
+        streams = [picked[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
         # The first event comes before the 200 so that bad prompts still get a 4xx.
         first = await anext(aiter(streams[0]))
         response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)

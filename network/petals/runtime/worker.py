@@ -10,7 +10,8 @@ stdin, one JSON object a line:
   {"op": "cancel", "id": ID}                       stop that generation after its next token
   {"op": "reset", "id": ID}   a new plan: every server may be used again, routes read anew
                                (in turn with generations; answered {"id", "done", "refreshed"})
-stdout: {"event": "ready", ...} once, then per generation {"id", "token", "text"} lines and one
+stdout: {"event": "ready", ...} once, then per generation {"id", "token", "text", "logprob"} lines
+(the first also with "prompt_tokens") and one
 {"id", "done": true, "finish_reason", "prompt_tokens", "completion_tokens", "decode_s"} or
 {"id", "error": MESSAGE}. Generations run one at a time, in order, on a thread of their own, so a
 "gone" line is acted on while a step is in flight.
@@ -133,7 +134,13 @@ class Local:
 
 
 def pick(logits, temperature, top_p, generator):
-    """Greedy at temperature 0, else nucleus sampling with the request's seed."""
+    """Greedy at temperature 0, else nucleus sampling with the request's seed: (token, its
+    log-probability under the model's own distribution)."""
+    token = _sample(logits, temperature, top_p, generator)
+    return token, float(torch.log_softmax(logits.float(), dim=-1)[token])
+
+
+def _sample(logits, temperature, top_p, generator):
     if temperature <= 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -159,7 +166,11 @@ def generate(engine, tokenizer, stop_ids, request):
     rid = request.get("id")
     ids = prompt_ids(tokenizer, request)
     max_tokens = int(request.get("max_tokens", 16))
-    generator = torch.Generator().manual_seed(int(request.get("seed") or 0))
+    generator = torch.Generator()
+    if request.get("seed") is None:
+        generator.seed()  # no seed asked: each generation samples differently
+    else:
+        generator.manual_seed(int(request["seed"]))
     temperature = float(request.get("temperature", 0.0))
     top_p = float(request.get("top_p", 1.0))
     new, text, finish = [], "", "length"
@@ -167,7 +178,7 @@ def generate(engine, tokenizer, stop_ids, request):
     with torch.inference_mode(), engine.session(len(ids) + max_tokens) as session:
         step_input = torch.tensor([ids])
         for n in range(max_tokens):
-            token = pick(session.logits(step_input), temperature, top_p, generator)
+            token, logprob = pick(session.logits(step_input), temperature, top_p, generator)
             if n == 0:
                 first = time.monotonic()
             if rid in _cancelled:
@@ -180,7 +191,10 @@ def generate(engine, tokenizer, stop_ids, request):
             full = tokenizer.decode(new, skip_special_tokens=True)
             delta = full[len(text):] if not full.endswith("\ufffd") else ""
             text += delta
-            emit({"id": rid, "token": token, "text": delta})
+            event = {"id": rid, "token": token, "text": delta, "logprob": logprob}
+            if n == 0:
+                event["prompt_tokens"] = len(ids)
+            emit(event)
             step_input = torch.tensor([[token]])
     emit({"id": rid, "done": True, "finish_reason": finish, "prompt_tokens": len(ids),
           "completion_tokens": len(new), "first_token_s": first - started,
