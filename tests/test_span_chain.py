@@ -42,6 +42,7 @@ class ScriptedDriver:
         self.node_id = "a"
         self.words, self.reason, self.fail_after, self.delay_s = words, reason, fail_after, delay_s
         self.requests: list[dict[str, Any]] = []
+        self.started = asyncio.Event()
         self.closed = 0
 
     def unavailable(self) -> str | None:
@@ -55,6 +56,7 @@ class ScriptedDriver:
 
     async def generate(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
         self.requests.append(request)
+        self.started.set()
         try:
             count = 0
             for i, word in enumerate(self.words[:request["max_tokens"]]):
@@ -138,10 +140,10 @@ async def test_a_lost_chain_is_a_peer_error_and_an_unready_one_a_503():
 
 
 async def test_a_full_chain_refuses_with_pool_busy():
-    chain = SpanChain(ScriptedDriver(delay_s=0.05), queue_depth=0)
+    driver = ScriptedDriver(delay_s=0.05)
+    chain = SpanChain(driver, queue_depth=0)
     running = asyncio.create_task(chain.complete(ask()))
-    while chain.active == 0:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(driver.started.wait(), 10)
     assert chain.capacity() == 0 and chain.load() == 1.0
     with pytest.raises(PoolBusyError):
         await chain.complete(ask())
