@@ -30,6 +30,12 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "help": "torch device for the transformers backend"}),
     "--dtype": ("model.dtype", {"choices": ["auto", "float32", "bfloat16", "float16"],
                                 "help": "weights dtype for the transformers backend"}),
+    "--quant": ("model.quant", {"choices": ["auto", "f16", "f32", "file"],
+                                "help": "llama.cpp weights: f16/f32 compute a dequantized copy of "
+                                        "the GGUF (made once; exact), file keeps its own "
+                                        "quantization (the embedded Q4_1: faster, smaller, "
+                                        "inexact); auto: f16 for the embedded model, file for "
+                                        "yours"}),
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
     "--threads": ("model.threads", {"type": int, "metavar": "N",

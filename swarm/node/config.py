@@ -70,6 +70,7 @@ class ModelConfig:
     backend: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
+    quant: str = "auto"
     instances: int = 1
     threads: int = 0
     queue_depth: int = 8
@@ -132,6 +133,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.backend": _choice("auto", "transformers", "llamacpp"),
     "model.device": _choice("auto", "cpu", "cuda", "mps"),
     "model.dtype": _choice("auto", "float32", "bfloat16", "float16"),
+    "model.quant": _choice("auto", "f16", "f32", "file"),
     "model.instances": _positive,
     "model.threads": _non_negative,
     "model.queue_depth": _non_negative,
