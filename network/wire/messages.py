@@ -7,7 +7,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Self, TypeGuard, TypeVar, get_args
 
-from swarm.engine.backend import ChatMessage, Completion, FinishReason, GenerationRequest, SamplingParams
+from swarm.engine.backend import (
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TopLogprob,
+)
+from swarm.engine.constraint import Constraint, problem
 from swarm.errors import PeerError
 
 MAX_ID_CHARS = 64
@@ -21,6 +29,8 @@ MAX_TOKENS = 1 << 16
 MAX_COUNT = 2**31 - 1
 MAX_TERM = 2**63 - 1
 MAX_PRIORITY = 1000  # coordinator priority: -1000..1000, or None (never coordinator)
+MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's own limit)
+MAX_PIECE_HEX = 64  # one token's bytes as hex (32 bytes)
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII)
 
@@ -122,6 +132,27 @@ def _turn(value: object, where: str) -> tuple[str, str]:
     return _text(32)(value[0], f"{where}.role"), _text(MAX_TEXT_CHARS)(value[1], f"{where}.content")
 
 
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _hex(value: object, where: str) -> str:
+    text = _text(MAX_PIECE_HEX)(value, where)
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        raise WireDecodeError(f"{where}: expected hex digits") from None
+    return text
+
+
+def _alternative(value: object, where: str) -> tuple[str, float]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise WireDecodeError(f"{where}: expected a [hex bytes, logprob] pair")
+    return _hex(value[0], f"{where}[0]"), _num(-1e9, 1.0)(value[1], f"{where}[1]")
+
+
 _REQUIRED: Any = object()
 _NO_PRIORITY: int | None = 0  # an absent Heartbeat.priority (typed for `_Fields.get`)
 
@@ -203,6 +234,10 @@ class VoteRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    constraint_kind: str | None = None  # "json_schema" or "regex": enforced while decoding
+    constraint: str = ""
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -221,21 +256,39 @@ class VoteRequest:
             top_p=f.get("top_p", _num(0.0, 1.0), 1.0),
             seed=f.get("seed", _optional(_int(-(2**63), 2**64 - 1)), None),
             stop=f.get("stop", _seq(_text(MAX_NAME_CHARS), MAX_STOP), ()),
+            constraint_kind=f.get("constraint_kind",
+                                  _optional(_choice(("json_schema", "regex"))), None),
+            constraint=f.get("constraint", _text(MAX_TEXT_CHARS), ""),
+            logprobs=f.get("logprobs", _flag, False),
+            top_logprobs=f.get("top_logprobs", _int(0, MAX_TOP_LOGPROBS), 0),
         )
         if (request.prompt is None) == (not request.messages):
             raise WireDecodeError("VoteRequest: needs exactly one of messages or prompt")
         if request.top_p <= 0.0:
             raise WireDecodeError("VoteRequest.top_p: must be above 0")
+        constraint = request._constraint()
+        if constraint is not None and (why := problem(constraint)):
+            raise WireDecodeError(f"VoteRequest.constraint: cannot be enforced: "
+                                  f"{why.splitlines()[0][:200]}")
         return request
+
+    def _constraint(self) -> Constraint | None:
+        if self.constraint_kind is None:
+            return None
+        return Constraint(self.constraint_kind, self.constraint)  # type: ignore[arg-type]
 
     @classmethod
     def from_generation(cls, request_id: str, request: GenerationRequest) -> VoteRequest:
         """The vote a node sends to a peer for one local `GenerationRequest`."""
         p = request.params
+        c = request.constraint
         return cls(request_id=request_id,
                    messages=tuple((m.role, m.content) for m in request.messages),
                    prompt=request.prompt, max_tokens=p.max_tokens, temperature=p.temperature,
-                   top_p=p.top_p, seed=p.seed, stop=p.stop)
+                   top_p=p.top_p, seed=p.seed, stop=p.stop,
+                   constraint_kind=c.kind if c is not None else None,
+                   constraint=c.source if c is not None else "", logprobs=p.logprobs,
+                   top_logprobs=p.top_logprobs)
 
     def to_generation(self) -> GenerationRequest:
         """The `GenerationRequest` a peer runs for this vote."""
@@ -243,7 +296,9 @@ class VoteRequest:
             messages=tuple(ChatMessage(role, content) for role, content in self.messages),
             prompt=self.prompt,
             params=SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
-                                  top_p=self.top_p, seed=self.seed, stop=self.stop))
+                                  top_p=self.top_p, seed=self.seed, stop=self.stop,
+                                  logprobs=self.logprobs, top_logprobs=self.top_logprobs),
+            constraint=self._constraint())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,6 +313,8 @@ class VoteReply:
     completion_tokens: int
     latency_s: float
     node_id: str
+    pieces: tuple[str, ...] = ()  # each token's bytes as hex, when logprobs were asked for
+    top: tuple[tuple[tuple[str, float], ...], ...] = ()  # each step's (hex bytes, logprob)
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -274,6 +331,8 @@ class VoteReply:
             prompt_tokens=f.get("prompt_tokens", _int(0, MAX_COUNT)),
             completion_tokens=f.get("completion_tokens", _int(0, MAX_TOKENS)),
             latency_s=f.get("latency_s", _num(0.0, 1e6)), node_id=f.get("node_id", _ident()),
+            pieces=f.get("pieces", _seq(_hex, MAX_TOKENS), ()),
+            top=f.get("top", _seq(_seq(_alternative, MAX_TOP_LOGPROBS), MAX_TOKENS), ()),
         )
 
     @classmethod
@@ -283,13 +342,18 @@ class VoteReply:
         return cls(request_id=request_id, text=completion.text, logprobs=completion.logprobs,
                    finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
                    completion_tokens=completion.completion_tokens, latency_s=latency_s,
-                   node_id=node_id)
+                   node_id=node_id, pieces=tuple(p.hex() for p in completion.pieces),
+                   top=tuple(tuple((t.piece.hex(), t.logprob) for t in step)
+                             for step in completion.top))
 
     def to_completion(self) -> Completion:
         """The reply as a local `Completion`; token ids are not sent, so they read as -1."""
         return Completion(text=self.text, token_ids=(-1,) * self.completion_tokens,
                           logprobs=self.logprobs, prompt_tokens=self.prompt_tokens,
-                          finish_reason=self.finish_reason)  # type: ignore[arg-type]
+                          finish_reason=self.finish_reason,  # type: ignore[arg-type]
+                          pieces=tuple(bytes.fromhex(p) for p in self.pieces),
+                          top=tuple(tuple(TopLogprob(bytes.fromhex(h), lp) for h, lp in step)
+                                    for step in self.top))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from swarm.engine.backend import (
     Backend,
@@ -15,6 +15,7 @@ from swarm.engine.backend import (
     FinishReason,
     GenerationRequest,
     TokenEvent,
+    TopLogprob,
     check_context,
 )
 from swarm.engine.decoding import StopMatcher
@@ -103,10 +104,10 @@ class Instance:
                 if stops.stopped:
                     cancel.set()
                     if text:
-                        yield TokenEvent(text, item.token_id, item.logprob)
+                        yield replace(item, text=text)
                     yield StreamEnd("stop", prompt_tokens, count)
                     return
-                yield TokenEvent(text, item.token_id, item.logprob)
+                yield item if text == item.text else replace(item, text=text)
             tail = stops.flush()
             if tail:
                 yield TokenEvent(tail, -1, 0.0)
@@ -211,6 +212,8 @@ class InstancePool:
         texts: list[str] = []
         ids: list[int] = []
         logprobs: list[float] = []
+        pieces: list[bytes] = []
+        top: list[tuple[TopLogprob, ...]] = []
         end = StreamEnd("cancelled", 0, 0)
         started = time.perf_counter()
         async for event in target.stream(request):
@@ -221,10 +224,14 @@ class InstancePool:
             if event.token_id >= 0:
                 ids.append(event.token_id)
                 logprobs.append(event.logprob)
+                if request.params.logprobs:
+                    pieces.append(event.piece)
+                if request.params.top_logprobs:
+                    top.append(event.top)
         log.debug("instance %d: %d tokens in %.2fs", target.index, len(ids),
                   time.perf_counter() - started)
         return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
-                          end.prompt_tokens)
+                          end.prompt_tokens, tuple(pieces), tuple(top))
 
     def close(self) -> None:
         """Close every instance."""
