@@ -9,11 +9,13 @@ time they took, all prompts together), with the ratio to the first llama.cpp con
 Every configuration is loaded in one process with the same threads, and they answer each prompt
 in turn (never at once), so background load falls on all of them alike.
 Run: python bench/agreement.py [--configs transformers:float32 llamacpp:file llamacpp:f16 ...]
-[--threads N] [--tokens 32] [--limit N] [--show-diffs]; about 8 minutes on 2 quiet cores.
+[--threads N] [--tokens 32] [--limit N] [--show-diffs] [--dump FILE]; about 8 minutes on 2 quiet
+cores.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -106,8 +108,15 @@ def load(label: str, threads: int):
     return backend
 
 
+def _dump(path: Path | None, results: list[Result]) -> None:
+    if path is not None:
+        path.write_text(json.dumps([{"label": r.label, "ids": r.ids, "readme": r.readme,
+                                     "right": r.right, "asked": r.asked, "tokens": r.tokens,
+                                     "seconds": r.seconds} for r in results]))
+
+
 def measure(labels: list[str], threads: int, tokens: int, prompts: tuple[str, ...],
-            questions: tuple) -> list[Result]:
+            questions: tuple, dump: Path | None = None) -> list[Result]:
     """Load every configuration, then ask each prompt and question of each in turn, so that
     background load falls on all of them alike."""
     backends = [load(label, threads) for label in labels]
@@ -120,11 +129,13 @@ def measure(labels: list[str], threads: int, tokens: int, prompts: tuple[str, ..
                 if text == README_EXAMPLE:
                     result.readme = answer
             print(f"  prompt {i + 1}/{len(prompts)}", file=sys.stderr, end="\r")
+            _dump(dump, results)
         for question in questions:
             for backend, result in zip(backends, results, strict=True):
                 _ids, answer = greedy(backend, question.prompt, 20, result)
                 result.right += is_correct(answer, question)
                 result.asked += 1
+            _dump(dump, results)
     finally:
         for backend in backends:
             backend.close()
@@ -166,12 +177,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="only the first LIMIT prompts")
     parser.add_argument("--show-diffs", action="store_true")
+    parser.add_argument("--dump", type=Path, help="keep the figures so far in this JSON file")
     args = parser.parse_args()
     prompts = PROMPTS[:args.limit] if args.limit else PROMPTS
     questions = QUESTIONS[:args.limit] if args.limit else QUESTIONS
     started = time.perf_counter()
     print(f"load average {os.getloadavg()[0]:.2f} at the start; {args.threads} threads")
-    results = measure(args.configs, args.threads, args.tokens, prompts, questions)
+    results = measure(args.configs, args.threads, args.tokens, prompts, questions, args.dump)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     print(report(results, args.show_diffs, prompts))
     print(f"total {time.perf_counter() - started:.0f} s")
