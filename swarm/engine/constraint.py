@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from swarm.errors import EngineError
+from swarm.errors import RequestError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 # model can never loop on newlines between tokens.
 JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+class ConstraintError(RequestError):
+    """A constraint that llguidance cannot follow within its resource limits (a schema or regex
+    too complex for a token mask): the client's request, so a 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="response_format", code="invalid_value")
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,8 @@ class Guide:
     def allowed(self, size: int, tokens_left: int) -> np.ndarray:
         """A bool array over `size` logits: True where the grammar allows the token now."""
         self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        if self._matcher.is_error():
+            raise ConstraintError(f"cannot enforce the constraint: {self._matcher.get_error()}")
         bits = np.unpackbits(self._bits.view(np.uint8), bitorder="little")
         allowed = np.zeros(size, dtype=bool)
         n = min(size, bits.size)
@@ -173,9 +183,9 @@ class Guide:
         return allowed
 
     def advance(self, token: int) -> None:
-        """Follow a sampled token; EngineError if the grammar cannot (a bug: masks prevent it)."""
+        """Follow a sampled token; ConstraintError if the grammar cannot (its limits ran out)."""
         if not self._matcher.consume_token(token):
-            raise EngineError(f"constrained decoding failed: {self._matcher.get_error()}")
+            raise ConstraintError(f"cannot enforce the constraint: {self._matcher.get_error()}")
         if self._json is not None:
             self._json.feed(self._piece(token))
 
@@ -219,6 +229,6 @@ class Guides:
 
         matcher = LLMatcher(self.tokenizer, constraint.grammar(), log_level=0)
         if matcher.is_error():
-            raise EngineError(f"cannot enforce the constraint: {matcher.get_error()}")
+            raise ConstraintError(f"cannot enforce the constraint: {matcher.get_error()}")
         closers = self.closers() if constraint.kind == "json_schema" else None
         return Guide(matcher, self.tokenizer.vocab_size, closers, self.piece)
