@@ -87,8 +87,8 @@ def _quant(requested: str, embedded: bool, exact_fits: bool) -> tuple[str, str]:
                         "smaller, but its greedy answers differ from the float32 reference)")
     return "f16", ("weights: an F16 copy of the embedded Q4_1 file (made once): the float32 "
                    "reference's greedy tokens, where Q4_1 flips answers such as \"What is the "
-                   "capital of France?\", for about 0.75x the speed (bench/agreement.py); "
-                   "--quant file for speed")
+                   "capital of France?\" (greedy agreement 0.98 against 0.35 in bench/agreement.py), "
+                   "for about 0.75x to 0.9x its speed; --quant file for speed")
 
 
 def _dtype(requested: str, backend: str, device: str) -> tuple[str, str]:
