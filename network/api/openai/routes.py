@@ -16,8 +16,8 @@ from aiohttp_sse import EventSourceResponse
 
 from consensus.candidates import ConsensusError, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
-from network.api.openai import format as fmt
 from network.api.limits import ClientLimiter, parse_json_body
+from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
 from network.federation.forwarding import RouteForwarder
 from swarm.engine.backend import Completion, ContextOverflowError, GenerationRequest, check_context
