@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from consensus_quality import QUESTIONS, is_correct  # noqa: E402
+from consensus_quality import QUESTIONS, is_correct  # type: ignore[import-not-found]  # noqa: E402
 
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams  # noqa: E402
 from swarm.engine.loader import llamacpp_available, load_backends, plan_from_config  # noqa: E402

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import openai
 from jsonschema import validate
@@ -36,9 +37,10 @@ PERSON = {"type": "object", "additionalProperties": False, "required": ["name", 
                          "age": {"type": "integer", "minimum": 0, "maximum": 130},
                          "hobbies": {"type": "array", "maxItems": 3,
                                      "items": {"type": "string", "maxLength": 20}}}}
-FORMATS = {"json_object": ({"type": "json_object"}, {"type": "object"}),
-           "json_schema": ({"type": "json_schema",
-                            "json_schema": {"name": "person", "schema": PERSON}}, PERSON)}
+FORMATS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "json_object": ({"type": "json_object"}, {"type": "object"}),
+    "json_schema": ({"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+                    PERSON)}
 STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid")
 
 
@@ -66,7 +68,7 @@ def ask(client: openai.OpenAI, prompt: str, response_format: dict, strategy: str
         temperature: float, stream: bool, seed: int, max_tokens: int) -> str:
     """One request's answer text."""
     swarm = {} if strategy == "route" else {"swarm": {"strategy": strategy, "n": 2}}
-    kwargs = dict(model="default", messages=[{"role": "user", "content": prompt}],
+    kwargs: dict[str, Any] = dict(model="default", messages=[{"role": "user", "content": prompt}],
                   response_format=response_format, temperature=temperature, seed=seed,
                   max_tokens=max_tokens, extra_body=swarm)
     if not stream:

@@ -51,7 +51,8 @@ class Constraint:
         from llguidance import LLMatcher
 
         if self.kind == "json_schema":
-            return LLMatcher.grammar_from_json_schema(self.source, defaults=dict(JSON_STYLE))
+            return LLMatcher.grammar_from_json_schema(
+                self.source, defaults=dict(JSON_STYLE))  # type: ignore[arg-type]  # a TypedDict
         return LLMatcher.grammar_from_regex(_search_pattern(self.source))
 
 

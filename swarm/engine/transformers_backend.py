@@ -54,7 +54,7 @@ class TransformersBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, dtype=getattr(torch, dtype)
-        ).to(self.device)
+        ).to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
         self.model.eval()
         self.context_length = int(
             getattr(self.model.config, "max_position_embeddings", 2048) or 2048
@@ -104,7 +104,8 @@ class TransformersBackend:
     def _lltokenizer(self) -> object:
         from llguidance.hf import from_tokenizer
 
-        return from_tokenizer(self.tokenizer, n_vocab=self._vocab_size, eos_token=sorted(self._eos))
+        return from_tokenizer(self.tokenizer,  # type: ignore[arg-type]  # a fast tokenizer here
+                              n_vocab=self._vocab_size, eos_token=sorted(self._eos))
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
         """Yield tokens until EOS, `max_tokens`, `cancel` or the end of the constraint."""
@@ -121,7 +122,7 @@ class TransformersBackend:
         with torch.inference_mode():
             yield from generate(
                 request, cancel, first=run(ids), feed=lambda token: run([token]), eos=self._eos,
-                decode=lambda toks: self.tokenizer.decode(toks, skip_special_tokens=True),
+                decode=lambda toks: str(self.tokenizer.decode(toks, skip_special_tokens=True)),
                 guides=self._guides)
 
     def close(self) -> None:

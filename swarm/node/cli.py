@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarm.node.config import Config, load_config
+from consensus.candidates import STRATEGIES
+from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
 COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
@@ -23,14 +24,14 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--model": ("model.path", {"metavar": "PATH",
                                "help": "HF model folder or .gguf file (default: embedded "
                                        "SmolLM2-135M-Instruct)"}),
-    "--backend": ("model.backend", {"choices": ["auto", "transformers", "llamacpp"],
+    "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
-    "--device": ("model.device", {"choices": ["auto", "cpu", "cuda", "mps"],
+    "--device": ("model.device", {"choices": DEVICES,
                                   "help": "torch device for the transformers backend"}),
-    "--dtype": ("model.dtype", {"choices": ["auto", "float32", "bfloat16", "float16"],
+    "--dtype": ("model.dtype", {"choices": DTYPES,
                                 "help": "weights dtype for the transformers backend"}),
-    "--quant": ("model.quant", {"choices": ["auto", "f16", "f32", "file"],
+    "--quant": ("model.quant", {"choices": QUANTS,
                                 "help": "llama.cpp weights: f16/f32 compute a dequantized copy of "
                                         "the GGUF (made once; exact), file keeps its own "
                                         "quantization (the embedded Q4_1: faster, smaller, "
@@ -45,7 +46,7 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
                                         "help": "converted models and benchmark results"}),
     "--strategy": ("consensus.strategy", {
-        "choices": ["route", "best_of_n", "weighted_vote", "first_valid"],
+        "choices": STRATEGIES,
         "help": "default answer strategy when a request does not choose one"}),
     "--n": ("consensus.n", {"type": int, "metavar": "N",
                             "help": "default number of candidates for consensus strategies"}),
@@ -76,7 +77,7 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "once; see the swarm-key command). Visible to other local "
                                   "users in the process list: prefer the key file or "
                                   "LOCAL_SWARM_FEDERATION_SWARM_KEY"}),
-    "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
+    "--log-level": ("log_level", {"choices": LOG_LEVELS}),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from consensus.service import SWARM_SCHEMA
-from network.wire.messages import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TOP_LOGPROBS, MAX_TURNS
+from network.wire.fields import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TOP_LOGPROBS, MAX_TURNS
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.engine.constraint import Constraint, json_constraint, regex_constraint
 from swarm.errors import RequestError
