@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -22,7 +23,14 @@ from network.federation.sources import FederatedAsk, SwarmSources
 from network.petals.chain import SpanChain, SpanChainError, chain_speed
 from network.petals.client import SpanGenerationError
 from network.wire.spans import SpanAssignment, SpanPlan
-from swarm.engine.backend import GenerationRequest, SamplingParams, StreamEnd, TokenEvent
+from swarm.engine.backend import (
+    GenerationRequest,
+    SamplingParams,
+    StreamEnd,
+    TokenEvent,
+    TopLogprob,
+)
+from swarm.engine.constraint import json_constraint
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.engine.source import Source
@@ -63,9 +71,13 @@ class ScriptedDriver:
                 if i == self.fail_after:
                     raise SpanGenerationError("span server gone, no replica")
                 await asyncio.sleep(self.delay_s)
-                event = {"token": 100 + i, "text": word, "logprob": -0.25}
+                event: dict[str, Any] = {"token": 100 + i, "text": word, "logprob": -0.25}
                 if i == 0:
                     event["prompt_tokens"] = 7
+                if request["logprobs"]:
+                    event["piece"] = word.encode().hex()
+                if request["top_logprobs"]:
+                    event["top"] = [[word.encode().hex(), -0.25], ["2e", -2.0]]
                 count += 1
                 yield event
             yield {"done": True, "finish_reason": "length" if count == request["max_tokens"]
@@ -74,10 +86,10 @@ class ScriptedDriver:
             self.closed += 1
 
 
-def ask(max_tokens: int = 16, stop: tuple[str, ...] = ()) -> GenerationRequest:
+def ask(max_tokens: int = 16, stop: tuple[str, ...] = (), **params: Any) -> GenerationRequest:
     return GenerationRequest(prompt="Capital of France?",
                              params=SamplingParams(max_tokens=max_tokens, temperature=0.0,
-                                                   stop=stop))
+                                                   stop=stop, **params))
 
 
 @given(st.lists(st.tuples(st.integers(0, 9), st.integers(1, 10), st.floats(0.1, 100.0)),
@@ -116,8 +128,13 @@ async def test_the_chain_streams_tokens_and_ends_like_an_instance():
     assert answer.completion.finish_reason == "length"
     assert answer.completion.logprobs == (-0.25, -0.25, -0.25)
     assert driver.requests[-1] == {"prompt": "Capital of France?", "max_tokens": 3,
-                                   "temperature": 0.0, "top_p": 1.0, "seed": None}
-    assert chain.load() == 0 and chain.capacity() == 1 and chain.served == 2
+                                   "temperature": 0.0, "top_p": 1.0, "seed": None,
+                                   "logprobs": False, "top_logprobs": 0}
+    assert answer.completion.pieces == () and answer.completion.top == ()
+    detailed = (await chain.complete(ask(max_tokens=2, logprobs=True, top_logprobs=2))).completion
+    assert detailed.pieces == (b"Paris", b" is")
+    assert detailed.top[1] == (TopLogprob(b" is", -0.25), TopLogprob(b".", -2.0))
+    assert chain.load() == 0 and chain.capacity() == 1 and chain.served == 3
     assert chain.node_id == "a" and chain.score == pytest.approx(10.0)
     assert isinstance(chain, Source)
 
@@ -128,6 +145,14 @@ async def test_a_stop_string_ends_the_chain_and_closes_the_generation():
     assert answer.completion.text == "Paris is the "
     assert answer.completion.finish_reason == "stop"
     assert driver.closed == 1  # the worker was told to stop, not left running
+
+
+async def test_a_constrained_request_is_refused_before_the_chain_runs():
+    driver = ScriptedDriver()
+    constrained = replace(ask(), constraint=json_constraint(None))
+    with pytest.raises(SpanChainError, match="not enforced through layer spans"):
+        await SpanChain(driver).complete(constrained)
+    assert driver.requests == []  # refused before the worker was asked
 
 
 async def test_a_lost_chain_is_a_peer_error_and_an_unready_one_a_503():
@@ -217,3 +242,23 @@ def test_a_chain_that_cannot_serve_is_a_503_and_one_that_fails_a_502(chain_node)
     # In consensus the failed chain's candidate is retried on the local instance.
     voted = post(server, {"strategy": "best_of_n", "n": 2}).json()
     assert voted["choices"][0]["message"]["content"] == "Lyon."
+
+
+def test_response_format_through_spans_is_a_400_and_consensus_gives_the_chain_s_candidate_away():
+    pool = InstancePool([ScriptedBackend(['{"city": "Paris"}'])], queue_depth=2, node_id="a")
+    driver = ScriptedDriver()
+    sources = SwarmSources(pool, chain=SpanChain(driver, queue_depth=2))
+    service = ConsensusService(sources, spread, FederatedAsk(sources, backoff_s=0.0))
+    server = ServerThread(lambda: build_app(pool, ApiConfig(), ConsensusConfig(), service,
+                                            sources=sources)).start()
+    try:
+        fmt = {"type": "json_object"}
+        refused = post(server, {"strategy": "spans"}, response_format=fmt)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "unsupported_with_spans"
+        voted = post(server, {"strategy": "best_of_n", "n": 2}, response_format=fmt).json()
+        candidates = voted["swarm"]["candidates"]
+        assert [c["source"] for c in candidates] == ["local/0", "local/0"]  # the chain's moved
+        assert all(c["valid"] for c in candidates) and driver.requests == []
+    finally:
+        server.stop()

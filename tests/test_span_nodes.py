@@ -144,10 +144,10 @@ def serving(node: Node, members: set[str]) -> dict[str, Any] | None:
 
 
 def ask(url: str, strategy: str, messages: list[dict[str, str]] = QUESTION,
-        max_tokens: int = 24, n: int = 1) -> httpx.Response:
+        max_tokens: int = 24, n: int = 1, **extra: Any) -> httpx.Response:
     return httpx.post(url + "/v1/chat/completions", timeout=300, json={
         "messages": messages, "temperature": 0, "max_tokens": max_tokens,
-        "swarm": {"strategy": strategy, "n": n}})
+        "swarm": {"strategy": strategy, "n": n}, **extra})
 
 
 def route_of(cache: Path) -> list[tuple[int, int, str]]:
@@ -192,13 +192,22 @@ def test_three_capped_nodes_serve_spans_and_a_replica_carries_a_running_generati
             for blk in range(*spans[n]))]
         assert replicated, f"no node's blocks are all held by a replica: {spans}"
 
-        alone = ask(a.url, "route").json()["choices"][0]["message"]["content"]
-        through = ask(a.url, "spans")
+        alone = ask(a.url, "route", logprobs=True, top_logprobs=2).json()["choices"][0]
+        through = ask(a.url, "spans", logprobs=True, top_logprobs=2)
         assert through.status_code == 200, through.text
         assert through.json()["swarm"]["strategy"] == "spans"
-        assert through.json()["choices"][0]["message"]["content"] == alone
-        voted = ask(a.url, "weighted_vote", n=2).json()  # the chain is one more candidate
-        assert {c["source"] for c in voted["swarm"]["candidates"]} == {"local/0", "spans"}
+        spanned = through.json()["choices"][0]
+        assert spanned["message"]["content"] == alone["message"]["content"]
+        for ours, theirs in zip(spanned["logprobs"]["content"], alone["logprobs"]["content"],
+                                strict=True):  # the same tokens, bytes and alternatives
+            assert ours["bytes"] == theirs["bytes"]
+            assert ours["logprob"] == pytest.approx(theirs["logprob"], abs=0.02)
+            assert [t["bytes"] for t in ours["top_logprobs"]] == \
+                [t["bytes"] for t in theirs["top_logprobs"]]
+        # The chain is one more candidate: after one on each machine, spread over the sources.
+        voted = ask(a.url, "weighted_vote", n=4).json()
+        assert sorted(c["source"] for c in voted["swarm"]["candidates"]) == \
+            ["local/0", "node-b", "node-c", "spans"]
         assert all(c["valid"] and not c["error"] for c in voted["swarm"]["candidates"])
 
         reference = ask(a.url, "spans", STORY, max_tokens=48).json()

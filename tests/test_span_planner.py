@@ -93,6 +93,37 @@ def test_a_node_leaving_moves_only_what_its_blocks_need():
         assert old is not None and span.start <= old.start and old.end <= span.end
 
 
+def test_a_node_leaving_while_the_others_cover_every_block_moves_nothing():
+    # a serves 20:30, b and c replicate 0:20: losing c leaves every block served, so no span
+    # server restarts under the generations running through a and b (planning from scratch
+    # would move both, to 15 blocks each).
+    before = {"a": Span("a", 20, 30), "b": Span("b", 0, 20), "c": Span("c", 0, 20)}
+    nodes = [SpanNode(n, 1.0, 22) for n in ("a", "b")]
+    again = plan_spans(30, nodes, before)
+    assert again.moved_blocks == 0 and again.gaps == ()
+    assert {s.node_id: (s.start, s.end) for s in again.spans} == {"a": (20, 30), "b": (0, 20)}
+    assert plan_spans(30, nodes).bottleneck > again.bottleneck  # rebalanced at the next join
+    joined = plan_spans(30, [*nodes, SpanNode("d", 1.0, 22)], {"a": again.spans[0],
+                                                                "b": again.spans[1]})
+    assert joined.gaps == () and joined.span_of("d") is not None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(min_value=2, max_value=10), nodes_strategy(max_nodes=4, max_blocks=10),
+       st.data())
+def test_a_loss_that_leaves_every_block_covered_moves_nothing(num_blocks, nodes, data):
+    first = plan_spans(num_blocks, nodes)
+    lost = data.draw(st.sampled_from([n.node_id for n in nodes]))
+    left = [n for n in nodes if n.node_id != lost]
+    kept = {s.node_id: s for s in first.spans if s.node_id != lost}
+    covered = {b for s in kept.values() for b in range(s.start, s.end)}
+    again = plan_spans(num_blocks, left, {s.node_id: s for s in first.spans})
+    if covered == set(range(num_blocks)):
+        assert again.moved_blocks == 0 and set(again.spans) == set(kept.values())
+    elif sum(min(n.max_blocks, num_blocks) for n in left) >= num_blocks:
+        assert again.gaps == ()  # a gap is filled, moving what it must
+
+
 def test_split_follows_throughput_and_memory():
     layout = plan_spans(30, [SpanNode("fast", 2.0, 30), SpanNode("slow", 1.0, 30)])
     # Everything fits both: each holds all 30 blocks (a replica of the whole model each).

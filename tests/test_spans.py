@@ -1,6 +1,8 @@
 """Layer spans end to end on loopback: real petals servers in the span venv, the distributed
-client, greedy tokens against the same model run locally in the span runtime, a replica taking
-over from a SIGKILLed server, and a clear error then a re-plan without one."""
+client, greedy tokens against the same model run locally in the span runtime (through spans
+capped by memory, routed only through the planned servers), a replica taking over from a
+SIGKILLed server, and a clear error then a re-plan without one. The same through `main.py`
+nodes: tests/test_span_nodes.py."""
 from __future__ import annotations
 
 import asyncio
@@ -31,22 +33,25 @@ def local_reference(tmp_path_factory):
     return asyncio.run(run())
 
 
-async def test_capped_nodes_split_the_model_and_answer_like_local(tmp_path, local_reference):
+async def test_capped_spans_answer_like_local_and_a_replica_takes_over_a_killed_server(
+        tmp_path, local_reference):
     environment, model_dir = prepare()
     block_bytes = sum(p.stat().st_size for p in model_dir.glob("*.safetensors")) / 30
     cap = blocks_that_fit(20.5 * block_bytes, block_bytes)  # as --max-memory-gb would allow
     assert cap < 30
     layout = plan_spans(30, [SpanNode("a", 1.0, cap), SpanNode("b", 1.0, cap)])
     assert layout.gaps == () and all(s.length <= cap for s in layout.spans)
+    last = layout.spans[-1]
     async with span_swarm(tmp_path) as swarm:
         await swarm.start_dht()
-        await swarm.add_servers([(s.start, s.end) for s in layout.spans])
+        # The plan's two spans and a replica of the last one, then a server the plan does not
+        # name (a rogue) for the same blocks.
+        await swarm.add_servers([*((s.start, s.end) for s in layout.spans), (last.start, last.end)])
         planned = [server.peer_id for server in swarm.servers]
-        await swarm.add_servers([(15, 30)])  # a server the plan does not name (a rogue)
+        await swarm.add_servers([(last.start, last.end)])
         rogue = swarm.servers[-1].peer_id
         client = await swarm.client(allowed=planned)
         long, _ = await client.complete(LONG)
-        assert not any(rogue.endswith(tail) for _a, _b, tail in client.route())
         abandoned = client.generate(LONG)  # a caller that goes away after a token
         async for _event in abandoned:
             break
@@ -54,30 +59,23 @@ async def test_capped_nodes_split_the_model_and_answer_like_local(tmp_path, loca
         answer, final = await client.complete(ANSWER)
         assert len(client.route()) == 2  # really through both spans
         assert all(any(p.endswith(tail) for p in planned) for _a, _b, tail in client.route())
-    assert long == local_reference[0]
-    assert answer == local_reference[1] and final["finish_reason"] == "stop"
-    assert any('"finish_reason": "cancelled"' in line for line in client.lines)
 
-
-async def test_a_replica_takes_over_from_a_killed_server(tmp_path, local_reference):
-    async with span_swarm(tmp_path) as swarm:
-        await swarm.start_dht()
-        await swarm.add_servers([(0, 15), (15, 30), (15, 30)])
-        client = await swarm.client()
         killed = []
 
         async def kill_at(n):
             if n == 8:
-                victim = swarm.server_on_route(client, 20)
+                victim = swarm.server_on_route(client, last.start)
                 victim.kill()
                 killed.append(victim)
 
-        tokens, _times, final = await generate_timed(client, LONG, kill_at)
+        tokens, _times, replaced = await generate_timed(client, LONG, kill_at)
         assert killed and await killed[0].wait() != 0  # it really died mid-generation
-        assert final["completion_tokens"] == len(tokens)
-        survivor = swarm.server_on_route(client, 20)
-        assert survivor is not killed[0]
-    assert tokens == local_reference[0]
+        assert replaced["completion_tokens"] == len(tokens)
+        survivor = swarm.server_on_route(client, last.start)
+        assert survivor is not killed[0] and survivor.peer_id != rogue  # the planned replica
+    assert long == local_reference[0] and tokens == local_reference[0]
+    assert answer == local_reference[1] and final["finish_reason"] == "stop"
+    assert any('"finish_reason": "cancelled"' in line for line in client.lines)
 
 
 async def test_without_a_replica_the_client_fails_clearly_then_a_replan_serves(

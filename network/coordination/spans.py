@@ -7,7 +7,10 @@ calls it the weakest span and puts each new server there). The planner maximises
 and beyond it the whole profile from the bottom up (leximin), so uncovered blocks come first,
 replicas go where the stack is thinnest, and a plan only moves blocks when that buys throughput:
 
-1. start from the previous plan (clipped to each node's current memory), or from nothing;
+1. start from the previous plan (clipped to each node's current memory), or from nothing; when
+   no node joined and that plan still covers every block, keep it as it is: a node leaving then
+   restarts no span server, so generations running through the others (and through replicas of
+   the lost node's blocks) go on; the throughput is rebalanced at the next join;
 2. re-place one node at a time where the profile gains most, ties broken by fewest newly loaded
    blocks, then the lowest start (so the same inputs always give the same plan);
 3. also plan from scratch, widest nodes first, and keep it only when its bottleneck beats the
@@ -266,6 +269,10 @@ def plan_spans(num_blocks: int, nodes: Iterable[SpanNode],
     old = previous or {}
     prior = [_clip(old.get(n.node_id), n, num_blocks) for n in ordered]
     prev_or_none: list[Placement | None] = [p if p[1] else None for p in prior]
+    joined = any(n.node_id not in old and n.throughput > 0 and n.max_blocks > 0 for n in ordered)
+    if old and not joined and min(block_profile(num_blocks, ordered, prior), default=0) > 0:
+        profile = block_profile(num_blocks, ordered, prior)
+        return _layout(num_blocks, ordered, prior, [v * fastest for v in profile], prev_or_none)
     kept = _polish(num_blocks, ordered, list(prior), prev_or_none)
     fresh = max((_polish(num_blocks, ordered, start, prev_or_none)
                  for start in _fresh_starts(num_blocks, ordered, prev_or_none)),

@@ -14,7 +14,11 @@ more candidate (through `SwarmSources`, network/federation/sources.py):
   `capacity()` how many more it queues (`[model] queue_depth`, as an instance does);
 - a chain that fails mid-generation (a span server gone with no replica, no route) raises
   `SpanChainError`, a `PeerError`: consensus retries the candidate elsewhere, and a direct spans
-  request gets a 502 naming the failure.
+  request gets a 502 naming the failure;
+- it cannot enforce a request's constraint (`response_format`, `swarm.regex`: the span runtime
+  samples without llguidance's token mask), so it refuses one at once with `SpanChainError` and
+  consensus hands that candidate to an instance (a spans request with one is a 400 earlier, in
+  the API); log-probabilities, token bytes and top alternatives come from the span worker.
 """
 from __future__ import annotations
 
@@ -25,7 +29,14 @@ from typing import Any, Protocol
 
 from network.petals.client import SpanGenerationError
 from network.wire.spans import SpanPlan
-from swarm.engine.backend import Completion, FinishReason, GenerationRequest, StreamEnd, TokenEvent
+from swarm.engine.backend import (
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    StreamEnd,
+    TokenEvent,
+    TopLogprob,
+)
 from swarm.engine.decoding import StopMatcher
 from swarm.engine.source import Answer
 from swarm.errors import PeerError, PoolBusyError, RequestError
@@ -33,6 +44,8 @@ from swarm.errors import PeerError, PoolBusyError, RequestError
 log = logging.getLogger(__name__)
 
 SOURCE_ID = "spans"  # how the chain shows in consensus reports (instances: local/N, peers: ids)
+NO_CONSTRAINTS = ("response_format and swarm.regex are not enforced through layer spans (the span "
+                  "runtime samples without a token mask)")
 
 
 class SpanChainError(PeerError):
@@ -80,12 +93,21 @@ def worker_request(request: GenerationRequest) -> dict[str, Any]:
     """The span worker's generate request for a generation request."""
     params = request.params
     message: dict[str, Any] = {"max_tokens": params.max_tokens, "temperature": params.temperature,
-                               "top_p": params.top_p, "seed": params.seed}
+                               "top_p": params.top_p, "seed": params.seed,
+                               "logprobs": params.logprobs, "top_logprobs": params.top_logprobs}
     if request.prompt is not None:
         message["prompt"] = request.prompt
     else:
         message["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
     return message
+
+
+def token_event(event: dict[str, Any], text: str) -> TokenEvent:
+    """A worker's token line as a `TokenEvent` whose text delta is `text` (after stop strings)."""
+    return TokenEvent(text, int(event["token"]), float(event.get("logprob", 0.0)),
+                      bytes.fromhex(event.get("piece", "")),
+                      tuple(TopLogprob(bytes.fromhex(piece), float(logprob))
+                            for piece, logprob in event.get("top", ())))
 
 
 class SpanChain:
@@ -130,6 +152,8 @@ class SpanChain:
         item is a `StreamEnd`. RequestError (503) while the chain cannot serve."""
         if self.active >= self.slots:
             raise PoolBusyError(retry_after_s=max(1, self.active - self.slots + 1))
+        if request.constraint is not None:
+            raise SpanChainError(NO_CONSTRAINTS)
         reason = self.unavailable()
         if reason is not None:
             raise RequestError(reason, status=503, code="spans_unavailable",
@@ -145,7 +169,7 @@ class SpanChain:
                     count += 1
                     prompt_tokens = int(event.get("prompt_tokens", prompt_tokens))
                     text = stops.feed(str(event["text"]))
-                    token = TokenEvent(text, int(event["token"]), float(event.get("logprob", 0.0)))
+                    token = token_event(event, text)
                     if stops.stopped:  # leaving the loop closes the generation: the worker stops
                         if text:
                             yield token
@@ -171,6 +195,8 @@ class SpanChain:
         texts: list[str] = []
         ids: list[int] = []
         logprobs: list[float] = []
+        pieces: list[bytes] = []
+        top: list[tuple[TopLogprob, ...]] = []
         end = StreamEnd("cancelled", 0, 0)
         async with aclosing(self.stream(request)) as events:
             async for event in events:
@@ -181,5 +207,9 @@ class SpanChain:
                 if event.token_id >= 0:
                     ids.append(event.token_id)
                     logprobs.append(event.logprob)
+                    if request.params.logprobs:
+                        pieces.append(event.piece)
+                    if request.params.top_logprobs:
+                        top.append(event.top)
         return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
-                                 end.prompt_tokens), SOURCE_ID)
+                                 end.prompt_tokens, tuple(pieces), tuple(top)), SOURCE_ID)

@@ -26,6 +26,7 @@ from network.api.openai.schema import ParsedRequest, parse_chat, parse_completio
 from network.coordination.chooser import fill, spread
 from network.federation.forwarding import RouteForwarder
 from network.federation.sources import SwarmSources
+from network.petals.chain import NO_CONSTRAINTS
 from swarm.engine.backend import (
     Completion,
     ContextOverflowError,
@@ -159,6 +160,9 @@ class CompletionRoutes:
                 build_validator(parsed.response_format, regex=options.regex)
         except (ValueError, RecursionError) as exc:
             raise RequestError(str(exc), param="swarm", code="invalid_value") from None
+        if options.strategy == "spans" and parsed.generation.constraint is not None:
+            raise RequestError(NO_CONSTRAINTS + "; use route or a consensus strategy",
+                               param="response_format", code="unsupported_with_spans")
         if options.strategy not in SINGLE and parsed.n > 1:
             raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
                                "for the number of candidates", param="n")

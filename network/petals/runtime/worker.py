@@ -5,13 +5,15 @@ locally with the same code path for a reference, speaking JSON lines on stdin an
 
 stdin, one JSON object a line:
   {"op": "generate", "id": ID, "input_ids": [...] | "prompt": TEXT | "messages": [...],
-   "max_tokens": N, "temperature": T, "top_p": P, "seed": S, "ignore_eos": false}
+   "max_tokens": N, "temperature": T, "top_p": P, "seed": S, "ignore_eos": false,
+   "logprobs": false, "top_logprobs": K}
   {"op": "gone", "peers": [base58 peer id, ...]}   a server is gone: re-route now
   {"op": "cancel", "id": ID}                       stop that generation after its next token
   {"op": "reset", "id": ID}   a new plan: every server may be used again, routes read anew
                                (in turn with generations; answered {"id", "done", "refreshed"})
 stdout: {"event": "ready", ...} once, then per generation {"id", "token", "text", "logprob"} lines
-(the first also with "prompt_tokens") and one
+(the first also with "prompt_tokens"; with "logprobs" the token's bytes as hex in "piece", with
+"top_logprobs" K the K likeliest tokens as [[hex bytes, logprob], ...] in "top") and one
 {"id", "done": true, "finish_reason", "prompt_tokens", "completion_tokens", "decode_s"} or
 {"id", "error": MESSAGE}. Generations run one at a time, in order, on a thread of their own, so a
 "gone" line is acted on while a step is in flight.
@@ -134,10 +136,32 @@ class Local:
 
 
 def pick(logits, temperature, top_p, generator):
-    """Greedy at temperature 0, else nucleus sampling with the request's seed: (token, its
-    log-probability under the model's own distribution)."""
+    """Greedy at temperature 0, else nucleus sampling with the request's seed: (token, the
+    log-probabilities of every token under the model's own distribution)."""
     token = _sample(logits, temperature, top_p, generator)
-    return token, float(torch.log_softmax(logits.float(), dim=-1)[token])
+    return token, torch.log_softmax(logits.float(), dim=-1)
+
+
+def _byte_decoder():
+    """Byte-level BPE's printable stand-ins back to bytes (GPT-2's table, which the tokenizer's
+    ByteLevel pre-tokenizer uses): printable bytes stand for themselves, the others for 256 + n."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    table = {chr(b): b for b in kept}
+    others = [b for b in range(256) if b not in table.values()]
+    table.update({chr(256 + n): b for n, b in enumerate(others)})
+    return table
+
+
+_BYTES = _byte_decoder()
+
+
+def token_bytes(tokenizer, token):
+    """The bytes of one token (part of a UTF-8 character, possibly)."""
+    text = tokenizer.convert_ids_to_tokens(int(token))
+    if all(ch in _BYTES for ch in text):
+        return bytes(_BYTES[ch] for ch in text)
+    return text.encode()  # a special or added token: its text
 
 
 def _sample(logits, temperature, top_p, generator):
@@ -173,12 +197,13 @@ def generate(engine, tokenizer, stop_ids, request):
         generator.manual_seed(int(request["seed"]))
     temperature = float(request.get("temperature", 0.0))
     top_p = float(request.get("top_p", 1.0))
+    top_k = int(request.get("top_logprobs") or 0)
     new, text, finish = [], "", "length"
     started = first = time.monotonic()
     with torch.inference_mode(), engine.session(len(ids) + max_tokens) as session:
         step_input = torch.tensor([ids])
         for n in range(max_tokens):
-            token, logprob = pick(session.logits(step_input), temperature, top_p, generator)
+            token, logprobs = pick(session.logits(step_input), temperature, top_p, generator)
             if n == 0:
                 first = time.monotonic()
             if rid in _cancelled:
@@ -191,9 +216,15 @@ def generate(engine, tokenizer, stop_ids, request):
             full = tokenizer.decode(new, skip_special_tokens=True)
             delta = full[len(text):] if not full.endswith("\ufffd") else ""
             text += delta
-            event = {"id": rid, "token": token, "text": delta, "logprob": logprob}
+            event = {"id": rid, "token": token, "text": delta, "logprob": float(logprobs[token])}
             if n == 0:
                 event["prompt_tokens"] = len(ids)
+            if request.get("logprobs"):
+                event["piece"] = token_bytes(tokenizer, token).hex()
+            if top_k:
+                best = torch.topk(logprobs, min(top_k, logprobs.numel()))
+                event["top"] = [[token_bytes(tokenizer, t).hex(), float(v)]
+                                for v, t in zip(best.values.tolist(), best.indices.tolist(), strict=True)]
             emit(event)
             step_input = torch.tensor([[token]])
     emit({"id": rid, "done": True, "finish_reason": finish, "prompt_tokens": len(ids),
