@@ -16,7 +16,7 @@ DHT_START_S = 60.0
 SERVER_START_S = 180.0  # loads the blocks; 6 to 12 s here when the machine is quiet
 _MADDR = re.compile(r"(/ip[46]/[^\s'\",\]]+/p2p/[A-Za-z0-9]+)")
 _DHT_READY = re.compile(r"--initial_peers\s+\S*?(/ip[46]/[^\s'\",\]]+/p2p/[A-Za-z0-9]+)")
-_STARTED = re.compile(r"\[INFO\] Started\b")
+_STARTED = re.compile(re.escape("[local-swarm] blocks announced online"))  # runtime/launch.py
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ class SpanServer(SupervisedProcess):
                 self.peer_id = found[0].rsplit("/p2p/", 1)[1]
 
     async def start(self, within_s: float = SERVER_START_S) -> re.Match[str]:
-        """Start and wait for petals' "Started" line (blocks loaded and announced)."""
+        """Start and wait until its blocks are loaded and stored in the DHT as online (the
+        launcher's line after petals' announcement, not petals' earlier "Started")."""
         began = time.monotonic()
         match = await super().start(within_s)
         self.start_s = time.monotonic() - began

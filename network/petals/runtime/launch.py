@@ -6,7 +6,8 @@
 Before petals is imported: the hivemind shim (`compat`), the address guard (`guard`). SIGTERM and
 SIGINT become KeyboardInterrupt in this main process, the one exit on which petals shuts down its
 children and both p2pd daemons (under `nohup` SIGINT starts ignored, and a plain SIGTERM orphans
-them); SIGUSR1 dumps every thread's stack to stderr.
+them); SIGUSR1 dumps every thread's stack to stderr. A server prints `ANNOUNCED_ONLINE` once
+its blocks are stored in the DHT as online: the line our supervisor waits for.
 """
 import faulthandler
 import os
@@ -26,6 +27,28 @@ import orphan  # noqa: E402
 guard.install()
 
 _MAIN_PID = os.getpid()
+ANNOUNCED_ONLINE = "[local-swarm] blocks announced online"
+
+
+def _report_online_announcements(server_module):
+    """Print `ANNOUNCED_ONLINE` after the first declaration of the server's blocks as ONLINE that
+    the DHT stored. petals logs "Started" when its runtime runs, but its announcer thread stores
+    the ONLINE record only afterwards: a client that reads the DHT between the two sees no server
+    for those blocks (MissingBlocksError right after a re-plan)."""
+    from petals.data_structures import ServerState
+
+    declare = server_module.declare_active_modules
+    reported = []
+
+    def declare_and_report(dht, uids, server_info, expiration_time, wait=True):
+        stored = declare(dht, uids, server_info, expiration_time, wait=wait)
+        if wait and not reported and server_info.state == ServerState.ONLINE \
+                and stored and all(stored.values()):
+            reported.append(True)
+            print(ANNOUNCED_ONLINE, flush=True)
+        return stored
+
+    server_module.declare_active_modules = declare_and_report
 
 
 def _interrupt(_signum, _frame):
@@ -46,8 +69,10 @@ def main():
         os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
         from petals.cli import run_dht as cli
     elif what == "server":
+        import petals.server.server
         from petals.cli import run_server as cli
 
+        _report_online_announcements(petals.server.server)
         cli.validate_version = lambda: None  # no request to the package index
     else:
         raise SystemExit(f"launch.py: unknown command {what!r} (dht or server)")
