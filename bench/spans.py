@@ -3,7 +3,7 @@ server over the same model run locally (all in the span venv), the stall when a 
 SIGKILLed mid-generation with a replica up, the time to re-plan after a loss, and per span server
 its start time, memory (PSS of its process tree) and process count.
 
-    python bench/spans.py [--tokens 48] [--reps 3] [--stall-reps 2] [--threads N]
+    python bench/spans.py [--tokens 48] [--reps 3] [--stall-reps 2] [--threads N] [--decode-only]
 
 Prints numbers; asserts nothing. Ratios are measured in the same run; look at the load it prints.
 """
@@ -116,6 +116,9 @@ async def main(args: argparse.Namespace) -> None:
             await process.stop()
         swarm.servers.clear()
         swarm.clients.clear()
+        if args.decode_only:
+            print(load())
+            return
 
         for rep in range(args.stall_reps):
             await swarm.add_servers([(0, 15), (15, 30), (15, 30)], threads=args.threads)
@@ -166,6 +169,8 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--stall-reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process")
+    parser.add_argument("--decode-only", action="store_true",
+                        help="only the decode rates (no SIGKILL stall, no re-plan)")
     parser.add_argument("--omp-passive", action="store_true",
                         help="OMP_WAIT_POLICY=PASSIVE in every span process (no spinning)")
     arguments = parser.parse_args()
