@@ -160,6 +160,8 @@ class Membership:
             old = self._fresh(advert, address, now)
             previous = None
         elif old.state is PeerState.FOREIGN and old.refused and old.reason == reason:
+            if old.advert != advert or old.address != address:  # e.g. it now takes join requests
+                self._peers[node_id] = replace(old, advert=advert, address=address)
             return []
         else:
             previous = old.state
@@ -167,6 +169,27 @@ class Membership:
                        reason=reason, refused=True)
         self._peers[node_id] = peer
         return [*changes, Change(ChangeKind.FOREIGN, node_id, reason, peer, previous)]
+
+    def rekey(self, fingerprint: str, also_accepted: frozenset[str], now: float) -> list[Change]:
+        """This node now holds another swarm key (it joined a swarm): every FOREIGN peer is
+        looked at afresh (JOINING, probed again), and the rest are judged by their next
+        heartbeat against the new key."""
+        self._fingerprint = fingerprint
+        self._accepted = also_accepted | {fingerprint}
+        for node_id, old in list(self._peers.items()):
+            if old.state is PeerState.FOREIGN:
+                fresh = self._fresh(old.advert, old.address, now)
+                self._peers[node_id] = replace(fresh, reason="our swarm key changed")
+        return []  # the heartbeats that follow report who joins
+
+    def retry(self, node_id: str, now: float) -> list[Change]:
+        """Look at a FOREIGN peer afresh (it has just been given this swarm's key)."""
+        old = self._peers.get(node_id)
+        if old is None or old.state is not PeerState.FOREIGN:
+            return []
+        self._peers[node_id] = replace(self._fresh(old.advert, old.address, now),
+                                       reason="given the swarm key")
+        return []
 
     def removed(self, node_id: str) -> list[Change]:
         """mDNS goodbye (graceful shutdown): forget the peer at once."""
