@@ -106,7 +106,6 @@ class Pairing:
             except (ApprovalError, OSError) as exc:
                 log.warning("approved %s to join, but could not add it to the approved peers: "
                             "%s", node_id, exc)
-        self.federation.monitor.retry(node_id)
         self._notify([request], "approved")
         return {"state": "approved", "code": request.code, "name": request.name}
 

@@ -110,13 +110,6 @@ class PeerMonitor:
         for target in self._targets.values():
             target.wake.set()
 
-    def retry(self, node_id: str) -> None:
-        """Probe a foreign peer again now (it has just been given this swarm's key)."""
-        self._emit(self._membership.retry(node_id, self._clock()))
-        for target in self._targets.values():
-            if target.node_id == node_id:
-                target.wake.set()
-
     def unanswered(self) -> dict[str, str]:
         """Manual addresses that never answered, with the last reason (for `main.py peers`)."""
         return {str(t.address): t.failure for t in self._targets.values()

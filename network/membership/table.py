@@ -68,8 +68,10 @@ class Membership:
                 reason = f"peer table full ({self.max_peers} peers)"
                 return [Change(ChangeKind.IGNORED, node_id, reason, None)]
             peer = self._fresh(advert, address, now)
-        elif not ok or (old.refused and advert.boot_id == old.advert.boot_id):
-            peer = replace(old, advert=advert, address=address)  # a refused boot stays foreign
+        elif not ok or (old.refused and advert.boot_id == old.advert.boot_id
+                        and advert.fingerprint == old.advert.fingerprint):
+            # A refused boot stays foreign, unless it now advertises another key (it joined).
+            peer = replace(old, advert=advert, address=address)
         elif old.state is PeerState.FOREIGN or advert.boot_id != old.advert.boot_id:
             peer = self._fresh(advert, address, now)
             if old.state is not PeerState.FOREIGN:
@@ -147,7 +149,8 @@ class Membership:
     def refused(self, advert: PeerAdvert, address: Address, now: float,
                 reason: str) -> list[Change]:
         """Its heartbeat failed the swarm-key check: track it as FOREIGN with `reason` until it
-        comes back with a new boot id (a restart, perhaps with the right key)."""
+        comes back with a new boot id (a restart, perhaps with the right key) or advertises
+        another key (it joined a swarm by approval)."""
         node_id = advert.node_id
         if node_id == self._self_id:
             return []
@@ -181,15 +184,6 @@ class Membership:
                 fresh = self._fresh(old.advert, old.address, now)
                 self._peers[node_id] = replace(fresh, reason="our swarm key changed")
         return []  # the heartbeats that follow report who joins
-
-    def retry(self, node_id: str, now: float) -> list[Change]:
-        """Look at a FOREIGN peer afresh (it has just been given this swarm's key)."""
-        old = self._peers.get(node_id)
-        if old is None or old.state is not PeerState.FOREIGN:
-            return []
-        self._peers[node_id] = replace(self._fresh(old.advert, old.address, now),
-                                       reason="given the swarm key")
-        return []
 
     def removed(self, node_id: str) -> list[Change]:
         """mDNS goodbye (graceful shutdown): forget the peer at once."""
