@@ -44,6 +44,12 @@ class Reply:
     body: dict[str, Any]
 
     @property
+    def error_code(self) -> Any:
+        """The `code` of an OpenAI-style error body, if any."""
+        error = self.body.get("error")
+        return error.get("code") if isinstance(error, dict) else None
+
+    @property
     def error(self) -> Any:
         """The message of an OpenAI-style error body (or the body itself)."""
         error = self.body.get("error", self.body)
@@ -119,7 +125,7 @@ def approve_peer(config: Config, node_id: str, approved: bool = True, code: str 
     reply = ask_node(config, url, payload)
     if reply is None:
         return 1
-    if reply.status in (404, 405):
+    if reply.status in (404, 405) and reply.error_code != "no_join_request":
         log.error("the node at %s has no approval route: is it running with --federation?", url)
         return 1
     if reply.status != 200:
