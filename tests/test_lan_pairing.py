@@ -20,7 +20,7 @@ import pytest
 
 from network.trust.swarm_key import SwarmKey, key_path, read_key_file, solo_path
 from tests.netns import NetnsLan, NodeOutput, netns_available
-from tests.test_lan_swarm import CLIENT, ROOT, Node, client, client_bg, vote
+from tests.test_lan_swarm import ROOT, Node, client, client_bg, vote
 
 AVAILABLE, WHY = netns_available()
 pytestmark = [pytest.mark.lan, pytest.mark.slow, pytest.mark.skipif(not AVAILABLE, reason=WHY)]
