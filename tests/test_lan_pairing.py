@@ -91,7 +91,8 @@ def test_fresh_machines_form_one_swarm_with_one_approval(tmp_path):
         watchers = [client_bg(lan, 1, "until", nodes[1].url, "n2", "alive", "10"),
                     client_bg(lan, 2, "until", nodes[2].url, "n1", "alive", "10")]
         for watcher in watchers:
-            assert json.loads(watcher.stdout.readline())["watching"]  # type: ignore[union-attr]
+            assert watcher.stdout is not None
+            assert json.loads(watcher.stdout.readline())["watching"]
         approved = client(lan, 1, "post", LOCAL, "/v1/federation/approve",
                           json.dumps({"node_id": "n2", "code": code}))
         assert approved["status"] == 200 and approved["body"]["join"]["code"] == code, approved
