@@ -16,7 +16,7 @@ from network.wire import codec
 from network.wire.pairing import JoinHello
 from swarm.node import commands
 from tests.federation_fixtures import until
-from tests.swarm_keys import KEY
+from tests.swarm_keys import KEY, OTHER_KEY
 from tests.swarm_nodes import SwarmNode, make_swarm, running, weighted_vote
 
 
@@ -91,3 +91,58 @@ async def test_a_flood_of_join_requests_is_cut_off_and_the_node_keeps_serving(tm
 def test_join_hello_is_a_wire_message():
     hello = JoinHello(node_id="n1", name="Mac", swarm=KEY.fingerprint, commitment=bytes(32))
     assert codec.decode(codec.encode(hello), codec.MSGPACK, JoinHello) == hello
+
+
+async def test_a_refused_machine_gets_nothing_and_stops_asking(tmp_path, capsys):
+    swarm = make_swarm(tmp_path, ["a", "b"], KEY, fresh=frozenset({"b"}),
+                       extra={"a": {"federation.approve_peers": True}})
+    async with running(swarm) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        assert a.pairing.state() == "open" and b.pairing.state() == "fresh"
+        await asked(a, "b")
+        own = stored_key(b)
+        await until(lambda: bool(a.pairing.waiters), 5, "b to wait for the decision")
+        assert await asyncio.to_thread(commands.approve_peer, a.config, "b", False) == 0
+        assert "refused" in capsys.readouterr().out
+        await until(lambda: KEY.fingerprint in b.pairing.refused, 5, "b to take the refusal")
+        assert a.pairing.requests() == [] and stored_key(b) == own
+        assert b.pairing.asking is None and b.pairing.state() == "fresh"
+        assert a.state_of("b") is PeerState.FOREIGN
+
+
+async def test_under_approve_peers_one_approval_also_approves_the_peer(tmp_path):
+    swarm = make_swarm(tmp_path, ["a", "b"], KEY, fresh=frozenset({"b"}),
+                       extra={"a": {"federation.approve_peers": True}})
+    async with running(swarm) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        code = await asked(a, "b")
+        assert await asyncio.to_thread(commands.approve_peer, a.config, "b", True, code) == 0
+        await until(lambda: a.state_of("b") is PeerState.ALIVE, 2, "b alive (not pending) on a")
+        assert stored_key(b) == KEY.fingerprint  # the configured key, now in b's key file
+
+
+async def test_configured_keys_never_ask_and_two_swarms_in_sight_get_no_request(tmp_path):
+    swarm = make_swarm(tmp_path, ["a", "b", "c"], KEY, fresh=frozenset({"b"}),
+                       keys={"c": (OTHER_KEY, ())})
+    async with running(swarm) as nodes:
+        a, b, c = nodes["a"], nodes["b"], nodes["c"]
+        await until(lambda: "several swarms" in b.pairing.reason, 5, "b to see two swarms")
+        assert b.pairing.asking is None and a.pairing.requests() == c.pairing.requests() == []
+        assert a.pairing.asking is None and c.pairing.asking is None
+        assert (a.pairing.state(), c.pairing.state()) == ("open", "open")
+        assert stored_key(b) not in (KEY.fingerprint, OTHER_KEY.fingerprint)
+
+
+async def test_with_pairing_off_a_member_takes_no_join_requests(tmp_path):
+    swarm = make_swarm(tmp_path, ["a", "b"], KEY, fresh=frozenset({"b"}),
+                       extra={"a": {"federation.pairing": False}})
+    async with running(swarm) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        await until(lambda: b.state_of("a") is PeerState.FOREIGN, 5, "b to see a foreign")
+        assert a.pairing.state() == ""
+        assert "no swarm in sight" in b.pairing.reason
+        hello = JoinerExchange("x1", "m", KEY.fingerprint, bytes(32), bytes(16)).hello()
+        async with httpx.AsyncClient(base_url=a.url, timeout=5) as http:
+            r = await http.post("/v1/federation/join", content=codec.encode(hello, codec.JSON),
+                                headers={"Content-Type": codec.JSON})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "pairing_off"
