@@ -59,6 +59,10 @@ async def test_two_fresh_nodes_become_one_swarm_with_one_approval(tmp_path, caps
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert not solo_path(path).exists() and not solo_path(key_path(a.config.cache_path)).exists()
         assert a.pairing.state() == b.pairing.state() == "open"
+        leader = a.federation.coordinator.state
+        await until(lambda: a.federation.coordinator.state.coordinator
+                    == b.federation.coordinator.state.coordinator is not None, 5,
+                    f"one coordinator for both ({leader})")
         assert {"a", "b"} <= await weighted_vote(http, a, 4) | {"a"}
         assert "a" in await weighted_vote(http, b, 4)
 
@@ -112,12 +116,14 @@ async def test_a_refused_machine_gets_nothing_and_stops_asking(tmp_path, capsys)
 
 async def test_under_approve_peers_one_approval_also_approves_the_peer(tmp_path):
     swarm = make_swarm(tmp_path, ["a", "b"], KEY, fresh=frozenset({"b"}),
-                       extra={"a": {"federation.approve_peers": True}})
+                       extra={"a": {"federation.approve_peers": True},
+                              "b": {"federation.approve_peers": True}})
     async with running(swarm) as nodes:
         a, b = nodes["a"], nodes["b"]
         code = await asked(a, "b")
         assert await asyncio.to_thread(commands.approve_peer, a.config, "b", True, code) == 0
-        await until(lambda: a.state_of("b") is PeerState.ALIVE, 2, "b alive (not pending) on a")
+        await until(lambda: a.state_of("b") is PeerState.ALIVE
+                    and b.state_of("a") is PeerState.ALIVE, 2, "both alive (not pending)")
         assert stored_key(b) == KEY.fingerprint  # the configured key, now in b's key file
 
 

@@ -201,6 +201,12 @@ class Pairing:
         self.host = JoinHost(self.node_id, key.fingerprint, ttl_s=self.ttl_s)
         self.verifier.keys = ring
         self.federation.rekey(ring)
+        if self.approvals is not None:  # with --approve-peers, the member that let us in
+            try:
+                self.approvals.add(outcome.member)
+            except (ApprovalError, OSError) as exc:
+                log.warning("could not approve %s here: %s", outcome.member, exc)
+            self.federation.monitor.reconsider(outcome.member)
         self.joined_at = time.time()
         self.reason = f"joined swarm {key.fingerprint} (approved on {outcome.member})"
         log.info("joined swarm %s: approved on %s; its key is stored in %s (mode 0600)",
