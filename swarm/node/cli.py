@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.candidates import STRATEGIES
-from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, Config, load_config
+from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
 COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
@@ -31,6 +31,12 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "help": "torch device for the transformers backend"}),
     "--dtype": ("model.dtype", {"choices": DTYPES,
                                 "help": "weights dtype for the transformers backend"}),
+    "--quant": ("model.quant", {"choices": QUANTS,
+                                "help": "llama.cpp weights: f16/f32 compute a dequantized copy of "
+                                        "the GGUF (made once; exact), file keeps its own "
+                                        "quantization (the embedded Q4_1: faster, smaller, "
+                                        "inexact); auto: f16 for the embedded model, file for "
+                                        "yours"}),
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
     "--threads": ("model.threads", {"type": int, "metavar": "N",

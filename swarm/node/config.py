@@ -17,6 +17,7 @@ ENV_PREFIX = "LOCAL_SWARM_"
 BACKENDS = ("auto", "transformers", "llamacpp")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTS = ("auto", "f16", "f32", "file")  # llama.cpp weights: see swarm.engine.loader
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -81,6 +82,7 @@ class ModelConfig:
     backend: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
+    quant: str = "auto"
     instances: int = 1
     threads: int = 0
     queue_depth: int = 8
@@ -145,6 +147,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.backend": _choice(*BACKENDS),
     "model.device": _choice(*DEVICES),
     "model.dtype": _choice(*DTYPES),
+    "model.quant": _choice(*QUANTS),
     "model.instances": _positive,
     "model.threads": _non_negative,
     "model.queue_depth": _non_negative,
