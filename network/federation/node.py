@@ -11,6 +11,7 @@ from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
 from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.federation.changes import Changes
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
 from network.membership.monitor import PeerMonitor
@@ -52,7 +53,7 @@ class Federation:
         self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
                                        request_timeout_s=self.timings.request_timeout_s,
                                        keys=keys, key_for=self.peer_fingerprint)
-        self.changed = asyncio.Event()
+        self.changed = Changes()  # bumped on every membership or election change
         self._on_change = on_change
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
                                    on_change=self._changed, session=self.client.session)
@@ -139,13 +140,13 @@ class Federation:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
         self.coordinator.poke()
-        self.changed.set()
+        self.changed.bump()
         if self._on_change is not None:
             self._on_change(change)
 
     def _election_changed(self, state: ElectionState) -> None:
         """A new term or coordinator: refresh views and the TXT record's term."""
-        self.changed.set()
+        self.changed.bump()
         if state.term != self._announced_term:
             self._reannounce()
 

@@ -10,3 +10,4 @@ VOTE_PATH = FEDERATION_PREFIX + "vote"  # one consensus candidate
 CANCEL_PATH = FEDERATION_PREFIX + "cancel"  # stop a running vote
 ELECTION_PATH = FEDERATION_PREFIX + "election"  # Claim, Ack, Announce
 APPROVE_PATH = FEDERATION_PREFIX + "approve"  # approve or revoke a peer, from this machine only
+STATS_PATH = FEDERATION_PREFIX + "stats"  # usage: tokens by strategy and by node, a read-only view

@@ -1,12 +1,10 @@
-"""How peers look to a person: the rich table of `/v1/federation/peers` rows, and why one is missing."""
+"""How peers look to a person: the rich table of `/v1/federation/peers` rows, and why one is missing
+(the live view of the whole swarm is swarm_view.py)."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 _STATE_STYLE = {"alive": "green", "self": "bold cyan", "joining": "yellow", "suspect": "yellow",
@@ -22,7 +20,7 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
     table = Table(title=title, expand=False)
     for column, justify in (("node", "left"), ("coord", "center"), ("state", "left"),
                             ("address", "left"), ("model", "left"), ("load", "right"),
-                            ("queue", "right"),
+                            ("queue", "right"), ("tok/s", "right"),
                             ("score", "right"), ("last seen", "right"), ("note", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -34,7 +32,8 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
             str(row.get("node_id", "?")), "yes" if row.get("coordinator") is True else "",
             f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
-            _cell(row.get("queue_depth")), _cell(row.get("bench_score"), "{:.1f}"),
+            _cell(row.get("queue_depth")), _cell(row.get("tok_s"), "{:.1f}"),
+            _cell(row.get("bench_score"), "{:.1f}"),
             "now" if row.get("self") else _cell(seen, "{:.1f}s ago"), _cell(row.get("reason")))
     return table
 
@@ -72,18 +71,3 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
                      "the same LAN, that UDP port 5353 (mDNS) is not blocked, or list them with "
                      "--peer HOST:PORT.")
     return hints
-
-
-async def show_live(rows: Callable[[], Sequence[Mapping[str, Any]]], changed: asyncio.Event,
-                    console: Console, refresh_s: float = 1.0) -> None:
-    """Keep a live peer table at the bottom of the terminal until cancelled (redrawn on change
-    and every `refresh_s` so 'last seen' ages; rich's Live redraws in place, without flicker)."""
-    with Live(render_peers(rows()), console=console, auto_refresh=False,
-              transient=True) as live:
-        while True:
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=refresh_s)
-            except TimeoutError:
-                pass
-            changed.clear()
-            live.update(render_peers(rows()), refresh=True)
