@@ -5,7 +5,9 @@ it long-polls, and the usage view.
 |------------------------------------|-------------------------------------------------------------|
 | GET /dashboard (+ app.js, style.css)| the page; open like /health (it holds no data itself)      |
 | GET /v1/dashboard/snapshot         | the swarm snapshot; `?after=V&wait_s=S` answers as soon as  |
-|                                    | the change version passes V, or after S seconds (a long poll)|
+|                                    | the change version passes V, or after S seconds (a long     |
+|                                    | poll; at once when V is not the current version, e.g. the  |
+|                                    | node restarted)                                             |
 | GET /v1/federation/stats           | usage: requests and tokens by strategy, API and node        |
 
 The JSON routes sit under /v1/, so with `[api] keys` they want the Bearer key (network/api/auth.py);
@@ -25,7 +27,8 @@ from swarm.errors import RequestError
 
 PAGE_PATH = "/dashboard"
 SNAPSHOT_PATH = "/v1/dashboard/snapshot"
-MAX_WAIT_S = 30.0
+MAX_WAIT_S = 5.0  # the longest a long poll is held
+DEFAULT_WAIT_S = 2.0
 _FILES = {PAGE_PATH: ("index.html", "text/html"),
           PAGE_PATH + "/app.js": ("app.js", "application/javascript"),
           PAGE_PATH + "/style.css": ("style.css", "text/css")}
@@ -79,8 +82,8 @@ class DashboardRoutes:
                                param=unknown[0][:40], code="invalid_value")
         after = _query_number(request.query, "after", 0, 2**53)
         wait_s = _query_number(request.query, "wait_s", 0, MAX_WAIT_S)
-        if after is not None:
-            await self.watch.changes.wait_newer(int(after), MAX_WAIT_S if wait_s is None
+        if after is not None and int(after) == self.watch.changes.version:
+            await self.watch.changes.wait_newer(int(after), DEFAULT_WAIT_S if wait_s is None
                                                 else wait_s)
         return web.json_response(self.watch.snapshot(), headers={"Cache-Control": "no-store"})
 

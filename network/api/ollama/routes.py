@@ -98,11 +98,10 @@ class OllamaRoutes:
         """POST /api/chat."""
         async with self.openai.limiter.hold(request.remote or "unknown"), \
                 Trace("ollama", request.path).recorded(self.openai.ledger) as trace:
-            parsed, tag = schema.parse_chat(parse_json_body(await request.read()),
-                                            max_tokens_limit=self.openai.api.max_tokens_limit)
-            if not parsed.generation.messages:  # Ollama: an empty chat loads the model
-                return web.json_response({**self._head(tag), "message": {
-                    "role": "assistant", "content": ""}, "done": True, "done_reason": "load"})
+            body = parse_json_body(await request.read())
+            parsed, tag = schema.parse_chat(body, max_tokens_limit=self.openai.api.max_tokens_limit)
+            if parsed is None:  # Ollama: a chat without messages loads the model
+                return self._loaded(body["model"], chat=True)
             return await self._serve(request, parsed, tag, trace, chat=True)
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
@@ -110,11 +109,19 @@ class OllamaRoutes:
         async with self.openai.limiter.hold(request.remote or "unknown"), \
                 Trace("ollama", request.path).recorded(self.openai.ledger) as trace:
             body = parse_json_body(await request.read())
-            parsed, tag = schema.parse_generate(body, max_tokens_limit=self.openai.api.max_tokens_limit)
-            if not body.get("prompt") and not body.get("raw"):  # Ollama: loads the model
-                return web.json_response({**self._head(tag), "response": "", "done": True,
-                                          "done_reason": "load"})
+            parsed, tag = schema.parse_generate(body,
+                                                max_tokens_limit=self.openai.api.max_tokens_limit)
+            if parsed is None:  # Ollama: an empty prompt loads the model
+                return self._loaded(body["model"], chat=False)
             return await self._serve(request, parsed, tag, trace, chat=False)
+
+    def _loaded(self, model: str, chat: bool) -> web.Response:
+        """The answer to a request that only loads `model` (this node keeps it loaded); it must
+        still be this node's model (404 otherwise)."""
+        base, tag = schema.split_model(model)
+        self.openai.check_model(base)
+        return web.json_response({**self._head(tag), **self._empty(chat), "done": True,
+                                  "done_reason": "load"})
 
     def _head(self, tag: str) -> dict[str, Any]:
         return {"model": f"{self.pool.model_id}:{tag}", "created_at": _now()}

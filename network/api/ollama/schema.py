@@ -131,13 +131,16 @@ def _format(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def parse_chat(body: Any, *, max_tokens_limit: int) -> tuple[ParsedRequest, str]:
-    """A validated /api/chat body as a `ParsedRequest`, and its model tag."""
+def parse_chat(body: Any, *, max_tokens_limit: int) -> tuple[ParsedRequest | None, str]:
+    """A validated /api/chat body as a `ParsedRequest`, and its model tag; None for a chat
+    without messages (Ollama's way to load a model)."""
     body = check(CHAT_SCHEMA, body)
     options = body.get("options") or {}
     messages = tuple(ChatMessage(m["role"], m.get("content") or "")
                      for m in body.get("messages") or ())
     base, tag = split_model(body["model"])
+    if not messages:
+        return None, tag
     return ParsedRequest(
         generation=GenerationRequest(messages=messages,
                                      params=_sampling(options, max_tokens_limit)),
@@ -145,13 +148,16 @@ def parse_chat(body: Any, *, max_tokens_limit: int) -> tuple[ParsedRequest, str]
         swarm=swarm_field(tag, options), response_format=_format(body.get("format"))), tag
 
 
-def parse_generate(body: Any, *, max_tokens_limit: int) -> tuple[ParsedRequest, str]:
+def parse_generate(body: Any, *, max_tokens_limit: int) -> tuple[ParsedRequest | None, str]:
     """A validated /api/generate body: with `raw` the prompt goes to the model as is, else it is
-    one user turn (after `system`) in the model's chat template, as Ollama does."""
+    one user turn (after `system`) in the model's chat template, as Ollama does; None for an
+    empty prompt (Ollama's way to load a model)."""
     body = check(GENERATE_SCHEMA, body)
     options = body.get("options") or {}
     params = _sampling(options, max_tokens_limit)
     prompt = body.get("prompt") or ""
+    if not prompt:
+        return None, split_model(body["model"])[1]
     if body.get("raw"):
         generation = GenerationRequest(prompt=prompt, params=params)
     else:

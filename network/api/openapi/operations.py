@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from network.api.openapi.surfaces import SURFACE_OPERATIONS
 from network.membership.records import PeerState
 from network.trust.signing import (
     KEY_ID_HEADER,
@@ -237,4 +238,5 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                           MSGPACK: {"schema": _ref("SwarmPlan")}}},
                       **error_responses(401, 403, 503, notes={
                           503: "No coordinator plan yet (this node does not lead)"})}},
+    **SURFACE_OPERATIONS,  # the dashboard and the Ollama routes (surfaces.py)
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 from consensus.service import SWARM_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
+from network.api.openapi.surfaces import SURFACE_SCHEMAS
 from network.wire import fields
 from network.wire.election import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
 
@@ -109,7 +110,11 @@ SCHEMAS: dict[str, Any] = {
         "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
         "vram_gb": {"type": "number"}, "term": {"type": "integer"},
         "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
-        "nonce": {"type": ["string", "null"]}}},
+        "nonce": {"type": ["string", "null"]},
+        "tok_s": {"type": "number", "minimum": 0,
+                  "description": "decode speed of one instance over its last generations"},
+        "tokens": {"type": "integer", "minimum": 0,
+                   "description": "completion tokens generated since start, for anyone"}}},
     "PeerList": {"type": "object", "required": ["object", "node_id", "data"], "properties": {
         "object": {"const": "list"}, "node_id": {"type": "string"},
         "term": {"type": ["integer", "null"], "description": "this node's election term"},
@@ -187,4 +192,5 @@ SCHEMAS: dict[str, Any] = {
                            "weight": _SCORE}}},
         "consensus": {"type": "array", "items": _ID, "maxItems": MAX_PLAN_MEMBERS,
                       "description": "member node ids, the preferred consensus sources first"}}},
+    **SURFACE_SCHEMAS,  # the dashboard's and the Ollama routes' (surfaces.py)
 }
