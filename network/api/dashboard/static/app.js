@@ -24,7 +24,7 @@ function h(tag, attrs, ...children) {
 const fmt = {
   num: (v, digits = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits)),
   int: (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en")),
-  ago: (s) => (s === null || s === undefined ? "never" : s < 1 ? "now" : `${s.toFixed(1)} s ago`),
+  ago: (s) => (s === null || s === undefined ? "never" : `${s.toFixed(1)} s ago`),
   time: (t) => new Date(t * 1000).toLocaleTimeString(),
   ms: (v) => (v === null || v === undefined ? "–" : v < 1000 ? `${v.toFixed(0)} ms`
                                                       : `${(v / 1000).toFixed(2)} s`),
