@@ -104,11 +104,14 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write each backend's medians as JSON (bench/report.py reads it)")
     args = parser.parse_args()
     backends = ["transformers"] + (["llamacpp"] if llamacpp_available() else [])
     results = {}
+    measured = {}
     for name in backends:
-        m = compare(name, args.tokens, args.rounds, args.threads)
+        m = measured[name] = compare(name, args.tokens, args.rounds, args.threads)
         direct_rate, direct_ttft = m["direct_rate"], m["direct_ttft"]
         http_rate, http_ttft = m["http_rate"], m["http_ttft"]
         results[name] = direct_rate
@@ -121,6 +124,8 @@ def main() -> None:
               f"{results['llamacpp'] / results['transformers']:.2f}x")
     else:
         print("llama.cpp not installed: pip install -e '.[llamacpp]' to compare")
+    if args.json:
+        args.json.write_text(json.dumps(measured))
 
 
 if __name__ == "__main__":

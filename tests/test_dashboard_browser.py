@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_lan_swarm import ASK, ROOT, Node, client
 from tests.netns import NetnsLan, netns_available
+from tests.test_lan_swarm import ASK, ROOT, Node, client
 
 AVAILABLE, WHY = netns_available()
 pytestmark = [
