@@ -16,14 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from swarm.node.config import ApiConfig
 from tests.netns import NetnsLan, netns_available
+from tests.node_apps import federated_app, scripted_pool
+from tests.server import ServerThread
 from tests.test_lan_swarm import ASK, ROOT, Node, client
 
 AVAILABLE, WHY = netns_available()
 pytestmark = [
-    pytest.mark.lan, pytest.mark.slow, pytest.mark.skipif(not AVAILABLE, reason=WHY),
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("chromium") is None,
                        reason="Debian's chromium is not installed (apt-get install chromium; "
                               ".ci/run installs it)"),
@@ -33,11 +37,15 @@ DRIVER = str(ROOT / "tests" / "dashboard_driver.py")
 
 
 class Browser:
-    """tests/dashboard_driver.py in namespace `i`, showing `url`."""
+    """tests/dashboard_driver.py showing `url`: in namespace `i` of `lan`, or on this machine's
+    loopback without one."""
 
-    def __init__(self, lan: NetnsLan, i: int, url: str) -> None:
-        self.proc = lan.spawn(i, [sys.executable, DRIVER, url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    def __init__(self, lan: NetnsLan | None, i: int, url: str) -> None:
+        argv = [sys.executable, DRIVER, url]
+        pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
+                                 "text": True}
+        self.proc = lan.spawn(i, argv, **pipes) if lan is not None else subprocess.Popen(
+            argv, **pipes)
         ready = self._read()
         assert ready.get("ready"), ready
         assert ready["title"] == "Local Swarm"
@@ -67,6 +75,8 @@ class Browser:
             self.proc.wait(30)
 
 
+@pytest.mark.lan
+@pytest.mark.skipif(not AVAILABLE, reason=WHY)
 def test_the_page_shows_nodes_coordinator_requests_and_a_killed_node(tmp_path):
     shots = Path(os.environ.get("DASHBOARD_SHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -110,3 +120,29 @@ def test_the_page_shows_nodes_coordinator_requests_and_a_killed_node(tmp_path):
             assert wide <= 390, wide
         finally:
             browser.close()
+
+
+def test_with_api_keys_the_page_asks_for_one_and_then_shows_the_node(tmp_path):
+    pool = scripted_pool(2)
+    server = ServerThread(lambda: federated_app(pool, ApiConfig(keys=("sekrit",)))).start()
+    browser = Browser(None, 0, server.url + "/dashboard")
+    try:
+        browser.wait("!document.getElementById('keyform').hidden", 15)
+        submit = ("(k => { document.getElementById('key').value = k; "
+                  "document.getElementById('keyform').requestSubmit(); return true; })")
+        assert browser.ask(op="eval", js=submit + "('wrong')")["ok"]
+        browser.wait("document.getElementById('keyerror').textContent.includes('refused')", 15)
+        assert browser.ask(op="eval", js=submit + "('sekrit')")["ok"]
+        browser.wait("document.querySelectorAll('#nodes tr[data-state=alive]').length === 1", 15)
+        reply = httpx.post(server.url + "/v1/chat/completions", timeout=30,
+                           headers={"Authorization": "Bearer sekrit"},
+                           json={"messages": [{"role": "user", "content": "hi"}],
+                                 "swarm": {"strategy": "best_of_n", "n": 2}})
+        assert reply.status_code == 200
+        browser.wait("document.querySelectorAll('#requests [data-strategy=best_of_n] "
+                     "tr[data-candidate]').length === 2", 15)
+        assert browser.ask(op="shot", path=str(tmp_path / "keyed.png"), width=1000,
+                           height=700)["ok"]
+    finally:
+        browser.close()
+        server.stop()
