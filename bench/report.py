@@ -172,6 +172,7 @@ def plot_accuracy(curve: dict[str, Any], path: Path) -> None:
         ns = sorted(points, key=int)
         ax.plot([int(n) for n in ns], [points[n]["accuracy"] for n in ns], marker="o",
                 label=f"weighted_vote, T={temperature}")
+    ax.set_xticks(sorted({int(n) for points in curve["weighted_vote"].values() for n in points}))
     ax.set_xlabel("n (candidates)")
     ax.set_ylabel("exact-match accuracy")
     ax.set_ylim(0, 1)
@@ -199,6 +200,18 @@ def plot_throughput(data: dict[str, dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def route_lines(discovery: Result | None) -> list[str]:
+    """Route-mode throughput of N nodes over 1, from the discovery bench's route phase."""
+    runs = ((discovery.data or {}).get("route") or {}).get("runs") or [] if discovery else []
+    alone = [r["rps"] for r in runs if r.get("nodes") == 1 and r.get("ok")]
+    many = [(r["nodes"], r["rps"]) for r in runs if r.get("nodes", 1) > 1 and r.get("ok")]
+    if not alone or not many:
+        return []
+    nodes, rps = many[-1]
+    return [f"- route mode: {alone[-1]:.2f} requests/s on 1 node, {rps:.2f} on {nodes} "
+            f"({rps / alone[-1]:.2f}x; goal >= {0.9 * nodes:.1f}x)"]
+
+
 def write_report(results: dict[str, Result], out: Path, quick: bool, loads: tuple[str, str],
                  seconds: float) -> Path:
     """OUT/report.md: each section's plot, its key numbers, and the bench's own output."""
@@ -212,7 +225,8 @@ def write_report(results: dict[str, Result], out: Path, quick: bool, loads: tupl
              *(f"| {r.bench.name} | {r.status} | {r.seconds:.0f} s |" for r in results.values()),
              ""]
     if plot_times(results, out / "times.png"):
-        lines += ["## Discovery and failover", "", "![times](times.png)", ""]
+        lines += ["## Discovery and failover", "", "![times](times.png)", "",
+                  *route_lines(results.get("discovery")), ""]
     overhead = results.get("overhead")
     if overhead and overhead.data:
         plot_overhead(overhead.data, out / "overhead.png")
