@@ -155,6 +155,21 @@ def test_the_terminal_renders_nodes_spans_requests_and_usage_as_text():
     assert "weighted_vote" in text and "1.23 s" in text
 
 
+def test_join_requests_show_under_the_nodes_with_their_code_and_command():
+    joins = {"node_id": "a", "pairing": "open", "requests": [
+        {"node_id": "c0ffee", "name": "MacBook-Air", "state": "pending", "code": "4821-0937",
+         "expires_in_s": 120.0},
+        {"node_id": "beef01", "name": "", "state": "offered", "code": None}]}
+    snap = build_snapshot(node_id="a", rows=[{"node_id": "a", "self": True, "state": "alive"}],
+                          election={}, plan=None, requests=[], usage={}, version=3, now=0.0,
+                          joins=joins)
+    assert snap["joins"] == joins
+    text = text_of(render_swarm(snap))
+    assert "MacBook-Air (c0ffee) asks to join; code 4821-0937" in text.replace("\n", " ")
+    assert "python main.py peers approve c0ffee" in text.replace("\n", " ")
+    assert "beef01" not in text  # no code yet: nothing to compare, nothing to approve
+
+
 # --- routes on real loopback nodes ------------------------------------------------------------------
 
 @pytest.fixture()

@@ -73,7 +73,10 @@ SURFACE_SCHEMAS: dict[str, Any] = {
                                      "nodes": {"type": "array", "items": _OBJECT},
                                      "spans": {"type": ["object", "null"]},
                                      "requests": {"type": "array", "items": _OBJECT},
-                                     "usage": _OBJECT}},
+                                     "usage": _OBJECT,
+                                     "joins": {"type": "object", "description":
+                                               "machines asking to join, with their codes "
+                                               "(as GET /v1/federation/joins)"}}},
     "UsageStats": {"type": "object", "required": ["node_id", "total", "by_strategy", "by_node"],
                    "properties": {"node_id": {"type": "string"}, "total": _OBJECT,
                                   "by_strategy": _OBJECT, "by_api": _OBJECT, "by_node": _OBJECT,

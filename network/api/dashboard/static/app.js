@@ -71,6 +71,25 @@ function renderNodes(snap) {
     ? `Dead (no heartbeat): ${dead.join(", ")}. They get no work until they answer again.` : "";
 }
 
+function renderJoins(snap) {
+  // Machines asking to join (network/federation/pairing.py): approve one on this machine with the
+  // command shown, once that machine shows the same code.
+  const joins = snap.joins || {};
+  const items = (joins.requests || []).filter((r) => r.code && r.state !== "offered").map((r) =>
+    h("li", { "data-join": r.node_id },
+      r.state === "approved"
+        ? `${r.name || r.node_id} (${r.node_id}) was approved (code ${r.code}) and is joining`
+        : [`${r.name || r.node_id} (${r.node_id}) asks to join; code `, h("b", {}, r.code),
+           `; approve with `, h("code", {}, `python main.py peers approve ${r.node_id}`),
+           ` once that machine shows the same code`]));
+  if (joins.joining && joins.joining.code) {
+    items.push(h("li", { "data-join": "self" }, "this machine asks to join swarm ",
+                 `${joins.joining.swarm}; code `, h("b", {}, joins.joining.code),
+                 ": approve it on one of its members"));
+  }
+  document.getElementById("joins").replaceChildren(...items);
+}
+
 function renderSpans(snap) {
   const box = document.getElementById("spans");
   const spans = snap.spans;
@@ -203,6 +222,7 @@ async function poll() {
       const snap = await response.json();
       version = snap.version;
       renderNodes(snap);
+      renderJoins(snap);
       renderSpans(snap);
       renderRequests(snap);
       renderUsage(snap);
