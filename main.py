@@ -8,10 +8,11 @@ by the exit stack or task group that started it. Heavy imports wait until they a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.petals.service import SpanService
     from network.trust.identity import NodeIdentity
@@ -56,6 +58,7 @@ class Swarm:
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
+    pairing: Pairing
     spans: SpanService | None = None
 
 
@@ -90,6 +93,7 @@ async def load_engine(config: Config) -> Engine:
 async def build_services(config: Config, engine: Engine | None = None) -> Services:
     """The node `config` describes, over `engine` (the configured model, loaded, when None)."""
     from network.api.app import build_app
+    from network.api.dashboard.routes import WATCH_KEY
     from network.discovery.lan import bind_addresses
     from network.trust.identity import load_identity
     from network.trust.swarm_key import load_keys
@@ -110,6 +114,8 @@ async def build_services(config: Config, engine: Engine | None = None) -> Servic
     if keys is None or identity is None:
         return Services(pool, build_app(pool, config.api, config.consensus), host, lan, panel)
     swarm, app = build_swarm(config, pool, lan, engine.bench_score, keys, identity)
+    app[WATCH_KEY].attach(functools.partial(swarm.routes.rows, host), swarm.routes.election_status,
+                          swarm.federation.coordinator.current_plan, swarm.pairing.view)
     panel["node"] = f"{identity.node_id} (boot {identity.boot_id})"
     panel["swarm key"] = keys.describe()
     return Services(pool, app, host, lan, panel, swarm)
@@ -125,7 +131,9 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.chooser import spread
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
+    from network.federation.join_routes import JoinRoutes
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
@@ -158,16 +166,18 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
     app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier,
-                    sources=sources)
+                    sources=sources, changes=federation.changed)
+    pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=sum(mem for _name, mem in hw.cuda_devices) / 2**30,
-                              verifier=verifier, spans=spans)
+                              verifier=verifier, pairing=pairing.state, spans=spans)
     routes.add_to(app)
     if spans is not None:
         spans.add_to(app)
-    ApprovalRoutes(approvals, federation.monitor.reconsider,
-                   enforced=fed.approve_peers).add_to(app)
-    return Swarm(federation, routes, keys, spans), app
+    JoinRoutes(pairing).add_to(app)
+    ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
+                   joins=pairing.decide).add_to(app)
+    return Swarm(federation, routes, keys, pairing, spans), app
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
@@ -189,11 +199,10 @@ async def listen(runner: web.AppRunner, host: str, port: int) -> int:
 async def serve(config: Config, engine: Engine | None = None) -> None:
     """Build the node (loading the model unless `engine` is given), serve until SIGINT or
     SIGTERM, then stop it in reverse order: the live view, the swarm, the server, the pool."""
-    import functools
-
     from aiohttp import web
 
-    from swarm.node.peer_view import show_live
+    from network.api.dashboard.routes import WATCH_KEY
+    from swarm.node.swarm_view import show_live
     from swarm.node.terminal import console, startup_panel
 
     services = await build_services(config, engine)
@@ -214,6 +223,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         if swarm is not None:
             await swarm.federation.start(port)
             stack.push_async_callback(swarm.federation.close)
+            await swarm.pairing.start()
+            stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
             if swarm.spans is not None:
                 panel["spans"] = await start_spans(swarm.spans, stack)
@@ -221,11 +232,9 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         log.info("listening on %s", url)
         async with asyncio.TaskGroup() as tasks:
             live = None
-            if swarm is not None and console.is_terminal:
-                rows = functools.partial(swarm.routes.rows, services.host)
-                below = span_table(swarm.spans) if swarm.spans is not None else None
-                live = tasks.create_task(show_live(rows, swarm.federation.changed, console,
-                                                   below=below))
+            if console.is_terminal:
+                watch = services.app[WATCH_KEY]
+                live = tasks.create_task(show_live(watch.snapshot, watch.changes, console))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -242,13 +251,6 @@ async def start_spans(spans: SpanService, stack: AsyncExitStack) -> str:
         stack.push_async_callback(spans.close)
         await spans.start()
     return f"{spans.model_id}: this node may serve {spans.span_blocks} of {spans.num_blocks} blocks"
-
-
-def span_table(spans: SpanService) -> Callable[[], object]:
-    """The span map under the live peer table."""
-    from swarm.node.span_view import render_spans
-
-    return lambda: render_spans(spans.view())
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -274,12 +276,16 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.sizing.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "status":
+            from swarm.node.commands import show_status
+
+            return show_status(config)
         elif command == "peers":
             from swarm.node.commands import approve_peer, show_peers
 
             if invocation.peer_action:
                 return approve_peer(config, invocation.peer_id,
-                                    invocation.peer_action == "approve")
+                                    invocation.peer_action == "approve", invocation.code)
             return show_peers(config)
         else:
             asyncio.run(serve(config))

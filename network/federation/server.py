@@ -123,8 +123,10 @@ class FederationRoutes:
     def __init__(self, member: Member, pool: InstancePool, *, ram_gb: float = 0.0,
                  vram_gb: float = 0.0, verifier: Verifier | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 max_body_bytes: int = codec.MAX_BYTES, spans: SpanOffer | None = None) -> None:
+                 max_body_bytes: int = codec.MAX_BYTES,
+                 pairing: Callable[[], str] = str, spans: SpanOffer | None = None) -> None:
         self.member = member
+        self.pairing = pairing  # the advertised pairing state (network/federation/pairing.py)
         self.spans = spans
         self.identity = member.identity
         self.membership = member.membership
@@ -163,6 +165,7 @@ class FederationRoutes:
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, nonce=nonce,
+            pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens(),
             span_blocks=self.spans.span_blocks if self.spans else 0,
             span_peer=self.spans.peer_id() if self.spans else "")
 
