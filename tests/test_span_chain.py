@@ -231,6 +231,16 @@ def test_consensus_takes_the_chain_as_one_more_candidate(chain_node):
     assert body["choices"][0]["message"]["content"] == "Paris is the capital."
 
 
+def test_ollama_lists_and_serves_the_spans_tag_only_on_a_node_with_a_chain(chain_node):
+    server, driver = chain_node
+    tags = [m["model"] for m in httpx.get(server.url + "/api/tags", timeout=30).json()["models"]]
+    assert tags[0].endswith(":latest") and tags[-1].endswith(":spans")
+    reply = httpx.post(server.url + "/api/chat", timeout=30, json={
+        "model": tags[-1], "stream": False,
+        "messages": [{"role": "user", "content": "Capital of France?"}]}).json()
+    assert reply["message"]["content"] == "Paris is the capital." and driver.requests
+
+
 def test_a_chain_that_cannot_serve_is_a_503_and_one_that_fails_a_502(chain_node):
     server, driver = chain_node
     driver.reason = "blocks 20:30 of m have no server"
