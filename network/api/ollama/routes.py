@@ -207,7 +207,9 @@ class OllamaRoutes:
             await response.write_eof()
             return response
         finally:
-            await events.aclose()
+            close = getattr(events, "aclose", None)  # a Source streams an async generator
+            if close is not None:
+                await close()
         trace.prompt_tokens, trace.completion_tokens = event.prompt_tokens, event.completion_tokens
         trace.report = {"strategy": trace.strategy, "winner": instance.source_id, "candidates": [
             {"source": instance.source_id, "tokens": event.completion_tokens, "valid": True,
