@@ -194,7 +194,8 @@ def test_three_capped_nodes_serve_spans_and_a_replica_carries_a_running_generati
 
         alone = ask(a.url, "route", logprobs=True, top_logprobs=2).json()["choices"][0]
         through = ask(a.url, "spans", logprobs=True, top_logprobs=2)
-        assert through.status_code == 200, through.text
+        assert through.status_code == 200, (through.text, a.spans()["plan"],
+                                            "".join(a.lines[-40:]))
         assert through.json()["swarm"]["strategy"] == "spans"
         spanned = through.json()["choices"][0]
         assert spanned["message"]["content"] == alone["message"]["content"]

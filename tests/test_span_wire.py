@@ -98,3 +98,25 @@ def test_a_spans_request_on_a_node_without_spans_is_a_clear_400(api_server):
         "messages": [{"role": "user", "content": "Hi"}], "swarm": {"strategy": "spans"}})
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == "spans_disabled"
+
+
+def test_a_suspect_peer_keeps_its_place_in_the_span_plan_and_a_dead_one_loses_it(tmp_path):
+    from types import SimpleNamespace
+
+    from network.membership.records import PeerState
+    from network.petals.service import SpanService
+    from swarm.node.config import SpansConfig
+
+    def peer(node_id: str, state: PeerState) -> SimpleNamespace:
+        beat = Heartbeat(node_id=node_id, boot_id="b", protocol=1, api_port=1, span_blocks=22,
+                         span_peer=f"12D3Koo{node_id}")
+        return SimpleNamespace(node_id=node_id, state=state, heartbeat=beat)
+
+    peers = [peer("b", PeerState.ALIVE), peer("c", PeerState.SUSPECT), peer("d", PeerState.DEAD),
+             peer("e", PeerState.JOINING)]
+    service = SpanService(SpansConfig(), cache_path=tmp_path, model_path="", node_id="a",
+                          host="127.0.0.1", ram_bytes=2**30, coordinator=None,
+                          peers=lambda: peers)
+    service.span_blocks = 22
+    assert [n.node_id for n in service.capacities()] == ["a", "b", "c"]
+    assert set(service.server_ids()) == {"a", "b", "c"}

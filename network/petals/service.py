@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 SERVER_BASE_BYTES = 0.45 * 2**30  # a span server's own memory before its blocks (PSS, measured)
 TICK_S = 1.0  # how often the plan is read and, on the coordinator, re-made
 LOST_TICK_S = 0.25  # how often the peer table is read for span servers whose node died
+# A suspect peer (a missed probe, a slow heartbeat under load) keeps its span: re-planning moves
+# blocks and restarts span servers, so only a peer declared DEAD (or gone) loses its place.
+PLANNED_STATES = frozenset({PeerState.ALIVE, PeerState.SUSPECT})
 
 
 class SpanService:
@@ -106,19 +109,20 @@ class SpanService:
         return status.peer_id if status is not None and status.state == "serving" else ""
 
     def server_ids(self) -> dict[str, str]:
-        """Node id -> span server peer id, for this node and every live peer that reports one."""
+        """Node id -> span server peer id, for this node and every planned peer that reports one."""
         ids = {self.node_id: self.peer_id()}
         for peer in self.peers():
-            if peer.state is PeerState.ALIVE and peer.heartbeat is not None:
+            if peer.state in PLANNED_STATES and peer.heartbeat is not None:
                 ids[peer.node_id] = peer.heartbeat.span_peer
         return ids
 
     def capacities(self) -> list[SpanNode]:
-        """This node and every live peer offering span capacity, as the planner sees them."""
+        """This node and every peer offering span capacity that is alive or only suspect, as the
+        planner sees them."""
         nodes = [SpanNode(self.node_id, self.bench_score, self.span_blocks)]
         for peer in self.peers():
             beat = peer.heartbeat
-            if peer.state is PeerState.ALIVE and beat is not None and beat.span_blocks > 0:
+            if peer.state in PLANNED_STATES and beat is not None and beat.span_blocks > 0:
                 nodes.append(SpanNode(peer.node_id, beat.bench_score, beat.span_blocks))
         if any(n.throughput <= 0 for n in nodes):  # not all benchmarked: count them alike
             nodes = [SpanNode(n.node_id, 1.0, n.max_blocks) for n in nodes]
