@@ -133,13 +133,17 @@ def processes_under(folder: Path) -> list[int]:
 
 def serving(node: Node, members: set[str]) -> dict[str, Any] | None:
     """The plan `node` follows once exactly `members` serve every block, each span server is
-    named in it, and `node`'s own server is serving."""
+    named in it, and `node`'s own server is serving the span the plan gives it, under the id
+    the plan names."""
     view = node.spans()
     plan, server = view["plan"], view["node"]["server"]
     if plan and not plan["gaps"] and server and server["state"] == "serving" \
             and {a["node_id"] for a in plan["assignments"]} == members \
             and all(a["peer_id"] for a in plan["assignments"]):
-        return plan
+        mine = [a for a in plan["assignments"] if a["node_id"] == node.name]
+        if mine and (mine[0]["start"], mine[0]["end"], mine[0]["peer_id"]) == \
+                (server["start"], server["end"], server["peer_id"]):
+            return plan
     return None
 
 

@@ -65,6 +65,9 @@ class SpanService:
         self._published: SpanPlan | None = None
         self._planned_for: tuple[tuple[str, float, int], ...] = ()
         self._layout: tuple[tuple[str, int, int], ...] = ()
+        # Node id -> the span server id it reported when the plan moved its span: that server
+        # serves the old blocks, so the plan names nobody for it until the node reports another.
+        self._old_servers: dict[str, str] = {}
         self._gaps: tuple[tuple[int, int], ...] = ()
         self._bottleneck = 0.0
         self._applied: SpanPlan | None = None
@@ -174,6 +177,11 @@ class SpanService:
             before = {a.node_id: Span(a.node_id, a.start, a.end)
                       for a in (previous.assignments if previous else ())}
             layout = await asyncio.to_thread(plan_spans, self.num_blocks, nodes, before)
+            reported = self.server_ids()
+            self._old_servers.update({
+                s.node_id: reported.get(s.node_id, "") for s in layout.spans
+                if before.get(s.node_id) is not None
+                and (before[s.node_id].start, before[s.node_id].end) != (s.start, s.end)})
             self._layout = tuple((s.node_id, s.start, s.end) for s in layout.spans)
             self._gaps, self._bottleneck = layout.gaps, layout.bottleneck
             self._planned_for = key
@@ -183,6 +191,11 @@ class SpanService:
         # The plan names each span server's peer id as soon as its node reports it, so clients
         # route through the swarm's own servers only (THREAT_MODEL.md: layer spans).
         ids = self.server_ids()
+        for node_id, old in list(self._old_servers.items()):
+            if ids.get(node_id, "") not in ("", old):
+                del self._old_servers[node_id]  # it serves its new span now
+            else:
+                ids[node_id] = ""
         plan = SpanPlan(
             model=self.model_id, num_blocks=self.num_blocks, dht_prefix=self.dht_prefix,
             initial_peers=self.dht.initial_peers,
