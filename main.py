@@ -152,8 +152,7 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
     app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
     routes = FederationRoutes(
         identity, pool, federation.membership, api_port_getter=port, bench_score=bench_score,
-        hardware={"ram_gb": hw.ram_total_bytes / 2**30,
-                  "vram_gb": sum(mem for _name, mem in hw.cuda_devices) / 2**30},
+        hardware={"ram_gb": hw.ram_total_bytes / 2**30, "vram_gb": hw.gpu_memory_bytes / 2**30},
         discovery_status=federation.discovery_status, verifier=verifier,
         election=coordinator.handle, plan=coordinator.plan,
         election_view=coordinator.election_view, election_role=lambda: coordinator.role.value)

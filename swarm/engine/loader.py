@@ -1,6 +1,7 @@
 """Turn a configuration into loaded backends: pick the engine, convert once, load N instances."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -22,15 +23,47 @@ class LoadPlan:
 
     source: ModelSource
     backend: str
-    device: str
+    device: str  # transformers: cpu, cuda, mps; llama.cpp: cpu, or cuda, mps, metal, gpu (offload)
     dtype: str
     instances: int
     threads: int
 
 
+GPU_DEVICES = frozenset({"cuda", "mps", "metal", "gpu"})  # llama.cpp offloads every layer on these
+TRANSFORMERS_MISSING = ("the transformers engine is not installed: pip install -e '.[transformers]' "
+                        "(PyTorch has no build for Intel Macs that transformers 5 accepts: use "
+                        "the llama.cpp engine there; see README)")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def llamacpp_available() -> bool:
     """True when llama-cpp-python is installed (it is an optional extra)."""
-    return importlib.util.find_spec("llama_cpp") is not None
+    return _installed("llama_cpp")
+
+
+def transformers_available() -> bool:
+    """True when torch and transformers are installed (the optional `transformers` extra)."""
+    return _installed("torch") and _installed("transformers")
+
+
+@functools.cache
+def llamacpp_gpu_offload() -> bool:
+    """True when the installed llama.cpp build can offload layers (CUDA or Metal); asks it."""
+    if not llamacpp_available():
+        return False
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception as exc:  # a broken build must not stop --auto: plan for the CPU
+        log.warning("cannot ask llama.cpp whether it can offload to a GPU: %s", exc)
+        return False
 
 
 def choose_backend(requested: str, source: ModelSource) -> str:
@@ -42,9 +75,14 @@ def choose_backend(requested: str, source: ModelSource) -> str:
         if not source.is_gguf:
             raise ModelError(f"backend llamacpp needs a .gguf model, not {source.path}")
         return "llamacpp"
-    if requested == "auto":
-        return "llamacpp" if source.is_gguf and llamacpp_available() else "transformers"
-    return requested
+    if requested == "auto" and source.is_gguf and llamacpp_available():
+        return "llamacpp"
+    if not transformers_available():
+        why = ("" if requested != "auto" else
+               "llama-cpp-python is not installed, and " if source.is_gguf else
+               "the model is not a GGUF file (llama.cpp reads only those), and ")
+        raise ModelError(why + TRANSFORMERS_MISSING)
+    return "transformers"
 
 
 def plan_from_config(config: Config) -> LoadPlan:
@@ -63,9 +101,7 @@ def plan_from_config(config: Config) -> LoadPlan:
 
         device = pick_device(device)
     elif device == "auto":
-        import llama_cpp
-
-        device = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"
+        device = "gpu" if llamacpp_gpu_offload() else "cpu"
     dtype = config.model.dtype
     if backend == "llamacpp":
         dtype = "gguf"  # llama.cpp runs the file's own quantization
@@ -80,7 +116,7 @@ def load_backend(plan: LoadPlan, config: Config, progress: Progress | None = Non
         from swarm.engine.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(plan.source.path, plan.source.model_id, threads=plan.threads,
-                               gpu=plan.device in ("cuda", "mps", "gpu"))
+                               gpu=plan.device in GPU_DEVICES)
     from swarm.engine.transformers_backend import TransformersBackend
 
     folder = ensure_transformers_folder(plan.source, config.cache_path, progress)

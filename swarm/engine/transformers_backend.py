@@ -1,6 +1,13 @@
-"""The reference backend: transformers + torch, with a hand-rolled decode loop for streaming and logprobs."""
+"""The reference backend: transformers + torch, with a hand-rolled decode loop for streaming and logprobs.
+
+On Apple's MPS every step that puts work on the GPU (copying tokens in, the forward pass, reading
+the logits back) holds one process-wide lock: PyTorch's MPS aborts the whole process when two
+threads encode work at once (pytorch#197805), and each instance decodes in its own thread. Locking
+per token, not per request, lets several instances take turns token by token.
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -15,6 +22,12 @@ from swarm.models.store import force_offline
 log = logging.getLogger(__name__)
 
 _DTYPES = ("float32", "bfloat16", "float16")
+MPS_LOCK = threading.Lock()  # module doc: one thread at a time puts work on MPS
+
+
+def device_lock(device: str) -> contextlib.AbstractContextManager[Any]:
+    """The lock that GPU work on `device` must hold: `MPS_LOCK` on MPS, none elsewhere."""
+    return MPS_LOCK if device == "mps" else contextlib.nullcontext()
 
 
 def pick_device(requested: str) -> str:
@@ -47,10 +60,13 @@ class TransformersBackend:
         self._torch = torch
         self.model_id = model_id
         self.device = pick_device(device)
+        self._gpu = device_lock(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, dtype=getattr(torch, dtype)
-        ).to(self.device)
+        )
+        with self._gpu:
+            self.model = model.to(self.device)
         self.model.eval()
         self.context_length = int(
             getattr(self.model.config, "max_position_embeddings", 2048) or 2048
@@ -118,20 +134,30 @@ class TransformersBackend:
             lambda toks: self.tokenizer.decode(toks, skip_special_tokens=True)
         )
         with torch.inference_mode():
-            inputs = torch.tensor([ids], device=self.device)
-            out = self.model(input_ids=inputs, use_cache=True)
+            logits, past = self._forward(ids, None)
             for _ in range(request.params.max_tokens):
                 if cancel.is_set():
                     return
-                token, logprob = self._pick(out.logits[0, -1].to("cpu"), request, gen)
+                token, logprob = self._pick(logits, request, gen)
                 if token in self._eos:
                     return
                 yield TokenEvent(text=detok.push(token), token_id=token, logprob=logprob)
-                step = torch.tensor([[token]], device=self.device)
-                out = self.model(input_ids=step, past_key_values=out.past_key_values, use_cache=True)
+                logits, past = self._forward([token], past)
+
+    def _forward(self, ids: list[int], past: Any) -> tuple[Any, Any]:
+        """One forward pass over `ids` after `past`: (the last position's logits on the CPU, the
+        new cache), holding the device's lock while work is on the GPU (module doc)."""
+        with self._gpu:
+            inputs = self._torch.tensor([ids], device=self.device)
+            out = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
+            return out.logits[0, -1].to("cpu"), out.past_key_values
 
     def close(self) -> None:
-        """Drop the weights (the GC frees them once no request holds a reference)."""
+        """Drop the weights and hand the GPU's cached memory back (the GC frees the weights once
+        no request holds a reference)."""
         self.model = None
         if self.device == "cuda":
             self._torch.cuda.empty_cache()
+        elif self.device == "mps":
+            with self._gpu:
+                self._torch.mps.empty_cache()

@@ -60,6 +60,7 @@ class BenchmarkResult:
     peak_rss_bytes: int
     score: float
     measured_at: str
+    device: str = "cpu"  # where the layers ran: "cpu", "metal", "mps", "cuda"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -72,7 +73,7 @@ class BenchmarkResult:
                    threads=int(data["threads"]), instances=int(data["instances"]),
                    ttft_s=float(data["ttft_s"]), decode_tok_s=float(data["decode_tok_s"]),
                    peak_rss_bytes=int(data["peak_rss_bytes"]), score=float(data["score"]),
-                   measured_at=str(data["measured_at"]))
+                   measured_at=str(data["measured_at"]), device=str(data.get("device", "cpu")))
 
 
 def composite_score(decode_tok_s: float, ttft_s: float) -> float:
@@ -205,11 +206,13 @@ def run_benchmark(
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> list[BenchmarkResult]:
     """Load one instance per thread count, warm up, time greedy answers, close; one result each.
 
-    `backend_factory(threads)` loads a backend. Errors propagate after the backend is closed.
-    `progress`, if given, must already be started; one task is added and completed.
+    `backend_factory(threads)` loads a backend running on `device` (recorded in each result).
+    Errors propagate after the backend is closed. `progress`, if given, must already be started;
+    one task is added and completed.
     """
     if not prompts or max_tokens < 1 or not threads_options:
         raise ValueError("run_benchmark needs prompts, threads options and max_tokens >= 1")
@@ -220,7 +223,7 @@ def run_benchmark(
         def step(stage: str, advance: int = 1, threads: int = threads) -> None:
             if progress is not None and task is not None:
                 progress.update(task, advance=advance,
-                                description=f"benchmark, {threads} thread(s): {stage}")
+                                description=f"benchmark, {device}, {threads} thread(s): {stage}")
 
         step("loading", advance=0)
         gc.collect()  # let the previous configuration's memory go before taking the baseline
@@ -231,9 +234,9 @@ def run_benchmark(
                 result = _measure(backend, threads, prompts, max_tokens, step)
             finally:
                 backend.close()
-        result = replace(result, peak_rss_bytes=peak.growth)
-        log.info("benchmark %s, %d thread(s): first token %.0f ms, %.1f tok/s, %.0f MB, score %.1f",
-                 result.backend, threads, result.ttft_s * 1000, result.decode_tok_s,
+        result = replace(result, peak_rss_bytes=peak.growth, device=device)
+        log.info("benchmark %s on %s, %d thread(s): first token %.0f ms, %.1f tok/s, %.0f MB, "
+                 "score %.1f", result.backend, device, threads, result.ttft_s * 1000, result.decode_tok_s,
                  result.peak_rss_bytes / 1e6, result.score)
         results.append(result)
     if progress is not None and task is not None:
