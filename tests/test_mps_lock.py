@@ -8,13 +8,10 @@ import contextlib
 import threading
 from typing import Any
 
-import pytest
-
-pytest.importorskip("torch", reason="the transformers engine is not installed (extra [transformers])")
-
-from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams  # noqa: E402
-from swarm.engine.loader import load_backend, plan_from_config  # noqa: E402
-from swarm.engine.transformers_backend import MPS_LOCK, device_lock  # noqa: E402
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.engine.loader import load_backend, plan_from_config
+from swarm.engine.transformers_backend import MPS_LOCK, device_lock
+from tests.engines import needs_transformers
 
 ASK = GenerationRequest(messages=(ChatMessage("user", "Describe a walk in a forest."),),
                         params=SamplingParams(max_tokens=24, temperature=0.0))
@@ -46,6 +43,7 @@ def test_only_mps_work_takes_the_process_wide_lock():
     assert isinstance(device_lock("cuda"), contextlib.nullcontext)
 
 
+@needs_transformers
 def test_two_instances_under_the_mps_lock_take_turns_and_answer_alike(node_config):
     plan = plan_from_config(node_config)
     backends = [load_backend(plan, node_config) for _ in range(2)]
