@@ -15,14 +15,15 @@ log = logging.getLogger("local_swarm")
 
 
 def _bind_addresses(config: Config) -> tuple[str, list[str]]:
-    """The API host, and the LAN addresses mDNS advertises (empty without --federation)."""
+    """The API host, and the LAN address mDNS advertises, the one bound (none without
+    --federation): the default route's LAN address unless --host names one."""
     if not config.federation.enabled:
         return config.api.host, []
-    from network.discovery.lan import choose_bind_address, private_ipv4_addresses
+    from network.discovery.lan import choose_bind_address
 
     explicit = config.api.host if "api.host" in config.explicit else None
     host = choose_bind_address(explicit)
-    return host, [host] if explicit else (private_ipv4_addresses() or [host])
+    return host, [host]
 
 
 async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
@@ -30,6 +31,7 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
     from aiohttp import web
 
     from network.api.app import build_app
+    from network.api.listener import ApiListener
     from swarm.engine.loader import load_backends, plan_from_config
     from swarm.engine.pool import InstancePool
     from swarm.node.terminal import console, progress_bar, startup_panel
@@ -50,10 +52,19 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         engine, layout = backends[0].name, f"{len(backends)} instance(s)"
     pool = InstancePool(list(backends), queue_depth=config.model.queue_depth)
     federation = None
-    port_box = [config.api.port]
+    listener: ApiListener | None = None
+
+    async def rebind(address: str) -> None:
+        """Follow the machine to a new LAN address (only when --host did not pin one)."""
+        if listener is not None:
+            await listener.move(address)
+
+    follow = config.federation.enabled and "api.host" not in config.explicit
     if config.federation.enabled:
-        federation, app, routes, keys = _federated_app(config, pool, lan_addresses,
-                                                       bench_score, lambda: port_box[0])
+        federation, app, routes, keys = _federated_app(
+            config, pool, lan_addresses, bench_score,
+            lambda: listener.port if listener else config.api.port,
+            rebind if follow else None)
     else:
         app = build_app(pool, config.api, config.consensus)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
@@ -65,22 +76,18 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     live: asyncio.Task[None] | None = None
     try:
-        site = web.TCPSite(runner, host, config.api.port)
+        listener = ApiListener(runner, host, config.api.port)
         try:
-            await site.start()
+            await listener.start()
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", host, config.api.port, exc)
             raise SystemExit(1) from exc
-        port_box[0] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        url = f"http://{host}:{port_box[0]}"
-        if host not in ("127.0.0.1", "localhost", "0.0.0.0") and config.api.port != 0:
-            # Local apps keep using http://127.0.0.1:PORT when the node binds its LAN address.
-            await web.TCPSite(runner, "127.0.0.1", port_box[0]).start()
+        url = listener.url
         rows = {"model": pool.model_id, "backend": engine, "instances": layout}
         if federation is not None:
             rows["node"] = f"{federation.identity.node_id} (boot {federation.identity.boot_id})"
             rows["swarm key"] = _key_row(keys)
-            await federation.start(port_box[0])
+            await federation.start(listener.port)
             rows["discovery"] = ("mDNS on " + ", ".join(lan_addresses) if federation.mdns
                                  else f"manual peers only; mDNS {federation.mdns_reason}")
         console.print(startup_panel(rows, url))
@@ -88,8 +95,8 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         if federation is not None and console.is_terminal:
             from swarm.node.peer_view import show_live
 
-            live = asyncio.create_task(show_live(lambda: routes.rows(host), federation.changed,
-                                                 console))
+            live = asyncio.create_task(show_live(lambda: routes.rows(listener.host),
+                                                 federation.changed, console))
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -103,9 +110,10 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
 
 
 def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_score: float,
-                   port: Any) -> tuple[Any, Any, Any, Any]:
+                   port: Any, rebind: Any = None) -> tuple[Any, Any, Any, Any]:
     """The app of a node in the swarm: consensus over local instances and peers, route
-    forwarding, and the /v1/federation/* routes; with the swarm keys it loaded (or generated)."""
+    forwarding, and the /v1/federation/* routes; with the swarm keys it loaded (or generated).
+    `rebind(address)` moves the API to a new LAN address (None: the address is pinned)."""
     from consensus.service import ConsensusService
     from network.api.app import build_app
     from network.coordination.plan import planned
@@ -136,7 +144,8 @@ def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_sc
                                 queue_depth=pool.queue_depth(), instances=len(pool.instances),
                                 weight=1.0),
                             election_store=ElectionStore(config.cache_path / "election.json"),
-                            approved=approvals.__contains__ if fed.approve_peers else None)
+                            approved=approvals.__contains__ if fed.approve_peers else None,
+                            rebind=rebind)
     coordinator = federation.coordinator
     ask = FederatedAsk(pool, federation.client, remotes=federation.remotes)
 

@@ -166,6 +166,12 @@ class NetnsLan:
         self._spawned.append(proc)
         return proc
 
+    def ip(self, i: int, *args: str) -> None:
+        """Run `ip ARGS` in node i's namespace (e.g. give its eth0 another address)."""
+        self._check(i)
+        subprocess.run(["nsenter", "-t", str(self.holder_pid), *self._nsenter_flags, "-m",
+                        "ip", "-n", f"n{i}", *args], check=True, capture_output=True, timeout=10)
+
     def cut(self, i: int) -> None:
         """Pull node i's cable: its bridge port goes down (mDNS never notices)."""
         self._bridge_port(i, "down")

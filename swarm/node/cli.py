@@ -15,7 +15,9 @@ PEER_ACTIONS = ("approve", "revoke")
 
 # flag -> (dotted config key, argparse keyword arguments)
 _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1)"}),
+    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1; with "
+                                               "--federation, the LAN address, followed as it "
+                                               "changes)"}),
     "--port": ("api.port", {"type": int, "help": "API port (default 17615; 0 picks a free one)"}),
     "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
                                "help": "require this Bearer key on /v1/* (repeatable); `peers` "
