@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from network.discovery.privacy import LOCAL_NETWORK_HINT
+
 _STATE_STYLE = {"alive": "green", "self": "bold cyan", "joining": "yellow", "suspect": "yellow",
                 "dead": "red", "foreign": "magenta", "pending": "blue"}
 
@@ -43,6 +45,9 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
                        discovery: Mapping[str, Any]) -> list[str]:
     """Sentences that explain why an expected peer may be missing, from what this node sees."""
     hints: list[str] = []
+    if any(LOCAL_NETWORK_HINT in str(row.get("reason") or "") for row in rows):
+        hints.append("macOS blocks this node's connections to the LAN (No route to host): "
+                     f"{LOCAL_NETWORK_HINT}.")
     if not discovery.get("mdns"):
         reason = discovery.get("mdns_reason") or "turned off (--no-mdns)"
         hints.append(f"mDNS discovery is not running: {reason}. Peers are found only through "
@@ -69,8 +74,9 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
         hints.append(f"manual peer {address} does not answer: {reason}.")
     if not any(not r.get("self") for r in rows):
         hints.append("No peer seen yet. Check that the other machines run with --federation on "
-                     "the same LAN, that UDP port 5353 (mDNS) is not blocked, or list them with "
-                     "--peer HOST:PORT.")
+                     "the same LAN, that UDP port 5353 (mDNS) is not blocked (on a Mac: Local "
+                     "Network access for the terminal app, and the firewall allowing Python), or "
+                     "list them with --peer HOST:PORT.")
     return hints
 
 
