@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import shutil
 import socket
 import subprocess
-import sys
 from collections import namedtuple
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -24,8 +20,7 @@ from network.discovery.lan import (
     private_ipv4_addresses,
     read_interfaces,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.netns import in_private_network
 
 Addr = namedtuple("Addr", "family address netmask broadcast ptp")
 Stats = namedtuple("Stats", "isup duplex speed mtu flags")
@@ -190,25 +185,12 @@ def _route_scenario() -> None:
 
 
 def test_the_kernel_names_the_default_routes_address_in_a_private_namespace() -> None:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("unshare or ip not installed: cannot make a private network namespace")
-    flags = [] if os.geteuid() == 0 else ["--map-root-user"]
-    setup = ("ip link set lo up && ip link add v0 type veth peer name v1 "
-             "&& ip addr add 10.9.0.7/24 dev v0 && ip addr add 172.16.5.5/24 dev v1 "
-             "&& ip link set v0 up && ip link set v1 up && ip route add default via 10.9.0.254 "
-             '&& exec "$0" -c "$1"')
-    code = "from tests.test_lan import _route_scenario; _route_scenario()"
-    done = subprocess.run(["unshare", *flags, "--net", "--", "sh", "-c", setup, sys.executable,
-                           code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0 and "unshare" in done.stderr and "Operation not permitted" in done.stderr:
-        pytest.skip(f"`unshare --net` failed here: {done.stderr.strip()}")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr
-    import json
-
+    with_route, without = in_private_network(
+        "ip link set lo up && ip link add v0 type veth peer name v1 "
+        "&& ip addr add 10.9.0.7/24 dev v0 && ip addr add 172.16.5.5/24 dev v1 "
+        "&& ip link set v0 up && ip link set v1 up && ip route add default via 10.9.0.254",
+        "from tests.test_lan import _route_scenario; _route_scenario()")
     # With a default route: its source address, whatever the order of the interfaces; without
     # one: no route source, and the first LAN address in the order the kernel lists them.
-    with_route, without = json.loads(lines[-1].split(" ", 1)[1])
     assert with_route == ["10.9.0.7", "10.9.0.7"]
     assert without[0] is None and without[1] in ("10.9.0.7", "172.16.5.5")

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.netns import in_private_network
+
 PORT = 17615  # free for sure: the namespace has its own ports
 
 
@@ -58,21 +54,10 @@ def _child_main() -> None:
 
 
 def test_the_api_moves_to_a_new_address_and_keeps_loopback() -> None:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("unshare or ip not installed: cannot make a private network namespace")
-    flags = [] if os.geteuid() == 0 else ["--map-root-user"]
-    setup = ("ip link set lo up && ip link add v0 type veth peer name v1 "
-             "&& ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up "
-             '&& exec "$0" -c "$1"')
-    code = "from tests.test_listener import _child_main; _child_main()"
-    done = subprocess.run(["unshare", *flags, "--net", "--", "sh", "-c", setup, sys.executable,
-                           code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0 and "unshare" in done.stderr and "Operation not permitted" in done.stderr:
-        pytest.skip(f"`unshare --net` failed here: {done.stderr.strip()}")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr
-    seen = json.loads(lines[-1].split(" ", 1)[1])
+    seen = in_private_network(
+        "ip link set lo up && ip link add v0 type veth peer name v1 "
+        "&& ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up",
+        "from tests.test_listener import _child_main; _child_main()")
     assert seen["first"] == ["ok", "ok"]
     assert seen["moved"] == [f"http://10.9.0.2:{PORT}", "ok", "ClientConnectorError", "ok"]
     assert seen["absent"] == ["OSError", "10.9.0.2", "ok"]
