@@ -299,6 +299,14 @@ def test_no_installed_engine_is_a_clear_model_error():
                     transformers_available=False)
 
 
+def test_a_gpu_never_gets_more_instances_than_cores():
+    one = dataclasses.replace(mac(), performance_cores=1, efficiency_cores=1, cpu_count_physical=2,
+                              cpu_count_logical=2, cpu_count_usable=2)
+    plan = choose_plan(one, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=True)
+    assert (plan.device, plan.instances, plan.threads_per_instance) == ("metal", 1, 1)
+
+
 def test_the_benchmark_compares_metal_and_mps_with_the_cpu_only():
     assert benchmark_devices("metal") == ("metal", "cpu")
     assert benchmark_devices("mps") == ("mps", "cpu")

@@ -155,7 +155,7 @@ def choose_plan(
     fits = budget // per
     cores = hw.cores
     cap, cap_why = instance_cap(chosen_device, cores)
-    instances = max(1, min(cap, max_instances, fits))
+    instances = max(1, min(cap, cores, max_instances, fits))
     threads = max(1, cores // instances)
 
     reasons.append(
