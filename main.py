@@ -39,7 +39,10 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
     host, lan_addresses = _bind_addresses(config)
     bench_score = 0.0
     if backends is None:
-        plan = plan_from_config(config)
+        from swarm.sizing.hardware import probe
+
+        # Default threads: cores / instances, on the performance cores only of an Apple chip.
+        plan = plan_from_config(config, cores=probe(gpus=False).cores)
         if config.auto:
             from swarm.sizing.autorun import apply_auto_plan
 

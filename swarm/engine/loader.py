@@ -85,11 +85,13 @@ def choose_backend(requested: str, source: ModelSource) -> str:
     return "transformers"
 
 
-def plan_from_config(config: Config) -> LoadPlan:
-    """The load plan that the configuration asks for, with `auto` values resolved."""
+def plan_from_config(config: Config, cores: int | None = None) -> LoadPlan:
+    """The load plan that the configuration asks for, with `auto` values resolved; threads
+    default to `cores` / instances (`cores`: the probe's, performance cores only on Apple
+    Silicon; default every CPU)."""
     source = resolve_model(config.model.path or None)
     backend = choose_backend(config.model.backend, source)
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1
     instances = config.model.instances
     threads = config.model.threads or max(1, cores // instances)
     if instances * threads > cores:

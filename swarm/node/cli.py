@@ -29,13 +29,16 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
     "--device": ("model.device", {"choices": ["auto", "cpu", "cuda", "mps"],
-                                  "help": "torch device for the transformers backend"}),
+                                  "help": "torch device for the transformers backend; for "
+                                          "llama.cpp, cuda or mps offloads every layer to the "
+                                          "GPU (Metal on a Mac)"}),
     "--dtype": ("model.dtype", {"choices": ["auto", "float32", "bfloat16", "float16"],
                                 "help": "weights dtype for the transformers backend"}),
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
     "--threads": ("model.threads", {"type": int, "metavar": "N",
-                                    "help": "threads per instance (0: cores / instances)"}),
+                                    "help": "threads per instance (0: cores / instances; "
+                                                    "performance cores on Apple Silicon)"}),
     "--queue-depth": ("model.queue_depth", {"type": int, "metavar": "N",
                                             "help": "requests waiting per instance before 429"}),
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",

@@ -62,7 +62,7 @@ def measure(config: Config, *, refresh: bool) -> tuple[HardwareInfo, LoadPlan, P
     """Probe, then reuse or run the benchmark for the engine a first plan picks (on its device,
     and on the CPU too where a GPU may lose: Metal, MPS); plan again with what was measured."""
     hw = probe()
-    base = plan_from_config(config)
+    base = plan_from_config(config, cores=hw.cores)
     first = _choose(hw, base, config, [])
     devices = benchmark_devices(first.device)
     key = fingerprint(hw, {"model": base.source.model_id, "size": base.source.size_bytes,
