@@ -106,10 +106,9 @@ def test_backend_device_and_dtype_follow_the_rules(hw, args):
     assert plan.backend == ("llamacpp" if fast else "transformers")
 
     def cpu_won(gpu: str) -> bool:
-        on = {d: max((r.score for r in args["measured"]
-                      if r.backend == plan.backend and r.device == d), default=None)
-              for d in (gpu, "cpu")}
-        return None not in on.values() and on["cpu"] > on[gpu]
+        on_gpu, on_cpu = ([r.score for r in args["measured"]
+                           if r.backend == plan.backend and r.device == d] for d in (gpu, "cpu"))
+        return bool(on_gpu and on_cpu) and max(on_cpu) > max(on_gpu)
 
     if plan.backend == "llamacpp":
         if not args["llamacpp_gpu"]:

@@ -356,7 +356,8 @@ NEW = "192.168.1.77"
 @given(st.lists(st.none() | st.sampled_from([WIFI, NEW, "10.0.0.9", "169.254.3.3"]),
                 max_size=40))
 def test_follow_moves_only_after_enough_reads_in_a_row_of_one_new_address(reads) -> None:
-    state, bound, run = Follow(WIFI), WIFI, []
+    state, bound = Follow(WIFI), WIFI
+    run: list[str | None] = []
     for located in reads:
         run = run + [located] if run and run[-1] == located else [located]
         state, target = follow(state, located)

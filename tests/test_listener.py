@@ -26,8 +26,11 @@ async def _answers(url: str) -> str:
 async def _scenario() -> dict[str, object]:
     from network.api.listener import ApiListener
 
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     app = web.Application()
-    app.router.add_get("/health", lambda _request: web.Response(text="ok"))
+    app.router.add_get("/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
     listener = ApiListener(runner, "10.9.0.1", PORT)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BASH = shutil.which("bash")
-pytestmark = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+BASH = shutil.which("bash") or ""
+pytestmark = pytest.mark.skipif(not BASH, reason="bash is not installed")
 
 ARM = {"UNAME_S": "Darwin", "UNAME_M": "arm64", "PROC_TRANSLATED": "0"}
 INTEL = {"UNAME_S": "Darwin", "UNAME_M": "x86_64", "SW_VERS": "13.6.7", "PROC_TRANSLATED": "0"}

@@ -66,7 +66,7 @@ class TransformersBackend:
             str(folder), local_files_only=True, dtype=getattr(torch, dtype)
         )
         with self._gpu:
-            self.model = model.to(self.device)
+            self.model = model.to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
         self.model.eval()
         self.context_length = int(
             getattr(self.model.config, "max_position_embeddings", 2048) or 2048

@@ -8,6 +8,7 @@ import logging
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from swarm.engine.backend import Backend
 from swarm.engine.loader import (
     LoadPlan,
     llamacpp_available,
@@ -86,10 +87,11 @@ def measure(config: Config, *, refresh: bool) -> tuple[HardwareInfo, LoadPlan, P
                                          _cpu_dtype(first), instances=1, threads=1)
                 # On a GPU the threads only feed it: time it with all of them, once.
                 options = (hw.cores,) if device != "cpu" else default_threads_options(hw.cores)
-                results += run_benchmark(
-                    lambda threads, on=on: load_backend(dataclasses.replace(on, threads=threads),
-                                                        config),
-                    options, progress=progress, device=device)
+
+                def load(threads: int, on: LoadPlan = on) -> Backend:
+                    return load_backend(dataclasses.replace(on, threads=threads), config)
+
+                results += run_benchmark(load, options, progress=progress, device=device)
         return results
 
     results, cached = load_or_run(cache, key, run, refresh=refresh)
