@@ -33,8 +33,9 @@ async def _scenario() -> dict[str, object]:
     app.router.add_get("/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
-    listener = ApiListener(runner, "10.9.0.1", PORT)
-    await listener.start()
+    listener = ApiListener("10.9.0.1", PORT)
+    await listener.move("10.9.0.3")  # before start: nothing to move
+    await listener.start(runner)
     seen: dict[str, object] = {"first": [await _answers(f"http://{h}:{PORT}")
                                          for h in ("10.9.0.1", "127.0.0.1")]}
     await asyncio.to_thread(subprocess.run, ["ip", "addr", "add", "10.9.0.2/24", "dev", "v0"],

@@ -6,12 +6,12 @@ import logging
 
 import pytest
 
-from network.discovery.mdns import Address
 from network.discovery.privacy import (
     DARWIN_EHOSTUNREACH,
     LOCAL_NETWORK_HINT,
     local_network_hint,
 )
+from network.wire.address import Address
 from swarm.node.peer_view import missing_peer_hints
 
 
@@ -37,14 +37,17 @@ def test_the_hint_names_where_to_allow_it():
         assert local_network_hint("Darwin", errno.EHOSTUNREACH, "10.0.0.2") == LOCAL_NETWORK_HINT
 
 
-def test_a_probe_that_meets_it_says_so_and_warns_once(monkeypatch, caplog):
+async def test_a_probe_that_meets_it_says_so_and_warns_once(monkeypatch, caplog):
     """The monitor's wording of a failed connect (the errno and system a Mac gives)."""
     import platform
 
-    from tests.test_peer_monitor import Changes, monitor_for
+    from network.federation.client import FederationClient
+    from tests.test_peer_monitor import RING, Changes, monitor_for
 
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
-    monitor, _membership = monitor_for(Changes())
+    client = FederationClient(keys=RING)
+    monitor, _membership = monitor_for(Changes(), client)
+    await client.close()
     caplog.set_level(logging.WARNING, "network.membership.monitor")
     blocked = OSError(DARWIN_EHOSTUNREACH, "No route to host")
     for _ in range(3):

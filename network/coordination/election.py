@@ -326,7 +326,7 @@ def _backing(s: ElectionState, live: dict[str, PeerView], now: float,
              t: ElectionTimings) -> Candidate | None:
     """The live claimer we back, while its last claim is within the vote lease."""
     if s.backing in live and now < s.backing_at + t.vote_lease_s:
-        return live[s.backing].candidate  # type: ignore[index]
+        return live[s.backing].candidate
     return None
 
 

@@ -156,3 +156,13 @@ def choose_bind_address(explicit_host: str | None, candidates: list[str] | None 
     if not found:
         raise NoLanAddressError()
     return found
+
+
+def bind_addresses(host: str, federated: bool, host_explicit: bool) -> tuple[str, list[str]]:
+    """The address the API binds, and the LAN address mDNS advertises (the one bound): `host` and
+    none without --federation; with it, `host` when set explicitly, else this machine's LAN
+    address (its default route's, `lan_address`)."""
+    if not federated:
+        return host, []
+    bound = choose_bind_address(host if host_explicit else None)
+    return bound, [bound]

@@ -131,7 +131,7 @@ class TransformersBackend:
         seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         detok = IncrementalDetokenizer(
-            lambda toks: self.tokenizer.decode(toks, skip_special_tokens=True)
+            lambda toks: str(self.tokenizer.decode(toks, skip_special_tokens=True))
         )
         with torch.inference_mode():
             logits, past = self._forward(ids, None)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from swarm.models.store import ModelError
-from swarm.sizing.benchmark import BenchmarkResult, best
 from swarm.sizing.hardware import HardwareInfo
 from swarm.sizing.placement import (
     MIB,
@@ -31,6 +30,7 @@ from swarm.sizing.placement import (
 )
 from swarm.sizing.placement import count as _n
 from swarm.sizing.placement import size as _gb
+from swarm.sizing.results import BenchmarkResult, best
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from swarm.sizing.benchmark import BenchmarkResult, best
 from swarm.sizing.hardware import GIB, HardwareInfo
+from swarm.sizing.results import BenchmarkResult, best
 
 MIB = 1 << 20
 GPU_MAX_INSTANCES = 2  # module doc: a GPU computes for one instance at a time
