@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from network.api.listener import ApiListener
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.trust.identity import NodeIdentity
     from network.trust.swarm_key import LoadedKeys
@@ -56,6 +57,7 @@ class Swarm:
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
+    pairing: Pairing
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,9 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.chooser import spread
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
+    from network.federation.join_routes import JoinRoutes
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
@@ -155,13 +159,15 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
     app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=hw.gpu_memory_bytes / 2**30,
-                              verifier=verifier)
+                              verifier=verifier, pairing=pairing.state)
     routes.add_to(app)
-    ApprovalRoutes(approvals, federation.monitor.reconsider,
-                   enforced=fed.approve_peers).add_to(app)
-    return Swarm(federation, routes, keys), app
+    JoinRoutes(pairing).add_to(app)
+    ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
+                   joins=pairing.decide).add_to(app)
+    return Swarm(federation, routes, keys, pairing), app
 
 
 async def serve(config: Config, engine: Engine | None = None) -> None:
@@ -202,6 +208,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         if swarm is not None:
             await swarm.federation.start(listener.port)
             stack.push_async_callback(swarm.federation.close)
+            await swarm.pairing.start()
+            stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
         console.print(startup_panel(panel, url))
         log.info("listening on %s", url)
@@ -210,7 +218,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             if swarm is not None and console.is_terminal:
                 routes = swarm.routes  # the self row shows where the API listens now (it may move)
                 live = tasks.create_task(show_live(lambda: routes.rows(listener.host),
-                                                   swarm.federation.changed, console))
+                                                   swarm.federation.changed, console,
+                                                   joins=swarm.pairing.view))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -241,7 +250,7 @@ def run(argv: list[str] | None = None) -> int:
 
             if invocation.peer_action:
                 return approve_peer(config, invocation.peer_id,
-                                    invocation.peer_action == "approve")
+                                    invocation.peer_action == "approve", invocation.code)
             return show_peers(config)
         else:
             asyncio.run(serve(config))

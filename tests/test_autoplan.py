@@ -68,6 +68,8 @@ plan_args = st.fixed_dictionaries({
     "llamacpp_gpu": st.booleans(),
     "headroom_fraction": st.floats(0.0, 0.95),
     "max_instances": st.integers(1, 16),
+    "embedded": st.booleans(),
+    "quant": st.sampled_from(["auto", "f16", "f32", "file"]),
 })
 
 
@@ -202,6 +204,34 @@ def test_render_plan_lists_choices_and_reasons():
         assert reason in text
 
 
+@given(hardware(), plan_args)
+def test_llamacpp_weights_are_exact_for_the_embedded_model_unless_only_q4_fits(hw, args):
+    plan = choose_plan(hw, **args)
+    if plan.backend != "llamacpp":
+        return
+    text = " ".join(plan.reasons)
+    if args["quant"] != "auto":
+        assert plan.dtype == {"file": "gguf"}.get(args["quant"], args["quant"])
+        assert f"quant {args['quant']}: as configured" in text
+    elif not args["embedded"]:
+        assert plan.dtype == "gguf" and "its own quantization" in text
+    else:
+        assert plan.dtype in ("f16", "gguf")
+        assert ("F16 copy" in text) == (plan.dtype == "f16")
+
+
+def test_the_embedded_model_runs_as_f16_and_says_why_and_at_what_cost():
+    plan = choose_plan(BOX, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       embedded=True)
+    assert plan.dtype == "f16"
+    text = " ".join(plan.reasons)
+    assert "float32 reference" in text and "0.9x its speed" in text and "--quant file" in text
+    tight = dataclasses.replace(BOX, ram_available_bytes=500 * MB)
+    small = choose_plan(tight, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                        embedded=True)
+    assert small.dtype == "gguf" and any("only it fits memory" in r for r in small.reasons)
+
+
 # ---- Macs: the plans --auto prints for the sysctl values a Mac gives ---------------------------
 
 M2_SYSCTL = ("hw.perflevel0.physicalcpu: 8\nhw.perflevel1.physicalcpu: 4\n"
@@ -234,9 +264,9 @@ def test_an_m2_with_a_metal_build_offloads_to_metal_with_two_instances_on_perfor
     hw = mac()
     assert (hw.cores, hw.apple_gpu_bytes) == (8, int(16 * GIB * 2 / 3))
     plan = choose_plan(hw, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
-                       llamacpp_gpu=True)
-    assert (plan.backend, plan.device, plan.instances, plan.threads_per_instance) == \
-        ("llamacpp", "metal", 2, 4)
+                       llamacpp_gpu=True, embedded=True)
+    assert (plan.backend, plan.device, plan.dtype, plan.instances, plan.threads_per_instance) == \
+        ("llamacpp", "metal", "f16", 2, 4)
     text = text_of(plan)
     assert "llamacpp on metal" in text and "offloads every layer to the Apple GPU" in text
     assert "8 performance cores" in text and "4 efficiency cores are left out" in text

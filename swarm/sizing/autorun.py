@@ -14,6 +14,7 @@ from swarm.engine.loader import (
     llamacpp_available,
     llamacpp_gpu_offload,
     load_backend,
+    model_file,
     plan_from_config,
     transformers_available,
 )
@@ -49,7 +50,8 @@ def _choose(hw: HardwareInfo, base: LoadPlan, config: Config,
                        llamacpp_gpu=gguf and llamacpp_gpu_offload(),
                        transformers_available=transformers_available(),
                        backend=_pinned(config, "backend"), device=_pinned(config, "device"),
-                       dtype=_pinned(config, "dtype"))
+                       dtype=_pinned(config, "dtype"), quant=_pinned(config, "quant"),
+                       embedded=base.embedded)
 
 
 def measure(config: Config, *, refresh: bool) -> tuple[HardwareInfo, LoadPlan, Plan,
@@ -71,6 +73,10 @@ def measure(config: Config, *, refresh: bool) -> tuple[HardwareInfo, LoadPlan, P
             # Convert before timing, or the one-off conversion lands in the first-token time.
             with progress_bar("converting model") as report:
                 ensure_transformers_folder(base.source, config.cache_path, report)
+        else:  # the same for an F16/F32 copy (the CPU and the GPU run the same file)
+            with progress_bar("preparing model") as report:
+                model_file(dataclasses.replace(base, backend=first.backend, dtype=first.dtype),
+                           config, report)
         results: list[BenchmarkResult] = []
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -125,8 +131,7 @@ def apply_auto_plan(base: LoadPlan, config: Config) -> tuple[LoadPlan, float]:
         threads = max(1, hw.cores // instances)
     else:
         threads = plan.threads_per_instance
-    dtype = plan.dtype if plan.backend == "transformers" else "gguf"
-    chosen = dataclasses.replace(base, backend=plan.backend, device=plan.device, dtype=dtype,
+    chosen = dataclasses.replace(base, backend=plan.backend, device=plan.device, dtype=plan.dtype,
                                  instances=instances, threads=threads)
     top = best([r for r in results if r.device == plan.device]) or best(results)
     return chosen, (top.score * instances if top else 0.0)
