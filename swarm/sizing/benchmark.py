@@ -117,7 +117,9 @@ def _time_stream(backend: Backend, request: GenerationRequest) -> tuple[float | 
     started = time.perf_counter()
     first: float | None = None
     count = 0
-    for _event in backend.stream(request, cancel):
+    for event in backend.stream(request, cancel):
+        if event.token_id < 0:
+            continue  # held-back text at the end, no token
         now = time.perf_counter()
         if first is None:
             first = now
