@@ -93,6 +93,7 @@ async def load_engine(config: Config) -> Engine:
 async def build_services(config: Config, engine: Engine | None = None) -> Services:
     """The node `config` describes, over `engine` (the configured model, loaded, when None)."""
     from network.api.app import build_app
+    from network.api.dashboard.routes import WATCH_KEY
     from network.api.listener import ApiListener
     from network.discovery.lan import bind_addresses
     from network.trust.identity import load_identity
@@ -119,6 +120,9 @@ async def build_services(config: Config, engine: Engine | None = None) -> Servic
     # on another network, a new DHCP lease): its interface watcher moves the listener there.
     swarm, app = build_swarm(config, pool, lan, engine.bench_score, keys, identity,
                              rebind=None if pinned else listener.move)
+    routes = swarm.routes  # the self row shows where the API listens now (it may move)
+    app[WATCH_KEY].attach(lambda: routes.rows(listener.host), routes.election_status,
+                          swarm.federation.coordinator.current_plan, swarm.pairing.view)
     panel["node"] = f"{identity.node_id} (boot {identity.boot_id})"
     panel["swarm key"] = keys.describe()
     return Services(pool, app, listener, lan, panel, swarm)
@@ -158,7 +162,8 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     sources = SwarmSources(pool, federation.remotes, federation.coordinator.consensus_members)
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
-    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier,
+                    changes=federation.changed)
     pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=hw.gpu_memory_bytes / 2**30,
@@ -176,7 +181,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     watcher, which may move the listener), the server and its sites, the pool."""
     from aiohttp import web
 
-    from swarm.node.peer_view import show_live
+    from network.api.dashboard.routes import WATCH_KEY
+    from swarm.node.swarm_view import show_live
     from swarm.node.terminal import console, startup_panel
 
     services = await build_services(config, engine)
@@ -215,11 +221,9 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         log.info("listening on %s", url)
         async with asyncio.TaskGroup() as tasks:
             live = None
-            if swarm is not None and console.is_terminal:
-                routes = swarm.routes  # the self row shows where the API listens now (it may move)
-                live = tasks.create_task(show_live(lambda: routes.rows(listener.host),
-                                                   swarm.federation.changed, console,
-                                                   joins=swarm.pairing.view))
+            if console.is_terminal:
+                watch = services.app[WATCH_KEY]
+                live = tasks.create_task(show_live(watch.snapshot, watch.changes, console))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -245,6 +249,10 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.sizing.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "status":
+            from swarm.node.commands import show_status
+
+            return show_status(config)
         elif command == "peers":
             from swarm.node.commands import approve_peer, show_peers
 
