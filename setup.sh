@@ -86,7 +86,7 @@ if [ -z "$torch_spec" ]; then
   esac
 fi
 if [ -z "$torch_spec" ] && [ "$with_llamacpp" = 0 ]; then
-  stop "$torch_why so an Intel Mac runs models with llama.cpp only; drop --no-llamacpp"
+  stop "$torch_why an Intel Mac runs models with llama.cpp only; drop --no-llamacpp"
 fi
 extras=test
 [ -n "$torch_spec" ] && extras=transformers,test
