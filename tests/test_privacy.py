@@ -1,4 +1,5 @@
-"""macOS Local Network privacy: "No route to host" to a LAN peer from macOS says what to allow."""
+"""macOS Local Network privacy: "No route to host" to a LAN peer from macOS says what to allow;
+the Application Firewall, when on, is named at start and in `main.py peers`."""
 from __future__ import annotations
 
 import errno
@@ -6,10 +7,15 @@ import logging
 
 import pytest
 
+from network.discovery import privacy
 from network.discovery.privacy import (
     DARWIN_EHOSTUNREACH,
+    FIREWALL_BLOCK_ALL_HINT,
+    FIREWALL_ON_HINT,
     LOCAL_NETWORK_HINT,
+    firewall_hint,
     local_network_hint,
+    read_firewall,
 )
 from network.wire.address import Address
 from swarm.node.peer_view import missing_peer_hints
@@ -66,3 +72,44 @@ def test_main_py_peers_puts_the_hint_first():
     hints = missing_peer_hints([row], {"mdns": True})
     assert hints[0].startswith("macOS blocks this node's connections to the LAN")
     assert LOCAL_NETWORK_HINT in hints[0]
+
+
+# What /usr/libexec/ApplicationFirewall/socketfilterfw answers (macOS 13 to 15).
+FW_OFF = "Firewall is disabled. (State = 0)\nFirewall has block all state set to disabled.\n"
+FW_ON = "Firewall is enabled. (State = 1)\nFirewall has block all state set to disabled.\n"
+FW_BLOCK_ALL = "Firewall is enabled. (State = 1)\nFirewall has block all state set to enabled.\n"
+
+
+@pytest.mark.parametrize(("system", "answers", "hint"), [
+    ("Darwin", FW_OFF, None),
+    ("Darwin", FW_ON, FIREWALL_ON_HINT),
+    ("Darwin", FW_BLOCK_ALL, FIREWALL_BLOCK_ALL_HINT),
+    ("Darwin", "Firewall is enabled. (State = 2)\n", FIREWALL_BLOCK_ALL_HINT),  # older macOS
+    ("Darwin", "", None),  # could not ask
+    ("Linux", FW_ON, None),
+])
+def test_the_firewall_is_named_only_when_on(system, answers, hint):
+    assert firewall_hint(system, answers) == hint
+
+
+def test_the_firewall_is_asked_on_macos_only_and_a_failure_is_no_answer(tmp_path, monkeypatch):
+    """A stand-in socketfilterfw (the real one exists only on a Mac) answers each question."""
+    tool = tmp_path / "socketfilterfw"
+    tool.write_text('#!/bin/sh\ncase "$1" in\n'
+                    '  --getglobalstate) echo "Firewall is enabled. (State = 1)" ;;\n'
+                    '  --getblockall) echo "Firewall has block all state set to enabled." ;;\n'
+                    'esac\n')
+    tool.chmod(0o755)
+    monkeypatch.setattr(privacy, "SOCKETFILTERFW", str(tool))
+    assert firewall_hint("Darwin", read_firewall("Darwin")) == FIREWALL_BLOCK_ALL_HINT
+    assert read_firewall("Linux") == ""
+    tool.chmod(0o644)  # cannot be run: no answer, no exception
+    assert read_firewall("Darwin") == ""
+    monkeypatch.setattr(privacy, "SOCKETFILTERFW", str(tmp_path / "missing"))
+    assert read_firewall("Darwin") == ""
+
+
+def test_main_py_peers_names_the_firewall():
+    hints = missing_peer_hints([], {"mdns": True, "firewall": FIREWALL_ON_HINT})
+    assert hints[0] == FIREWALL_ON_HINT + "."
+    assert FIREWALL_ON_HINT + "." not in missing_peer_hints([], {"mdns": True, "firewall": ""})

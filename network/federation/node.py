@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -12,6 +13,7 @@ from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
 from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.discovery.privacy import firewall_hint, read_firewall
 from network.federation.changes import Changes
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
@@ -82,6 +84,7 @@ class Federation:
         self._reannouncing: asyncio.Task[None] | None = None
         self._announced_term = self.coordinator.state.term
         self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
+        self.firewall = ""  # what macOS's firewall means for peers reaching us ("" off or unknown)
 
     @property
     def api_port(self) -> int:
@@ -110,6 +113,10 @@ class Federation:
     async def start(self, api_port: int) -> None:
         """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade."""
         self._api_port = api_port
+        system = platform.system()
+        self.firewall = firewall_hint(system, await asyncio.to_thread(read_firewall, system)) or ""
+        if self.firewall:
+            log.warning("%s", self.firewall)
         await self.monitor.start()
         await self.coordinator.start()
         await self.static.start()
@@ -247,7 +254,8 @@ class Federation:
         """What `main.py peers` needs to explain a missing peer."""
         return {"mdns": self.mdns is not None, "mdns_reason": self.mdns_reason,
                 "addresses": self.addresses, "manual": [str(a) for a in self.static.addresses()],
-                "unanswered": self.monitor.unanswered(), "ignored": dict(self.ignored)}
+                "unanswered": self.monitor.unanswered(), "ignored": dict(self.ignored),
+                "firewall": self.firewall}
 
     async def close(self) -> None:
         """Say goodbye on mDNS first, then stop probing and close the peer client."""

@@ -84,6 +84,8 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
     if any(LOCAL_NETWORK_HINT in str(row.get("reason") or "") for row in rows):
         hints.append("macOS blocks this node's connections to the LAN (No route to host): "
                      f"{LOCAL_NETWORK_HINT}.")
+    if discovery.get("firewall"):
+        hints.append(f"{discovery['firewall']}.")
     if not discovery.get("mdns"):
         reason = discovery.get("mdns_reason") or "turned off (--no-mdns)"
         hints.append(f"mDNS discovery is not running: {reason}. Peers are found only through "
