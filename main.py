@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from network.trust.swarm_key import LoadedKeys
     from swarm.engine.backend import Backend
     from swarm.engine.pool import InstancePool
+    from swarm.models.library import ModelLibrary
+    from swarm.models.store import ModelSource
 
 log = logging.getLogger("local_swarm")
 
@@ -40,11 +42,14 @@ class Engine:
     bench_score: float = 0.0
     backend: str = ""  # "llamacpp on cpu, float32", for the start-up panel
     layout: str = ""  # "2 x 1 thread(s)"
+    source: ModelSource | None = None  # the model's files, shared with peers that lack them
 
     @classmethod
-    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0) -> Engine:
-        """Backends loaded elsewhere (benches and tests: scripted ones)."""
-        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)")
+    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0,
+              source: ModelSource | None = None) -> Engine:
+        """Backends loaded elsewhere (benches and tests: scripted ones), sharing `source`."""
+        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)",
+                   source)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Swarm:
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
+    library: ModelLibrary  # the models this node holds and shares
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,50 @@ async def load_engine(config: Config) -> Engine:
     with progress_bar("loading model") as report:
         loaded = await asyncio.to_thread(load_backends, plan, config, report)
     return Engine(loaded, bench_score, f"{plan.backend} on {plan.device}, {plan.dtype}",
-                  f"{plan.instances} x {plan.threads} thread(s)")
+                  f"{plan.instances} x {plan.threads} thread(s)", plan.source)
+
+
+async def fetch_missing_model(config: Config) -> None:
+    """With --federation and `--model NAME` that this machine lacks: find the peers that hold
+    it, fetch it into the store (a progress bar; resumable), so the loader finds it there."""
+    from network.discovery.lan import bind_addresses
+    from network.federation.client import FederationClient
+    from network.federation.models.fetcher import FetchProgress, ModelFetcher
+    from network.federation.models.finder import ModelFinder
+    from network.trust.identity import load_identity
+    from network.trust.swarm_key import load_keys
+    from swarm.engine.loader import is_model_name, model_library
+    from swarm.errors import PeerError
+    from swarm.models.store import ModelError
+    from swarm.node.terminal import transfer_bar
+
+    fed, wanted = config.federation, config.model.path
+    if not fed.enabled or not is_model_name(wanted):
+        return
+    library = model_library(config)
+    if await asyncio.to_thread(library.find, wanted) is not None:
+        return
+    _host, lan = bind_addresses(config.api.host, True, "api.host" in config.explicit)
+    keys = load_keys(fed.swarm_key, fed.previous_swarm_keys, config.cache_path)
+    identity = load_identity(config.cache_path, fed.node_id, keys.ring.fingerprint)
+    client = FederationClient(keys=keys.ring)
+    try:
+        log.info("looking for peers that hold model %s", wanted)
+        finder = ModelFinder(fed, identity, keys.ring, client, lan)
+        manifest, holders = await finder.find(wanted, fed.fetch_wait_s)
+        log.info("fetching %s (%s, %.1f MB, %s) from %s", manifest.name, manifest.format,
+                 manifest.size / 1e6, manifest.digest[:12], ", ".join(h.node_id for h in holders))
+        with transfer_bar(f"fetching {manifest.name}", manifest.size) as bar:
+            def show(progress: FetchProgress) -> None:
+                bar(progress.done_bytes, progress.peers)
+
+            fetcher = ModelFetcher(library, client, rate_bytes_s=fed.fetch_limit_mb_s * 1e6,
+                                   on_progress=show)
+            await fetcher.fetch(manifest, holders)
+    except PeerError as exc:
+        raise ModelError(str(exc)) from exc
+    finally:
+        await client.close()
 
 
 async def build_services(config: Config, engine: Engine | None = None) -> Services:
@@ -107,6 +156,9 @@ async def build_services(config: Config, engine: Engine | None = None) -> Servic
     if keys is None or identity is None:
         return Services(pool, build_app(pool, config.api, config.consensus), host, lan, panel)
     swarm, app = build_swarm(config, pool, lan, engine.bench_score, keys, identity)
+    if engine.source is not None:
+        manifest = await asyncio.to_thread(swarm.library.share, engine.source)
+        log.info("sharing model %s (%s) with peers", manifest.name, manifest.digest[:12])
     panel["node"] = f"{identity.node_id} (boot {identity.boot_id})"
     panel["swarm key"] = keys.describe()
     return Services(pool, app, host, lan, panel, swarm)
@@ -121,11 +173,13 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.chooser import spread
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
+    from network.federation.models.routes import ModelRoutes
     from network.federation.node import Federation
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
     from network.trust.signing import Verifier
+    from swarm.engine.loader import model_library
     from swarm.sizing.hardware import probe, summary
 
     fed = config.federation
@@ -145,9 +199,11 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
                               vram_gb=sum(mem for _name, mem in hw.cuda_devices) / 2**30,
                               verifier=verifier)
     routes.add_to(app)
+    library = model_library(config)
+    ModelRoutes(library, routes.gate, identity.node_id).add_to(app)
     ApprovalRoutes(approvals, federation.monitor.reconsider,
                    enforced=fed.approve_peers).add_to(app)
-    return Swarm(federation, routes, keys), app
+    return Swarm(federation, routes, keys, library), app
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
@@ -176,6 +232,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     from swarm.node.peer_view import show_live
     from swarm.node.terminal import console, startup_panel
 
+    if engine is None:
+        await fetch_missing_model(config)
     services = await build_services(config, engine)
     swarm = services.swarm
     stop = asyncio.Event()

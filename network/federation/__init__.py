@@ -2,7 +2,8 @@
 heartbeats and the election), the one aiohttp client session that asks peers (`client.py`), the
 `/v1/federation/*` routes (`server.py`, behind `gate.py`'s signature and body checks), peers as
 sources and the sources a request may use (`sources.py`), and route-mode forwarding
-(`forwarding.py`). The coming model sharing routes live here too.
+(`forwarding.py`), and model sharing over the LAN (`models/`: the routes, finder and fetcher).
 
-May import: every other `network` room, `consensus`, `swarm.engine`, `swarm.node.config`.
+May import: every other `network` room, `consensus`, `swarm.engine`, `swarm.models` (the model
+store), `swarm.node.config`.
 """

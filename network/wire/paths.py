@@ -10,3 +10,5 @@ VOTE_PATH = FEDERATION_PREFIX + "vote"  # one consensus candidate
 CANCEL_PATH = FEDERATION_PREFIX + "cancel"  # stop a running vote
 ELECTION_PATH = FEDERATION_PREFIX + "election"  # Claim, Ack, Announce
 APPROVE_PATH = FEDERATION_PREFIX + "approve"  # approve or revoke a peer, from this machine only
+MODELS_PATH = FEDERATION_PREFIX + "models"  # the manifests of the models a node holds
+BLOB_PATH = FEDERATION_PREFIX + "models/blob/"  # + a file's sha256: its bytes (Range accepted)
