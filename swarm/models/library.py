@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ class ModelLibrary:
 
     def lock(self, manifest: Manifest) -> FileLock:
         """The lock one process holds while it downloads `manifest` into the store."""
-        return FileLock(str(self.root / "partial" / f"{manifest.digest}.lock"))
+        return FileLock(str(self.root / "partial" / f"{manifest.digest}.lock"), thread_local=False)
 
     def partial_dir(self, manifest: Manifest) -> Path:
         """Where a download of `manifest` keeps its files and progress."""
@@ -242,6 +243,6 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

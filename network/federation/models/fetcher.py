@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+from filelock import Timeout
 
 from network.federation.client import FederationClient, peer_url
 from network.wire.paths import BLOB_PATH
@@ -72,6 +73,7 @@ class _Run:
     start_bytes: int
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
     gone: dict[str, str] = field(default_factory=dict)  # holder -> last failure
+    saving: asyncio.Lock = field(default_factory=asyncio.Lock)  # one progress write at a time
     reported: int = 0
 
 
@@ -97,7 +99,12 @@ class ModelFetcher:
         (naming each holder's failure) when they cannot deliver it; `ModelError` when a file
         fails its final check."""
         lock = self.library.lock(manifest)
-        await asyncio.to_thread(lock.acquire)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("another process on this machine is fetching %s: waiting for it",
+                     manifest.name)
+            await asyncio.to_thread(lock.acquire)
         try:
             held = await asyncio.to_thread(self.library.find, manifest.digest)
             if held is not None:
@@ -171,7 +178,6 @@ class ModelFetcher:
                 if ok:
                     failures = 0
                     schedule.finish(piece)
-                    done = sorted(schedule.done)
                 else:
                     schedule.give_back(piece)
                     start, end = item.piece_span(piece[1], run.manifest.piece_bytes)
@@ -182,7 +188,9 @@ class ModelFetcher:
                 run.cond.notify_all()
             if not ok:
                 return
-            await asyncio.to_thread(self.library.save_progress, run.manifest, done)
+            async with run.saving:  # the newest record wins; a resume re-checks it anyway
+                await asyncio.to_thread(self.library.save_progress, run.manifest,
+                                        sorted(schedule.done))
             self._report(run)
 
     async def _get(self, manifest: Manifest, item: FileEntry, piece: Piece,
