@@ -190,3 +190,32 @@ async def test_the_finder_gives_up_naming_what_it_saw(tmp_path, model_file):
         with pytest.raises(Exception, match=r"no peer serves it .*a \(tiny-model\)"):
             await finder.find("other-model", 2.0)
         await client.close()
+
+
+async def test_a_span_server_fetches_only_the_tensors_of_its_blocks(tmp_path):
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "hf-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    rng = np.random.default_rng(1)
+    tensors = {f"model.layers.{i}.mlp.weight": rng.random((1024, 1536), dtype=np.float32)
+               for i in range(4)}  # 6 MiB per block: 24 MiB, six pieces
+    save_file(tensors, str(folder / "model.safetensors"))
+    nodes = make_swarm(tmp_path, ["a"], KEY)
+    nodes["a"].source = ModelSource(folder, "hf-model")
+    async with running(nodes):
+        client = FederationClient(keys=KeyRing(KEY))
+        manifest = (await ask_models(client, holders([nodes["a"]])[0])).manifests[0]
+        library = model_library(fetching_config(tmp_path, []))
+        fetched: list[int] = []
+        fetcher = ModelFetcher(library, client, on_progress=lambda p: fetched.append(p.done_bytes))
+        path = await fetcher.fetch_blocks(manifest, holders([nodes["a"]]), "model.safetensors",
+                                          range(2, 3))
+        await client.close()
+    with safe_open(str(path), "np") as f:
+        assert np.array_equal(f.get_tensor("model.layers.2.mlp.weight"),
+                              tensors["model.layers.2.mlp.weight"])
+    assert max(fetched) <= 4 * PIECE_BYTES < manifest.size  # the header's piece and block 2's

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from filelock import Timeout
@@ -28,6 +29,7 @@ from swarm.models.library import Entry, ModelLibrary
 from swarm.models.manifest import FileEntry, Manifest
 from swarm.models.schedule import Piece, PieceSchedule, TokenBucket
 from swarm.models.store import ModelError
+from swarm.models.tensors import block_ranges, header_length, tensor_spans
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +115,49 @@ class ModelFetcher:
         finally:
             lock.release()
 
+    async def fetch_blocks(self, manifest: Manifest, holders: list[Holder], file_name: str,
+                           blocks: range, *, shared: bool = False) -> Path:
+        """For a span server: only the tensors of `blocks` (and with `shared`, the embeddings,
+        final norm and head) of one safetensors file of the model, read from its header's
+        offsets. Whole pieces are fetched (so every byte is checked against the manifest) into
+        a sparse copy of the file in the store's partial folder, whose path is returned:
+        `safetensors.safe_open` reads the chosen tensors from it as from the full file."""
+        index = next((i for i, f in enumerate(manifest.files) if f.name == file_name), None)
+        if index is None or not file_name.endswith(".safetensors"):
+            raise ModelError(f"{manifest.name} has no safetensors file {file_name!r}")
+        item = manifest.files[index]
+        path = self.library.partial_dir(manifest) / item.name
+        lock = self.library.lock(manifest)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            await self._download(manifest, holders, _covering(manifest, index, [(0, 8)]))
+            prefix = await asyncio.to_thread(_read, path, 0, 8)
+            head_end = 8 + header_length(prefix)
+            await self._download(manifest, holders, _covering(manifest, index, [(0, head_end)]))
+            head = await asyncio.to_thread(_read, path, 0, head_end)
+            ranges = block_ranges(tensor_spans(head, item.size), blocks, shared=shared)
+            await self._download(manifest, holders, _covering(manifest, index, ranges))
+        finally:
+            lock.release()
+        return path
+
     async def _fetch(self, manifest: Manifest, holders: list[Holder]) -> Entry:
         await asyncio.to_thread(self.library.make_room, manifest)
+        run = await self._download(manifest, holders)
+        await asyncio.to_thread(_verify, manifest, run.folder)
+        entry = await asyncio.to_thread(self.library.commit, manifest)
+        self._report(run, final=True)
+        return entry
+
+    async def _download(self, manifest: Manifest, holders: list[Holder],
+                        only: set[Piece] | None = None) -> _Run:
+        """Fetch every piece of `manifest` (or those in `only`) into its partial folder."""
         folder = self.library.partial_dir(manifest)
         done = await asyncio.to_thread(_resume, self.library, manifest, folder)
         sizes = {(fi, pi): end - start for fi, item in enumerate(manifest.files)
                  for pi in range(len(item.pieces))
-                 for start, end in [item.piece_span(pi, manifest.piece_bytes)]}
+                 for start, end in [item.piece_span(pi, manifest.piece_bytes)]
+                 if only is None or (fi, pi) in only}
         schedule = PieceSchedule.of(sizes, done)
         run = _Run(manifest, folder, schedule, self.clock(), schedule.done_bytes)
         if done:
@@ -135,10 +173,7 @@ class ModelFetcher:
             reasons = "; ".join(f"{node}: {reason}" for node, reason in sorted(why.items()))
             raise PeerError(f"could not fetch model {manifest.name}: "
                             f"{reasons or 'no peer holds it'}")
-        await asyncio.to_thread(_verify, manifest, folder)
-        entry = await asyncio.to_thread(self.library.commit, manifest)
-        self._report(run, final=True)
-        return entry
+        return run
 
     async def _worker(self, run: _Run, holder: Holder) -> None:
         schedule, node = run.schedule, holder.node_id
@@ -242,6 +277,19 @@ class ModelFetcher:
                      schedule.done_bytes / 1e6, schedule.total_bytes / 1e6,
                      progress.rate_bytes_s / 1e6, "?" if eta is None else f"{eta:.0f} s",
                      ", ".join(progress.peers) or "-")
+
+
+def _covering(manifest: Manifest, index: int, ranges: list[tuple[int, int]]) -> set[Piece]:
+    """The pieces of file `index` that overlap any of the byte ranges [start, end)."""
+    step = manifest.piece_bytes
+    return {(index, p) for start, end in ranges if end > start
+            for p in range(start // step, (end - 1) // step + 1)}
+
+
+def _read(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        return fh.read(length)
 
 
 def _resume(library: ModelLibrary, manifest: Manifest, folder: os.PathLike[str]) -> set[Piece]:
