@@ -285,6 +285,10 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.sizing.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "models":
+            from swarm.node.model_list import show_models
+
+            return show_models(config)
         elif command == "peers":
             from swarm.node.commands import approve_peer, show_peers
 
