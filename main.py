@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.trust.identity import NodeIdentity
     from network.trust.swarm_key import LoadedKeys
@@ -60,6 +61,7 @@ class Swarm:
     routes: FederationRoutes
     keys: LoadedKeys
     library: ModelLibrary  # the models this node holds and shares
+    pairing: Pairing
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,10 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.chooser import spread
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
+    from network.federation.join_routes import JoinRoutes
     from network.federation.models.routes import ModelRoutes
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
@@ -195,15 +199,17 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
     app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=sum(mem for _name, mem in hw.cuda_devices) / 2**30,
-                              verifier=verifier)
+                              verifier=verifier, pairing=pairing.state)
     routes.add_to(app)
+    JoinRoutes(pairing).add_to(app)
     library = model_library(config)
     ModelRoutes(library, routes.gate, identity.node_id).add_to(app)
-    ApprovalRoutes(approvals, federation.monitor.reconsider,
-                   enforced=fed.approve_peers).add_to(app)
-    return Swarm(federation, routes, keys, library), app
+    ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
+                   joins=pairing.decide).add_to(app)
+    return Swarm(federation, routes, keys, library, pairing), app
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
@@ -252,6 +258,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         if swarm is not None:
             await swarm.federation.start(port)
             stack.push_async_callback(swarm.federation.close)
+            await swarm.pairing.start()
+            stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
         console.print(startup_panel(panel, url))
         log.info("listening on %s", url)
@@ -259,7 +267,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             live = None
             if swarm is not None and console.is_terminal:
                 rows = functools.partial(swarm.routes.rows, services.host)
-                live = tasks.create_task(show_live(rows, swarm.federation.changed, console))
+                live = tasks.create_task(show_live(rows, swarm.federation.changed, console,
+                                                   joins=swarm.pairing.view))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -294,7 +303,7 @@ def run(argv: list[str] | None = None) -> int:
 
             if invocation.peer_action:
                 return approve_peer(config, invocation.peer_id,
-                                    invocation.peer_action == "approve")
+                                    invocation.peer_action == "approve", invocation.code)
             return show_peers(config)
         else:
             asyncio.run(serve(config))

@@ -33,6 +33,7 @@ from network.wire.fields import (
     text,
     turn,
 )
+from network.wire.pairing import pairing_state
 from swarm.engine.backend import (
     ChatMessage,
     Completion,
@@ -75,6 +76,7 @@ class Heartbeat(NodeHeader):
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
+    pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
 
     @property
     def votes(self) -> bool:
@@ -104,6 +106,7 @@ class Heartbeat(NodeHeader):
             coordinator=f.get("coordinator", optional(ident()), None),
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
+            pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
         )
 
 

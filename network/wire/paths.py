@@ -12,3 +12,7 @@ ELECTION_PATH = FEDERATION_PREFIX + "election"  # Claim, Ack, Announce
 APPROVE_PATH = FEDERATION_PREFIX + "approve"  # approve or revoke a peer, from this machine only
 MODELS_PATH = FEDERATION_PREFIX + "models"  # the manifests of the models a node holds
 BLOB_PATH = FEDERATION_PREFIX + "models/blob/"  # + a file's sha256: its bytes (Range accepted)
+JOIN_PATH = FEDERATION_PREFIX + "join"  # a fresh machine asks to join (unauthenticated, bounded)
+JOIN_REVEAL_PATH = FEDERATION_PREFIX + "join/reveal"  # it opens its commitment: a code shows
+JOIN_WAIT_PATH = FEDERATION_PREFIX + "join/wait"  # it waits for the approval (long poll)
+JOINS_PATH = FEDERATION_PREFIX + "joins"  # the join requests this node holds, a read-only view
