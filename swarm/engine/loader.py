@@ -76,8 +76,10 @@ def model_library(config: Config) -> ModelLibrary:
 
 def is_model_name(path: str) -> bool:
     """True when `--model` names a model (to find in the store, or fetch from peers) rather
-    than a file or folder on this machine."""
-    return bool(path) and not Path(path).expanduser().exists()
+    than a file or folder on this machine: no such file here, and no path separator in it
+    (served model ids never have one)."""
+    looks_like_path = any(sep in path for sep in ("/", "\\")) or path.startswith(("~", "."))
+    return bool(path) and not looks_like_path and not Path(path).expanduser().exists()
 
 
 def model_source(config: Config) -> ModelSource:
