@@ -93,7 +93,8 @@ class LlamaCppBackend:
         return token, float(logprobs[token])
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens` or `cancel`; logprobs are the model's own."""
+        """Yield tokens until EOS, `max_tokens` or `cancel` (checked before every prompt batch and
+        every token); logprobs are the model's own."""
         ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
         check_context(len(ids), request.params.max_tokens, self.context_length)
         seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
@@ -101,7 +102,11 @@ class LlamaCppBackend:
         detok = IncrementalDetokenizer(
             lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"))
         self.llm.reset()
-        self.llm.eval(ids)
+        batch = max(1, self.llm.n_batch)
+        for start in range(0, len(ids), batch):  # llama.cpp's own batches: a cancel lands between
+            if cancel.is_set():
+                return
+            self.llm.eval(ids[start:start + batch])
         for _ in range(request.params.max_tokens):
             if cancel.is_set():
                 return

@@ -5,8 +5,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 from swarm.engine.backend import (
@@ -41,10 +42,25 @@ class StreamEnd:
 
 
 _DONE = object()
+CLOSE_WAIT_S = 1.0  # how long closing waits for workers to leave the engine before freeing it
+
+
+class InstanceClosedError(EngineError):
+    """The instance was closed (shutdown): it takes no more work."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"instance {index} is closed")
 
 
 class Instance:
-    """One loaded backend with its own worker thread and a bounded queue."""
+    """One loaded backend with its own worker thread and a bounded queue.
+
+    Thread safety: only the worker thread generates; `use()` counts every thread inside the
+    engine (the worker, and token counting from `InstancePool.prompt_tokens`), and `close()`
+    cancels every job, then frees the engine only once that count is zero. A job cancelled while
+    queued never reaches the engine; a running one stops at its next token (or prompt batch), and
+    releases its queue slot only when the worker has let go of the engine.
+    """
 
     def __init__(self, index: int, backend: Backend, queue_depth: int) -> None:
         self.index = index
@@ -53,18 +69,42 @@ class Instance:
         self.active = 0
         self.served = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}")
+        self._state = threading.Condition()
+        self._users = 0  # threads inside the engine now
+        self._jobs: set[threading.Event] = set()  # cancel flags of jobs the worker still holds
+        self._closed = False
+        self._freed = False
 
     @property
     def source_id(self) -> str:
         """A stable name for this instance in consensus reports."""
         return f"local/{self.index}"
 
-    def _run(self, request: GenerationRequest, cancel: threading.Event, emit) -> None:
+    @contextmanager
+    def use(self) -> Iterator[Backend]:
+        """Hold the engine for one blocking call; raises `InstanceClosedError` once closing."""
+        with self._state:
+            if self._closed:
+                raise InstanceClosedError(self.index)
+            self._users += 1
         try:
-            prompt = self.backend.count_tokens(self.backend.prompt_text(request))
-            emit(prompt)
-            for event in self.backend.stream(request, cancel):
-                emit(event)
+            yield self.backend
+        finally:
+            with self._state:
+                self._users -= 1
+                self._state.notify_all()
+
+    def _run(self, request: GenerationRequest, cancel: threading.Event, emit) -> None:
+        """The worker's side of one job (runs in the instance's thread)."""
+        try:
+            if not cancel.is_set():  # a job cancelled while queued never reaches the engine
+                with self.use() as backend:
+                    emit(backend.count_tokens(backend.prompt_text(request)))
+                    with closing(backend.stream(request, cancel)) as events:
+                        for event in events:
+                            emit(event)
+            if self._closed:
+                raise InstanceClosedError(self.index)
         except BaseException as exc:  # crosses the thread boundary to the awaiting consumer
             emit(exc)
         finally:
@@ -77,13 +117,20 @@ class Instance:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
-        self.active += 1
 
         def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                cancel.set()
 
-        future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
-        future.add_done_callback(lambda _f: self._release())
+        with self._state:
+            if self._closed:
+                raise InstanceClosedError(self.index)
+            self._jobs.add(cancel)
+            future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
+        self.active += 1
+        future.add_done_callback(lambda _f: self._release(cancel))
         stops = StopMatcher(request.params.stop)
         count = 0
         prompt_tokens = 0
@@ -113,17 +160,38 @@ class Instance:
             finish: FinishReason = "length" if count >= request.params.max_tokens else "stop"
             yield StreamEnd(finish, prompt_tokens, count)
         finally:
-            # The consumer left (finished, disconnected or cancelled): free the compute.
+            # The consumer left (finished, disconnected or cancelled): the worker stops at its
+            # next token and frees the slot (`_release`) once it has let go of the engine.
             cancel.set()
 
-    def _release(self) -> None:
+    def _release(self, cancel: threading.Event) -> None:
         self.active -= 1
         self.served += 1
+        with self._state:
+            self._jobs.discard(cancel)
 
-    def close(self) -> None:
-        """Stop the worker thread and free the model."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self.backend.close()
+    def begin_close(self) -> None:
+        """Take no more work and cancel every job, queued or running (does not wait)."""
+        with self._state:
+            self._closed = True
+            for cancel in self._jobs:
+                cancel.set()
+        self._executor.shutdown(wait=False)
+
+    def finish_close(self, deadline: float) -> bool:
+        """Wait (until the `time.monotonic()` deadline) for every thread to leave the engine, then
+        free it; True when freed. A worker still inside after the deadline keeps the engine: it
+        is leaked rather than freed under a running thread."""
+        with self._state:
+            idle = self._state.wait_for(lambda: self._users == 0,
+                                        max(0.0, deadline - time.monotonic()))
+            if not idle:
+                log.warning("instance %d: a worker is still inside the engine; not freeing it",
+                            self.index)
+            freed, self._freed = self._freed, self._freed or idle
+        if idle and not freed:
+            self.backend.close()
+        return idle
 
 
 class InstancePool:
@@ -183,10 +251,11 @@ class InstancePool:
 
     async def prompt_tokens(self, request: GenerationRequest) -> int:
         """The request's prompt length in the model's tokens, counted off the event loop."""
-        backend = self.instances[0].backend
+        instance = self.instances[0]
 
         def count() -> int:
-            return backend.count_tokens(backend.prompt_text(request))
+            with instance.use() as backend:
+                return backend.count_tokens(backend.prompt_text(request))
 
         return await asyncio.to_thread(count)
 
@@ -226,7 +295,10 @@ class InstancePool:
         return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
                           end.prompt_tokens)
 
-    def close(self) -> None:
-        """Close every instance."""
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> bool:
+        """Cancel all work on every instance, wait (`wait_s` in all) for the workers to let go of
+        their engines, and free them; True when every engine was freed."""
         for instance in self.instances:
-            instance.close()
+            instance.begin_close()
+        deadline = time.monotonic() + wait_s
+        return all([instance.finish_close(deadline) for instance in self.instances])

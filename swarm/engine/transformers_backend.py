@@ -109,7 +109,8 @@ class TransformersBackend:
         return token, float(logprobs[token])
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens` or `cancel`; logprobs are the model's own."""
+        """Yield tokens until EOS, `max_tokens` or `cancel` (checked before the prompt and every
+        token); logprobs are the model's own."""
         torch = self._torch
         ids = self._encode(request)
         seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
@@ -117,6 +118,8 @@ class TransformersBackend:
         detok = IncrementalDetokenizer(
             lambda toks: self.tokenizer.decode(toks, skip_special_tokens=True)
         )
+        if cancel.is_set():
+            return
         with torch.inference_mode():
             inputs = torch.tensor([ids], device=self.device)
             out = self.model(input_ids=inputs, use_cache=True)
