@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from swarm.node import cli
 from swarm.node.config import Config
@@ -56,7 +57,7 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
                                                        bench_score, lambda: port_box[0])
     else:
         app = build_app(pool, config.api, config.consensus)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.25,
                            access_log=None)
     await runner.setup()
     stop = asyncio.Event()
@@ -93,6 +94,9 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
+        # Stop the engines' work at once: in-flight requests end with a 429 (or go to a peer)
+        # instead of holding the exit; the engines are freed once their workers let go.
+        pool.begin_close()
         if live is not None:
             live.cancel()
             await asyncio.gather(live, return_exceptions=True)
@@ -270,6 +274,16 @@ def approve_peer(config: Config, node_id: str, approved: bool = True) -> int:
     return 0
 
 
+def _exit_served() -> NoReturn:
+    """End the process once `serve` has closed everything (sockets, peers, engines, the election
+    file): finalizing torch's and transformers' modules alone takes 1 to 3 s here, and SIGTERM
+    must end a node within 2 s."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py` and the `local-swarm` console script."""
     invocation = cli.parse_invocation(argv)
@@ -299,6 +313,7 @@ def run(argv: list[str] | None = None) -> int:
             return show_peers(config)
         else:
             asyncio.run(serve(config))
+            _exit_served()
     except (ModelError, NoLanAddressError, SwarmKeyError) as exc:
         log.error("%s", exc)
         return 1

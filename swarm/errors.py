@@ -16,6 +16,7 @@
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)
     │   ├── pool.PoolBusyError          (every instance's queue is full: 429)
+    │   │   └── pool.InstanceClosedError (the node is shutting down)
     │   └── scripted.ScriptedError      (a scripted test backend told to fail)
     └── ConsensusError         no candidate gave a usable answer (502, or 429 when all were busy)
         └── ConsensusTimeout            (the deadline passed before a quorum: 504)

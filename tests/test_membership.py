@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
 from network.membership import table as membership_module
+from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
 from tests.module_imports import imported_packages

@@ -15,6 +15,19 @@ from swarm.engine.decoding import IncrementalDetokenizer
 log = logging.getLogger(__name__)
 
 
+PROMPT_CHUNK = 16  # prompt tokens evaluated between two looks at `cancel`
+
+
+def prompt_chunks(ids: list[int], size: int = PROMPT_CHUNK) -> list[list[int]]:
+    """`ids` in pieces of `size`, a lone last token joined to the piece before it: llama.cpp
+    takes another code path for one-token batches, and its logits would differ in the last bits
+    from one whole-prompt batch (multi-token pieces match it exactly; see the tests)."""
+    pieces = [ids[i:i + size] for i in range(0, len(ids), size)]
+    if len(pieces) > 1 and len(pieces[-1]) == 1:
+        pieces[-2:] = [pieces[-2] + pieces[-1]]
+    return pieces
+
+
 class LlamaCppBackend:
     """A GGUF model in llama.cpp. We sample from its raw logits ourselves, so temperature, top_p,
     seed and logprobs mean what they mean in OpenAI's API (llama.cpp's own defaults differ:
@@ -102,11 +115,10 @@ class LlamaCppBackend:
         detok = IncrementalDetokenizer(
             lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"))
         self.llm.reset()
-        batch = max(1, self.llm.n_batch)
-        for start in range(0, len(ids), batch):  # llama.cpp's own batches: a cancel lands between
+        for chunk in prompt_chunks(ids):  # a cancel lands between chunks, not after the prompt
             if cancel.is_set():
                 return
-            self.llm.eval(ids[start:start + batch])
+            self.llm.eval(chunk)
         for _ in range(request.params.max_tokens):
             if cancel.is_set():
                 return

@@ -45,11 +45,13 @@ _DONE = object()
 CLOSE_WAIT_S = 1.0  # how long closing waits for workers to leave the engine before freeing it
 
 
-class InstanceClosedError(EngineError):
-    """The instance was closed (shutdown): it takes no more work."""
+class InstanceClosedError(PoolBusyError):
+    """The instance is closing (the node shuts down): busy for good, so callers send the work
+    elsewhere or answer 429 as for full queues."""
 
     def __init__(self, index: int) -> None:
-        super().__init__(f"instance {index} is closed")
+        EngineError.__init__(self, f"instance {index} is closed: the node is shutting down")
+        self.retry_after_s = 1
 
 
 class Instance:
@@ -201,6 +203,7 @@ class InstancePool:
         if not backends:
             raise ValueError("an InstancePool needs at least one backend")
         self.instances = [Instance(i, b, queue_depth) for i, b in enumerate(backends)]
+        self._closing_since: float | None = None
 
     @property
     def model_id(self) -> str:
@@ -295,10 +298,16 @@ class InstancePool:
         return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
                           end.prompt_tokens)
 
-    def close(self, wait_s: float = CLOSE_WAIT_S) -> bool:
-        """Cancel all work on every instance, wait (`wait_s` in all) for the workers to let go of
-        their engines, and free them; True when every engine was freed."""
+    def begin_close(self) -> None:
+        """Refuse new work and cancel all work on every instance (does not wait)."""
+        if self._closing_since is None:
+            self._closing_since = time.monotonic()
         for instance in self.instances:
             instance.begin_close()
-        deadline = time.monotonic() + wait_s
+
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> bool:
+        """Cancel all work on every instance, wait for the workers to let go of their engines (at
+        most `wait_s` after `begin_close`), and free them; True when every engine was freed."""
+        self.begin_close()
+        deadline = self._closing_since + wait_s  # type: ignore[operator]
         return all([instance.finish_close(deadline) for instance in self.instances])

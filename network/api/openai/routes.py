@@ -16,8 +16,8 @@ from aiohttp_sse import EventSourceResponse
 
 from consensus.candidates import ConsensusError, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
-from network.api.openai import format as fmt
 from network.api.limits import ClientLimiter, parse_json_body
+from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
 from network.federation.forwarding import RouteForwarder
 from swarm.engine.backend import Completion, ContextOverflowError, GenerationRequest, check_context
@@ -61,12 +61,17 @@ def _route_report(instances: list[Instance], latencies: list[float],
                            for i, t, c in zip(instances, latencies, choices, strict=True)]}
 
 
+def _busy(error: str | None) -> bool:
+    """True for a candidate that failed on full queues or on an instance closing (shutdown)."""
+    return any(name in (error or "") for name in ("PoolBusyError", "InstanceClosedError"))
+
+
 def consensus_error(exc: ConsensusError) -> RequestError:
-    """The client-facing error when no candidate won: 429 if all were busy, 504 on the deadline,
-    else 502 naming each candidate's failure."""
+    """The client-facing error when no candidate won: 429 if all were busy (or their node shuts
+    down), 504 on the deadline, else 502 naming each candidate's failure."""
     from consensus.candidates import ConsensusTimeout
 
-    if exc.candidates and all("PoolBusyError" in (c.error or "") for c in exc.candidates):
+    if exc.candidates and all(_busy(c.error) for c in exc.candidates):
         return RequestError(str(exc), status=429, code="rate_limit_exceeded",
                             type_="rate_limit_error", headers={"Retry-After": "1"})
     if isinstance(exc, ConsensusTimeout):
