@@ -103,7 +103,9 @@ async def serve(config: Config, backends: Sequence[Any] | None = None) -> None:
         if federation is not None:
             await federation.close()
         await runner.cleanup()
-        pool.close()
+        # Wait (at most 1 s from the cancel) for every worker to let go of its engine. The engines
+        # are not freed here: the process ends next, and the kernel takes their memory back.
+        pool.close(free=False)
 
 
 def _federated_app(config: Config, pool: Any, lan_addresses: list[str], bench_score: float,

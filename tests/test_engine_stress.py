@@ -20,6 +20,11 @@ def cycles(default: int) -> int:
     return max(1, int(os.environ.get("SWARM_STRESS_CYCLES", default)))
 
 
+def bounded(default: int, per_cycle_s: float):
+    """pytest-timeout's bound for `cycles(default)` cycles of about `per_cycle_s` each."""
+    return pytest.mark.timeout(120 + 3 * per_cycle_s * cycles(default))
+
+
 def run_cycles(backend: str, n: int, **kwargs) -> None:
     results = [cycle(backend, **kwargs) for _ in range(n)]
     exits = sorted(r.exit_s for r in results)
@@ -35,10 +40,12 @@ def run_cycles(backend: str, n: int, **kwargs) -> None:
 
 
 @pytest.mark.llamacpp
+@bounded(3, 30)
 def test_llamacpp_survives_cancellation_and_sigterm_under_the_heap_checker():
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra [llamacpp])")
     run_cycles("llamacpp", cycles(3))
 
 
+@bounded(1, 60)
 def test_transformers_survives_cancellation_and_sigterm_under_the_heap_checker():
     run_cycles("transformers", cycles(1), rounds=1, max_tokens=12)

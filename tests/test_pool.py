@@ -121,11 +121,7 @@ async def test_close_cancels_running_and_queued_work_and_frees_only_after_the_wo
     queued = asyncio.create_task(drain(pool))
     await until(lambda: pool.instances[0].active == 2, what="the second to queue")
 
-    def release_soon() -> None:  # the worker is parked mid-token until this lets it go
-        threading.Event().wait(0.2)
-        backend.step(1)
-
-    threading.Thread(target=release_soon).start()
+    threading.Timer(0.2, backend.step).start()  # the worker is parked mid-token until then
     assert await asyncio.to_thread(pool.close, 5.0)  # waited for the worker, then freed
     assert backend.closed and not backend.used_after_close and backend.inside == 0
     for task in (running, queued):
@@ -150,3 +146,15 @@ async def test_close_leaks_rather_than_frees_an_engine_a_stuck_worker_is_still_i
         await running
     await until(lambda: backend.inside == 0, what="the stuck worker to finish")
     assert pool.close(1.0) and backend.closed and not backend.used_after_close
+
+
+async def test_a_process_about_to_exit_waits_for_its_workers_without_freeing_the_engines():
+    backend = GateBackend()
+    pool = InstancePool([backend], queue_depth=1)
+    running = asyncio.create_task(drain(pool))
+    await until(lambda: backend.entered.is_set(), what="the generation to start")
+    threading.Timer(0.2, backend.step).start()  # lets the parked worker reach its next token
+    assert await asyncio.to_thread(pool.close, 5.0, False)
+    assert backend.inside == 0 and not backend.closed  # joined; the exit frees the memory
+    with pytest.raises(InstanceClosedError):
+        await running

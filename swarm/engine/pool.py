@@ -180,18 +180,20 @@ class Instance:
                 cancel.set()
         self._executor.shutdown(wait=False)
 
-    def finish_close(self, deadline: float) -> bool:
+    def finish_close(self, deadline: float, free: bool = True) -> bool:
         """Wait (until the `time.monotonic()` deadline) for every thread to leave the engine, then
-        free it; True when freed. A worker still inside after the deadline keeps the engine: it
-        is leaked rather than freed under a running thread."""
+        free it (unless `free` is False: a process about to exit); True when no thread is left
+        inside. A worker still inside after the deadline keeps the engine: it is leaked rather
+        than freed under a running thread."""
         with self._state:
             idle = self._state.wait_for(lambda: self._users == 0,
                                         max(0.0, deadline - time.monotonic()))
             if not idle:
                 log.warning("instance %d: a worker is still inside the engine; not freeing it",
                             self.index)
-            freed, self._freed = self._freed, self._freed or idle
-        if idle and not freed:
+            freeing = idle and free and not self._freed
+            self._freed = self._freed or freeing
+        if freeing:
             self.backend.close()
         return idle
 
@@ -305,9 +307,10 @@ class InstancePool:
         for instance in self.instances:
             instance.begin_close()
 
-    def close(self, wait_s: float = CLOSE_WAIT_S) -> bool:
+    def close(self, wait_s: float = CLOSE_WAIT_S, free: bool = True) -> bool:
         """Cancel all work on every instance, wait for the workers to let go of their engines (at
-        most `wait_s` after `begin_close`), and free them; True when every engine was freed."""
+        most `wait_s` after `begin_close`), and free them (`free=False` leaves that to the exit of
+        the process); True when every worker has let go."""
         self.begin_close()
         deadline = self._closing_since + wait_s  # type: ignore[operator]
-        return all([instance.finish_close(deadline) for instance in self.instances])
+        return all([instance.finish_close(deadline, free) for instance in self.instances])
