@@ -12,7 +12,8 @@
     │   ├── messages.WireDecodeError    (peer data that is not a valid message)
     │   ├── txt.TxtError                (an mDNS record that is not a valid advert)
     │   └── monitor.ProbeFailed         (a heartbeat probe got no valid answer)
-    │       └── monitor.ProbeRefused    (signed with another swarm's key)
+    │       ├── monitor.ProbeRefused    (signed with another swarm's key)
+    │       └── monitor.NetworkUnreachable (this node's own network is down)
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)
     │   ├── pool.PoolBusyError          (every instance's queue is full: 429)

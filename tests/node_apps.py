@@ -64,7 +64,7 @@ def federated_app(pool: InstancePool, api: ApiConfig | None = None,
                               hardware={"ram_gb": 8.0, "vram_gb": 0.0},
                               verifier=verifier, election=refusing_voter(node_id),
                               plan=lambda: solo_plan(node_id),
-                              election_view=lambda: (1, node_id, 0))
+                              election_view=lambda: (1, node_id, 0, False))
     routes.add_to(app)
     ApprovalRoutes(ApprovedPeers(), membership.get).add_to(app)  # approvals kept in memory
     return app

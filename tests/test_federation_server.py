@@ -289,7 +289,7 @@ async def leader(voter) -> AsyncIterator[Node]:
     """node-a leading term 4 (priority 3), with a plan and an election handler."""
     async with federation_node(InstancePool([ScriptedBackend()]), election=voter,
                                plan=lambda: PLAN,
-                               election_view=lambda: (4, "node-a", 3)) as served:
+                               election_view=lambda: (4, "node-a", 3, False)) as served:
         yield served
 
 
@@ -379,22 +379,25 @@ async def test_a_failing_handler_is_500_and_long_answers_are_cut_to_8(http):
 async def test_heartbeat_and_rows_carry_the_election_view(leader, http):
     async with http.get(leader.url + "/v1/federation/health") as r:
         beat = codec.decode(await r.read(), r.content_type, Heartbeat)
-    assert (beat.term, beat.coordinator, beat.priority) == (4, "node-a", 3)
+    assert (beat.term, beat.coordinator, beat.priority, beat.solo) == (4, "node-a", 3, False)
     me = leader.routes.rows(None)[0]
     assert me["self"] and me["term"] == 4 and me["coordinator"] is True
     async with http.get(leader.url + "/v1/federation/peers") as r:
         body = await r.json()
     assert (body["term"], body["coordinator"], body["role"]) == (4, "node-a", "coordinator")
+    leader.routes.election_view = lambda: (4, "node-a", 3, True)  # leading itself only
+    async with http.get(leader.url + "/v1/federation/health") as r:
+        assert codec.decode(await r.read(), r.content_type, Heartbeat).solo is True
 
 
 async def test_peers_name_the_role_given_or_derived(node, http):
     async with http.get(node.url + "/v1/federation/peers") as r:  # no election at all
         assert {k: (await r.json())[k] for k in ("term", "coordinator", "role")} == {
             "term": None, "coordinator": None, "role": None}
-    node.routes.election_view = lambda: (2, "node-b", 0)
+    node.routes.election_view = lambda: (2, "node-b", 0, False)
     assert node.routes.election_status() == {"term": 2, "coordinator": "node-b",
-                                             "role": "follower"}
-    node.routes.election_view = lambda: (3, None, 0)
+                                             "role": "follower", "solo": False}
+    node.routes.election_view = lambda: (3, None, 0, False)
     node.routes.election_role = lambda: "candidate"
     assert node.routes.election_status()["role"] == "candidate"
 
@@ -409,7 +412,7 @@ def test_peer_rows_mark_a_peer_that_leads_by_its_heartbeat():
     routes = FederationRoutes(NodeIdentity("node-a", "boot1", "host"),
                               InstancePool([ScriptedBackend()]), m, api_port_getter=lambda: 1,
                               hardware={}, clock=lambda: 2.0,
-                              election_view=lambda: (6, "lead", None))
+                              election_view=lambda: (6, "lead", None, False))
     rows = {row["node_id"]: row for row in routes.rows(None)}
     assert [(r["term"], r["coordinator"]) for r in rows.values()] == [
         (6, False), (6, False), (6, True)]  # node-a (self), follow, lead

@@ -28,10 +28,12 @@ from network.coordination.election import (
     Send,
     boot,
     receive,
+    rest,
     step,
 )
 from network.coordination.plan import build_plan
 from network.coordination.store import ElectionStore
+from network.coordination.wake import Reading, away
 from network.federation.sources import peer_endpoint
 from network.membership.table import Membership, Peer, PeerState
 from network.wire.election import PlanMember, SwarmPlan
@@ -69,7 +71,7 @@ def peer_view(peer: Peer) -> PeerView | None:
     except ValueError:
         return None
     return PeerView(candidate, beat.term, beat.coordinator,
-                    peer.since if peer.state is PeerState.SUSPECT else None)
+                    peer.since if peer.state is PeerState.SUSPECT else None, beat.solo)
 
 
 class Coordinator:
@@ -115,9 +117,18 @@ class Coordinator:
         """FOLLOWER, CANDIDATE or COORDINATOR."""
         return self.state.role
 
-    def election_view(self) -> tuple[int, str | None, int | None]:
-        """(term, coordinator followed, priority): what this node's heartbeat advertises."""
-        return self.state.term, self.state.coordinator, self.me.priority
+    def election_view(self) -> tuple[int, str | None, int | None, bool]:
+        """(term, coordinator followed, priority, solo): what this node's heartbeat advertises."""
+        return self.state.term, self.state.coordinator, self.me.priority, self.state.solo
+
+    def rest(self, why: str) -> None:
+        """Re-enter the start-up grace now (the machine slept, or its network was down): no claim
+        and no vote until the view is current again."""
+        if self.clock() >= self.state.started + self.timings.startup_grace_s:
+            log.info("%s: waiting %.1f s for a fresh view before taking part in elections", why,
+                     self.timings.startup_grace_s)
+        self._apply(Decision(rest(self.state, self.clock()), (), None))
+        self.poke()
 
     def view(self) -> list[PeerView]:
         """The live part of the peer table as the election core sees it."""
@@ -177,11 +188,16 @@ class Coordinator:
         return list(plan.consensus)
 
     async def _run(self) -> None:
+        last, delay = Reading(self.wall_clock(), self.clock()), 0.0
         while True:
             self._poked.clear()
-            decision = step(self.state, self.view(), self.clock(), self.timings)
+            now = Reading(self.wall_clock(), self.clock())
+            missed = away(last, now, delay)
+            if missed:
+                self.rest(f"this machine was away for {missed:.1f} s (asleep or stopped)")
+            decision = step(self.state, self.view(), now.mono, self.timings)
             self._apply(decision)
-            delay = self.tick_s
+            last, delay = now, self.tick_s
             if decision.wake_at is not None:
                 delay = min(delay, max(0.0, decision.wake_at - self.clock()))
             try:

@@ -52,7 +52,7 @@ class Federation:
         self.changed = asyncio.Event()
         self._on_change = on_change
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
-                                   on_change=self._changed)
+                                   on_change=self._changed, on_network_down=self._network_down)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
         self._advert_fields: dict[str, Any] = {"model_id": model_id, "instances": instances,
@@ -122,6 +122,11 @@ class Federation:
         self.changed.set()
         if self._on_change is not None:
             self._on_change(change)
+
+    def _network_down(self) -> None:
+        """Every peer is unreachable from our side (Wi-Fi off, cable out, waking from sleep):
+        take no part in elections until the network is back and the view fresh again."""
+        self.coordinator.rest("this node's network is unreachable")
 
     def _election_changed(self, state: ElectionState) -> None:
         """A new term or coordinator: refresh views and the TXT record's term."""

@@ -54,15 +54,16 @@ CAPABILITIES = ("chat", "completions", "vote")
 # URL-safe, so `secrets.token_urlsafe()` nonces (peer_monitor's) pass; no length beyond the wire's.
 NONCE_PATTERN = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}", re.ASCII)
 ElectionHandler = Callable[[Message], Awaitable[Sequence[Message]]]
-ElectionView = Callable[[], tuple[int, str | None, int | None]]  # (term, coordinator, priority)
+ElectionView = Callable[[], tuple[int, str | None, int | None, bool]]  # term, coordinator, priority, solo
 
 
 class FederationRoutes:
     """GET /v1/federation/health, /peers and /plan; POST /v1/federation/vote, /cancel and
     /election. `election` handles one verified election message and returns the messages to
     answer with; `plan` gives the coordinator's plan (None when there is none); `election_view`
-    gives (term, coordinator followed, priority) for the heartbeat, `election_role` this node's
-    role ("coordinator", "follower" or "candidate"; derived from the view when not given)."""
+    gives (term, coordinator followed, priority, solo) for the heartbeat, `election_role` this
+    node's role ("coordinator", "follower" or "candidate"; derived from the view when not
+    given)."""
 
     def __init__(self, identity: NodeIdentity, pool: InstancePool, membership: Membership, *,
                  api_port_getter: Callable[[], int], bench_score: float = 0.0,
@@ -107,7 +108,8 @@ class FederationRoutes:
     def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
         """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
         current key's)."""
-        term, coordinator, priority = self.election_view() if self.election_view else (0, None, 0)
+        term, coordinator, priority, solo = (self.election_view() if self.election_view
+                                             else (0, None, 0, False))
         return Heartbeat(
             node_id=self.identity.node_id, boot_id=self.identity.boot_id,
             protocol=self.identity.protocol, api_port=self.api_port_getter(),
@@ -115,7 +117,7 @@ class FederationRoutes:
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
-            term=term, coordinator=coordinator, priority=priority, nonce=nonce)
+            term=term, coordinator=coordinator, priority=priority, solo=solo, nonce=nonce)
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;
@@ -151,13 +153,13 @@ class FederationRoutes:
     def election_status(self) -> dict[str, Any]:
         """This node's term, the coordinator it follows and its role (None without an election)."""
         if self.election_view is None:
-            return {"term": None, "coordinator": None, "role": None}
-        term, coordinator, _priority = self.election_view()
+            return {"term": None, "coordinator": None, "role": None, "solo": False}
+        term, coordinator, _priority, solo = self.election_view()
         if self.election_role is not None:
             role = self.election_role()
         else:
             role = "coordinator" if coordinator == self.identity.node_id else "follower"
-        return {"term": term, "coordinator": coordinator, "role": role}
+        return {"term": term, "coordinator": coordinator, "role": role, "solo": solo}
 
     async def vote(self, request: web.Request) -> web.Response:
         """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""

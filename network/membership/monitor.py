@@ -7,6 +7,7 @@ FOREIGN (never a member, never a candidate) with the reason shown by `main.py pe
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import secrets
@@ -34,10 +35,16 @@ MAX_HEARTBEAT_BYTES = 64 * 1024
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
 _ACCEPT = f"{codec.MSGPACK}, {codec.JSON};q=0.5"
+# Our own side has no network: no route (Wi-Fi off, cable out), the interface or address gone.
+LOCAL_ERRNOS = frozenset({errno.ENETUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL})
 
 
 class ProbeFailed(PeerError):
     """One probe got no valid heartbeat; the message is the reason shown in the peer table."""
+
+
+class NetworkUnreachable(ProbeFailed):
+    """This node's own network is down (no route, no interface, no address): not the peer's fault."""
 
 
 class ProbeRefused(ProbeFailed):
@@ -59,6 +66,7 @@ class _Target:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     failure: str = ""  # last failure while the node id is still unknown
+    unreachable: bool = False  # the last probe found this node's own network down
 
 
 class PeerMonitor:
@@ -73,7 +81,8 @@ class PeerMonitor:
                  keys: KeyRing, on_change: Callable[[Change], None],
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_network_down: Callable[[], None] | None = None) -> None:
         if timings != membership.timings:
             raise ValueError("PeerMonitor and its Membership must use the same Timings")
         self._membership = membership
@@ -83,6 +92,7 @@ class PeerMonitor:
         self._skewed: set[Address] = set()  # addresses already warned about their clock
         self._timings = timings
         self._on_change = on_change
+        self._on_network_down = on_network_down  # every member's last probe: network unreachable
         self._clock = clock
         self._rng = rng or random.Random()
         self._targets: dict[Address, _Target] = {}
@@ -237,11 +247,21 @@ class PeerMonitor:
             self._refused(target, exc)
             return False
         except ProbeFailed as exc:
+            target.unreachable = isinstance(exc, NetworkUnreachable)
             self._failed(target, str(exc))
+            if target.unreachable:
+                self._check_network()
             peer = self._membership.get(target.node_id) if target.node_id else None
             return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
+        target.unreachable = False
         self._answered(target, heartbeat)
         return False
+
+    def _check_network(self) -> None:
+        """Tell the owner when every known peer's last probe found our own network down."""
+        known = [t for t in self._targets.values() if t.node_id is not None]
+        if self._on_network_down is not None and known and all(t.unreachable for t in known):
+            self._on_network_down()
 
     async def _fetch(self, address: Address) -> Heartbeat:
         """One GET of the peer's heartbeat; every way it can go wrong raises `ProbeFailed`."""
@@ -267,6 +287,8 @@ class PeerMonitor:
                 heartbeat = codec.decode(bytes(body), kind, Heartbeat,
                                          max_bytes=MAX_HEARTBEAT_BYTES)
         except aiohttp.ClientConnectorError as exc:
+            if exc.os_error.errno in LOCAL_ERRNOS:
+                raise NetworkUnreachable(f"connect failed ({exc.os_error.strerror})") from exc
             raise ProbeFailed(f"connect failed ({exc.os_error.strerror or exc})") from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise ProbeFailed(f"no TCP accept in {self._timings.connect_timeout_s} s") from exc

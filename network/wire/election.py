@@ -23,6 +23,7 @@ from network.wire.messages import (
     WireDecodeError,
     _choice,
     _Fields,
+    _flag,
     _ident,
     _int,
     _num,
@@ -42,12 +43,6 @@ KINDS = ("claim", "ack", "announce")
 _term = _int(0, MAX_TERM)
 _priority = _optional(_int(-MAX_PRIORITY, MAX_PRIORITY))
 _score = _num(0.0, MAX_SCORE)
-
-
-def _flag(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
-    return value
 
 
 def _candidate_wire(candidate: Candidate) -> dict[str, Any]:

@@ -81,6 +81,12 @@ def _int(lo: int, hi: int) -> Check[int]:
     return check
 
 
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
+    return value
+
+
 def _num(lo: float, hi: float) -> Check[float]:
     def check(value: object, where: str) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool):
@@ -163,6 +169,7 @@ class Heartbeat:
     term: int = 0
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
+    solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
@@ -187,6 +194,7 @@ class Heartbeat:
             term=f.get("term", _int(0, MAX_TERM), 0),
             coordinator=f.get("coordinator", _optional(_ident()), None),
             priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
+            solo=f.get("solo", _flag, False),
             nonce=f.get("nonce", _optional(_text(MAX_NONCE_CHARS)), None),
         )
 
