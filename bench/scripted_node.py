@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import main  # noqa: E402
-from swarm.node import cli  # noqa: E402
 from swarm.engine.scripted import ScriptedBackend  # noqa: E402
+from swarm.node import cli  # noqa: E402
 from swarm.node.terminal import setup_logging  # noqa: E402
 
 

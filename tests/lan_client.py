@@ -91,7 +91,8 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
     time the agreement broke ("flaps"). Calls
     `on_watching` after the first look at every node (the caller may then trigger its event).
     "at" is the wall time of the answer that completed the agreement; "changes" lists every
-    change of a node's election view (seconds since the first look)."""
+    change of a node's election view (seconds since the first look), "returns" every node that
+    answered again after looks that got no answer ([seconds, node id])."""
     nodes: list[tuple[str, str]] = [(u, i) for u, i in spec["nodes"]]
     every_s = float(spec.get("every_s", 0.02))
     look_timeout_s = float(spec.get("look_timeout_s", 0.5))
@@ -103,7 +104,8 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
     sent: dict[str, float] = {i: -1.0 for _u, i in nodes}
     changes: list[list[Any]] = []
     result: dict[str, Any] = {"ok": False, "at": None, "coordinator": None, "term": None,
-                              "flaps": 0, "broken": [], "holding": None}
+                              "flaps": 0, "broken": [], "holding": None, "returns": []}
+    missing: set[str] = set()  # nodes whose last look got no answer
     t0 = [time.time()]
     hold_until = [float("inf")]
 
@@ -134,7 +136,11 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
             response = await client.get(url + "/v1/federation/peers", timeout=look_timeout_s)
             view = election_view(response.json())
         except (httpx.HTTPError, ValueError, KeyError):
+            missing.add(node_id)
             return  # unreachable or not answering yet: keep the last view
+        if node_id in missing and len(result["returns"]) < 400:  # answering again
+            missing.discard(node_id)
+            result["returns"].append([round(time.time() - t0[0], 3), node_id])
         seen(node_id, at_sent, view)
 
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=len(nodes) * 4)

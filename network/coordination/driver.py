@@ -212,15 +212,22 @@ class Coordinator:
         if self.store is not None and (old.term, old.voted_term, old.voted_for) != (
                 new.term, new.voted_term, new.voted_for):
             self.store.save(new.term, new.voted_term, new.voted_for)
-        if (old.role, old.coordinator, old.term) != (new.role, new.coordinator, new.term):
+        if (old.role, old.coordinator, old.term, old.solo) != (new.role, new.coordinator,
+                                                                new.term, new.solo):
             self._announce_change(old, new)
         for send in decision.sends:
             self._send(send)
 
     def _announce_change(self, old: ElectionState, new: ElectionState) -> None:
-        if new.role is Role.COORDINATOR and old.role is not Role.COORDINATOR:
+        led, leads = old.role is Role.COORDINATOR, new.role is Role.COORDINATOR
+        if leads and new.solo and not (led and old.solo):
+            log.info("no peer in view: this node leads only itself meanwhile (term %d)", new.term)
+        elif leads and not new.solo and (not led or old.solo):
             log.info("this node is now the coordinator (term %d)", new.term)
-        elif old.role is Role.COORDINATOR and new.role is not Role.COORDINATOR:
+        elif led and not leads and old.solo:
+            log.info("no longer leading only itself: following %s (term %d)",
+                     new.coordinator or "nobody yet", new.term)
+        elif led and not leads:
             log.info("stepped down as coordinator: %s leads term %d", new.coordinator, new.term)
         elif new.coordinator != old.coordinator and new.coordinator is not None:
             log.info("coordinator is %s (term %d)", new.coordinator, new.term)
