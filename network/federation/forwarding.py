@@ -8,7 +8,6 @@ seeing the refusal, serves the request locally: no loop, no lost request.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
@@ -19,6 +18,7 @@ from network.federation.client import FederationClient, PeerError
 from network.federation.sources import RemoteSource
 from network.trust.signing import Verdict, Verifier
 from network.trust.swarm_key import KeyRing
+from network.wire import codec
 from swarm.engine.pool import InstancePool
 from swarm.errors import RequestError
 
@@ -137,8 +137,10 @@ class RouteForwarder:
     async def _relay(self, request: web.Request, upstream, node_id: str) -> web.StreamResponse:
         headers = {h: upstream.headers[h] for h in _RELAYED_HEADERS if h in upstream.headers}
         if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
-            raw = await upstream.read()
-            body = json.loads(raw) if raw else {}
+            # Read and parsed under the limits of every other peer message (PeerError beyond:
+            # the request is then served here).
+            raw = await self.client.read_body(upstream, node_id)
+            body = codec.decode_json(raw, max_bytes=self.client.max_reply_bytes) if raw else {}
             if isinstance(body, dict) and isinstance(body.get("swarm"), dict):
                 body["swarm"]["node"] = node_id
             return web.json_response(body, status=upstream.status,

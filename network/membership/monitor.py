@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from network.discovery.mdns import Address, AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
-from network.membership.table import Change, Membership, Peer, PeerState, Timings
+from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
 from network.trust.swarm_key import KeyRing
@@ -35,6 +35,7 @@ MAX_HEARTBEAT_BYTES = 64 * 1024
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
 _ACCEPT = f"{codec.MSGPACK}, {codec.JSON};q=0.5"
+MAX_ADDRESSES = 8  # addresses probed per peer (an mDNS record may list any number)
 # Our own side has no network: no route (Wi-Fi off, cable out), the interface or address gone.
 LOCAL_ERRNOS = frozenset({errno.ENETUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL})
 
@@ -162,7 +163,8 @@ class PeerMonitor:
     def _found(self, event: Found, now: float) -> None:
         """Track the peer at the address it answers on (else its first) and probe all of them."""
         node_id, port = event.advert.node_id, event.advert.api_port
-        addresses = [Address(host, port) for host in (event.addresses or (event.address,))]
+        hosts = (event.addresses or (event.address,))[:MAX_ADDRESSES]
+        addresses = [Address(host, port) for host in hosts]
         peer = self._membership.get(node_id)
         keep = next((a for a in addresses if peer is not None and str(a) == peer.address),
                     addresses[0])
@@ -377,6 +379,10 @@ class PeerMonitor:
 
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
+            if change.kind is ChangeKind.FORGOTTEN:  # evicted or gone: stop probing it (mDNS)
+                for target in [t for t in self._targets.values() if t.node_id == change.node_id]:
+                    target.mdns = False
+                    self._drop_if_unused(target)
             try:
                 self._on_change(change)
             except Exception:
