@@ -1,19 +1,25 @@
 """Soak: bounded concurrent load on a small swarm on loopback, with one node killed and restarted.
 
-Starts `--nodes` real node processes (`main.serve` with scripted instances, so no model is
-loaded) on 127.0.0.2, 127.0.0.3, ... with --federation --no-mdns and manual peers (no multicast
-leaves this machine), all with one swarm key. `--clients` concurrent clients then send a mix of
-route, streamed and consensus (weighted_vote over 3 candidates, drawn from the whole swarm)
-requests for `--duration` seconds. At 40 % of the run node 1 is killed (SIGKILL) and restarted
-`--down` seconds later. A client whose node fails (refused, reset, 5xx) sends the same request to
-the next node; a 429 waits its Retry-After and tries again (bounded).
+Starts `--nodes` real node processes (`main.serve`) on 127.0.0.2, 127.0.0.3, ... with --federation
+--no-mdns and manual peers (no multicast leaves this machine), all with one swarm key. With
+`--engine scripted` (default) their instances are scripted (no model is loaded); with `--engine
+llamacpp` each node runs the embedded model on llama.cpp under glibc's heap checker. `--clients`
+concurrent clients then send a mix of requests for `--duration` seconds: route, streamed and
+consensus (weighted_vote over 3 candidates, drawn from the whole swarm); with llama.cpp also
+first_valid over 4 (which cancels its losers) and streams the client drops midway (which cancel
+their generation). At 40 % of the run node 1 is killed (SIGKILL) and restarted `--down` seconds
+later. A client whose node fails (refused, reset, 5xx) sends the same request to the next node; a
+429 waits its Retry-After and tries again (bounded).
 
 It prints requests sent, answered, failed (goal: 0, as a node always lives), how many answers
-needed a fail-over or a retry after 429, latencies, and the memory growth (RSS) of the nodes that
-were never killed, from 25 % of the run (warmed up) to its end (goal: under 5 %).
+needed a fail-over or a retry after 429, latencies, the memory growth (RSS) of the nodes that
+were never killed, from 25 % of the run (warmed up) to its end (goal: under 5 %), and crashes:
+a node (other than the one killed on purpose) that did not exit 0 at the end, or wrote a heap
+checker or fatal error line (goal: 0).
 
-  python bench/soak.py                      # 32 clients, 3 nodes, 2 minutes
+  python bench/soak.py                      # 32 clients, 3 nodes, 2 minutes, scripted
   python bench/soak.py --long               # 10 minutes
+  python bench/soak.py --engine llamacpp --long --clients 6
   python bench/soak.py --clients 8 --duration 30
 Every loop is bounded in time and count; all traffic stays on 127.0.0.0/8.
 """
@@ -40,7 +46,11 @@ sys.path.insert(0, str(ROOT))
 
 ANSWER = "Paris is the capital of France."
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
-REQUEST_TIMEOUT_S = 30.0
+SHORT = [{"role": "user", "content": "Reply with one word: yes or no."}]  # most answers stop early
+MIXES = {"scripted": {"route": 70, "stream": 15, "consensus": 15},
+         "llamacpp": {"route": 40, "stream": 10, "dropped": 15, "consensus": 15, "first_valid": 20}}
+REQUEST_TIMEOUT_S = 30.0  # per try; --request-timeout (a real model on a shared machine is slower)
+CONSENSUS_TIMEOUT_S = 20.0  # the swarm deadline a consensus request asks for (2/3 of the above)
 MAX_TRIES = 8  # per request: fail-overs and 429 retries together
 
 
@@ -62,9 +72,13 @@ def serve_node(argv: list[str]) -> int:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--latency", type=float, default=0.02)
     own.add_argument("--token-latency", type=float, default=0.002)
+    own.add_argument("--engine", default="scripted")
     ours, rest = own.parse_known_args(argv)
     _command, config = cli.parse(rest)
     setup_logging(config.log_level)
+    if ours.engine != "scripted":  # the real thing: main.py's own loading (embedded model)
+        asyncio.run(main.serve(config))
+        return 0
     backends = [SoakBackend([ANSWER], first_token_latency_s=ours.latency,
                             token_latency_s=ours.token_latency, model_id="scripted")
                 for _ in range(config.model.instances)]
@@ -83,6 +97,7 @@ class Node:
     log: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    exits: list[int | str] = field(default_factory=list)  # per process: its code, or "killed"
 
     @property
     def url(self) -> str:
@@ -99,16 +114,20 @@ class Node:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+            self.exits.append("killed")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGINT (graceful); its exit code is recorded (one that died earlier keeps its own)."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.exits.append(self.proc.returncode)
 
     def rss(self) -> int:
         import psutil
@@ -144,16 +163,21 @@ def swarm_key_env() -> dict[str, str]:
 
 
 def build_nodes(count: int, work: Path, instances: int, queue_depth: int,
-                latency: float) -> list[Node]:
+                latency: float, engine: str = "scripted") -> list[Node]:
     hosts = [f"127.0.0.{i + 2}" for i in range(count)]
     ports = [free_port(h) for h in hosts]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCAL_SWARM_")}
     env.update(swarm_key_env(), COLUMNS="200", PYTHONUNBUFFERED="1")
+    if engine != "scripted":
+        from tests.engine_load import heap_checker_env
+
+        env.update(heap_checker_env(), PYTHONPATH=str(ROOT))
     nodes = []
     for i, (host, port) in enumerate(zip(hosts, ports, strict=True)):
         peers = [a for j, (h, p) in enumerate(zip(hosts, ports, strict=True)) if j != i
                  for a in ("--peer", f"{h}:{p}")]
-        args = ["--latency", str(latency), "--federation", "--no-mdns", "--host", host,
+        engine_args = ["--engine", engine] + (["--backend", engine] if engine != "scripted" else [])
+        args = [*engine_args, "--latency", str(latency), "--federation", "--no-mdns", "--host", host,
                 "--port", str(port), "--node-id", f"soak-{i}", "--instances", str(instances),
                 "--queue-depth", str(queue_depth), "--cache-dir", str(work / f"node{i}"),
                 "--log-level", "warning", *peers]
@@ -245,20 +269,40 @@ class Busy(Exception):
 
 def _body(kind: str, rng: random.Random) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": ASK, "max_tokens": 16, "seed": rng.randrange(1 << 30)}
-    if kind == "stream":
+    if kind in ("stream", "dropped"):
         body["stream"] = True
+        body["max_tokens"] = 16 if kind == "stream" else 64
     elif kind == "consensus":
-        body["swarm"] = {"strategy": "weighted_vote", "n": 3, "timeout_s": 20}
+        body["swarm"] = {"strategy": "weighted_vote", "n": 3, "timeout_s": CONSENSUS_TIMEOUT_S}
+    elif kind == "first_valid":  # the first candidate to finish wins; the others are cancelled
+        body.update(messages=SHORT, max_tokens=48,
+                    swarm={"strategy": "first_valid", "n": 4, "timeout_s": CONSENSUS_TIMEOUT_S})
     return body
 
 
+def _dropped(raw_events: list[str]) -> None:
+    """A stream the client left midway: it must have started properly."""
+    if not raw_events or any('"error"' in e for e in raw_events):
+        raise Refused(f"stream broke before the client left: {raw_events[:2]}")
+
+
 async def _ask(session: Any, node: Node, kind: str, body: dict[str, Any],
-               stats: Stats) -> None:
-    """One request to one node; returns when answered correctly, else raises Refused or Busy."""
+               stats: Stats, scripted: bool = True) -> None:
+    """One request to one node; returns when answered correctly, else raises Refused or Busy.
+    A scripted node must answer Paris; a real model anything well formed and non-empty."""
     url = node.url + "/v1/chat/completions"
     async with session.post(url, json=body, timeout=_timeout(REQUEST_TIMEOUT_S)) as response:
         if response.status == 429:
             raise Busy(min(float(response.headers.get("Retry-After", "1")), 2.0))
+        if kind == "dropped" and response.status == 200:
+            events: list[str] = []
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    events.append(line.decode("utf-8", "replace"))
+                if len(events) >= 4:
+                    break  # the client goes away: the node must cancel the generation
+            _dropped(events)
+            return
         raw = await response.read()
         if response.status != 200:
             raise Refused(f"{response.status}: {raw[:120]!r}")
@@ -276,18 +320,19 @@ async def _ask(session: Any, node: Node, kind: str, body: dict[str, Any],
         reply = json.loads(text)
         content = reply["choices"][0]["message"]["content"]
         swarm = reply.get("swarm") or {}
-        if kind == "consensus":
-            if swarm.get("strategy") != "weighted_vote":
+        if kind in ("consensus", "first_valid"):
+            if swarm.get("strategy") != body["swarm"]["strategy"]:
                 raise Refused("consensus reply without its swarm report")
             stats.peer_candidates += sum(not c["source"].startswith("local/")
                                          for c in swarm["candidates"] if c.get("tokens"))
         stats.relayed += "node" in swarm
-    if "Paris" not in content:
+    if ("Paris" not in content) if scripted else not content.strip():
         raise Refused(f"wrong answer {content!r}")
 
 
 async def one_request(session: Any, nodes: list[Node], down_until: dict[int, float],
-                      first: int, kind: str, body: dict[str, Any], stats: Stats) -> None:
+                      first: int, kind: str, body: dict[str, Any], stats: Stats,
+                      scripted: bool = True) -> None:
     """Send one request, failing over to the next node and waiting out 429s (bounded)."""
     order = [nodes[(first + k) % len(nodes)] for k in range(len(nodes))]
     now = time.monotonic()
@@ -300,7 +345,7 @@ async def one_request(session: Any, nodes: list[Node], down_until: dict[int, flo
         node = order[position % len(order)]
         tries += 1
         try:
-            await _ask(session, node, kind, body, stats)
+            await _ask(session, node, kind, body, stats, scripted)
         except Busy as exc:
             stats.throttled += 1
             await asyncio.sleep(exc.retry_after)
@@ -320,16 +365,18 @@ async def one_request(session: Any, nodes: list[Node], down_until: dict[int, flo
 
 
 async def client(index: int, session: Any, nodes: list[Node], down_until: dict[int, float],
-                 deadline: float, stats: Stats, seed: int, max_requests: int) -> None:
+                 deadline: float, stats: Stats, seed: int, max_requests: int,
+                 engine: str = "scripted") -> None:
     rng = random.Random(seed * 1000 + index)
+    mix = MIXES[engine]
     for _ in range(max_requests):
         if time.monotonic() >= deadline:
             return
-        kind = rng.choices(["route", "stream", "consensus"], weights=[70, 15, 15])[0]
+        kind = rng.choices(list(mix), weights=list(mix.values()))[0]
         stats.sent += 1
         stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
         await one_request(session, nodes, down_until, index % len(nodes), kind,
-                          _body(kind, rng), stats)
+                          _body(kind, rng), stats, engine == "scripted")
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -338,7 +385,8 @@ async def soak(args: argparse.Namespace) -> int:
     import aiohttp
 
     work = Path(tempfile.mkdtemp(prefix="local-swarm-soak-"))
-    nodes = build_nodes(args.nodes, work, args.instances, args.queue_depth, args.latency)
+    nodes = build_nodes(args.nodes, work, args.instances, args.queue_depth, args.latency,
+                        args.engine)
     victim = nodes[1 % len(nodes)]
     survivors = [n for n in nodes if n is not victim]
     stats = Stats()
@@ -359,7 +407,7 @@ async def soak(args: argparse.Namespace) -> int:
             deadline = started + args.duration
             down_until: dict[int, float] = {}
             load = [asyncio.create_task(client(i, session, nodes, down_until, deadline, stats,
-                                               args.seed, args.max_requests))
+                                               args.seed, args.max_requests, args.engine))
                     for i in range(args.clients)]
             try:
                 await asyncio.sleep(0.25 * args.duration)
@@ -394,10 +442,29 @@ async def soak(args: argparse.Namespace) -> int:
         finally:
             for node in nodes:
                 node.stop()
+    crashes = crash_report(nodes)
     print_report(args, stats, report, survivors)
+    print(f"  crashes            {len(crashes)}  (a node that did not exit 0, or logged a heap or "
+          f"fatal error; the SIGKILL on purpose excepted)")
+    for line in crashes[:8]:
+        print(f"    {line}")
     growth_ok = all((report["rss_end"][i] - report["rss_base"][i]) / report["rss_base"][i] < 0.05
                     for i in report["rss_base"])
-    return 0 if stats.failed == 0 and growth_ok else 1
+    return 0 if stats.failed == 0 and growth_ok and not crashes else 1
+
+
+def crash_report(nodes: list[Node]) -> list[str]:
+    """Every node process that ended other than by SIGINT's exit 0 or the SIGKILL on purpose, and
+    every heap-checker or fatal-error line in the node logs."""
+    from tests.engine_load import HEAP_ERROR
+
+    found = [f"node {n.index}: exit {code}" for n in nodes for code in n.exits
+             if code not in (0, "killed")]
+    for n in nodes:
+        text = n.log.read_text(errors="replace") if n.log.exists() else ""
+        found += [f"node {n.index}: {line.strip()[:160]}" for line in text.splitlines()
+                  if HEAP_ERROR.search(line)]
+    return found
 
 
 def print_report(args: argparse.Namespace, stats: Stats, report: dict[str, Any],
@@ -408,7 +475,7 @@ def print_report(args: argparse.Namespace, stats: Stats, report: dict[str, Any],
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
 
     print(f"\nsoak: {args.clients} clients x {report['elapsed']:.0f} s against {args.nodes} "
-          f"nodes ({args.instances} scripted instance(s) each), node 1 killed at 40 % and "
+          f"nodes ({args.instances} {args.engine} instance(s) each), node 1 killed at 40 % and "
           f"restarted {args.down:.0f} s later")
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
     print(f"  requests sent      {stats.sent}  ({kinds})")
@@ -437,7 +504,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds (default 120)")
     parser.add_argument("--long", action="store_true", help="run 10 minutes")
     parser.add_argument("--nodes", type=int, default=3, choices=[2, 3, 4])
-    parser.add_argument("--instances", type=int, default=2, help="scripted instances per node")
+    parser.add_argument("--instances", type=int, default=2, help="instances per node")
+    parser.add_argument("--engine", choices=sorted(MIXES), default="scripted",
+                        help="scripted instances, or the embedded model on llama.cpp")
+    parser.add_argument("--request-timeout", type=float, default=0.0,
+                        help="seconds per try (default 30 scripted, 120 llamacpp)")
     parser.add_argument("--queue-depth", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.02,
                         help="seconds before each answer's first token")
@@ -448,6 +519,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.long:
         args.duration = 600.0
+    global REQUEST_TIMEOUT_S, CONSENSUS_TIMEOUT_S
+    REQUEST_TIMEOUT_S = args.request_timeout or (30.0 if args.engine == "scripted" else 120.0)
+    CONSENSUS_TIMEOUT_S = REQUEST_TIMEOUT_S * 2 / 3
     if not 5 <= args.duration <= 3600 or not 1 <= args.clients <= 256:
         parser.error("--duration must be 5..3600 s and --clients 1..256")
     args.down = min(args.down, 0.3 * args.duration)
