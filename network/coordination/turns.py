@@ -77,8 +77,8 @@ def slot(s: ElectionState, live: dict[str, PeerView], who: Candidate, t: Electio
 def backing(s: ElectionState, live: dict[str, PeerView], now: float,
              t: ElectionTimings) -> Candidate | None:
     """The live claimer we back, while its last claim is within the vote lease."""
-    if s.backing in live and now < s.backing_at + t.vote_lease_s:
-        return live[s.backing].candidate  # type: ignore[index]
+    if s.backing is not None and s.backing in live and now < s.backing_at + t.vote_lease_s:
+        return live[s.backing].candidate
     return None
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from swarm.engine.backend import (
@@ -102,9 +102,12 @@ class Instance:
             if not cancel.is_set():  # a job cancelled while queued never reaches the engine
                 with self.use() as backend:
                     emit(backend.count_tokens(backend.prompt_text(request)))
-                    with closing(backend.stream(request, cancel)) as events:
+                    events = backend.stream(request, cancel)
+                    try:
                         for event in events:
                             emit(event)
+                    finally:  # the generator's own cleanup runs here, inside the engine's use
+                        getattr(events, "close", lambda: None)()
             if self._closed:
                 raise InstanceClosedError(self.index)
         except BaseException as exc:  # crosses the thread boundary to the awaiting consumer
