@@ -31,7 +31,8 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
         address = f"{row.get('address') or '-'}:{row.get('api_port') or '-'}"
         seen = row.get("last_seen_s_ago")
         table.add_row(
-            str(row.get("node_id", "?")), "yes" if row.get("coordinator") is True else "",
+            str(row.get("node_id", "?")),
+            ("alone" if row.get("solo") else "yes") if row.get("coordinator") is True else "",
             f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
             _cell(row.get("queue_depth")), _cell(row.get("bench_score"), "{:.1f}"),
