@@ -49,16 +49,15 @@ async def timed(coro) -> float:
     return time.perf_counter() - start
 
 
-async def alone(pool: InstancePool, instance: Instance) -> float:
+async def alone(instance: Instance) -> float:
     """One request straight to `instance`, no consensus."""
-    return await timed(pool.complete(REQUEST, instance))
+    return await timed(instance.complete(REQUEST))
 
 
 async def strategy(pool: InstancePool, name: str) -> float:
     """One consensus request of n=3 over the pool's instances."""
     return await timed(run_consensus(
-        name, pool.instances, REQUEST, lambda inst, req: pool.complete(req, inst),
-        n=3, timeout_s=10.0, rng=random.Random(0)))
+        name, pool.instances, REQUEST, n=3, timeout_s=10.0, rng=random.Random(0)))
 
 
 async def measure(rounds: int) -> dict[str, float]:
@@ -68,8 +67,8 @@ async def measure(rounds: int) -> dict[str, float]:
     try:
         for _ in range(rounds):
             for key, coro in (
-                ("fastest alone", alone(split, split.instances[0])),
-                ("slowest alone", alone(split, split.instances[2])),
+                ("fastest alone", alone(split.instances[0])),
+                ("slowest alone", alone(split.instances[2])),
                 ("first_valid", strategy(split, "first_valid")),
                 ("weighted_vote (split)", strategy(split, "weighted_vote")),
                 ("best_of_n", strategy(split, "best_of_n")),

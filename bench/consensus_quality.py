@@ -39,13 +39,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from consensus.candidates import ConsensusError, Decision, Source  # noqa: E402
+from consensus.candidates import ConsensusError, Decision  # noqa: E402
 from consensus.normalize import normalize_answer, normalize_text  # noqa: E402
 from consensus.runner import run_consensus  # noqa: E402
 from consensus.validators import build_validator  # noqa: E402
-from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams  # noqa: E402
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams  # noqa: E402
 from swarm.engine.loader import load_backends, plan_from_config  # noqa: E402
-from swarm.engine.pool import Instance, InstancePool  # noqa: E402
+from swarm.engine.pool import InstancePool  # noqa: E402
 from swarm.node.config import load_config  # noqa: E402
 
 ONE_WORD = "Answer with one word."
@@ -170,14 +170,10 @@ async def ask_question(pool: InstancePool, index: int, question: Question, *, n:
         messages=(ChatMessage("user", question.prompt),),
         params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
 
-    async def ask(source: Source, candidate: GenerationRequest) -> Completion:
-        assert isinstance(source, Instance)
-        return await pool.complete(candidate, source)
-
     started = time.perf_counter()
     try:
         decision = await run_consensus(
-            "weighted_vote", pool.instances, request, ask, n=n, timeout_s=120.0,
+            "weighted_vote", pool.instances, request, n=n, timeout_s=120.0,
             validator=build_validator(None, require_finished=False), rng=random.Random(seed))
     except ConsensusError:
         decision = None
@@ -244,7 +240,7 @@ async def drain(pool: InstancePool) -> None:
     behind it on each instance's single worker returns only after it.
     """
     tiny = GenerationRequest(prompt="Hi", params=SamplingParams(max_tokens=1, temperature=0.0))
-    await asyncio.gather(*(pool.complete(tiny, instance) for instance in pool.instances),
+    await asyncio.gather(*(instance.complete(tiny) for instance in pool.instances),
                          return_exceptions=True)
 
 

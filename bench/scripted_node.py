@@ -39,7 +39,7 @@ def run(argv: list[str] | None = None) -> int:
     backends = [ScriptedBackend([ours.answer], first_token_latency_s=ours.latency,
                                 model_id="scripted")
                 for _ in range(config.model.instances)]
-    asyncio.run(main.serve(config, backends=backends))
+    asyncio.run(main.serve(config, main.Engine.given(backends)))
     return 0
 
 

@@ -82,7 +82,7 @@ def serve_node(argv: list[str]) -> int:
     backends = [SoakBackend([ANSWER], first_token_latency_s=ours.latency,
                             token_latency_s=ours.token_latency, model_id="scripted")
                 for _ in range(config.model.instances)]
-    asyncio.run(main.serve(config, backends=backends))
+    asyncio.run(main.serve(config, main.Engine.given(backends)))
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Several answers, one reply: the records of a run (`candidates.py`), answer normalisation
-(`normalize.py`), the pure strategies (`strategies.py`), validators (`validators.py`), the async
-fan-out runner (`runner.py`) and the service that answers one API request (`service.py`).
+"""Several answers, one reply: the records of a run and the strategy names (`candidates.py`),
+answer normalisation (`normalize.py`, reading free text with `sentences.py`), the pure
+strategies (`strategies.py`), validators (`validators.py`), the async fan-out runner
+(`runner.py`) and the service that answers one API request (`service.py`). Sources are asked
+through the `Source` seam; which ones is the chooser's decision, passed in.
 
-May import: `swarm.engine.backend` (the records); never `network`.
+May import: `swarm.engine` (its records and the `Source` seam), `swarm.errors`; never `network`.
 """

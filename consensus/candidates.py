@@ -4,21 +4,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, get_args
 
 from swarm.engine.backend import Completion
 from swarm.errors import LocalSwarmError
 
 NEVER_ARRIVED = -1
-
-
-class Source(Protocol):
-    """Anything a candidate can be asked of: a local instance, a peer. Only its id is read here."""
-
-    @property
-    def source_id(self) -> str:
-        """A stable name for reports, e.g. "local/0" or a peer's node id."""
-        ...
+# The strategy names a request or `[consensus] strategy` may choose (in the order the CLI, the
+# config check and the OpenAPI document list them), and how best_of_n scores its candidates.
+STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid")
+ScoreMode = Literal["logprob", "judge"]
+SCORE_MODES: tuple[str, ...] = get_args(ScoreMode)
 
 
 @dataclass(frozen=True)

@@ -46,27 +46,22 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from consensus.sentences import (
+    FUNCTION_WORDS,
+    NEGATIONS,
+    SENTENCE_BREAK,
+    WORD,
+    answer_span,
+    copula_split,
+    first_sentence,
+    normalize_text,
+)
+
 TEXT_SIMILARITY = 0.8
-ARTICLES = frozenset({"a", "an", "the"})
-YES_NO = frozenset({"yes", "no"})
-NEGATIONS = frozenset({"not", "never", "t", "cannot", "nor", "neither"})  # "isn't" -> "isn t"
-FUNCTION_WORDS = ARTICLES | frozenset("""
-    this that these those it its they them their there here he she his her him we us our you your
-    i me my s re ve ll d m is are was were be been being am do does did has have had will would can
-    could shall should may might must isn aren wasn weren don doesn didn won wouldn couldn hasn
-    haven of in on at to for from by into onto about as than then also and or so just very quite
-    really only even still either both usually typically generally often always sometimes commonly
-    mostly mainly primarily predominantly indeed actually simply basically probably likely
-    certainly definitely exactly approximately called known named considered referred described
-    defined regarded answer question correct final
-""".split())
-SPAN_WORDS = 5
-CLAUSE_SPAN_WORDS = 2
 
 _FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|[-+]?\.\d+")
@@ -78,19 +73,6 @@ _LETTER_MARKED = re.compile(
 )
 _LETTER_LEADING = re.compile(r"^\s*\(?([A-HJ])[).:](?:\s|$)")
 _LETTER_ALONE = re.compile(r"^\W*([A-HJa-hj])\W*$")
-_WORD = re.compile(r"\w+")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
-_COPULA = re.compile(r"\b(?:is|are|was|were|be|equals)\b")
-_BREAK_WORDS = (r"but|which|who|whom|whose|whereas|while|although|though|because|since|however|"
-                r"with|without|except|unless|if|when|where|so|or")
-# A comma ends a predicate only before a new clause or an apposition ("Moscow, a city on ..."), not
-# inside a list of adjectives ("a deep, dark red"); it always ends a first clause ("Bünde, ...").
-_CLAUSE_BREAK = re.compile(
-    r"[;:()\[\]{}\u2013\u2014]|\s-\s|\b(?:" + _BREAK_WORDS + r")\b"
-    r"|,(?=\s*(?:not|and|a|an|the|i|you|he|she|we|they|it|this|that|there|" + _BREAK_WORDS
-    + r")\b)")
-_FIRST_CLAUSE_BREAK = re.compile(_CLAUSE_BREAK.pattern + r"|(?<!\d),|,(?!\d)")
-_PUNCTUATION_RUN = re.compile(r"[\W_]+")
 _LEADING_WORD = re.compile(r"\W*([^\W\d_]+)\b")
 
 
@@ -147,77 +129,6 @@ def canonical_number(token: str) -> str:
     return format(value, "f")
 
 
-def normalize_text(text: str) -> str:
-    """Casefolded NFKC text, punctuation and articles dropped, words joined by single spaces."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    cleaned = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in folded)
-    return " ".join(w for w in cleaned.split() if w not in ARTICLES)
-
-
-def content_words(text: str) -> list[str]:
-    """The words of `normalize_text(text)` that are not FUNCTION_WORDS, in order."""
-    return [w for w in normalize_text(text).split() if w not in FUNCTION_WORDS]
-
-
-def _first_sentence(text: str) -> str:
-    sentences = [s for s in _SENTENCE_BREAK.split(text.strip()) if _WORD.search(s)]
-    statements = [s for s in sentences if not s.rstrip().endswith("?")]
-    return (statements or sentences or [""])[0]
-
-
-def _skip_punctuation(text: str, pos: int) -> int:
-    match = _PUNCTUATION_RUN.match(text, pos)
-    return match.end() if match else pos
-
-
-def _span_of(fragment: str) -> str:
-    kept: list[str] = []
-    count = 0
-    for word in content_words(fragment):
-        if word not in NEGATIONS:
-            if count == SPAN_WORDS:
-                break
-            count += 1
-        kept.append(word)
-    return " ".join(kept)
-
-
-def _copula_split(sentence: str) -> tuple[str, str] | None:
-    """(subject, predicate) around the copula of a casefolded sentence, or None without one.
-
-    The copula is the last one before the clause break that follows the first one, so "The only
-    planet that is habitable is Earth, ..." splits at the second "is", and the predicate ends there.
-    """
-    copulas = list(_COPULA.finditer(sentence))
-    if not copulas:
-        return None
-    brk = _CLAUSE_BREAK.search(sentence, _skip_punctuation(sentence, copulas[0].end()))
-    end = brk.start() if brk else len(sentence)
-    copula = [c for c in copulas if c.end() <= end][-1]
-    return sentence[:copula.start()], sentence[copula.end():end]
-
-
-def answer_span(text: str) -> tuple[str, str]:
-    """(span, subject) of a free-text answer as content words; see the module docstring.
-
-    "No, fire is not cold." -> ("no", ""); "The sky is usually a deep shade of blue, but ..." ->
-    ("deep shade blue", "sky"); "Venus - the hottest planet" -> ("venus", "").
-    """
-    sentence = _first_sentence(unicodedata.normalize("NFKC", text).casefold())
-    words = normalize_text(sentence).split()
-    if words and words[0] in YES_NO:
-        return words[0], ""
-    split = _copula_split(sentence)
-    if split is None:
-        start = _skip_punctuation(sentence, 0)
-        brk = _FIRST_CLAUSE_BREAK.search(sentence, start)
-        clause = sentence[start:brk.start() if brk else len(sentence)]
-        short = len(set(content_words(clause)) - NEGATIONS) <= CLAUSE_SPAN_WORDS
-        return (_span_of(clause) if short else ""), ""
-    subject, predicate = split
-    return _span_of(predicate), " ".join(w for w in content_words(subject) if w not in NEGATIONS)
-
-
 def _first_after_last(marker: re.Pattern[str], text: str,
                       numbers: list[re.Match[str]]) -> re.Match[str] | None:
     for found in reversed(list(marker.finditer(text))):
@@ -229,7 +140,7 @@ def _first_after_last(marker: re.Pattern[str], text: str,
 
 def _marked_number(text: str, numbers: list[re.Match[str]]) -> re.Match[str] | None:
     for found in reversed(list(_ANSWER_MARKER.finditer(text))):
-        brk = _SENTENCE_BREAK.search(text, found.end())
+        brk = SENTENCE_BREAK.search(text, found.end())
         end = brk.start() if brk else len(text)
         inside = [m for m in numbers if m.start() >= found.end() and m.end() <= end]
         if inside:  # "The answer is 24. A day is equal to 24 hours." -> 24, not 1
@@ -238,7 +149,7 @@ def _marked_number(text: str, numbers: list[re.Match[str]]) -> re.Match[str] | N
 
 
 def _predicate_number(text: str) -> str | None:
-    split = _copula_split(_first_sentence(text.casefold()))
+    split = copula_split(first_sentence(text.casefold()))
     if split is None:
         return None
     rest = split[1]
@@ -257,9 +168,9 @@ def final_number(text: str) -> str | None:
     token = chosen.group(0) if chosen else None
     if token is None:
         tail = text[numbers[-1].end():]
-        if not _WORD.search(tail):
+        if not WORD.search(tail):
             token = numbers[-1].group(0)
-        elif len(numbers) == 1 and len(_WORD.findall(text)) <= 4:
+        elif len(numbers) == 1 and len(WORD.findall(text)) <= 4:
             token = numbers[0].group(0)
         else:
             token = _predicate_number(text)

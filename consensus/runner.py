@@ -7,25 +7,25 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from consensus.candidates import (
     NEVER_ARRIVED,
+    SCORE_MODES,
     Candidate,
     ConsensusError,
     ConsensusTimeout,
     Decision,
-    Source,
+    ScoreMode,
 )
 from consensus.strategies import STRATEGIES, assign_sources, decide, plan_requests, settled
 from consensus.validators import Validator, finished_nonempty
 from swarm.engine.backend import Completion, GenerationRequest
+from swarm.engine.source import Answer, Source
 
 log = logging.getLogger(__name__)
 
-Ask = Callable[[Source, GenerationRequest], Awaitable[Completion]]
+Ask = Callable[[Source, GenerationRequest], Awaitable[Answer]]
 Judge = Callable[[GenerationRequest, Completion], Awaitable[float]]
-ScoreMode = Literal["logprob", "judge"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _check(strategy: str, sources: Sequence[Source], n: int, timeout_s: float, q
         raise ValueError(f"quorum must be between 1 and n={n}, not {quorum}")
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, not {timeout_s}")
-    if score_mode not in ("logprob", "judge"):
+    if score_mode not in SCORE_MODES:
         raise ValueError(f"score_mode must be 'logprob' or 'judge', not {score_mode!r}")
     if score_mode == "judge" and (judge is None or strategy != "best_of_n"):
         raise ValueError("score_mode 'judge' needs strategy best_of_n and a judge")
@@ -76,11 +76,16 @@ def _recorded_score(candidate: Candidate) -> float | None:
     return candidate.score
 
 
+async def ask_source(source: Source, request: GenerationRequest) -> Answer:
+    """The plain ask: the source's own `complete` (federation adds a retry on peer failure)."""
+    return await source.complete(request)
+
+
 async def run_consensus(
     strategy: str,
     sources: Sequence[Source],
     request: GenerationRequest,
-    ask: Ask,
+    ask: Ask = ask_source,
     *,
     n: int,
     timeout_s: float,
@@ -117,9 +122,9 @@ async def run_consensus(
 
     async def attempt(index: int) -> None:
         try:
-            completion = await ask(sources[slots[index]], plan.requests[index])
-            # A federated ask may retry elsewhere; report who really answered.
-            names[index] = getattr(completion, "answered_by", None) or names[index]
+            answer = await ask(sources[slots[index]], plan.requests[index])
+            completion = answer.completion
+            names[index] = answer.answered_by  # a retried peer's candidate names its new source
         except (Exception, asyncio.CancelledError) as exc:  # one failure never fails the request
             if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
                 raise  # ours (a decision, the deadline, or the caller), not the source's

@@ -1,4 +1,6 @@
-"""Answers one API request by a consensus strategy over candidate sources (local instances now)."""
+"""Answers one API request by a consensus strategy over candidate sources: local instances and
+peers alike, behind the `Source` seam (swarm/engine/source.py). Which sources take the candidates
+is the chooser's decision, passed in as `choose` (network/coordination/chooser.spread)."""
 from __future__ import annotations
 
 import logging
@@ -7,14 +9,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consensus.candidates import Decision, Source
-from consensus.runner import run_consensus
+from consensus.candidates import SCORE_MODES, STRATEGIES, Decision
+from consensus.runner import Ask, ask_source, run_consensus
 from consensus.validators import build_validator
 from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
+from swarm.engine.source import Source
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid")
+Choose = Callable[[Sequence[Source], int], Sequence[Source]]
 
 # The `swarm` request field, validated before anything runs.
 SWARM_SCHEMA: dict[str, Any] = {
@@ -25,12 +28,10 @@ SWARM_SCHEMA: dict[str, Any] = {
         "n": {"type": "integer", "minimum": 1},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
         "quorum": {"type": "integer", "minimum": 1},
-        "score": {"enum": ["logprob", "judge"]},
+        "score": {"enum": list(SCORE_MODES)},
         "regex": {"type": "string", "maxLength": 1000},
     },
 }
-
-Ask = Callable[[Source, GenerationRequest], Awaitable[Completion]]
 
 _JUDGE_PROMPT = (
     "Rate how well the answer responds to the request, from 1 (wrong or useless) to 10 "
@@ -76,16 +77,16 @@ def _question(request: GenerationRequest) -> str:
     return "\n".join(m.content for m in request.messages if m.role == "user")
 
 
-def make_judge(sources: Callable[[], Sequence[Source]], ask: Ask) -> Callable[
+def make_judge(source: Callable[[], Source], ask: Ask) -> Callable[
         [GenerationRequest, Completion], Awaitable[float]]:
-    """A judge that asks one source to rate a candidate 1-10 (greedy); unparsable ratings raise."""
+    """A judge that asks `source()` to rate a candidate 1-10 (greedy); unparsable ratings raise."""
 
     async def judge(request: GenerationRequest, completion: Completion) -> float:
         prompt = _JUDGE_PROMPT.format(question=_question(request)[:4000],
                                       answer=completion.text[:4000])
-        rating = await ask(sources()[0], GenerationRequest(
+        rating = (await ask(source(), GenerationRequest(
             messages=(ChatMessage("user", prompt),),
-            params=SamplingParams(max_tokens=4, temperature=0.0)))
+            params=SamplingParams(max_tokens=4, temperature=0.0)))).completion
         match = re.search(r"\d+", rating.text)
         if match is None:
             raise ValueError(f"the judge gave no rating: {rating.text!r}")
@@ -95,26 +96,24 @@ def make_judge(sources: Callable[[], Sequence[Source]], ask: Ask) -> Callable[
 
 
 class ConsensusService:
-    """Runs a strategy over the sources it is given and explains the outcome."""
+    """Runs a strategy over the sources `choose` picks among `sources()` and explains the
+    outcome; `ask` asks one source (the federation's retries a failed peer elsewhere)."""
 
-    def __init__(self, sources: Callable[[], Sequence[Source]], ask: Ask,
-                 weight_of: Callable[[Source], float] | None = None,
-                 plan: Callable[[int], Sequence[Source]] | None = None) -> None:
+    def __init__(self, sources: Callable[[], Sequence[Source]], choose: Choose,
+                 ask: Ask = ask_source,
+                 weight_of: Callable[[Source], float] | None = None) -> None:
         self._sources = sources
+        self._choose = choose
         self._ask = ask
         self._weight_of = weight_of
-        self._plan = plan
-        self._judge = make_judge(lambda: self._sorted_sources(), ask)
+        self._judge = make_judge(lambda: self._chosen(1)[0], ask)
 
     async def decide(self, request: GenerationRequest, options: SwarmOptions,
                      response_format: dict[str, Any] | None) -> Decision:
         """Gather candidates and return the Decision; raises ConsensusError / ConsensusTimeout."""
         validator = build_validator(response_format, regex=options.regex,
                                     require_finished=options.strategy == "first_valid")
-        # A plan (federation) already spreads n over machines; do not re-sort it.
-        sources = list(self._plan(options.n)) if self._plan else self._sorted_sources()
-        if not sources:
-            sources = self._sorted_sources()
+        sources = self._chosen(options.n)
         judging = options.strategy == "best_of_n" and options.score == "judge"
         decision = await run_consensus(
             options.strategy, sources, request, self._ask, n=options.n,
@@ -128,15 +127,11 @@ class ConsensusService:
 
     def saturated(self) -> bool:
         """True when no source can take a candidate now, so a fan-out would only queue behind
-        full queues: every source is a local instance (it has a `capacity`) at its capacity.
-        A peer always counts as room: it answers 429 itself and the ask retries elsewhere."""
-        def full(source: Source) -> bool:
-            capacity = getattr(source, "capacity", None)
-            return capacity is not None and getattr(source, "active", 0) >= capacity
-
+        full queues: every source says it has no room (`capacity` 0). A source that does not
+        say (a peer: it answers 429 itself, and the ask retries elsewhere) counts as room."""
         sources = list(self._sources())
-        return bool(sources) and all(full(s) for s in sources)
+        return bool(sources) and all(s.capacity() == 0 for s in sources)
 
-    def _sorted_sources(self) -> list[Source]:
-        """Least-loaded first, so fan-out and `route` prefer idle sources."""
-        return sorted(self._sources(), key=lambda s: (getattr(s, "active", 0), s.source_id))
+    def _chosen(self, n: int) -> list[Source]:
+        """The `n` sources to ask, as the chooser spreads them."""
+        return list(self._choose(self._sources(), n))

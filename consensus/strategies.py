@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from consensus.candidates import Candidate, Decision, VoteGroup
+from consensus.candidates import STRATEGIES, Candidate, Decision, VoteGroup
 from consensus.normalize import TEXT_SIMILARITY, AnswerKey, group_keys, normalize_answer
 from consensus.validators import Validator
 from swarm.engine.backend import GenerationRequest
@@ -19,7 +19,6 @@ from swarm.engine.backend import GenerationRequest
 if TYPE_CHECKING:
     import random
 
-STRATEGIES = ("route", "first_valid", "best_of_n", "weighted_vote")
 SAMPLING_STRATEGIES = frozenset({"best_of_n", "weighted_vote"})
 DEFAULT_TEMPERATURE = 0.7
 SEED_SPACE = 2**31

@@ -51,7 +51,7 @@ def json_schema(schema: Mapping[str, Any]) -> Validator:
     """A validator for JSON matching `schema`; a malformed schema raises ValueError now."""
     cls = validator_for(schema)
     try:
-        cls.check_schema(schema)
+        cls.check_schema(dict(schema))
     except SchemaError as exc:
         raise ValueError(f"invalid JSON schema: {exc.message}") from exc
     checker = cls(schema)

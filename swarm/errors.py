@@ -16,7 +16,7 @@
     │       └── monitor.NetworkUnreachable (this node's own network is down)
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)
-    │   ├── pool.PoolBusyError          (every instance's queue is full: 429)
+    │   ├── PoolBusyError               (every instance's queue is full: 429)
     │   │   └── pool.InstanceClosedError (the node is shutting down)
     │   └── scripted.ScriptedError      (a scripted test backend told to fail)
     └── ConsensusError         no candidate gave a usable answer (502, or 429 when all were busy)
@@ -78,3 +78,12 @@ class PeerError(LocalSwarmError, RuntimeError):
 
 class EngineError(LocalSwarmError, RuntimeError):
     """This machine's inference engine cannot do the work (model missing, queues full, crash)."""
+
+
+class PoolBusyError(EngineError):
+    """Every instance's queue is full; retry after `retry_after_s` (429 with Retry-After). Here,
+    not beside the pool, because the pure source chooser raises it too."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"all instances are busy; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from network.api.app import build_app
-from network.coordination.election import Ack, Candidate, Claim, Message
+from network.coordination.election import Ack, Candidate, Claim, Message, Role
 from network.federation.server import FederationRoutes
 from network.membership.table import Membership
 from network.trust.identity import NodeIdentity
@@ -53,15 +53,71 @@ async def until(predicate: Callable[[], bool], within_s: float = 5.0,
         raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
 
 
+ElectionView = tuple[int, str | None, int | None, bool]
+
+
+@dataclass
+class ScriptedElection:
+    """An `Election` (network/federation/server.py) that answers as told: `handler` answers each
+    message (none: nothing), `current_plan` is the plan it publishes, `view` its (term,
+    coordinator, priority, solo), and `given_role` its role (derived from the view when None)."""
+
+    node_id: str
+    handler: Callable[[Message], Awaitable[Sequence[Message]]] | None = None
+    current_plan: Callable[[], SwarmPlan | None] | None = None
+    view: ElectionView = (0, None, 0, False)
+    given_role: Role | None = None
+
+    @property
+    def role(self) -> Role:
+        if self.given_role is not None:
+            return self.given_role
+        return Role.COORDINATOR if self.view[1] == self.node_id else Role.FOLLOWER
+
+    def election_view(self) -> ElectionView:
+        return self.view
+
+    async def handle(self, message: Message) -> Sequence[Message]:
+        return await self.handler(message) if self.handler is not None else []
+
+    def plan(self) -> SwarmPlan | None:
+        return self.current_plan() if self.current_plan is not None else None
+
+
+@dataclass
+class StaticMember:
+    """A `Member` (network/federation/server.py) with fixed values, for routes served alone."""
+
+    identity: NodeIdentity
+    membership: Membership
+    api_port: int = 0
+    bench_score: float = 0.0
+    election: ScriptedElection | None = None
+    discovery: Mapping[str, Any] = field(default_factory=dict)
+
+    def discovery_status(self) -> Mapping[str, Any]:
+        return self.discovery
+
+
+def scripted_election(node_id: str, election: Any = None, plan: Any = None,
+                      election_view: ElectionView | None = None,
+                      election_role: Role | None = None) -> ScriptedElection | None:
+    """The election of a test node from the parts a test gives (None when it gives none)."""
+    if election is None and plan is None and election_view is None and election_role is None:
+        return None
+    return ScriptedElection(node_id, election, plan, election_view or (0, None, 0, False), election_role)
+
+
 @dataclass
 class Node:
-    """One served node: its URL, port, routes and pool."""
+    """One served node: its URL, port, routes, pool and the member they serve."""
 
     url: str
     port: int
     routes: FederationRoutes
     pool: InstancePool
     runner: web.AppRunner
+    member: StaticMember
     stopped: bool = False
 
     async def stop(self) -> None:
@@ -75,24 +131,26 @@ class Node:
 async def federation_node(pool: InstancePool, membership: Membership | None = None, *,
                           node_id: str = "node-a", clock: Callable[[], float] = lambda: 100.0,
                           keys: KeyRing = RING, middlewares: Sequence[Any] = (),
-                          **options: object) -> AsyncIterator[Node]:
+                          election: Any = None, plan: Any = None,
+                          election_view: ElectionView | None = None) -> AsyncIterator[Node]:
     """The full API app (plus `middlewares`, inside its own) and FederationRoutes (holding
-    `keys`), served on 127.0.0.1:0 in this event loop."""
+    `keys`; with a `ScriptedElection` of `election`, `plan` and `election_view` when any is
+    given), served on 127.0.0.1:0 in this event loop."""
     app = build_app(pool, ApiConfig())
     app.middlewares.extend(middlewares)
-    ports: list[int] = []
-    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host", fingerprint=keys.fingerprint),
-                              pool, membership or Membership(node_id, 1, keys.fingerprint),
-                              api_port_getter=lambda: ports[0], bench_score=12.5,
-                              hardware={"ram_gb": 24.0, "vram_gb": 0.0}, clock=clock,
-                              verifier=Verifier(keys, audience=node_id), **options)  # type: ignore[arg-type]
+    member = StaticMember(NodeIdentity(node_id, "boot1", "host", fingerprint=keys.fingerprint),
+                          membership or Membership(node_id, 1, keys.fingerprint),
+                          bench_score=12.5,
+                          election=scripted_election(node_id, election, plan, election_view))
+    routes = FederationRoutes(member, pool, ram_gb=24.0, vram_gb=0.0, clock=clock,
+                              verifier=Verifier(keys, audience=node_id))
     routes.add_to(app)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    node = Node(f"http://127.0.0.1:{ports[0]}", ports[0], routes, pool, runner)
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    member.api_port = runner.addresses[0][1]
+    node = Node(f"http://127.0.0.1:{member.api_port}", member.api_port, routes, pool, runner,
+                member)
     try:
         yield node
     finally:
@@ -125,10 +183,9 @@ async def serve(app: web.Application) -> AsyncIterator[int]:
     """Serve `app` on 127.0.0.1:0 and give its port."""
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
 

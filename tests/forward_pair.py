@@ -13,9 +13,10 @@ from aiohttp import web
 from network.api.app import build_app
 from network.federation.client import FederationClient
 from network.federation.forwarding import RouteForwarder
-from network.federation.sources import RemoteSource
+from network.federation.sources import RemoteSource, SwarmSources
 from network.trust.signing import Verifier
 from network.trust.swarm_key import KeyRing
+from network.wire.address import Address
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.node.config import ApiConfig
@@ -27,7 +28,7 @@ ASK = {"messages": [{"role": "user", "content": "hi"}]}
 
 def receiver(pool: InstancePool, api: ApiConfig) -> web.Application:
     """A swarm node with no peers of its own: it checks forwarded requests' signatures."""
-    forwarder = RouteForwarder(pool, FederationClient(), "node-b", lambda: [],
+    forwarder = RouteForwarder(SwarmSources(pool), FederationClient(), "node-b",
                                verifier=Verifier(RING, audience="node-b"))
     return build_app(pool, api, forwarder=forwarder)
 
@@ -40,7 +41,10 @@ class ForwardPair:
         pool_b = InstancePool([ScriptedBackend(["from-b"])])
         self.server_b = ServerThread(lambda: receiver(pool_b, api)).start()
         b = urlsplit(self.server_b.url)
-        self.peers = [RemoteSource(node_id="node-b", address=b.hostname, api_port=b.port)]
+        assert b.hostname is not None and b.port is not None
+        self.b_address = Address(b.hostname, b.port)
+        self.peers: list[RemoteSource] = []
+        self.plan: list[str] | None = None  # the node ids a coordinator's plan picks, if any
         self.pool_a = InstancePool([ScriptedBackend(["slow " * 200], token_latency_s=0.02)],
                                    queue_depth=4)
         self.forwarder: RouteForwarder | None = None
@@ -48,7 +52,9 @@ class ForwardPair:
 
     def _make_a(self, api: ApiConfig, a_keys: KeyRing) -> web.Application:
         client = FederationClient(keys=a_keys)
-        self.forwarder = RouteForwarder(self.pool_a, client, "node-a", lambda: self.peers,
+        self.peers = [RemoteSource("node-b", self.b_address, client)]
+        sources = SwarmSources(self.pool_a, lambda: self.peers, lambda: self.plan)
+        self.forwarder = RouteForwarder(sources, client, "node-a",
                                         verifier=Verifier(RING, audience="node-a"))
 
         async def close_client(_app: web.Application) -> None:

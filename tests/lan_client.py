@@ -98,8 +98,13 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
     look_timeout_s = float(spec.get("look_timeout_s", 0.5))
     hold_s = float(spec.get("hold_s", 0.0))
     stopped = threading.Event()
+
+    def wait_stdin() -> None:
+        sys.stdin.readline()
+        stopped.set()
+
     if spec.get("hold_until_stdin"):  # hold (up to hold_s) until a line or EOF on stdin
-        threading.Thread(target=lambda: (sys.stdin.readline(), stopped.set()), daemon=True).start()
+        threading.Thread(target=wait_stdin, daemon=True).start()
     views: dict[str, dict[str, Any] | None] = {i: None for _u, i in nodes}
     sent: dict[str, float] = {i: -1.0 for _u, i in nodes}
     changes: list[list[Any]] = []

@@ -11,6 +11,7 @@ from network.coordination.election import Ack, Claim, Message
 from network.federation.client import FederationClient
 from network.federation.forwarding import RouteForwarder
 from network.federation.server import FederationRoutes
+from network.federation.sources import SwarmSources
 from network.membership.table import Membership
 from network.trust.approval import ApprovalRoutes, ApprovedPeers
 from network.trust.identity import NodeIdentity
@@ -20,6 +21,7 @@ from network.wire.election import PlanMember, SwarmPlan
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.node.config import ApiConfig, ConsensusConfig
+from tests.federation_fixtures import ScriptedElection, StaticMember
 
 KEYS = KeyRing.generate()  # the swarm key of the nodes built here (tests sign with it)
 
@@ -55,16 +57,15 @@ def federated_app(pool: InstancePool, api: ApiConfig | None = None,
     """The app `main.py --federation` serves, without discovery: a peer table with no peers
     (so route requests are never forwarded, but a forwarded one's signature is checked)."""
     verifier = Verifier(KEYS)  # one replay cache for votes, cancels and forwards, as in main.py
-    forwarder = RouteForwarder(pool, FederationClient(keys=KEYS), node_id, lambda: [],
+    forwarder = RouteForwarder(SwarmSources(pool), FederationClient(keys=KEYS), node_id,
                                verifier=verifier)
     app = build_app(pool, api or ApiConfig(), consensus, forwarder=forwarder, verifier=verifier)
     membership = Membership(node_id, 1, "")
-    routes = FederationRoutes(NodeIdentity(node_id, "boot1", "host"), pool,
-                              membership, api_port_getter=lambda: 17615,
-                              hardware={"ram_gb": 8.0, "vram_gb": 0.0},
-                              verifier=verifier, election=refusing_voter(node_id),
-                              plan=lambda: solo_plan(node_id),
-                              election_view=lambda: (1, node_id, 0, False))
+    election = ScriptedElection(node_id, refusing_voter(node_id), lambda: solo_plan(node_id),
+                                (1, node_id, 0, False))
+    member = StaticMember(NodeIdentity(node_id, "boot1", "host"), membership, api_port=17615,
+                          election=election)
+    routes = FederationRoutes(member, pool, ram_gb=8.0, vram_gb=0.0, verifier=verifier)
     routes.add_to(app)
     ApprovalRoutes(ApprovedPeers(), membership.get).add_to(app)  # approvals kept in memory
     return app

@@ -1,4 +1,4 @@
-"""Whole nodes built exactly as `main.py --federation` builds them (`main._federated_app`), over
+"""Whole nodes built exactly as `main.py --federation` builds them (`main.build_services`), over
 scripted instances, serving on pre-bound loopback sockets with manual peers and no mDNS."""
 from __future__ import annotations
 
@@ -69,16 +69,17 @@ class SwarmNode:
             "federation.swarm_key": self.key.text,
             "federation.previous_swarm_keys": [k.text for k in self.previous],
             "model.cache_dir": str(self.tmp / self.name), "api.host": "127.0.0.1",
-            "api.port": self.port, **self.extra})
-        self.pool = InstancePool([ScriptedBackend([f"answer from {self.name}"])], queue_depth=4)
-        port = self.port
-        self.federation, app, _routes, loaded = main._federated_app(
-            self.config, self.pool, [], self.bench_score, lambda: port)
-        assert loaded.ring.fingerprint == self.key.fingerprint
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+            "api.port": self.port, "model.queue_depth": 4, **self.extra})
+        engine = main.Engine.given([ScriptedBackend([f"answer from {self.name}"])],
+                                   self.bench_score)
+        services = await main.build_services(self.config, engine)
+        assert services.swarm is not None
+        assert services.swarm.keys.ring.fingerprint == self.key.fingerprint
+        self.pool, self.federation = services.pool, services.swarm.federation
+        self._runner = web.AppRunner(services.app, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.SockSite(self._runner, self.sock).start()
-        await self.federation.start(port)
+        await self.federation.start(self.port)
         return self
 
     async def stop(self) -> None:

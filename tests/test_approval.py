@@ -16,7 +16,6 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import main
 from network.coordination.driver import peer_view
 from network.membership.table import Membership, PeerState
 from network.trust.approval import (
@@ -26,6 +25,8 @@ from network.trust.approval import (
     approved_path,
     is_loopback,
 )
+from network.wire.address import Address
+from swarm.node import commands
 from swarm.node.config import load_config
 from tests.federation_fixtures import until
 from tests.server import ServerThread
@@ -52,7 +53,7 @@ def test_the_store_persists_privately_and_atomically(tmp_path):
 def test_only_node_ids_are_approved(bad):
     store = ApprovedPeers()
     with pytest.raises(ApprovalError):
-        store.add(bad)  # type: ignore[arg-type]
+        store.add(bad)
     assert len(store) == 0
 
 
@@ -117,7 +118,7 @@ def test_only_loopback_addresses_are_local(remote, local):
 
 def test_pending_peers_are_not_in_the_election_view():
     m = Membership("self", 1, "ab12", approved=lambda _id: False)
-    m.discovered(advert("n1"), "a", 0.0)
+    m.discovered(advert("n1"), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat("n1"), 0.1)
     peer = m.get("n1")
     assert peer is not None and peer.state is PeerState.PENDING and peer_view(peer) is None
@@ -133,7 +134,7 @@ def approval_app(store: ApprovedPeers, membership: Membership, remote: str | Non
     async def pretend(request: web.Request, handler):
         return await handler(request.clone(remote=remote) if remote else request)
 
-    from network.api.app import error_middleware
+    from network.api.errors import error_middleware
 
     app = web.Application(middlewares=[error_middleware, pretend])
     ApprovalRoutes(store, membership.get, enforced=False).add_to(app)
@@ -169,7 +170,7 @@ def test_approve_is_for_this_machine_only_and_validates(remote):
         server.stop()
 
 
-# --- whole nodes (main._federated_app), manual peers on loopback ---------------------------------
+# --- whole nodes (main.build_services), manual peers on loopback ---------------------------------
 
 async def test_an_unapproved_peer_waits_until_approved_from_the_terminal(tmp_path, capsys):
     swarm = make_swarm(tmp_path, ["a", "b"], KEY, extra={"a": {"federation.approve_peers": True}})
@@ -179,19 +180,19 @@ async def test_an_unapproved_peer_waits_until_approved_from_the_terminal(tmp_pat
         await until(lambda: b.state_of("a") is PeerState.ALIVE, what="b (no approval) to use a")
         assert a.federation.remotes() == [] and a.federation.membership.routable() == ()
         assert "b" not in await weighted_vote(http, a, 4)
-        assert b.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
+        assert b.pool.instances[0].backend.requests == []
 
-        await asyncio.to_thread(main.show_peers, a.config)  # what `main.py peers` prints
+        await asyncio.to_thread(commands.show_peers, a.config)  # what `main.py peers` prints
         printed = capsys.readouterr().out
         assert "pending" in printed and "python main.py peers approve b" in printed, printed
 
-        assert await asyncio.to_thread(main.approve_peer, a.config, "b") == 0
+        assert await asyncio.to_thread(commands.approve_peer, a.config, "b") == 0
         assert a.state_of("b") is PeerState.ALIVE  # at once, not on the next heartbeat
         assert "b approved; its state is now alive." in capsys.readouterr().out
         assert "b" in ApprovedPeers.load(approved_path(a.config.cache_path))
         assert "b" in await weighted_vote(http, a, 4)
 
-        assert await asyncio.to_thread(main.approve_peer, a.config, "b", False) == 0
+        assert await asyncio.to_thread(commands.approve_peer, a.config, "b", False) == 0
         assert a.state_of("b") is PeerState.PENDING and a.federation.remotes() == []
         assert "b no longer approved; its state is now pending." in capsys.readouterr().out
 
@@ -201,6 +202,6 @@ def test_approve_says_when_no_node_answers(tmp_path, caplog):
     config = load_config(env={}, cli={"api.port": sock.getsockname()[1],
                                       "model.cache_dir": str(tmp_path)})
     with caplog.at_level(logging.ERROR):
-        assert main.approve_peer(config, "b") == 1
+        assert commands.approve_peer(config, "b") == 1
     sock.close()
     assert "no node answers" in caplog.text

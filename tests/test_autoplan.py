@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from swarm.sizing.autoplan import Plan, choose_plan, estimate_instance_bytes, render_plan
-from swarm.sizing.benchmark import BenchmarkResult
 from swarm.sizing.hardware import GIB, HardwareInfo
+from swarm.sizing.results import BenchmarkResult
 
 MB = 10**6
 BOX = HardwareInfo(cpu_count_logical=2, cpu_count_physical=2, cpu_model="AMD EPYC",

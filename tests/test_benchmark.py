@@ -16,16 +16,15 @@ from rich.console import Console
 from rich.progress import Progress
 
 from swarm.engine.backend import Backend, GenerationRequest, TokenEvent
-from swarm.sizing.benchmark import (
+from swarm.sizing.benchmark import default_threads_options, run_benchmark
+from swarm.sizing.hardware import HardwareInfo, fingerprint
+from swarm.sizing.results import (
     BenchmarkCache,
     BenchmarkResult,
     best,
     composite_score,
-    default_threads_options,
     load_or_run,
-    run_benchmark,
 )
-from swarm.sizing.hardware import HardwareInfo, fingerprint
 
 FIRST_S = 0.02
 TOKEN_S = 0.002

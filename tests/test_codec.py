@@ -13,12 +13,8 @@ from hypothesis import strategies as st
 
 from network.wire import codec
 from network.wire.codec import JSON, MSGPACK, WireDecodeError
-from network.wire.messages import (
-    CancelRequest,
-    Heartbeat,
-    VoteReply,
-    VoteRequest,
-)
+from network.wire.fields import WireMessage
+from network.wire.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest
 from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
 from tests.wire_properties import (
     TYPES,
@@ -62,7 +58,7 @@ messages = st.one_of(heartbeats, vote_requests, vote_replies, cancels)
 
 
 @given(msg=messages, content_type=st.sampled_from(TYPES))
-def test_every_message_round_trips(msg: object, content_type: str) -> None:
+def test_every_message_round_trips(msg: WireMessage, content_type: str) -> None:
     check_round_trip(msg, content_type)
 
 
@@ -82,12 +78,13 @@ def test_mutated_fields_decode_or_raise_the_one_error(msg: object, data: st.Data
 
 
 @given(msg=messages, cut=st.integers(0, 10_000), flip=st.integers(0, 255))
-def test_truncated_or_flipped_msgpack_decodes_or_raises(msg: object, cut: int, flip: int) -> None:
-    data = bytearray(codec.encode(msg))  # type: ignore[arg-type]
+def test_truncated_or_flipped_msgpack_decodes_or_raises(msg: WireMessage, cut: int,
+                                                        flip: int) -> None:
+    data = bytearray(codec.encode(msg))
     data[cut % len(data)] ^= flip
     for candidate in (bytes(data), bytes(data[: cut % len(data)])):
         with contextlib.suppress(WireDecodeError):
-            codec.decode(candidate, MSGPACK, type(msg))  # type: ignore[arg-type]
+            codec.decode(candidate, MSGPACK, type(msg))
 
 
 def _hb(**extra: object) -> dict[str, object]:

@@ -5,7 +5,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from network.trust.identity import load_identity
+from network.wire import codec
+from network.wire.fields import is_identifier
+from network.wire.messages import Heartbeat
+from swarm.node import cli
 from swarm.node.config import ConfigError, env_key, known_keys, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +128,44 @@ def test_flags_for_approval_coordinator_and_peer_actions():
                  ["benchmark", "x"], ["--coordinator-priority", "2000"]):
         with pytest.raises(SystemExit):
             cli.parse_invocation(argv)
+
+
+# --- the node id: one definition (network/wire/fields.py) for the config and the wire -----------
+
+@pytest.mark.parametrize("node_id", ["-lab", ".hidden", "_x", "a" * 65, "lab node", "läb", "a/b"])
+def test_a_node_id_peers_would_refuse_stops_the_node_at_start(node_id):
+    with pytest.raises(ConfigError, match="federation.node_id"):
+        load_config(env={}, cli={"federation.node_id": node_id})
+    with pytest.raises(ConfigError, match="federation.node_id"):
+        load_config(env={"LOCAL_SWARM_FEDERATION_NODE_ID": node_id})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(codec="ascii"), max_size=70))
+def test_the_config_accepts_exactly_the_ids_the_wire_accepts(node_id):
+    try:
+        load_config(env={}, cli={"federation.node_id": node_id})
+        accepted = True
+    except ConfigError:
+        accepted = False
+    on_the_wire = node_id == "" or is_identifier(node_id)
+    assert accepted == on_the_wire
+    if accepted and node_id:  # then every peer takes its heartbeats
+        beat = Heartbeat(node_id=node_id, boot_id="b1", protocol=1, api_port=1)
+        assert codec.decode(codec.encode(beat), codec.MSGPACK, Heartbeat) == beat
+
+
+def test_the_command_line_refuses_it_with_the_key_named(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.parse_invocation(["--node-id=-lab"])
+    assert stopped.value.code == 2
+    assert "configuration error" in capsys.readouterr().err
+
+
+def test_a_stored_node_id_peers_would_refuse_is_a_config_error(tmp_path):
+    (tmp_path / "node-id").write_text("-lab\n")
+    with pytest.raises(ConfigError, match="node-id"):
+        load_identity(tmp_path, "", "ab12")
+    assert load_identity(tmp_path, "lab-1", "ab12").node_id == "lab-1"  # a configured id wins
+    with pytest.raises(ConfigError, match="federation.node_id"):
+        load_identity(tmp_path, "-lab", "ab12")

@@ -16,10 +16,10 @@ import pytest
 
 from network.coordination.driver import Coordinator, peer_view, sender_of
 from network.coordination.election import Ack, Announce, Candidate, Claim, Role, step
-from network.coordination.plan import build_plan, choose_consensus, planned
+from network.coordination.plan import build_plan, choose_consensus
 from network.coordination.store import ElectionStore
-from network.federation.sources import RemoteSource
 from network.membership.table import Membership, Peer, PeerState
+from network.wire.address import Address
 from network.wire.election import PlanMember, SwarmPlan
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
@@ -68,7 +68,7 @@ def _peer(node_id: str, state: PeerState = PeerState.ALIVE, load: float = 0.0,
                      bench_score=score, capabilities=("vote",), instances=1, term=term,
                      coordinator=coordinator, priority=priority)
     advert = PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=17615)
-    return Peer(advert, "10.0.0.9:17615", state, 5.0, 4.0, 0, beat, "answering")
+    return Peer(advert, Address("10.0.0.9", 17615), state, 5.0, 4.0, 0, beat, "answering")
 
 
 def test_peer_view_takes_term_coordinator_and_priority_from_the_heartbeat():
@@ -105,14 +105,6 @@ def test_saturated_members_are_used_only_when_nobody_has_room():
     busy = [PlanMember(node_id=i, score=1.0, load=1.0, queue_depth=3, instances=1, weight=1.0)
             for i in ("x", "y")]
     assert choose_consensus(busy) == ("x", "y")
-
-
-def test_planned_keeps_the_plans_order_and_only_peers_seen_alive_here():
-    remotes = [RemoteSource(node_id=i, address="10.0.0.1", api_port=1, load=0.0, queue_depth=0,
-                            bench_score=1.0) for i in ("b", "c", "d")]
-    assert [r.node_id for r in planned(remotes, None)] == ["b", "c", "d"]
-    assert [r.node_id for r in planned(remotes, ["d", "a", "b", "zz"])] == ["d", "b"]
-    assert planned(remotes, []) == []
 
 
 def test_the_election_store_round_trips_and_survives_a_bad_file(tmp_path: Path, caplog):
@@ -284,7 +276,7 @@ async def test_a_follower_refuses_a_plan_older_than_the_term_it_follows(caplog):
     caplog.set_level(logging.INFO, logger="network.coordination.driver")
     membership = Membership("a", 1, "")
     advert = PeerAdvert(node_id="b", boot_id="b1", protocol=1, api_port=17615)
-    membership.discovered(advert, "127.0.0.1:17615", 0.0)
+    membership.discovered(advert, Address("127.0.0.1", 17615), 0.0)
     membership.heartbeat_ok("b", Heartbeat(node_id="b", boot_id="b1", protocol=1,
                                            api_port=17615, capabilities=("vote",), term=5,
                                            coordinator="b"), 0.0)

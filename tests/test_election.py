@@ -16,6 +16,7 @@ from network.coordination.election import (
     Announce,
     Candidate,
     Claim,
+    Decision,
     ElectionState,
     ElectionTimings,
     PeerView,
@@ -53,6 +54,19 @@ def leading(c: Candidate, term: int) -> PeerView:
     return PeerView(c, term, c.node_id)
 
 
+def granted(decision: Decision) -> bool:
+    """Whether the first message `decision` sends is a granted Ack."""
+    message = decision.sends[0].message
+    assert isinstance(message, Ack)
+    return message.granted
+
+
+def role_of(sim: Sim, index: int) -> Role | None:
+    """The role of node `index` of `sim` (None while it is down)."""
+    state = sim.states[index]
+    return state.role if state is not None else None
+
+
 def settled_node(c: Candidate) -> ElectionState:
     return boot(c, 0.0)
 
@@ -86,8 +100,10 @@ def test_lone_node_leads_itself_after_the_startup_grace_without_a_new_term() -> 
     s = boot(cand("a"), 0.0, term=3)
     d = step(s, (), 0.5)
     assert d.state.role is Role.FOLLOWER and d.wake_at == pytest.approx(T.startup_grace_s)
+    assert d.wake_at is not None
     d = step(d.state, (), d.wake_at)
     assert d.state.lone and d.wake_at == pytest.approx(T.startup_grace_s + T.claim_delay_s)
+    assert d.wake_at is not None
     d = step(d.state, (), d.wake_at)
     assert (d.state.role, d.state.solo, d.state.term, d.state.coordinator) == (Role.COORDINATOR, True, 3, "a")
     assert d.sends == () and d.state.voted_term == 0  # no claim, no vote, no new term
@@ -101,6 +117,7 @@ def test_a_joiner_follows_a_solo_leader_which_then_wins_a_real_term_by_its_vote(
     assert (joiner.role, joiner.coordinator, joiner.leader_term) == (Role.FOLLOWER, "a", 3)
     d = step(lead, (peer(j, 3, "a"),), 10.2)  # a peer again: look around for a grace first
     assert d.state.solo and d.sends == () and d.wake_at == pytest.approx(10.2 + T.startup_grace_s)
+    assert d.wake_at is not None
     d = step(d.state, (peer(j, 3, "a"),), d.wake_at)  # it follows us: claim a real term
     assert d.state.role is Role.COORDINATOR and d.state.solo and d.sends == (Send(None, Claim(4, a)),)
     view = (peer(a, 3, "a", solo=True),)
@@ -126,8 +143,8 @@ def test_a_member_that_was_alone_follows_the_sitting_coordinator_when_it_returns
     assert kept.sends == (Send("f", Announce(4, c)),)
     voter = step(settled_node(b), (leading(c, 4), peer(f, 4, "f", solo=True)), LATE + 6).state
     assert voter.coordinator == "c"
-    assert not receive(voter, (leading(c, 4), peer(f, 4, "f", solo=True)), Claim(5, f),
-                       LATE + 6).sends[0].message.granted
+    assert not granted(receive(voter, (leading(c, 4), peer(f, 4, "f", solo=True)), Claim(5, f),
+                               LATE + 6))
 
 
 def test_rest_re_enters_the_start_up_grace() -> None:
@@ -138,7 +155,7 @@ def test_rest_re_enters_the_start_up_grace() -> None:
         Role.FOLLOWER, False, None, 50.0)
     assert step(rested, (), 50.5).state.role is Role.FOLLOWER  # no claim within the grace
     voter = rest(step(settled_node(cand("v")), (peer(c),), LATE).state, LATE)
-    assert not receive(voter, (peer(c),), Claim(1, c), LATE + 0.5).sends[0].message.granted
+    assert not granted(receive(voter, (peer(c),), Claim(1, c), LATE + 0.5))
     lead = replace(settled_node(c), role=Role.COORDINATOR, term=2, leader_term=2, coordinator="c")
     assert rest(lead, LATE) == replace(lead, started=LATE)  # a real role waits for heartbeats
 
@@ -218,13 +235,13 @@ def test_one_ack_per_term_and_only_for_the_best_in_view() -> None:
     assert d.sends == (Send("best", Ack(1, "v", "best", True, 1)),)
     voter = d.state
     again = receive(voter, view, Claim(1, best), LATE + 0.1)
-    assert again.sends[0].message.granted
+    assert granted(again)
     refused = receive(voter, view, Claim(1, other), LATE + 0.1)
-    assert not refused.sends[0].message.granted
+    assert not granted(refused)
     early = receive(step(settled_node(cand("w")), view, LATE).state, view, Claim(1, other), LATE)
-    assert not early.sends[0].message.granted  # rank 1: not its turn yet
+    assert not granted(early)  # rank 1: not its turn yet
     late = LATE + T.claim_delay_s + T.rank_step_s
-    assert receive(early.state, view, Claim(1, other), late).sends[0].message.granted
+    assert granted(receive(early.state, view, Claim(1, other), late))
 
 
 def test_claimer_wins_with_a_majority_of_its_view_and_retries_on_timeout() -> None:
@@ -234,6 +251,7 @@ def test_claimer_wins_with_a_majority_of_its_view_and_retries_on_timeout() -> No
     d = step(s, view, LATE + T.claim_delay_s)
     assert d.state.role is Role.CANDIDATE and d.sends == (Send(None, Claim(1, a)),)
     assert d.wake_at == pytest.approx(LATE + T.claim_delay_s + T.claim_timeout_s)
+    assert d.wake_at is not None
     retry = step(d.state, view, d.wake_at)
     assert retry.sends == (Send(None, Claim(1, a)),)
     won = receive(retry.state, view, Ack(1, "b", "a", True, 1), d.wake_at + 0.01)
@@ -267,7 +285,7 @@ def test_worse_candidate_yields_to_a_better_claim() -> None:
     assert d.state.role is Role.FOLLOWER and d.state.backing == "a"
     assert d.sends == (Send("a", Ack(1, "b", "a", False, 1)),)  # voted for itself in term 1
     assert step(d.state, view, LATE + 2.3).sends == ()  # does not compete while a claims
-    assert receive(d.state, view, Claim(2, a), LATE + 2.2).sends[0].message.granted
+    assert granted(receive(d.state, view, Claim(2, a), LATE + 2.2))
 
 
 def test_suspect_coordinator_counts_until_the_grace_runs_out() -> None:
@@ -369,7 +387,7 @@ class Checker:
         self.settled = ok
         for lead, until in self.watched:
             if sim.now < until:
-                assert sim.states[lead].role is Role.COORDINATOR, f"joiner displaced n{lead} at {sim.now}"
+                assert role_of(sim, lead) is Role.COORDINATOR, f"joiner displaced n{lead} at {sim.now}"
         if not ok:
             after = [c for c in self.changes if c <= sim.now]
             assert not after or sim.now - after[-1] <= self.scenario.bound, f"unsettled at {sim.now:.3f}"
@@ -499,7 +517,7 @@ def test_best_candidate_wins_a_clean_start() -> None:
     for seed in range(50):
         sim = Sim(cands, seed)
         sim.run([], 3.0)
-        assert [i for i in range(4) if sim.states[i].role is Role.COORDINATOR] == [1]
+        assert [i for i in range(4) if role_of(sim, i) is Role.COORDINATOR] == [1]
 
 
 def test_partition_elects_on_each_side_and_heal_keeps_one() -> None:
@@ -507,7 +525,7 @@ def test_partition_elects_on_each_side_and_heal_keeps_one() -> None:
     for seed in range(30):
         sim = Sim(cands, seed)
         sim.run([Fault(3.0, "partition", groups=(0, 0, 1, 1, 1))], 6.0)
-        assert sorted(i for i in range(5) if sim.states[i].role is Role.COORDINATOR) == [1, 4]
+        assert sorted(i for i in range(5) if role_of(sim, i) is Role.COORDINATOR) == [1, 4]
         sim.run([Fault(6.0, "partition", groups=(0,) * 5)], 8.0)
         assert sim.settled()
         assert sim.coordinators(list(range(5))) == [1]  # the side that elected has the higher term

@@ -22,7 +22,7 @@ from network.wire.election import (
     decode_message,
     encode_message,
 )
-from network.wire.messages import MAX_TERM
+from network.wire.fields import MAX_TERM, WireMessage
 from tests.wire_properties import (
     TYPES,
     check_bytes_decode_or_raise,
@@ -62,7 +62,7 @@ CLASSES = (ElectionEnvelope, ElectionReply, SwarmPlan)
 
 
 @given(msg=wire_messages, content_type=st.sampled_from(TYPES))
-def test_every_message_round_trips(msg: object, content_type: str) -> None:
+def test_every_message_round_trips(msg: WireMessage, content_type: str) -> None:
     check_round_trip(msg, content_type)
 
 
@@ -87,7 +87,7 @@ def test_mutated_fields_decode_or_raise_the_one_error(msg: object, data: st.Data
     while isinstance(target, dict | list) and target and data.draw(st.booleans()):
         key = data.draw(st.sampled_from(sorted(target) if isinstance(target, dict)
                                         else range(len(target))))
-        target = target[key]  # type: ignore[index]
+        target = target[key]
     if isinstance(target, dict):
         target[data.draw(st.sampled_from(sorted(target)) | st.text(max_size=8))] = value
     check_wire_decodes_or_raises(wire, type(msg), content_type)

@@ -10,8 +10,12 @@ from aiohttp import web
 
 from network.coordination.election import Ack, Announce, Candidate, Claim
 from network.federation.client import FederationClient, PeerError, peer_url
+from network.membership.monitor import PeerMonitor
+from network.membership.table import Membership, Timings
+from network.trust.identity import NodeIdentity
 from network.trust.signing import NONCE_HEADER, sign_reply
 from network.wire import codec
+from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.wire.messages import Heartbeat, VoteReply
 from swarm.engine.backend import GenerationRequest
@@ -40,6 +44,20 @@ async def client() -> AsyncIterator[FederationClient]:
     await federation.close()
 
 
+@pytest.fixture()
+async def prober(client) -> AsyncIterator[PeerMonitor]:
+    """The heartbeat prober of node "me", on the client's session (one session per node)."""
+    timings = Timings()
+    monitor = PeerMonitor(Membership("me", 1, RING.fingerprint, timings=timings),
+                          NodeIdentity("me", "boot1", "host", fingerprint=RING.fingerprint),
+                          timings, keys=RING, on_change=lambda _change: None,
+                          session=client.session)
+    await monitor.start()
+    yield monitor
+    await monitor.close()
+    assert not client.session().closed  # the monitor leaves the shared session to its owner
+
+
 node = node_fixture("Paris.", logprob=-0.5)
 slow_node = node_fixture(SLOW, token_latency_s=0.02)  # one vote runs until cancelled
 
@@ -48,12 +66,12 @@ async def test_vote_returns_the_peers_completion(node, client):
     completion = await client.vote("127.0.0.1", node.port, "node-a", ASK, "v-1", timeout_s=10)
     assert completion.text == "Paris." and completion.logprobs == (-0.5,)
     assert completion.finish_reason == "stop" and completion.completion_tokens == 1
-    assert node.pool.instances[0].backend.requests[0].params == ASK.params  # type: ignore[attr-defined]
+    assert node.pool.instances[0].backend.requests[0].params == ASK.params
 
 
-async def test_health_echoes_the_nonce(node, client):
-    beat = await client.health("127.0.0.1", node.port, "nonce-7")
-    assert (beat.node_id, beat.nonce, beat.api_port) == ("node-a", "nonce-7", node.port)
+async def test_a_probe_on_the_shared_session_gets_the_signed_heartbeat(node, prober):
+    beat = await prober.probe(Address("127.0.0.1", node.port))
+    assert (beat.node_id, beat.api_port) == ("node-a", node.port) and beat.nonce
 
 
 async def test_cancelling_the_awaiting_task_cancels_the_vote_on_the_peer(slow_node, client):
@@ -76,13 +94,13 @@ async def test_a_vote_timeout_is_a_peer_error_and_cancels_on_the_peer(slow_node,
     await until(lambda: slow_node.pool.instances[0].active == 0, what="the peer's instance freed")
 
 
-async def test_a_dead_address_is_a_peer_error_fast(client):
+async def test_a_dead_address_is_a_peer_error_fast(client, prober):
     port = closed_port()
     started = time.perf_counter()
     with pytest.raises(PeerError) as caught:
         await client.vote("127.0.0.1", port, "ghost", ASK, "d-1", timeout_s=30)
-    with pytest.raises(PeerError):
-        await client.health("127.0.0.1", port, "n")
+    with pytest.raises(PeerError, match="connect failed"):
+        await prober.probe(Address("127.0.0.1", port))
     assert time.perf_counter() - started < 1.0
     assert caught.value.node_id == "ghost" and caught.value.__cause__ is not None
 
@@ -153,14 +171,14 @@ async def liar() -> AsyncIterator[int]:
         yield port
 
 
-async def test_bad_replies_are_peer_errors(liar, client):
+async def test_bad_replies_are_peer_errors(liar, client, prober):
     garbage = GenerationRequest(prompt="garbage")
     with pytest.raises(PeerError, match="bad VoteReply"):
         await client.vote("127.0.0.1", liar, "liar", garbage, "g-1", timeout_s=5)
     with pytest.raises(PeerError, match="someone-else"):
         await client.vote("127.0.0.1", liar, "liar", ASK, "g-2", timeout_s=5)
     with pytest.raises(PeerError, match="nonce"):
-        await client.health("127.0.0.1", liar, "fresh")
+        await prober.probe(Address("127.0.0.1", liar))
 
 
 async def test_bad_election_and_plan_replies_are_peer_errors(liar, client):

@@ -12,12 +12,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from network.coordination.election import Ack, Announce, Candidate, Message
+from network.coordination.election import Ack, Announce, Candidate, Message, Role
 from network.federation.server import VERDICT_KEY, FederationRoutes, reply_kind
 from network.membership.table import Membership
 from network.trust.identity import NodeIdentity
 from network.trust.signing import NONCE_HEADER, Verdict, check_reply
 from network.wire import codec
+from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.wire.messages import CancelRequest, Heartbeat, VoteReply
 from network.wire.txt import PeerAdvert
@@ -28,6 +29,8 @@ from tests.federation_fixtures import (
     PLAN,
     SLOW,
     Node,
+    ScriptedElection,
+    StaticMember,
     Voter,
     federation_node,
     node_fixture,
@@ -87,7 +90,7 @@ def table() -> Membership:
     def add(node_id: str, now: float, **beat: object) -> None:
         advert = PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=17615,
                             model_id="scripted")
-        m.discovered(advert, f"10.0.0.{len(m) + 2}:17615", now)
+        m.discovered(advert, Address(f"10.0.0.{len(m) + 2}", 17615), now)
         if beat:
             m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
                                               api_port=17615, model_id="scripted",
@@ -100,7 +103,7 @@ def table() -> Membership:
     m.heartbeat_failed("gone", 95.0)
     m.heartbeat_failed("gone", 95.5)
     m.discovered(PeerAdvert(node_id="alien", boot_id="b1", protocol=2, api_port=17615,
-                            model_id="other"), "10.0.0.9:17615", 99.0)
+                            model_id="other"), Address("10.0.0.9", 17615), 99.0)
     return m
 
 
@@ -174,7 +177,7 @@ async def test_vote_round_trip_in_the_requests_format(node, http, kind):
     assert (reply.request_id, reply.node_id, reply.text) == ("rt-1", "node-a", "Paris is the ")
     assert reply.logprobs == (-0.25,) * 4 and reply.completion_tokens == 4  # the stop one counts
     assert reply.finish_reason == "stop" and reply.prompt_tokens > 0
-    request = node.pool.instances[0].backend.requests[0]  # type: ignore[attr-defined]
+    request = node.pool.instances[0].backend.requests[0]
     assert request.params.temperature == 0.0 and request.params.max_tokens == 500
 
 
@@ -185,7 +188,7 @@ async def post(http: aiohttp.ClientSession, url: str, body: bytes | AsyncIterato
     over = signed_over if signed_over is not None else body
     assert isinstance(over, bytes)
     async with http.post(url, data=body,
-                         headers=signed(path, over, **{"Content-Type": kind})) as r:
+                         headers={**signed(path, over), "Content-Type": kind}) as r:
         payload = await r.json() if r.content_type == codec.JSON else {}
         return r.status, payload
 
@@ -209,7 +212,7 @@ async def test_a_cancel_that_beats_its_vote_stops_it_before_it_starts(node, http
         200, {"request_id": "early", "cancelled": False})
     status, error = await post(http, node.url + "/v1/federation/vote", vote_body("early"))
     assert status == 409 and error["error"]["code"] == "vote_cancelled"
-    assert node.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
+    assert node.pool.instances[0].backend.requests == []
 
 
 async def test_a_busy_node_answers_429_with_retry_after(slow_node, http):
@@ -290,7 +293,7 @@ async def leader(voter) -> AsyncIterator[Node]:
     """node-a leading term 4 (priority 3), with a plan and an election handler."""
     async with federation_node(InstancePool([ScriptedBackend()]), election=voter,
                                plan=lambda: PLAN,
-                               election_view=lambda: (4, "node-a", 3, False)) as served:
+                               election_view=(4, "node-a", 3, False)) as served:
         yield served
 
 
@@ -386,8 +389,8 @@ async def test_heartbeat_and_rows_carry_the_election_view(leader, http):
     async with http.get(leader.url + "/v1/federation/peers") as r:
         body = await r.json()
     assert (body["term"], body["coordinator"], body["role"]) == (4, "node-a", "coordinator")
-    leader.routes.election_view = lambda: (4, "node-a", 3, True)  # leading itself only
-    async with http.get(leader.url + "/v1/federation/health") as r:
+    leader.member.election = ScriptedElection("node-a", view=(4, "node-a", 3, True))
+    async with http.get(leader.url + "/v1/federation/health") as r:  # leading itself only
         assert codec.decode(await r.read(), r.content_type, Heartbeat).solo is True
 
 
@@ -395,11 +398,11 @@ async def test_peers_name_the_role_given_or_derived(node, http):
     async with http.get(node.url + "/v1/federation/peers") as r:  # no election at all
         assert {k: (await r.json())[k] for k in ("term", "coordinator", "role")} == {
             "term": None, "coordinator": None, "role": None}
-    node.routes.election_view = lambda: (2, "node-b", 0, False)
+    node.member.election = ScriptedElection("node-a", view=(2, "node-b", 0, False))
     assert node.routes.election_status() == {"term": 2, "coordinator": "node-b",
                                              "role": "follower", "solo": False}
-    node.routes.election_view = lambda: (3, None, 0, False)
-    node.routes.election_role = lambda: "candidate"
+    node.member.election = ScriptedElection("node-a", view=(3, None, 0, False),
+                                            given_role=Role.CANDIDATE)
     assert node.routes.election_status()["role"] == "candidate"
 
 
@@ -407,13 +410,12 @@ def test_peer_rows_mark_a_peer_that_leads_by_its_heartbeat():
     m = Membership("node-a", 1, "")
     for node_id, coordinator in (("lead", "lead"), ("follow", "lead")):
         m.discovered(PeerAdvert(node_id=node_id, boot_id="b1", protocol=1, api_port=1),
-                     f"10.0.0.{len(m) + 2}:1", 1.0)
+                     Address(f"10.0.0.{len(m) + 2}", 1), 1.0)
         m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
                                           api_port=1, term=6, coordinator=coordinator), 1.0)
-    routes = FederationRoutes(NodeIdentity("node-a", "boot1", "host"),
-                              InstancePool([ScriptedBackend()]), m, api_port_getter=lambda: 1,
-                              hardware={}, clock=lambda: 2.0,
-                              election_view=lambda: (6, "lead", None, False))
+    member = StaticMember(NodeIdentity("node-a", "boot1", "host"), m, api_port=1,
+                          election=ScriptedElection("node-a", view=(6, "lead", None, False)))
+    routes = FederationRoutes(member, InstancePool([ScriptedBackend()]), clock=lambda: 2.0)
     rows = {row["node_id"]: row for row in routes.rows(None)}
     assert [(r["term"], r["coordinator"]) for r in rows.values()] == [
         (6, False), (6, False), (6, True)]  # node-a (self), follow, lead

@@ -34,7 +34,7 @@ def test_probe_without_torch_finds_no_gpu_and_does_not_fail(monkeypatch):
 
 def test_hardware_info_is_frozen():
     try:
-        BOX.cpu_count_logical = 4  # type: ignore[misc]
+        BOX.cpu_count_logical = 4
     except dataclasses.FrozenInstanceError:
         return
     raise AssertionError("HardwareInfo must be frozen")

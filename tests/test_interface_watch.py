@@ -68,7 +68,8 @@ def test_changed_says_what_changed(before: set[Entry], after: set[Entry], reason
 def test_the_address_leaving_and_returning_are_two_changes() -> None:
     """The case that matters: the second change (the address is back) must be reported too."""
     on = {"wlan0": [v4(WIFI)]}
-    reads = [(on, {"wlan0": Stat(True)}), ({"wlan0": []}, {"wlan0": Stat(False)}),
+    reads: list[tuple[dict[str, list[Addr]], dict[str, Stat]]] = [
+             (on, {"wlan0": Stat(True)}), ({"wlan0": []}, {"wlan0": Stat(False)}),
              ({"wlan0": []}, {"wlan0": Stat(True)}), (on, {"wlan0": Stat(True)})]
     shots = [snapshot(addrs, stats, [WIFI]) for addrs, stats in reads]
     reasons = [changed(a, b) for a, b in zip(shots, shots[1:], strict=False)]
@@ -82,10 +83,10 @@ addr_entries = st.lists(st.builds(lambda family, a: Addr(family, a, None, None, 
                                   st.sampled_from(ADDRESSES)), max_size=4)
 if_addrs = st.dictionaries(st.sampled_from(NAMES), addr_entries, max_size=4)
 if_stats = st.dictionaries(st.sampled_from(NAMES), st.builds(Stat, st.booleans()), max_size=5)
-watched = st.lists(st.sampled_from(ADDRESSES), max_size=3)
+watched_lists = st.lists(st.sampled_from(ADDRESSES), max_size=3)
 
 
-@given(if_addrs, if_stats, watched)
+@given(if_addrs, if_stats, watched_lists)
 def test_snapshot_is_order_free_and_only_holds_watched_ipv4(addrs: dict[str, list[Addr]],
                                                            stats: dict[str, Stat],
                                                            wanted: list[str]) -> None:
@@ -98,7 +99,7 @@ def test_snapshot_is_order_free_and_only_holds_watched_ipv4(addrs: dict[str, lis
     assert all(e.up == (stats[e.interface].isup if e.interface in stats else True) for e in shot)
 
 
-@given(if_addrs, if_stats, if_addrs, if_stats, watched)
+@given(if_addrs, if_stats, if_addrs, if_stats, watched_lists)
 def test_changed_is_none_exactly_when_the_snapshots_are_equal(
         addrs_a: dict[str, list[Addr]], stats_a: dict[str, Stat], addrs_b: dict[str, list[Addr]],
         stats_b: dict[str, Stat], wanted: list[str]) -> None:
@@ -338,24 +339,24 @@ def test_a_bad_interval_is_refused() -> None:
 
 # ---- owned by Federation -----------------------------------------------------------------------
 
-def _federation(tmp: Path, mdns: bool) -> Any:
+async def _federation(tmp: Path, mdns: bool) -> Any:
     import main
     from network.trust.swarm_key import SwarmKey
-    from swarm.engine.pool import InstancePool
     from swarm.engine.scripted import ScriptedBackend
     from swarm.node.config import load_config
 
     config = load_config(env={}, cli={
         "federation.enabled": True, "federation.mdns": mdns, "federation.node_id": "watch-a",
         "federation.swarm_key": SwarmKey.generate().text, "model.cache_dir": str(tmp),
-        "api.host": "127.0.0.1", "api.port": 17999})
-    pool = InstancePool([ScriptedBackend(["hi"])], queue_depth=1)
-    federation, *_ = main._federated_app(config, pool, ["127.0.0.1"], 1.0, lambda: 17999)
-    return federation, pool
+        "api.host": "127.0.0.1", "api.port": 17999, "model.queue_depth": 1})
+    services = await main.build_services(config, main.Engine.given([ScriptedBackend(["hi"])],
+                                                                   1.0))
+    assert services.swarm is not None and services.lan_addresses == ["127.0.0.1"]
+    return services.swarm.federation, services.pool
 
 
 async def test_without_mdns_there_is_no_watcher(tmp_path: Path) -> None:
-    federation, pool = _federation(tmp_path, mdns=False)
+    federation, pool = await _federation(tmp_path, mdns=False)
     try:
         await federation.start(17999)
         assert federation.mdns is None and federation.interface_watch is None
@@ -369,7 +370,7 @@ async def _federation_owns_the_watcher() -> dict[str, Any]:
 
     order: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        federation, pool = _federation(Path(tmp), mdns=True)
+        federation, pool = await _federation(Path(tmp), mdns=True)
         await federation.start(17999)
         watcher, mdns = federation.interface_watch, federation.mdns
         assert watcher is not None and mdns is not None and watcher.watched == ("127.0.0.1",)
@@ -383,7 +384,7 @@ async def _federation_owns_the_watcher() -> dict[str, Any]:
             async def closing(close: Any = close, name: str = name) -> None:
                 order.append(name)
                 await close()
-            obj.close = closing  # type: ignore[method-assign]
+            obj.close = closing
         await federation.close()
         pool.close()
     return {"order": order, "cancelled": task is not None and task.cancelled(),

@@ -91,7 +91,7 @@ def test_three_nodes_discover_vote_together_and_survive_a_crash_and_a_cut():
 
         # SIGKILL node 3: it leaves routing within 1.5 s; requests keep succeeding.
         watcher = client_bg(lan, 1, "until", url, "n3", "suspect,dead,absent", "10")
-        assert json.loads(watcher.stdout.readline())["watching"]  # type: ignore[union-attr]
+        assert json.loads(watcher.stdout.readline())["watching"]
         killed_at = time.time()
         nodes[2].proc.send_signal(signal.SIGKILL)
         gone = json.loads(watcher.communicate(timeout=30)[0].strip().splitlines()[-1])

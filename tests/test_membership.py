@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from network.membership import table as membership_module
 from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
+from network.wire.address import Address
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
 from tests.module_imports import imported_packages
@@ -55,7 +56,7 @@ class ProbeSim:
 
     def run(self, until: float) -> None:
         t = self.timings
-        self.changes += self.m.discovered(advert(), "10.77.0.1:17615", self.now)
+        self.changes += self.m.discovered(advert(), Address("10.77.0.1", 17615), self.now)
         seq = itertools.count()
         queue: list[tuple[float, int, Callable[[], list[Change]]]] = []
         for k in range(int(until / t.interval_s) + 1):
@@ -92,7 +93,7 @@ class ProbeSim:
 
 def test_discovered_peer_joins_on_its_first_answer() -> None:
     m = table()
-    assert m.discovered(advert(), "10.77.0.1:17615", 0.0) == []
+    assert m.discovered(advert(), Address("10.77.0.1", 17615), 0.0) == []
     assert m.get("n1").state is PeerState.JOINING and m.routable() == ()  # type: ignore[union-attr]
     changes = m.heartbeat_ok("n1", beat(load=0.5), 0.1)
     assert kinds(changes) == [ChangeKind.JOINED]
@@ -128,7 +129,7 @@ def test_a_busy_peer_that_answers_within_the_request_timeout_is_never_dead(
 
 def test_a_dead_peer_that_answers_is_alive_again_immediately() -> None:
     m = table()
-    m.discovered(advert(), "a", 0.0)
+    m.discovered(advert(), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat(), 0.0)
     assert kinds(m.heartbeat_failed("n1", 0.5)) == [ChangeKind.SUSPECTED]
     assert kinds(m.heartbeat_failed("n1", 1.0)) == [ChangeKind.LEFT]
@@ -140,7 +141,7 @@ def test_a_dead_peer_that_answers_is_alive_again_immediately() -> None:
 
 def test_silence_makes_suspect_and_silence_plus_a_miss_makes_dead() -> None:
     m = table()
-    m.discovered(advert(), "a", 0.0)
+    m.discovered(advert(), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat(), 0.0)
     assert m.tick(T.suspect_after_s) == []
     assert kinds(m.tick(T.suspect_after_s + 0.01)) == [ChangeKind.SUSPECTED]
@@ -153,7 +154,7 @@ def test_silence_makes_suspect_and_silence_plus_a_miss_makes_dead() -> None:
 
 def test_a_peer_that_never_answers_is_unreachable() -> None:
     m = table()
-    m.discovered(advert(), "a", 0.0)
+    m.discovered(advert(), Address("a", 1), 0.0)
     assert m.heartbeat_failed("n1", 0.1, "connection refused") == []
     assert m.get("n1").state is PeerState.JOINING  # type: ignore[union-attr]
     changes = m.heartbeat_failed("n1", 0.6, "connection refused")
@@ -163,28 +164,28 @@ def test_a_peer_that_never_answers_is_unreachable() -> None:
 
 def test_a_new_boot_id_is_a_restart_from_mdns_or_from_the_heartbeat() -> None:
     m = table()
-    m.discovered(advert(), "a", 0.0)
+    m.discovered(advert(), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat(), 0.0)
-    changes = m.discovered(advert(boot_id="b2"), "a", 1.0)
+    changes = m.discovered(advert(boot_id="b2"), Address("a", 1), 1.0)
     assert kinds(changes) == [ChangeKind.RESTARTED] and "b1 -> b2" in changes[0].reason
     assert m.get("n1").state is PeerState.JOINING and not m.routable()  # type: ignore[union-attr]
     assert kinds(m.heartbeat_ok("n1", beat(boot_id="b2"), 1.1)) == [ChangeKind.JOINED]
     changes = m.heartbeat_ok("n1", beat(boot_id="b3"), 2.0)
     assert kinds(changes) == [ChangeKind.RESTARTED, ChangeKind.JOINED]
     assert m.get("n1").advert.boot_id == "b3"  # type: ignore[union-attr]
-    assert m.discovered(advert(boot_id="b3", model_id="new"), "b", 3.0) == []
-    assert m.get("n1").address == "b" and m.routable()  # type: ignore[union-attr]
+    assert m.discovered(advert(boot_id="b3", model_id="new"), Address("b", 1), 3.0) == []
+    assert m.get("n1").address == Address("b", 1) and m.routable()  # type: ignore[union-attr]
 
 
 def test_foreign_peers_are_listed_with_a_reason_and_never_routed() -> None:
     m = table()
-    changes = m.discovered(advert("n2", fingerprint="ffff"), "a", 0.0)
+    changes = m.discovered(advert("n2", fingerprint="ffff"), Address("a", 1), 0.0)
     assert kinds(changes) == [ChangeKind.FOREIGN] and "another swarm" in changes[0].reason
     assert m.heartbeat_ok("n2", beat("n2", swarm="ffff"), 0.1) == []
-    assert m.discovered(advert("n2", fingerprint="ffff"), "a", 0.2) == []
-    assert kinds(m.discovered(advert("n2", protocol=2, fingerprint="ffff"), "a", 0.3)) == [
+    assert m.discovered(advert("n2", fingerprint="ffff"), Address("a", 1), 0.2) == []
+    assert kinds(m.discovered(advert("n2", protocol=2, fingerprint="ffff"), Address("a", 1), 0.3)) == [
         ChangeKind.FOREIGN]
-    assert m.discovered(advert("n2"), "a", 0.4) == []  # key rotated into our swarm
+    assert m.discovered(advert("n2"), Address("a", 1), 0.4) == []  # key rotated into our swarm
     assert m.get("n2").state is PeerState.JOINING  # type: ignore[union-attr]
     changes = m.heartbeat_ok("n2", beat("n2", protocol=7), 0.5)
     assert kinds(changes) == [ChangeKind.FOREIGN] and "protocol 7" in changes[0].reason
@@ -193,20 +194,20 @@ def test_foreign_peers_are_listed_with_a_reason_and_never_routed() -> None:
 
 def test_own_id_and_impostors() -> None:
     m = table(self_boot_id="me1")
-    assert m.discovered(advert(ME, "me1"), "a", 0.0) == []
-    assert kinds(m.discovered(advert(ME, "other"), "b", 0.0)) == [ChangeKind.IGNORED]
+    assert m.discovered(advert(ME, "me1"), Address("a", 1), 0.0) == []
+    assert kinds(m.discovered(advert(ME, "other"), Address("b", 1), 0.0)) == [ChangeKind.IGNORED]
     assert len(m) == 0
-    m.discovered(advert(), "a", 0.0)
+    m.discovered(advert(), Address("a", 1), 0.0)
     changes = m.heartbeat_ok("n1", beat("n9"), 0.1)
     assert changes == [] and m.get("n1").reason == "answered as 'n9'"  # type: ignore[union-attr]
 
 
 def test_goodbye_forgets_the_peer() -> None:
     m = table()
-    m.discovered(advert(), "a", 0.0)
+    m.discovered(advert(), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat(), 0.0)
     assert kinds(m.removed("n1")) == [ChangeKind.LEFT] and len(m) == 0
-    m.discovered(advert("n2"), "a", 0.0)
+    m.discovered(advert("n2"), Address("a", 1), 0.0)
     assert kinds(m.removed("n2")) == [ChangeKind.FORGOTTEN]
     assert m.removed("n3") == []
 
@@ -214,14 +215,14 @@ def test_goodbye_forgets_the_peer() -> None:
 def test_the_table_is_capped_and_only_dead_or_foreign_records_make_room() -> None:
     m = table(max_peers=3)
     for i in range(3):
-        m.discovered(advert(f"n{i}"), "a", 0.0)
+        m.discovered(advert(f"n{i}"), Address("a", 1), 0.0)
         m.heartbeat_ok(f"n{i}", beat(f"n{i}"), 0.0)
-    changes = m.discovered(advert("n9"), "a", 1.0)
+    changes = m.discovered(advert("n9"), Address("a", 1), 1.0)
     assert kinds(changes) == [ChangeKind.IGNORED] and "full (3" in changes[0].reason
     m.heartbeat_failed("n1", 2.0)
     m.heartbeat_failed("n1", 2.5)
     assert m.get("n1").state is PeerState.DEAD  # type: ignore[union-attr]
-    changes = m.discovered(advert("n9"), "a", 3.0)
+    changes = m.discovered(advert("n9"), Address("a", 1), 3.0)
     assert kinds(changes) == [ChangeKind.FORGOTTEN] and changes[0].node_id == "n1"
     assert sorted(p.node_id for p in m.peers()) == ["n0", "n2", "n9"]
 
@@ -241,7 +242,7 @@ def _replay(script: list[tuple[float, tuple]]) -> tuple[Membership, list[Change]
     for dt, ev in script:
         now += dt
         if ev[0] == "discovered":
-            out += m.discovered(advert(ev[1], ev[2], fingerprint=ev[3]), "a", now)
+            out += m.discovered(advert(ev[1], ev[2], fingerprint=ev[3]), Address("a", 1), now)
         elif ev[0] == "ok":
             out += m.heartbeat_ok(ev[1], beat(ev[1], ev[2]), now)
         elif ev[0] == "failed":
@@ -283,32 +284,32 @@ def test_the_core_is_pure() -> None:
 
 def test_a_previous_swarm_key_is_still_accepted_during_a_rotation() -> None:
     m = table(also_accepted=frozenset({"0ld"}))
-    assert m.discovered(advert("n2", fingerprint="0ld"), "a", 0.0) == []
+    assert m.discovered(advert("n2", fingerprint="0ld"), Address("a", 1), 0.0) == []
     assert kinds(m.heartbeat_ok("n2", beat("n2", swarm="0ld"), 0.1)) == [ChangeKind.JOINED]
-    changes = m.discovered(advert("n3", fingerprint="ffff"), "b", 0.2)
+    changes = m.discovered(advert("n3", fingerprint="ffff"), Address("b", 1), 0.2)
     assert kinds(changes) == [ChangeKind.FOREIGN] and [p.node_id for p in m.routable()] == ["n2"]
 
 
 def test_a_refused_heartbeat_keeps_the_peer_foreign_until_it_restarts() -> None:
     m = table()
-    m.discovered(advert("n2"), "a", 0.0)
+    m.discovered(advert("n2"), Address("a", 1), 0.0)
     m.heartbeat_ok("n2", beat("n2"), 0.1)
-    changes = m.refused(advert("n2"), "a", 0.2, "another swarm key (fingerprint x)")
+    changes = m.refused(advert("n2"), Address("a", 1), 0.2, "another swarm key (fingerprint x)")
     assert kinds(changes) == [ChangeKind.FOREIGN] and changes[0].previous is PeerState.ALIVE
-    assert m.refused(advert("n2"), "a", 0.3, "another swarm key (fingerprint x)") == []
-    assert m.discovered(advert("n2"), "a", 0.4) == []  # same boot: still refused
+    assert m.refused(advert("n2"), Address("a", 1), 0.3, "another swarm key (fingerprint x)") == []
+    assert m.discovered(advert("n2"), Address("a", 1), 0.4) == []  # same boot: still refused
     assert m.heartbeat_ok("n2", beat("n2"), 0.5) == [] and m.routable() == ()
     assert m.get("n2").reason == "another swarm key (fingerprint x)"  # type: ignore[union-attr]
-    assert m.discovered(advert("n2", "b2"), "a", 0.6) == []  # restarted: probed again
+    assert m.discovered(advert("n2", "b2"), Address("a", 1), 0.6) == []  # restarted: probed again
     assert kinds(m.heartbeat_ok("n2", beat("n2", "b2"), 0.7)) == [ChangeKind.JOINED]
-    assert m.refused(advert(ME), "z", 0.8, "x") == []  # never our own id
+    assert m.refused(advert(ME), Address("z", 1), 0.8, "x") == []  # never our own id
 
 
 def test_refused_strangers_respect_the_table_cap() -> None:
     m = table(max_peers=1)
-    m.discovered(advert("n1"), "a", 0.0)
+    m.discovered(advert("n1"), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat("n1"), 0.1)
-    assert kinds(m.refused(advert("n9"), "z", 0.2, "no swarm key")) == [ChangeKind.IGNORED]
+    assert kinds(m.refused(advert("n9"), Address("z", 1), 0.2, "no swarm key")) == [ChangeKind.IGNORED]
     assert [p.node_id for p in m.peers()] == ["n1"]
 
 
@@ -317,7 +318,7 @@ def test_refused_strangers_respect_the_table_cap() -> None:
 def test_an_unapproved_peer_with_the_key_is_pending_and_never_routed() -> None:
     approved: set[str] = set()
     m = table(approved=approved.__contains__)
-    m.discovered(advert("n1"), "a", 0.0)
+    m.discovered(advert("n1"), Address("a", 1), 0.0)
     changes = m.heartbeat_ok("n1", beat("n1"), 0.1)
     assert kinds(changes) == [ChangeKind.PENDING] and changes[0].previous is PeerState.JOINING
     peer = m.get("n1")
@@ -337,7 +338,7 @@ def test_an_unapproved_peer_with_the_key_is_pending_and_never_routed() -> None:
 
 def test_a_pending_peer_that_goes_quiet_dies_and_returns_pending() -> None:
     m = table(approved=lambda _id: False)
-    m.discovered(advert("n1"), "a", 0.0)
+    m.discovered(advert("n1"), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat("n1"), 0.1)
     assert kinds(m.heartbeat_failed("n1", 0.2, "refused")) == []  # one miss: still pending
     assert m.get("n1").state is PeerState.PENDING  # type: ignore[union-attr]
@@ -375,7 +376,7 @@ def test_only_approved_peers_are_ever_routable(script: list[tuple[float, tuple]]
 
 def _replay_one(m: Membership, ev: tuple, now: float) -> None:
     if ev[0] == "discovered":
-        m.discovered(advert(ev[1], ev[2], fingerprint=ev[3]), "a", now)
+        m.discovered(advert(ev[1], ev[2], fingerprint=ev[3]), Address("a", 1), now)
     elif ev[0] == "ok":
         m.heartbeat_ok(ev[1], beat(ev[1], ev[2]), now)
     elif ev[0] == "failed":
@@ -389,7 +390,7 @@ def _replay_one(m: Membership, ev: tuple, now: float) -> None:
 def test_approving_a_pending_peer_that_just_missed_a_probe_makes_it_suspect() -> None:
     approved: set[str] = set()
     m = table(approved=approved.__contains__)
-    m.discovered(advert("n1"), "a", 0.0)
+    m.discovered(advert("n1"), Address("a", 1), 0.0)
     m.heartbeat_ok("n1", beat("n1"), 0.1)
     m.heartbeat_failed("n1", 0.2, "refused")
     approved.add("n1")

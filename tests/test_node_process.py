@@ -25,6 +25,7 @@ def wait_for_url(proc: subprocess.Popen[str], timeout: float = 180,
                  seen: list[str] | None = None) -> str:
     deadline = time.monotonic() + timeout
     seen = [] if seen is None else seen
+    assert proc.stderr is not None
     for line in proc.stderr:  # blocks on the child's own output, no polling
         seen.append(line)
         match = re.search(r"listening on (http://\S+)", line)

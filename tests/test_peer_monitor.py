@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from network.discovery.mdns import Address, AddressAdded, AddressRemoved, Found, Gone
+from network.federation.client import FederationClient
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
 from network.trust.identity import NodeIdentity
@@ -119,18 +120,27 @@ class Changes:
         return next(t for t, c in self.seen if c is change)
 
 
-def monitor_for(changes: Changes, timings: Timings | None = None) -> tuple[PeerMonitor, Membership]:
+@pytest.fixture
+async def client() -> AsyncIterator[FederationClient]:
+    """The node's peer client: it owns the one session the monitor probes through."""
+    peers = FederationClient(keys=RING)
+    yield peers
+    await peers.close()
+
+
+def monitor_for(changes: Changes, client: FederationClient,
+                timings: Timings | None = None) -> tuple[PeerMonitor, Membership]:
     timings = timings or Timings()
     membership = Membership(ME.node_id, ME.protocol, FP, self_boot_id=ME.boot_id, timings=timings)
     monitor = PeerMonitor(membership, ME, timings, keys=RING, on_change=changes,
-                          rng=random.Random(7))
+                          rng=random.Random(7), session=client.session)
     return monitor, membership
 
 
 @pytest.fixture
-async def running() -> AsyncIterator[tuple[PeerMonitor, Membership, Changes]]:
+async def running(client) -> AsyncIterator[tuple[PeerMonitor, Membership, Changes]]:
     changes = Changes()
-    monitor, membership = monitor_for(changes)
+    monitor, membership = monitor_for(changes, client)
     await monitor.start()
     yield monitor, membership, changes
     await monitor.close()
@@ -145,7 +155,7 @@ async def test_join_crash_and_return(running, record_property: Callable[[str, ob
     joined = await changes.wait_for(ChangeKind.JOINED, "peer-a", 1.0)
     join_s = changes.at(joined) - found
     assert [p.node_id for p in membership.routable()] == ["peer-a"]
-    assert monitor.snapshot()[0].address == f"127.0.0.1:{peer.port}"
+    assert monitor.snapshot()[0].address == Address("127.0.0.1", peer.port)
     assert monitor.snapshot()[0].heartbeat.load == 0.5
 
     crashed = time.monotonic()
@@ -197,7 +207,7 @@ async def test_a_manual_address_is_learned_from_its_heartbeat(running) -> None:
     peer = await FakePeer("static-c", content_type=codec.MSGPACK).start()
     monitor.on_discovery(AddressAdded(Address("127.0.0.1", peer.port)))
     joined = await changes.wait_for(ChangeKind.JOINED, "static-c", 1.0)
-    assert joined.peer.address == f"127.0.0.1:{peer.port}"
+    assert joined.peer.address == Address("127.0.0.1", peer.port)
     assert joined.peer.advert == PeerAdvert.from_heartbeat(joined.peer.heartbeat)
     await peer.crash()
     await changes.wait_for(ChangeKind.LEFT, "static-c", 1.5)
@@ -248,9 +258,9 @@ async def test_a_wrong_nonce_never_counts(running) -> None:
     await liar.crash()
 
 
-async def test_goodbye_forgets_and_discovery_before_start_is_kept() -> None:
+async def test_goodbye_forgets_and_discovery_before_start_is_kept(client) -> None:
     changes = Changes()
-    monitor, membership = monitor_for(changes)
+    monitor, membership = monitor_for(changes, client)
     peer = await FakePeer("early-f").start()
     monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))  # before start(): must not be lost
     await monitor.start()
@@ -282,9 +292,9 @@ async def test_a_multi_homed_peer_is_kept_where_it_answers(running) -> None:
     peer = await FakePeer("multi-h").start()  # listens on 127.0.0.1 only: 127.0.0.2 refuses
     monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
     joined = await changes.wait_for(ChangeKind.JOINED, "multi-h", 1.0)
-    assert joined.peer.address == f"127.0.0.1:{peer.port}"
+    assert joined.peer.address == Address("127.0.0.1", peer.port)
     monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
-    assert membership.get("multi-h").address == f"127.0.0.1:{peer.port}"  # no flapping back
+    assert membership.get("multi-h").address == Address("127.0.0.1", peer.port)  # no flapping back
     await peer.crash()
 
 
@@ -317,7 +327,7 @@ async def test_a_manual_peer_without_our_key_is_listed_foreign_under_its_claimed
     monitor.add_address("127.0.0.1", stranger.port)
     refused = await changes.wait_for(ChangeKind.FOREIGN, "manual-j", 2.0)
     assert refused.reason == f"another swarm key (fingerprint {OTHER_KEY.fingerprint})"
-    assert refused.peer.address == f"127.0.0.1:{stranger.port}" and membership.routable() == ()
+    assert refused.peer.address == Address("127.0.0.1", stranger.port) and membership.routable() == ()
     await stranger.crash()
     stranger.keys, stranger.boot_id = RING, "boot-2"  # restarted with our key
     await stranger.start()
@@ -326,9 +336,9 @@ async def test_a_manual_peer_without_our_key_is_listed_foreign_under_its_claimed
     await stranger.crash()
 
 
-async def test_an_unsigned_answer_cannot_take_over_a_members_address() -> None:
+async def test_an_unsigned_answer_cannot_take_over_a_members_address(client) -> None:
     changes = Changes()
-    monitor, membership = monitor_for(changes)
+    monitor, membership = monitor_for(changes, client)
     await monitor.start()
     member = await FakePeer("member-k").start()
     impostor = await FakePeer("member-k", keys=None).start()  # claims the member's id
@@ -338,7 +348,8 @@ async def test_an_unsigned_answer_cannot_take_over_a_members_address() -> None:
         monitor.add_address("127.0.0.1", impostor.port)
         await impostor.answers(2, 2.0)
         peer = membership.get("member-k")
-        assert peer.state is PeerState.ALIVE and peer.address == f"127.0.0.1:{member.port}"
+        assert peer is not None and peer.state is PeerState.ALIVE
+        assert peer.address == Address("127.0.0.1", member.port)
         assert "not signed" in monitor.unanswered()[f"127.0.0.1:{impostor.port}"]
     finally:
         await monitor.close()
@@ -346,7 +357,7 @@ async def test_an_unsigned_answer_cannot_take_over_a_members_address() -> None:
         await impostor.crash()
 
 
-async def test_during_a_rotation_a_peer_with_only_the_previous_key_stays_a_member() -> None:
+async def test_during_a_rotation_a_peer_with_only_the_previous_key_stays_a_member(client) -> None:
     new = SwarmKey(bytes(range(200, 232)))
     rotated = KeyRing(new, (KEY,))
     me = NodeIdentity(node_id="me-000000", boot_id="boot-me", name="test",
@@ -355,12 +366,14 @@ async def test_during_a_rotation_a_peer_with_only_the_previous_key_stays_a_membe
     timings = Timings()
     membership = Membership(me.node_id, me.protocol, new.fingerprint, self_boot_id=me.boot_id,
                             timings=timings, also_accepted=rotated.accepted)
-    monitor = PeerMonitor(membership, me, timings, keys=rotated, on_change=changes)
+    monitor = PeerMonitor(membership, me, timings, keys=rotated, on_change=changes,
+                          session=client.session)
     await monitor.start()
     old = await FakePeer("old-l").start()  # signs with KEY only; advertises KEY's fingerprint
     try:
         monitor.on_discovery(Found(old.advert(), "127.0.0.1"))
         joined = await changes.wait_for(ChangeKind.JOINED, "old-l", 1.0)
+        assert joined.peer is not None and joined.peer.heartbeat is not None
         assert joined.peer.heartbeat.swarm == KEY.fingerprint
     finally:
         await monitor.close()
@@ -381,7 +394,7 @@ async def test_a_peer_whose_clock_is_far_off_is_reported_once(running, caplog) -
     await peer.crash()
 
 
-async def test_probed_addresses_stay_bounded_however_many_a_lan_device_advertises() -> None:
+async def test_probed_addresses_stay_bounded_however_many_a_lan_device_advertises(client) -> None:
     """A device floods mDNS with node ids, each listing many addresses: at most MAX_ADDRESSES
     are probed per peer, and an evicted peer's addresses are no longer probed."""
     from network.membership.monitor import MAX_ADDRESSES
@@ -390,7 +403,8 @@ async def test_probed_addresses_stay_bounded_however_many_a_lan_device_advertise
     changes = Changes()
     membership = Membership(ME.node_id, ME.protocol, FP, self_boot_id=ME.boot_id,
                             timings=timings, max_peers=2)
-    monitor = PeerMonitor(membership, ME, timings, keys=RING, on_change=changes)
+    monitor = PeerMonitor(membership, ME, timings, keys=RING, on_change=changes,
+                          session=client.session)
     await monitor.start()
     hosts = tuple(f"127.0.0.{k}" for k in range(2, 40))  # nothing listens on port 9 there
     try:

@@ -16,9 +16,9 @@ PEER = {"node_id": "n2", "self": False, "state": "alive", "address": "10.0.0.2",
 
 
 def text(rows) -> str:
-    console = Console(file=io.StringIO(), width=160, color_system=None)
-    console.print(render_peers(rows))
-    return console.file.getvalue()
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(render_peers(rows))
+    return out.getvalue()
 
 
 def test_table_shows_state_address_load_and_age():
@@ -59,13 +59,14 @@ def test_hints_when_alone():
 
 
 def test_peers_command_prints_the_running_nodes_table(capsys):
-    import main
     from network.federation.server import FederationRoutes
     from network.membership.table import Membership
     from network.trust.identity import NodeIdentity
     from swarm.engine.pool import InstancePool
     from swarm.engine.scripted import ScriptedBackend
+    from swarm.node.commands import show_peers
     from swarm.node.config import load_config
+    from tests.federation_fixtures import StaticMember
     from tests.server import ServerThread
 
     pool = InstancePool([ScriptedBackend()])
@@ -75,18 +76,18 @@ def test_peers_command_prints_the_running_nodes_table(capsys):
         from network.api.app import build_app
 
         app = build_app(pool, load_config(env={}).api)
-        FederationRoutes(identity, pool, Membership("solo", 1, ""), api_port_getter=lambda: 0,
-                         hardware={}, discovery_status=lambda: {"mdns": True}).add_to(app)
+        member = StaticMember(identity, Membership("solo", 1, ""), discovery={"mdns": True})
+        FederationRoutes(member, pool).add_to(app)
         return app
 
     server = ServerThread(make_app).start()
     try:
         port = int(server.url.rsplit(":", 1)[1])
         config = load_config(env={}, cli={"api.port": port})
-        assert main.show_peers(config) == 0
+        assert show_peers(config) == 0
     finally:
         server.stop()
-    assert main.show_peers(load_config(env={}, cli={"api.port": 1})) == 1
+    assert show_peers(load_config(env={}, cli={"api.port": 1})) == 1
 
 
 def test_pending_peers_are_shown_with_how_to_approve_them():
@@ -102,7 +103,7 @@ def test_pending_peers_are_shown_with_how_to_approve_them():
 def test_peers_command_sends_the_api_key_and_explains_a_401(caplog):
     import logging
 
-    import main
+    from swarm.node import commands
     from swarm.node.config import load_config
     from tests.node_apps import federated_app, scripted_pool
     from tests.server import ServerThread
@@ -113,15 +114,15 @@ def test_peers_command_sends_the_api_key_and_explains_a_401(caplog):
     try:
         port = int(server.url.rsplit(":", 1)[1])
         with caplog.at_level(logging.ERROR):
-            assert main.show_peers(load_config(env={}, cli={"api.port": port})) == 1
+            assert commands.show_peers(load_config(env={}, cli={"api.port": port})) == 1
         assert "requires an API key and none was sent" in caplog.text
         assert "LOCAL_SWARM_API_KEYS" in caplog.text and "[api] keys" in caplog.text
         caplog.clear()
         with caplog.at_level(logging.ERROR):
             wrong = load_config(env={}, cli={"api.port": port, "api.keys": ["nope"]})
-            assert main.show_peers(wrong) == 1
+            assert commands.show_peers(wrong) == 1
         assert "is not one it accepts" in caplog.text
         keyed = load_config(env={}, cli={"api.port": port, "api.keys": ["k1"]})
-        assert main.show_peers(keyed) == 0
+        assert commands.show_peers(keyed) == 0
     finally:
         server.stop()

@@ -10,30 +10,15 @@ import pytest
 from aiohttp import web
 
 from network.federation.client import FederationClient
-from network.federation.forwarding import FORWARDED_HEADER, RouteForwarder, choose_target
-from network.federation.sources import RemoteSource
+from network.federation.forwarding import FORWARDED_HEADER, RouteForwarder
+from network.federation.gate import verify_signed
+from network.federation.sources import SwarmSources
 from network.trust.signing import Verifier
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.node.config import ApiConfig
 from tests.forward_pair import ASK, ForwardPair
 from tests.swarm_keys import OTHER, OTHER_KEY, RING, signed
-
-
-def remote(node_id: str, active: float, score: float = 0.0) -> RemoteSource:
-    return RemoteSource(node_id=node_id, address="127.0.0.1", api_port=1, load=active,
-                        bench_score=score)
-
-
-def test_choose_target_prefers_local_idle_then_least_busy_peer():
-    assert choose_target(0, [remote("b", 0)]) is None
-    assert choose_target(1, []) is None
-    assert choose_target(1, [remote("b", 1)]) is None
-    assert choose_target(2, [remote("b", 1), remote("c", 0)]).node_id == "c"
-    assert choose_target(1, [remote("b", 0, 5.0), remote("c", 0, 9.0)]).node_id == "c"
-    # Requests already forwarded and still running count: a burst spreads over peers.
-    assert choose_target(1, [remote("b", 0), remote("c", 0)], {"b": 1}).node_id == "c"
-    assert choose_target(1, [remote("b", 0), remote("c", 0)], {"b": 1, "c": 1}) is None
 
 
 @pytest.fixture(params=[RING], ids=["same-swarm"])
@@ -106,6 +91,18 @@ def test_a_forwarded_header_needs_a_valid_signature(pair, caplog):
     assert pair.forwarded == 0
 
 
+def test_route_mode_forwards_only_to_a_peer_the_coordinators_plan_picks(pair):
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
+            pair.plan = ["node-b", "node-c"]
+            sent = http.post("/v1/chat/completions", json=ASK).json()
+            pair.plan = ["node-c"]  # the coordinator leaves node-b out: A serves it itself
+            kept = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 3}).json()
+    assert sent["choices"][0]["message"]["content"] == "from-b"
+    assert kept["choices"][0]["message"]["content"].startswith("slow")
+    assert pair.forwarded == 1
+
+
 @pytest.mark.parametrize("pair", [OTHER], ids=["other-swarm"], indirect=True)
 def test_a_peer_that_refuses_our_forward_means_serving_locally(pair):
     with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
@@ -118,21 +115,21 @@ def test_a_peer_that_refuses_our_forward_means_serving_locally(pair):
 
 async def test_verifying_a_forward_twice_is_not_a_replay():
     """An auth check before the handler may verify the forward too: same verdict, no replay."""
-    forwarder = RouteForwarder(InstancePool([ScriptedBackend(["x"])]), FederationClient(),
-                               "node-a", lambda: [], verifier=Verifier(RING, audience="node-a"))
+    forwarder = RouteForwarder(SwarmSources(InstancePool([ScriptedBackend(["x"])])),
+                               FederationClient(), "node-a",
+                               verifier=Verifier(RING, audience="node-a"))
 
     async def twice(request: web.Request) -> web.Response:
-        first = await forwarder.verify_forwarded(request)
-        second = await forwarder.verify_forwarded(request)
+        first = await verify_signed(request, forwarder.verifier)
+        second = await verify_signed(request, forwarder.verifier)
         return web.json_response([first.ok, second.ok, second.code])
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", twice)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1/chat/completions"  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
     body = b'{"messages": []}'
     try:
         async with httpx.AsyncClient() as http:

@@ -5,6 +5,7 @@ import asyncio
 import random
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,16 @@ from consensus.candidates import ConsensusError, ConsensusTimeout
 from consensus.runner import run_consensus
 from consensus.strategies import DEFAULT_TEMPERATURE
 from consensus.validators import build_validator
-from swarm.engine.backend import Backend, Completion, GenerationRequest, SamplingParams, TokenEvent
+from swarm.engine.backend import (
+    Backend,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TokenEvent,
+)
 from swarm.engine.scripted import ScriptedBackend, ScriptedError, split_tokens
+from swarm.engine.source import Answer
 
 REQUEST = GenerationRequest(prompt="What is 6 x 7?", params=SamplingParams(seed=11))
 
@@ -27,13 +36,14 @@ class Fake:
     answer: str = "42"
     finish: str = "stop"
     logprob: float = -0.5
-    error: Exception | None = None
+    error: BaseException | None = None
     requests: list[GenerationRequest] = field(default_factory=list)
     cancelled: int = 0
     began: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def ask(source: Fake, request: GenerationRequest) -> Completion:
+async def ask(source: Any, request: GenerationRequest) -> Answer:
+    """The ask of a `Fake` source (any source type: the runner reads only `source_id`)."""
     source.requests.append(request)
     source.began.set()
     try:
@@ -43,7 +53,8 @@ async def ask(source: Fake, request: GenerationRequest) -> Completion:
         raise
     if source.error is not None:
         raise source.error
-    return Completion(source.answer, (1, 2), (source.logprob,) * 2, source.finish, 4)  # type: ignore[arg-type]
+    return Answer(Completion(source.answer, (1, 2), (source.logprob,) * 2,
+                             source.finish, 4), source.source_id)
 
 
 def elapsed_since(start: float) -> float:
@@ -150,7 +161,7 @@ async def test_sampling_candidates_get_distinct_seeds_and_a_positive_temperature
     decision, _ = await consensus("best_of_n", sources, n=4, request=greedy)
     sent = [r.params for s in sources for r in s.requests]
     assert len(sent) == 4 and len(sources[0].requests) == 2
-    assert sorted(p.seed for p in sent) == [5, 6, 7, 8]
+    assert sorted(p.seed or 0 for p in sent) == [5, 6, 7, 8]
     assert {p.temperature for p in sent} == {DEFAULT_TEMPERATURE}
     assert decision.notes
 
@@ -220,7 +231,7 @@ async def run_backend(backend: Backend, request: GenerationRequest) -> Completio
         cancel.set()
         await asyncio.wait([work])
         raise
-    finish = "length" if len(events) >= request.params.max_tokens else "stop"
+    finish: FinishReason = "length" if len(events) >= request.params.max_tokens else "stop"
     return Completion("".join(e.text for e in events), tuple(e.token_id for e in events),
                       tuple(e.logprob for e in events), finish, 3)
 
@@ -235,13 +246,17 @@ async def test_runner_over_scripted_backends_frees_the_losers() -> None:
     fast = ScriptedBackend(["not json"], token_latency_s=0.01)
     good = ScriptedBackend(['{"answer": 42}'], token_latency_s=0.05)
     slow = ScriptedBackend(['{"answer": 41} ' + "pad " * 50], token_latency_s=0.05)
-    sources = [BackendSource(f"local/{i}", b) for i, b in enumerate((fast, good, slow))]
+    sources: list[Any] = [BackendSource(f"local/{i}", b) for i, b in enumerate((fast, good, slow))]
+
+    async def ask_backend(source: Any, request: GenerationRequest) -> Answer:
+        return Answer(await run_backend(source.backend, request), source.source_id)
+
     start = asyncio.get_running_loop().time()
     decision = await run_consensus(
-        "first_valid", sources, REQUEST, lambda s, r: run_backend(s.backend, r), n=3,
+        "first_valid", sources, REQUEST, ask_backend, n=3,
         timeout_s=5.0, validator=build_validator({"type": "json_object"}))
     assert elapsed_since(start) < 0.5
-    assert decision.winner.source == "local/1"
+    assert decision.winner is not None and decision.winner.source == "local/1"
     assert (fast.finished, good.finished, slow.cancelled, slow.finished) == (1, 1, 1, 0)
 
 

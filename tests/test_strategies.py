@@ -119,11 +119,13 @@ def test_first_valid_never_returns_an_invalid_candidate(specs, accepted) -> None
     candidates = build(specs)
     decision = first_valid(candidates, validator)
     winner = decision.winner
-    passing = [c for c in candidates if c.ok and c.completion.text in accepted]
+    passing = [c for c in candidates if c.completion is not None and c.ok
+               and c.completion.text in accepted]
     if not passing:
         assert winner is None
     else:
-        assert winner is not None and winner.completion.text in accepted
+        assert winner is not None and winner.completion is not None
+        assert winner.completion.text in accepted
         assert winner.arrival == min(c.arrival for c in passing)
     assert first_valid(candidates).winner in (None, *[c for c in candidates if c.valid])
 
@@ -191,7 +193,8 @@ def test_best_of_n_settles_only_when_all_are_in() -> None:
 def test_best_of_n_tie_break_prefers_earlier_arrival() -> None:
     candidates = [make(1, "b", logprob=-1.0), make(0, "a", logprob=-1.0), make(2, "c", logprob=-3)]
     assert best_of_n(candidates).winner is candidates[1]
-    scored = best_of_n(candidates, score_fn=lambda c: {"c": 9.0}.get(c.completion.text))
+    scored = best_of_n(candidates,
+                       score_fn=lambda c: {"c": 9.0}.get(c.completion.text if c.completion else ""))
     assert scored.winner is candidates[2]
 
 

@@ -20,10 +20,10 @@ from network.trust.swarm_key import (
     key_path,
     load_keys,
     read_key_file,
-    run_command,
     write_key_file,
 )
 from swarm.node import cli
+from swarm.node.commands import run_command
 from swarm.node.config import load_config
 from tests.swarm_keys import KEY, OTHER_KEY
 

@@ -2,7 +2,7 @@
 heartbeats, a node with another key never used, and a rotation that keeps old-key peers.
 
 The whole-node tests build nodes exactly as `main.py --federation` does (tests/swarm_nodes.py:
-`main._federated_app`), with scripted instances and manual peers (no mDNS), all in this event loop.
+`main.build_services`), with scripted instances and manual peers (no mDNS), all in this event loop.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import main
 from network.federation.client import FederationClient, PeerError
 from network.membership.table import PeerState
 from network.trust.signing import (
@@ -29,6 +28,7 @@ from network.trust.signing import (
 from network.trust.swarm_key import SwarmKey
 from network.wire import codec
 from network.wire.messages import CancelRequest, Heartbeat
+from swarm.node import commands
 from tests.federation_fixtures import ASK, node_fixture, serve, until, vote_body
 from tests.swarm_keys import KEY, OTHER, OTHER_KEY, RING, signed
 from tests.swarm_nodes import make_swarm, running, weighted_vote
@@ -158,17 +158,17 @@ async def test_a_node_with_another_key_is_foreign_and_never_a_candidate(tmp_path
         await until(lambda: a.state_of("c") is PeerState.ALIVE, what="a to see c alive")
         await until(lambda: a.state_of("b") is PeerState.FOREIGN, what="a to see b foreign")
         await until(lambda: b.state_of("a") is PeerState.FOREIGN, what="b to see a foreign")
-        reason = a.federation.membership.get("b").reason  # type: ignore[union-attr]
+        reason = a.federation.membership.get("b").reason
         assert reason == f"another swarm key (fingerprint {OTHER_KEY.fingerprint})"
         for _ in range(3):
             sources = await weighted_vote(http, a, 6)
             assert "c" in sources and "b" not in sources, sources
-        assert b.pool.instances[0].backend.requests == []  # type: ignore[attr-defined]
-        assert c.pool.instances[0].backend.requests  # type: ignore[attr-defined]
+        assert b.pool.instances[0].backend.requests == []
+        assert c.pool.instances[0].backend.requests
         assert "a" not in await weighted_vote(http, b, 4)
         assert [p.node_id for p in a.federation.membership.routable()] == ["c"]
 
-        await asyncio.to_thread(main.show_peers, a.config)  # what `main.py peers` prints
+        await asyncio.to_thread(commands.show_peers, a.config)  # what `main.py peers` prints
         printed = capsys.readouterr().out
         assert "foreign" in printed and f"another swarm key (fingerprint {OTHER_KEY.fingerprint})" \
             in printed, printed
@@ -185,8 +185,8 @@ async def test_after_a_rotation_new_and_old_key_nodes_still_work_together(tmp_pa
                     what="the old-key node to accept the rotated node (signed with the old key)")
         assert "old" in await weighted_vote(http, rotated, 4)
         assert "new" in await weighted_vote(http, old, 4)
-        assert old.pool.instances[0].backend.requests  # type: ignore[attr-defined]
-        assert rotated.pool.instances[0].backend.requests  # type: ignore[attr-defined]
+        assert old.pool.instances[0].backend.requests
+        assert rotated.pool.instances[0].backend.requests
 
 
 async def test_a_rotated_node_without_the_previous_key_drops_old_key_peers(tmp_path):

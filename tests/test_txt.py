@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from network.wire import txt
-from network.wire.messages import ID_PATTERN, Heartbeat
+from network.wire.fields import ID_PATTERN
+from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert, TxtError
 
 ids = st.from_regex(ID_PATTERN, fullmatch=True)
@@ -108,7 +109,7 @@ def test_priority_entries_decode_canonically_or_raise(text: str) -> None:
 @pytest.mark.parametrize(("priority", "entry"), [(None, b"-"), (0, b"0"), (-1000, b"-1000"),
                                                  (1000, b"1000"), (-3, b"-3")])
 def test_priority_is_advertised_with_a_dash_for_none(priority: int | None, entry: bytes) -> None:
-    advert = PeerAdvert(**{**BASE.__dict__, "priority": priority})  # type: ignore[arg-type]
+    advert = PeerAdvert(**{**BASE.__dict__, "priority": priority})
     assert txt.encode(advert)[b"pri"] == entry
     assert txt.decode(txt.encode(advert)).priority == priority
 
@@ -140,7 +141,7 @@ def test_encode_truncates_free_text_on_a_character_boundary() -> None:
                                  {"priority": 1001}, {"priority": True}, {"priority": 1.0}])
 def test_encode_refuses_what_it_cannot_advertise(bad: dict[str, object]) -> None:
     with pytest.raises(TxtError):
-        txt.encode(PeerAdvert(**{**BASE.__dict__, **bad}))  # type: ignore[arg-type]
+        txt.encode(PeerAdvert(**{**BASE.__dict__, **bad}))
 
 
 def test_compatible_classifies_foreign_peers_with_a_reason() -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from network.wire import codec
 from network.wire.codec import JSON, MSGPACK, WireDecodeError
-from network.wire.messages import ID_PATTERN
+from network.wire.fields import ID_PATTERN, WireMessage
 
 TYPES = (MSGPACK, JSON)
 ids = st.from_regex(ID_PATTERN, fullmatch=True)
@@ -26,12 +26,12 @@ def unit(lo: float, hi: float) -> st.SearchStrategy[float]:
     return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
 
 
-def check_round_trip(msg: object, content_type: str) -> None:
-    data = codec.encode(msg, content_type)  # type: ignore[arg-type]
-    assert codec.decode(data, content_type, type(msg)) == msg  # type: ignore[arg-type]
+def check_round_trip(msg: WireMessage, content_type: str) -> None:
+    data = codec.encode(msg, content_type)
+    assert codec.decode(data, content_type, type(msg)) == msg
 
 
-def check_bytes_decode_or_raise(data: bytes, cls: type, content_type: str) -> None:
+def check_bytes_decode_or_raise(data: bytes, cls: type[WireMessage], content_type: str) -> None:
     try:
         msg = codec.decode(data, content_type, cls)
     except WireDecodeError:

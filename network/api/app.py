@@ -1,7 +1,6 @@
-"""The node's HTTP application (aiohttp): error mapping, API keys (network/api/auth.py), status routes."""
+"""The node's HTTP application (aiohttp): its middlewares (errors.py, auth.py), status routes."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -11,44 +10,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.service import ConsensusService
 from network.api.auth import auth_middleware
-from network.api.openai.routes import CompletionRoutes, as_request_error
+from network.api.errors import error_middleware
+from network.api.openai.routes import CompletionRoutes
 from network.api.openapi.document import openapi_route
 from network.federation.forwarding import RouteForwarder
 from network.trust.signing import Verifier
 from swarm.engine.pool import InstancePool
-from swarm.errors import RequestError
 from swarm.node.config import ApiConfig, ConsensusConfig
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(exc: RequestError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every failure as OpenAI's error body; clients never see a bare error page."""
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _error(RequestError(f"request body too large ({exc.text})", status=413,
-                                   code="request_too_large"))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(RequestError(exc.reason, status=exc.status, type_="invalid_request_error"))
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception as exc:
-        known = as_request_error(exc)  # client errors, busy queues, consensus outcomes
-        if known is not None:
-            return _error(known)
-        log.exception("unhandled error serving %s %s", request.method, request.path)
-        return _error(RequestError("internal error; see the node's log", status=500,
-                                   type_="server_error"))
 
 
 class BadRequestLogFilter(logging.Filter):

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from network.federation.forwarding import FORWARDED_HEADER
-from network.federation.gate import VERDICT_KEY
+from network.federation.gate import refusal, verify_signed
 from network.trust.signing import (
     KEY_ID_HEADER,
     NONCE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    Verdict,
     Verifier,
 )
+from network.wire.paths import APPROVE_PATH, FEDERATION_PREFIX, HEALTH_PATH
 from swarm.errors import RequestError
 
 if TYPE_CHECKING:
@@ -42,8 +42,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-HEALTH_PATH = "/v1/federation/health"
-LOCAL_ADMIN_PATHS = frozenset({"/v1/federation/approve"})
+LOCAL_ADMIN_PATHS = frozenset({APPROVE_PATH})
 _SIGNATURE_HEADERS = (KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
@@ -61,7 +60,7 @@ def required_auth(method: str, path: str, query: Mapping[str, str]) -> Auth:
     """The rule for one request when API keys are set; pure (method, path, query only)."""
     if not path.startswith("/v1/"):
         return Auth.OPEN
-    if not path.startswith("/v1/federation/"):
+    if not path.startswith(FEDERATION_PREFIX):
         return Auth.API_KEY_OR_FORWARD
     if path in LOCAL_ADMIN_PATHS:
         return Auth.API_KEY
@@ -78,29 +77,9 @@ def bearer_ok(headers: Mapping[str, str], keys: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(given, k.encode()) for k in keys)
 
 
-async def verify_signed(request: web.Request, verifier: Verifier) -> Verdict:
-    """Whether `request` is signed with the swarm key for this node (method, raw path and query,
-    body); the verdict is kept on the request, so a second call is not taken for a replay."""
-    if VERDICT_KEY in request:
-        return request[VERDICT_KEY]
-    verdict = verifier.precheck(request.headers)
-    if verdict.ok:
-        verdict = verifier.verify(request.method, request.raw_path, request.headers,
-                                  await request.read())
-    request[VERDICT_KEY] = verdict  # the federation handlers read it: verified once only
-    return verdict
-
-
 def _no_key(message: str = "invalid or missing API key") -> RequestError:
     return RequestError(message, status=401, code="invalid_api_key", type_="authentication_error",
                         headers={"WWW-Authenticate": "Bearer"})
-
-
-def _refused(verdict: Verdict) -> RequestError:
-    unauthenticated = verdict.status == 401
-    return RequestError(verdict.reason, status=verdict.status, code=verdict.code,
-                        type_="authentication_error" if unauthenticated else "permission_error",
-                        headers={"WWW-Authenticate": "Swarm-HMAC"} if unauthenticated else None)
 
 
 def auth_middleware(keys: tuple[str, ...], forwarder: RouteForwarder | None = None,
@@ -117,7 +96,7 @@ def auth_middleware(keys: tuple[str, ...], forwarder: RouteForwarder | None = No
             return await handler(request)
         if rule is Auth.API_KEY_OR_FORWARD and forwarder is not None \
                 and request.headers.get(FORWARDED_HEADER):
-            verdict = await forwarder.verify_forwarded(request)
+            verdict = await verify_signed(request, forwarder.verifier)
             if not verdict.ok:
                 forwarder.refuse(request, verdict)
             return await handler(request)
@@ -125,7 +104,7 @@ def auth_middleware(keys: tuple[str, ...], forwarder: RouteForwarder | None = No
                 and any(request.headers.get(h) for h in _SIGNATURE_HEADERS):
             verdict = await verify_signed(request, verifier)
             if not verdict.ok:
-                raise _refused(verdict)
+                raise refusal(verdict)
             return await handler(request)
         if rule is Auth.API_KEY_OR_SIGNED:
             raise _no_key("this view needs an API key (Authorization: Bearer KEY) or a request "

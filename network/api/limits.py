@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from network.wire.codec import deeper_than
 from swarm.errors import RequestError
 
 log = logging.getLogger(__name__)
@@ -27,22 +28,10 @@ def parse_json_body(raw: bytes) -> Any:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and integers past Python's 4300-digit limit.
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
-    _check_depth(value)
+    if deeper_than(value, MAX_JSON_DEPTH):  # before the validators, which recurse
+        raise RequestError(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels",
+                           code="invalid_value")
     return value
-
-
-def _check_depth(value: Any) -> None:
-    """Refuse containers nested deeper than `MAX_JSON_DEPTH` (iteratively: validators recurse)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if not isinstance(node, dict | list):
-            continue
-        if depth > MAX_JSON_DEPTH:
-            raise RequestError(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels",
-                               code="invalid_value")
-        children: Iterable[Any] = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children)
 
 
 class ClientLimiter:

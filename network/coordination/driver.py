@@ -34,8 +34,8 @@ from network.coordination.election import (
 from network.coordination.plan import build_plan
 from network.coordination.store import ElectionStore
 from network.coordination.wake import Reading, away
-from network.federation.sources import peer_endpoint
 from network.membership.table import Membership, Peer, PeerState
+from network.wire.address import Address
 from network.wire.election import PlanMember, SwarmPlan
 
 log = logging.getLogger(__name__)
@@ -251,9 +251,9 @@ class Coordinator:
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
-    def _address(self, node_id: str) -> tuple[str, int] | None:
+    def _address(self, node_id: str) -> Address | None:
         peer = self.membership.get(node_id)
-        return None if peer is None or peer.heartbeat is None else peer_endpoint(peer, peer.heartbeat)
+        return None if peer is None or peer.heartbeat is None else peer.endpoint
 
     async def _deliver(self, node_id: str, message: Message) -> None:
         address = self._address(node_id)

@@ -1,18 +1,17 @@
 """The coordinator's swarm plan: members with weights, and who takes part in consensus."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 
-from network.federation.sources import VOTE_CAPABILITY, RemoteSource
-from network.membership.table import Peer, PeerState
+from network.membership.records import Peer, PeerState
 from network.wire.election import PlanMember, SwarmPlan
 
 
 def member_of(peer: Peer) -> PlanMember | None:
     """A plan member for an ALIVE peer whose heartbeat offers votes, else None."""
     beat = peer.heartbeat
-    if peer.state is not PeerState.ALIVE or beat is None or VOTE_CAPABILITY not in beat.capabilities:
+    if peer.state is not PeerState.ALIVE or beat is None or not beat.votes:
         return None
     return PlanMember(node_id=peer.node_id, score=beat.bench_score, load=beat.load,
                       queue_depth=beat.queue_depth, instances=beat.instances, weight=1.0)
@@ -39,12 +38,3 @@ def build_plan(term: int, local: PlanMember, peers: Iterable[Peer], *,
     return SwarmPlan(term=term, coordinator=local.node_id, issued_at=issued_at,
                      members=tuple(sorted(members, key=lambda m: m.node_id)),
                      consensus=choose_consensus(members))
-
-
-def planned(remotes: Sequence[RemoteSource], members: Sequence[str] | None) -> list[RemoteSource]:
-    """The peers a consensus request may use: all of `remotes` without a coordinator plan, else
-    those the plan picks (in the plan's order) that this node also sees alive."""
-    if members is None:
-        return list(remotes)
-    by_id = {r.node_id: r for r in remotes}
-    return [by_id[m] for m in members if m in by_id]

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from network.trust.private_file import write_private
-from network.wire.messages import MAX_TERM, is_identifier
+from network.wire.fields import MAX_TERM, is_identifier
 
 log = logging.getLogger(__name__)
 

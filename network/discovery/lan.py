@@ -82,3 +82,13 @@ def choose_bind_address(explicit_host: str | None, candidates: list[str] | None 
     if not found:
         raise NoLanAddressError()
     return found[0]
+
+
+def bind_addresses(host: str, federated: bool, host_explicit: bool) -> tuple[str, list[str]]:
+    """The address the API binds, and the LAN addresses mDNS advertises: `host` and none without
+    --federation; with it, `host` when set explicitly (advertised alone), else the first private
+    LAN address (advertising every one found)."""
+    if not federated:
+        return host, []
+    bound = choose_bind_address(host if host_explicit else None)
+    return bound, [bound] if host_explicit else (private_ipv4_addresses() or [bound])

@@ -17,6 +17,7 @@ from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from network.wire import txt
+from network.wire.address import Address, parse_address
 from network.wire.txt import SERVICE_TYPE, PeerAdvert
 from swarm.errors import ConfigError
 
@@ -29,17 +30,6 @@ MAX_RESOLVING = 64  # names being resolved at once; more wait for their next ann
 MAX_PENDING = 4096  # browser events not yet dispatched; more are dropped (heartbeats still decide)
 _LABEL_BYTES = 63
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+", re.ASCII)
-
-
-@dataclass(frozen=True, order=True)
-class Address:
-    """A manual peer's API endpoint; `str()` gives "host:port" (IPv6 in brackets)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -82,19 +72,6 @@ class DiscoveryUnavailable(ConfigError, RuntimeError):
         self.reason = reason
         super().__init__(f"mDNS discovery unavailable: {reason}; "
                          "list peers with --peer HOST:PORT (and --no-mdns) instead")
-
-
-def parse_address(text: str) -> Address:
-    """"HOST:PORT" or "[IPv6]:PORT" as an `Address`; ValueError naming the entry otherwise."""
-    entry = text.strip()
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^\s:\[\]]+):([0-9]{1,5})", entry)
-    if match is None:
-        raise ValueError(f"peer {text!r} is not HOST:PORT")
-    host = match.group(1) or match.group(3)
-    port = int(match.group(2) or match.group(4))
-    if not 1 <= port <= 65535:
-        raise ValueError(f"peer {text!r}: port {port} is outside 1..65535")
-    return Address(host, port)
 
 
 def instance_label(name: str, node_id: str) -> str:

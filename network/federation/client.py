@@ -8,7 +8,9 @@ key. Vote, cancel, election and plan answers must come back signed over the requ
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -18,11 +20,13 @@ import aiohttp
 from yarl import URL
 
 from network.coordination.election import Message
-from network.trust.signing import KEY_ID_HEADER, NONCE_HEADER, check_reply, sign_request
+from network.trust.signing import NONCE_HEADER, check_reply, sign_request
 from network.trust.swarm_key import KeyRing, SwarmKey
 from network.wire import codec
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest, WireDecodeError
+from network.wire.fields import WireDecodeError
+from network.wire.messages import CancelRequest, VoteReply, VoteRequest
+from network.wire.paths import CANCEL_PATH, ELECTION_PATH, PLAN_PATH, VOTE_PATH
 from swarm.engine.backend import Completion, GenerationRequest
 from swarm.errors import PeerError
 
@@ -30,8 +34,6 @@ log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_S = 2.0  # a best-effort cancel gives up after this long
 CLOSE_GRACE_S = 1.0  # `close()` lets pending cancels finish for this long, then stops them
-ELECTION_PATH = "/v1/federation/election"
-PLAN_PATH = "/v1/federation/plan"
 
 
 def peer_url(address: str, port: int, path: str) -> URL:
@@ -60,11 +62,22 @@ class FederationClient:
         self.close_grace_s = close_grace_s
         self._session: aiohttp.ClientSession | None = None
         self._cancels: set[asyncio.Task[None]] = set()
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count()
 
-    def _client(self) -> aiohttp.ClientSession:
+    def new_request_id(self) -> str:
+        """A vote id no other vote from this client (or, most likely, any node) has used."""
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def session(self) -> aiohttp.ClientSession:
+        """The node's one client session to its peers (made on first use): votes, cancels,
+        election messages, plan reads, forwarded requests and the heartbeat probes of
+        network/membership/monitor.py. Connections are not kept alive and not capped per host,
+        so a probe always connects afresh (a vanished peer fails at connect, within the connect
+        timeout) and never waits behind votes for a connection slot."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
+                connector=aiohttp.TCPConnector(force_close=True, limit=0),
                 trust_env=False, auto_decompress=False)
         return self._session
 
@@ -94,7 +107,7 @@ class FederationClient:
         signature = self.sign(node_id, method, url, body or b"") if signed else {}
         reply_nonce = signature.get(NONCE_HEADER, reply_nonce)
         try:
-            async with self._client().request(method, url, data=body,
+            async with self.session().request(method, url, data=body,
                                               headers={**(headers or {}), **signature},
                                               timeout=self._timeout(timeout_s)) as response:
                 raw = await self.read_body(response, node_id)
@@ -125,7 +138,7 @@ class FederationClient:
                    request: GenerationRequest, request_id: str, timeout_s: float) -> Completion:
         """One candidate from a peer; on cancellation or timeout the peer is told to stop."""
         body = codec.encode(VoteRequest.from_generation(request_id, request), codec.MSGPACK)
-        url = peer_url(peer_address, api_port, "/v1/federation/vote")
+        url = peer_url(peer_address, api_port, VOTE_PATH)
         try:
             kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
                                              headers={"Content-Type": codec.MSGPACK,
@@ -151,7 +164,7 @@ class FederationClient:
                      timeout_s: float = CANCEL_TIMEOUT_S) -> bool:
         """Tell a peer to stop generating `request_id`; True when it was still running there."""
         body = codec.encode(CancelRequest(request_id=request_id), codec.MSGPACK)
-        url = peer_url(peer_address, api_port, "/v1/federation/cancel")
+        url = peer_url(peer_address, api_port, CANCEL_PATH)
         _kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
                                           headers={"Content-Type": codec.MSGPACK})
         try:
@@ -185,24 +198,6 @@ class FederationClient:
         except WireDecodeError as exc:
             raise PeerError(f"bad SwarmPlan: {exc}", node_id=node_id) from exc
 
-    async def health(self, address: str, port: int, nonce: str) -> Heartbeat:
-        """The peer's heartbeat, which must echo `nonce` (and be signed over it when this client
-        has keys); the error names `address:port`."""
-        who = f"{address}:{port}"
-        url = peer_url(address, port, "/v1/federation/health").with_query(nonce=nonce)
-        headers = {"Accept": codec.MSGPACK}
-        if self.keys is not None:
-            headers[KEY_ID_HEADER] = self.keys.fingerprint  # sign with this key if you have it
-        kind, raw = await self._exchange("GET", url, who, self.request_timeout_s,
-                                         reply_nonce=nonce, headers=headers)
-        try:
-            beat = codec.decode(raw, kind, Heartbeat, max_bytes=self.max_reply_bytes)
-        except WireDecodeError as exc:
-            raise PeerError(f"bad Heartbeat: {exc}", node_id=who) from exc
-        if beat.nonce != nonce:
-            raise PeerError(f"heartbeat echoed nonce {beat.nonce!r}, not {nonce!r}", node_id=who)
-        return beat
-
     @asynccontextmanager
     async def forward(self, address: str, port: int, node_id: str, path: str, body: bytes,
                       headers: Mapping[str, str],
@@ -218,7 +213,7 @@ class FederationClient:
                                         sock_read=read_timeout_s)
         signed = {**headers, **self.sign(node_id, "POST", url, body)}
         try:
-            response = await self._client().post(url, data=body, headers=signed,
+            response = await self.session().post(url, data=body, headers=signed,
                                                  timeout=timeout)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerError(f"{path} unreachable: {type(exc).__name__}: {exc}", node_id=node_id) from exc

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from network.trust.signing import SIGNATURE_HEADER, Verdict, Verifier, sign_reply
 from network.wire import codec
-from network.wire.messages import WireMessage
+from network.wire.fields import WireMessage
 from swarm.errors import RequestError
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,31 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=WireMessage)
 
 MAX_REMEMBERED = 1024  # remote addresses already warned about; cancels that beat their vote
-# Where a middleware that verified a request's swarm signature first leaves its verdict.
+# The verdict on a request's swarm signature, kept on the request by whoever verified it first
+# (a middleware, the forwarder or a handler): a second check must not see its nonce as a replay.
 VERDICT_KEY = web.RequestKey("local_swarm_swarm_verdict", Verdict)
+
+
+async def verify_signed(request: web.Request, verifier: Verifier) -> Verdict:
+    """Whether `request` is signed with the swarm key for this node (method, raw path and query,
+    body); verified once per request, the verdict kept under `VERDICT_KEY`."""
+    if VERDICT_KEY in request:
+        return request[VERDICT_KEY]
+    verdict = verifier.precheck(request.headers)
+    if verdict.ok:
+        verdict = verifier.verify(request.method, request.raw_path, request.headers,
+                                  await request.read())
+    request[VERDICT_KEY] = verdict
+    return verdict
+
+
+def refusal(verdict: Verdict, message: str | None = None) -> RequestError:
+    """The 401 (unsigned, stale, replayed, bad signature) or 403 (another swarm's key) for a
+    refused signature, in OpenAI's error body."""
+    unauthenticated = verdict.status == 401
+    return RequestError(message or verdict.reason, status=verdict.status, code=verdict.code,
+                        type_="authentication_error" if unauthenticated else "permission_error",
+                        headers={"WWW-Authenticate": "Swarm-HMAC"} if unauthenticated else None)
 
 
 class Recent(OrderedDict[str, None]):
@@ -77,6 +100,7 @@ class FederationGate:
             raise RequestError(str(exc), status=415, code="unsupported_media_type") from None
         body = await self.read(request)
         verdict = self.verifier.verify(request.method, request.raw_path, request.headers, body)
+        request[VERDICT_KEY] = verdict
         self.check(request, verdict)
         try:
             return kind, codec.decode(body, kind, cls, max_bytes=self.max_body_bytes), verdict
@@ -84,15 +108,12 @@ class FederationGate:
             self.complain(request, str(exc))
             raise RequestError(f"bad {cls.__name__}: {exc}", code="invalid_message") from None
 
-    def optional(self, request: web.Request) -> Verdict | None:
+    async def optional(self, request: web.Request) -> Verdict | None:
         """The accepted verdict of a bodiless request that is signed (or already verified by a
         middleware); None when it is not signed; 401/403 when its signature is refused."""
-        verdict = request.get(VERDICT_KEY)
-        if not isinstance(verdict, Verdict) and SIGNATURE_HEADER in request.headers:
-            self.check(request, self.verifier.precheck(request.headers))
-            verdict = self.verifier.verify(request.method, request.raw_path, request.headers, b"")
-        if not isinstance(verdict, Verdict):
+        if VERDICT_KEY not in request and SIGNATURE_HEADER not in request.headers:
             return None
+        verdict = await verify_signed(request, self.verifier)
         self.check(request, verdict)
         return verdict
 
@@ -101,10 +122,7 @@ class FederationGate:
         if verdict.ok:
             return
         self.complain(request, f"{verdict.code}: {verdict.reason}")
-        unauthenticated = verdict.status == 401
-        raise RequestError(verdict.reason, status=verdict.status, code=verdict.code,
-                           type_="authentication_error" if unauthenticated else "permission_error",
-                           headers={"WWW-Authenticate": "Swarm-HMAC"} if unauthenticated else None)
+        raise refusal(verdict)
 
     async def read(self, request: web.Request) -> bytes:
         """The request body, or 413 as soon as it is known to exceed `max_body_bytes`."""

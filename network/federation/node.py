@@ -19,6 +19,7 @@ from network.trust.identity import NodeIdentity
 from network.trust.swarm_key import KeyRing
 from network.wire.election import PlanMember
 from network.wire.txt import PeerAdvert
+from swarm.engine.pool import InstancePool
 from swarm.node.config import FederationConfig
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,12 @@ _QUIET = {ChangeKind.SUSPECTED}  # a busy peer may flicker suspect; not worth a 
 
 
 class Federation:
-    """Discovery + liveness for one node; `remotes()` are the peers consensus may ask now."""
+    """Discovery + liveness for one node; `remotes()` are the peers consensus may ask now. It is
+    the `Member` the federation routes serve (network/federation/server.py)."""
 
     def __init__(self, config: FederationConfig, identity: NodeIdentity, *, keys: KeyRing,
-                 addresses: list[str], model_id: str, instances: int, hardware: str,
-                 bench_score: float, on_change: Callable[[Change], None] | None = None,
-                 local_member: Callable[[], PlanMember],
+                 pool: InstancePool, addresses: list[str], hardware: str, bench_score: float,
+                 on_change: Callable[[Change], None] | None = None,
                  election_store: ElectionStore | None = None,
                  approved: Callable[[str], bool] | None = None) -> None:
         if identity.fingerprint != keys.fingerprint:
@@ -40,7 +41,9 @@ class Federation:
         self.config = config
         self.identity = identity
         self.keys = keys
+        self.pool = pool
         self.addresses = addresses
+        self.bench_score = bench_score
         self.timings = Timings(interval_s=config.heartbeat_interval_s,
                                suspect_after_s=max(1.0, 2 * config.heartbeat_interval_s))
         self.membership = Membership(identity.node_id, identity.protocol, identity.fingerprint,
@@ -52,15 +55,17 @@ class Federation:
         self.changed = asyncio.Event()
         self._on_change = on_change
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
-                                   on_change=self._changed, on_network_down=self._network_down)
+                                   on_change=self._changed, session=self.client.session,
+                                   on_network_down=self._network_down)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
-        self._advert_fields: dict[str, Any] = {"model_id": model_id, "instances": instances,
+        self._advert_fields: dict[str, Any] = {"model_id": pool.model_id,
+                                               "instances": len(pool.instances),
                                                "hardware": hardware, "score": bench_score}
         priority = config.coordinator_priority if config.coordinator else None
         me = Candidate(identity.node_id, priority, bench_score)
         self.coordinator = Coordinator(
-            me, self.membership, self.client, local_member, store=election_store,
+            me, self.membership, self.client, self.local_member, store=election_store,
             on_change=self._election_changed)
         self.mdns: MdnsDiscovery | None = None
         self.interface_watch: InterfaceWatcher | None = None  # runs while mDNS does
@@ -69,6 +74,22 @@ class Federation:
         self._reannouncing: asyncio.Task[None] | None = None
         self._announced_term = self.coordinator.state.term
         self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
+
+    @property
+    def api_port(self) -> int:
+        """The port this node's API listens on (0 until `start`)."""
+        return self._api_port
+
+    @property
+    def election(self) -> Coordinator:
+        """The coordinator election this node takes part in."""
+        return self.coordinator
+
+    def local_member(self) -> PlanMember:
+        """This node as a member of the coordinator's plan: its score and its pool's load now."""
+        return PlanMember(node_id=self.identity.node_id, score=self.bench_score,
+                          load=self.pool.load(), queue_depth=self.pool.queue_depth(),
+                          instances=len(self.pool.instances), weight=1.0)
 
     def advert(self, api_port: int) -> PeerAdvert:
         """The TXT record this node advertises."""
@@ -161,7 +182,14 @@ class Federation:
 
     def remotes(self) -> list[RemoteSource]:
         """Alive, compatible peers that can vote, as consensus sources."""
-        return [s for p in self.membership.routable() if (s := RemoteSource.from_peer(p))]
+        return [s for p in self.membership.routable()
+                if (s := RemoteSource.from_peer(p, self.client))]
+
+    def discovery_summary(self) -> str:
+        """One line for the startup panel: where mDNS runs, or why only manual peers are used."""
+        if self.mdns is not None:
+            return "mDNS on " + ", ".join(self.addresses)
+        return f"manual peers only; mDNS {self.mdns_reason}"
 
     def discovery_status(self) -> Mapping[str, Any]:
         """What `main.py peers` needs to explain a missing peer."""

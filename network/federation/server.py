@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from network.coordination.election import Message
+from network.coordination.chooser import fill
+from network.coordination.election import Message, Role
 from network.federation.gate import (
     VERDICT_KEY,
     FederationGate,
@@ -35,88 +35,120 @@ from network.trust.signing import KEY_ID_HEADER, Verifier, sign_reply
 from network.trust.swarm_key import KeyRing
 from network.wire import codec
 from network.wire.election import MAX_REPLY_MESSAGES, ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import (
-    MAX_NONCE_CHARS,
-    CancelRequest,
-    Heartbeat,
-    VoteReply,
-    VoteRequest,
-)
-from swarm.engine.backend import Completion, ContextOverflowError
+from network.wire.fields import MAX_NONCE_CHARS, NONCE_PATTERN
+from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply, VoteRequest
+from network.wire.paths import CANCEL_PATH, ELECTION_PATH, HEALTH_PATH, PEERS_PATH, PLAN_PATH, VOTE_PATH
+from swarm.engine.backend import ContextOverflowError
 from swarm.engine.pool import InstancePool, PoolBusyError
+from swarm.engine.source import Answer
 from swarm.errors import RequestError
 
 __all__ = ["CAPABILITIES", "NONCE_PATTERN", "VERDICT_KEY", "FederationRoutes", "reply_kind"]
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = ("chat", "completions", "vote")
-# URL-safe, so `secrets.token_urlsafe()` nonces (peer_monitor's) pass; no length beyond the wire's.
-NONCE_PATTERN = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}", re.ASCII)
-ElectionHandler = Callable[[Message], Awaitable[Sequence[Message]]]
-ElectionView = Callable[[], tuple[int, str | None, int | None, bool]]  # term, coordinator, priority, solo
+
+class Election(Protocol):
+    """What the routes need from the election (network/coordination/driver.Coordinator)."""
+
+    @property
+    def role(self) -> Role:
+        """FOLLOWER, CANDIDATE or COORDINATOR."""
+        ...
+
+    def election_view(self) -> tuple[int, str | None, int | None, bool]:
+        """(term, coordinator followed, configured priority, solo), as the heartbeat tells them."""
+        ...
+
+    async def handle(self, message: Message) -> Sequence[Message]:
+        """One verified Claim, Ack or Announce; the messages to answer with."""
+        ...
+
+    def plan(self) -> SwarmPlan | None:
+        """The swarm plan this node publishes (None unless it leads)."""
+        ...
+
+
+class Member(Protocol):
+    """This node as the swarm sees it (network/federation/node.Federation)."""
+
+    @property
+    def identity(self) -> NodeIdentity:
+        """Its node id, boot id and swarm-key fingerprint."""
+        ...
+
+    @property
+    def membership(self) -> Membership:
+        """The peer table."""
+        ...
+
+    @property
+    def api_port(self) -> int:
+        """The port its API listens on (known once it listens)."""
+        ...
+
+    @property
+    def bench_score(self) -> float:
+        """Its first-run benchmark score (0 when not measured)."""
+        ...
+
+    @property
+    def election(self) -> Election | None:
+        """The election it takes part in (None: it answers election messages with 503)."""
+        ...
+
+    def discovery_status(self) -> Mapping[str, Any]:
+        """What `main.py peers` needs to explain a missing peer."""
+        ...
 
 
 class FederationRoutes:
     """GET /v1/federation/health, /peers and /plan; POST /v1/federation/vote, /cancel and
-    /election. `election` handles one verified election message and returns the messages to
-    answer with; `plan` gives the coordinator's plan (None when there is none); `election_view`
-    gives (term, coordinator followed, priority, solo) for the heartbeat, `election_role` this
-    node's role ("coordinator", "follower" or "candidate"; derived from the view when not
-    given)."""
+    /election, for the node `member` with the instances of `pool` and `ram_gb`/`vram_gb` of
+    memory (advertised in the heartbeat)."""
 
-    def __init__(self, identity: NodeIdentity, pool: InstancePool, membership: Membership, *,
-                 api_port_getter: Callable[[], int], bench_score: float = 0.0,
-                 hardware: Mapping[str, Any], clock: Callable[[], float] = time.monotonic,
-                 max_body_bytes: int = codec.MAX_BYTES,
-                 discovery_status: Callable[[], Mapping[str, Any]] = dict,
-                 verifier: Verifier | None = None, election: ElectionHandler | None = None,
-                 plan: Callable[[], SwarmPlan | None] | None = None,
-                 election_view: ElectionView | None = None,
-                 election_role: Callable[[], str | None] | None = None) -> None:
-        self.identity = identity
+    def __init__(self, member: Member, pool: InstancePool, *, ram_gb: float = 0.0,
+                 vram_gb: float = 0.0, verifier: Verifier | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 max_body_bytes: int = codec.MAX_BYTES) -> None:
+        self.member = member
+        self.identity = member.identity
+        self.membership = member.membership
         # Without a verifier the node holds a random key nobody shares: closed, never open.
-        self.verifier = verifier or Verifier(KeyRing.generate(), audience=identity.node_id)
-        self.discovery_status = discovery_status
+        self.verifier = verifier or Verifier(KeyRing.generate(), audience=self.identity.node_id)
         self.pool = pool
-        self.membership = membership
-        self.api_port_getter = api_port_getter
-        self.bench_score = bench_score
-        self.ram_gb = float(hardware.get("ram_gb", 0.0))
-        self.vram_gb = float(hardware.get("vram_gb", 0.0))
+        self.ram_gb = ram_gb
+        self.vram_gb = vram_gb
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.gate = FederationGate(self.verifier, max_body_bytes)
-        self.election = election
-        self.plan = plan
-        self.election_view = election_view
-        self.election_role = election_role
-        self.running: dict[str, asyncio.Task[Completion]] = {}
+        self.running: dict[str, asyncio.Task[Answer]] = {}
         self._cancelled_early = Recent()
         self._closing = False
 
     def add_to(self, app: web.Application) -> None:
         """Register the six routes, and the cleanup that cancels votes still running."""
-        app.router.add_get("/v1/federation/health", self.health)
-        app.router.add_get("/v1/federation/peers", self.peers)
-        app.router.add_get("/v1/federation/plan", self.plan_view)
-        app.router.add_post("/v1/federation/vote", self.vote)
-        app.router.add_post("/v1/federation/cancel", self.cancel)
-        app.router.add_post("/v1/federation/election", self.election_message)
+        app.router.add_get(HEALTH_PATH, self.health)
+        app.router.add_get(PEERS_PATH, self.peers)
+        app.router.add_get(PLAN_PATH, self.plan_view)
+        app.router.add_post(VOTE_PATH, self.vote)
+        app.router.add_post(CANCEL_PATH, self.cancel)
+        app.router.add_post(ELECTION_PATH, self.election_message)
         app.on_shutdown.append(self._shutdown)
 
     def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
         """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
         current key's)."""
-        term, coordinator, priority, solo = (self.election_view() if self.election_view
+        election = self.member.election
+        term, coordinator, priority, solo = (election.election_view() if election
                                              else (0, None, 0, False))
         return Heartbeat(
             node_id=self.identity.node_id, boot_id=self.identity.boot_id,
-            protocol=self.identity.protocol, api_port=self.api_port_getter(),
+            protocol=self.identity.protocol, api_port=self.member.api_port,
             swarm=swarm or self.verifier.keys.fingerprint, model_id=self.pool.model_id,
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
-            bench_score=self.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
+            bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, solo=solo, nonce=nonce)
 
     async def health(self, request: web.Request) -> web.Response:
@@ -147,19 +179,18 @@ class FederationRoutes:
         rows = self.rows(sock[0] if sock else None)
         return web.json_response({"object": "list", "node_id": self.identity.node_id,
                                   **self.election_status(),
-                                  "discovery": dict(self.discovery_status()),
+                                  "discovery": dict(self.member.discovery_status()),
                                   "data": [r for r in rows if row_passes(r, request.query)]})
 
     def election_status(self) -> dict[str, Any]:
-        """This node's term, the coordinator it follows and its role (None without an election)."""
-        if self.election_view is None:
+        """This node's term, the coordinator it follows, its role (None without an election) and
+        whether it leads only itself (solo)."""
+        election = self.member.election
+        if election is None:
             return {"term": None, "coordinator": None, "role": None, "solo": False}
-        term, coordinator, _priority, solo = self.election_view()
-        if self.election_role is not None:
-            role = self.election_role()
-        else:
-            role = "coordinator" if coordinator == self.identity.node_id else "follower"
-        return {"term": term, "coordinator": coordinator, "role": role, "solo": solo}
+        term, coordinator, _priority, solo = election.election_view()
+        return {"term": term, "coordinator": coordinator, "role": election.role.value,
+                "solo": solo}
 
     async def vote(self, request: web.Request) -> web.Response:
         """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
@@ -170,13 +201,12 @@ class FederationRoutes:
                                code="duplicate_request_id")
         if rid in self._cancelled_early:
             raise RequestError(f"vote {rid!r} was cancelled", status=409, code="vote_cancelled")
-        instance = self.pool.pick()
+        instance = fill(self.pool.instances, 1)[0]
         started = time.perf_counter()
-        task = asyncio.create_task(self.pool.complete(vote.to_generation(), instance),
-                                   name=f"vote-{rid}")
+        task = asyncio.create_task(instance.complete(vote.to_generation()), name=f"vote-{rid}")
         self.running[rid] = task
         try:
-            completion = await asyncio.shield(task)
+            answer = await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.cancelled() or _being_cancelled():
                 task.cancel()  # the handler itself is going away: free the compute first
@@ -195,7 +225,7 @@ class FederationRoutes:
                                code="generation_failed", type_="server_error") from None
         finally:
             self.running.pop(rid, None)
-        reply = VoteReply.from_completion(rid, completion, node_id=self.identity.node_id,
+        reply = VoteReply.from_completion(rid, answer.completion, node_id=self.identity.node_id,
                                           latency_s=time.perf_counter() - started)
         return signed_response(codec.encode(reply, kind), kind, verdict)
 
@@ -217,11 +247,12 @@ class FederationRoutes:
         """POST /v1/federation/election: one signed Claim, Ack or Announce; the answer is an
         ElectionReply (signed, msgpack when Accept asks for it, else the request's format)."""
         kind, envelope, verdict = await self.gate.decode(request, ElectionEnvelope)
-        if self.election is None:
+        election = self.member.election
+        if election is None:
             raise RequestError("this node takes no part in the coordinator election", status=503,
                                code="no_election", type_="server_error")
         try:
-            replies = tuple(await self.election(envelope.message))
+            replies = tuple(await election.handle(envelope.message))
         except Exception as exc:
             log.warning("election %s from %s failed: %r", type(envelope.message).__name__,
                         request.remote, exc)
@@ -239,8 +270,9 @@ class FederationRoutes:
         """GET /v1/federation/plan: the coordinator's plan (msgpack when Accept asks for it);
         verified and signed back when the request is signed, else an unsigned view; 503 while
         there is none."""
-        verdict = self.gate.optional(request)
-        plan = self.plan() if self.plan is not None else None
+        verdict = await self.gate.optional(request)
+        election = self.member.election
+        plan = election.plan() if election is not None else None
         if plan is None:
             raise RequestError("no coordinator plan yet (this node does not lead, or no "
                                "coordinator is elected)", status=503, code="no_plan",

@@ -18,19 +18,20 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from network.discovery.mdns import Address, AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
+from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
 from network.trust.swarm_key import KeyRing
 from network.wire import codec
+from network.wire.address import Address
 from network.wire.messages import Heartbeat
+from network.wire.paths import HEALTH_PATH
 from network.wire.txt import PeerAdvert
 from swarm.errors import PeerError
 
 log = logging.getLogger(__name__)
 
-HEALTH_PATH = "/v1/federation/health"
 MAX_HEARTBEAT_BYTES = 64 * 1024
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
@@ -83,6 +84,7 @@ class PeerMonitor:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
+                 session: Callable[[], aiohttp.ClientSession],
                  on_network_down: Callable[[], None] | None = None) -> None:
         if timings != membership.timings:
             raise ValueError("PeerMonitor and its Membership must use the same Timings")
@@ -97,6 +99,7 @@ class PeerMonitor:
         self._clock = clock
         self._rng = rng or random.Random()
         self._targets: dict[Address, _Target] = {}
+        self._shared_session = session  # the node's one peer session (FederationClient.session)
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()  # cancelled probers not yet finished
@@ -116,22 +119,18 @@ class PeerMonitor:
                 if t.static and t.node_id is None and t.failure}
 
     async def start(self) -> None:
-        """Open the HTTP session and start probing every address known so far."""
+        """Take the node's peer session and start probing every address known so far. Its
+        connections are not kept alive: each probe connects afresh, so a vanished peer fails at
+        connect, never on a stale kept-alive socket."""
         if self._session is not None:
             raise RuntimeError("PeerMonitor already started")
-        t = self._timings
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(force_close=True, limit=0),
-            timeout=aiohttp.ClientTimeout(total=t.request_timeout_s,
-                                          sock_connect=t.connect_timeout_s),
-            headers={"Accept": _ACCEPT, "User-Agent": f"local-swarm/{self._identity.node_id}",
-                     KEY_ID_HEADER: self._keys.fingerprint})
+        self._session = self._shared_session()
         self._ticker = asyncio.create_task(self._tick(), name="membership-tick")
         for target in self._targets.values():
             self._spawn(target)
 
     async def close(self) -> None:
-        """Stop every prober and close the session."""
+        """Stop every prober."""
         tasks = [t.task for t in self._targets.values() if t.task]
         tasks += [t for t in (self._ticker, *self._retired) if t is not None]
         for task in tasks:
@@ -140,9 +139,7 @@ class PeerMonitor:
         for target in self._targets.values():
             target.task = None
         self._ticker = None
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        self._session = None  # the session is its owner's (the peer client) to close
 
     def on_discovery(self, event: DiscoveryEvent) -> None:
         """Apply one discovery event (mDNS or manual); a new or updated peer is probed at once."""
@@ -166,9 +163,9 @@ class PeerMonitor:
         hosts = (event.addresses or (event.address,))[:MAX_ADDRESSES]
         addresses = [Address(host, port) for host in hosts]
         peer = self._membership.get(node_id)
-        keep = next((a for a in addresses if peer is not None and str(a) == peer.address),
+        keep = next((a for a in addresses if peer is not None and a == peer.address),
                     addresses[0])
-        self._emit(self._membership.discovered(event.advert, str(keep), now))
+        self._emit(self._membership.discovered(event.advert, keep, now))
         for other in list(self._targets.values()):
             if other.mdns and other.node_id == node_id and other.address not in addresses:
                 other.mdns = False
@@ -195,7 +192,7 @@ class PeerMonitor:
         peer = self._membership.get(target.node_id) if target.node_id else None
         elsewhere = any(t is not target and t.node_id == target.node_id
                         for t in self._targets.values())
-        if peer is not None and peer.address == str(target.address) and not target.mdns \
+        if peer is not None and peer.address == target.address and not target.mdns \
                 and not elsewhere:
             self._emit(self._membership.removed(peer.node_id))
         self._drop_if_unused(target)
@@ -244,7 +241,7 @@ class PeerMonitor:
         if peer is not None and peer.state is PeerState.FOREIGN and not target.static:
             return False  # foreign peers are never probed; a new advert (Found) can change that
         try:
-            heartbeat = await self._fetch(target.address)
+            heartbeat = await self.probe(target.address)
         except ProbeRefused as exc:
             self._refused(target, exc)
             return False
@@ -265,15 +262,20 @@ class PeerMonitor:
         if self._on_network_down is not None and known and all(t.unreachable for t in known):
             self._on_network_down()
 
-    async def _fetch(self, address: Address) -> Heartbeat:
-        """One GET of the peer's heartbeat; every way it can go wrong raises `ProbeFailed`."""
+    async def probe(self, address: Address) -> Heartbeat:
+        """One GET of the heartbeat at `address`, signed over a fresh nonce; every way it can go
+        wrong raises `ProbeFailed` (`ProbeRefused`: signed with a key this node does not accept)."""
         if self._session is None:
             raise ProbeFailed("monitor closed")
         nonce = secrets.token_urlsafe(12)
         url = f"http://{address}{HEALTH_PATH}"
+        t = self._timings
+        timeout = aiohttp.ClientTimeout(total=t.request_timeout_s, sock_connect=t.connect_timeout_s)
+        headers = {"Accept": _ACCEPT, "User-Agent": f"local-swarm/{self._identity.node_id}",
+                   KEY_ID_HEADER: self._keys.fingerprint}
         try:
-            async with self._session.get(url, params={"nonce": nonce},
-                                         allow_redirects=False) as response:
+            async with self._session.get(url, params={"nonce": nonce}, headers=headers,
+                                         timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
                     raise ProbeFailed(f"HTTP {response.status}")
                 body = bytearray()
@@ -336,7 +338,7 @@ class PeerMonitor:
         peer = m.get(node_id)
         if peer is None and not target.static:
             return
-        address = str(target.address)
+        address = target.address
         if peer is None or (peer.address != address and peer.state is not PeerState.ALIVE) or (
                 target.static and peer.address == address and _advert_stale(peer, heartbeat)):
             hardware = peer.advert.hardware if peer else ""
@@ -352,7 +354,7 @@ class PeerMonitor:
         node_id = target.node_id or (claimed.node_id if claimed else None)
         reason = str(refused)
         peer = self._membership.get(node_id) if node_id else None
-        address = str(target.address)
+        address = target.address
         if node_id is None or node_id == self._identity.node_id or (
                 peer is not None and peer.address != address) or (peer is None and claimed is None):
             self._failed(target, reason)
@@ -366,7 +368,7 @@ class PeerMonitor:
 
     def _failed(self, target: _Target, reason: str) -> None:
         peer = self._membership.get(target.node_id) if target.node_id else None
-        if peer is not None and peer.address == str(target.address):
+        if peer is not None and peer.address == target.address:
             self._emit(self._membership.heartbeat_failed(peer.node_id, self._clock(), reason))
         elif target.static and target.node_id is None and reason != target.failure:
             log.info("manual peer %s: %s", target.address, reason)

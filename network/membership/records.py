@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from network.wire.address import Address
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
 
@@ -68,7 +69,7 @@ class Peer:
     """One tracked peer as of its last event (a snapshot: safe to hand to renderers)."""
 
     advert: PeerAdvert
-    address: str  # opaque to this core: whatever the adapter probes ("10.0.0.5:17615")
+    address: Address  # where the adapter probes it (the API port its advert names)
     state: PeerState
     since: float  # when it entered `state`
     last_ok: float | None  # last answered heartbeat of this boot
@@ -86,6 +87,12 @@ class Peer:
     def routable(self) -> bool:
         """True when requests may go to this peer."""
         return self.state is PeerState.ALIVE
+
+    @property
+    def endpoint(self) -> Address:
+        """Where to reach its API: the probed host, on the port its last heartbeat names."""
+        port = self.heartbeat.api_port if self.heartbeat is not None else 0
+        return Address(self.address.host, port or self.address.port)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from network.federation.sources import split_address
 from network.membership.table import Peer, PeerState
 from network.wire.messages import Heartbeat
 from swarm.errors import RequestError
@@ -78,8 +77,8 @@ def peer_row(peer: Peer, now: float) -> dict[str, Any]:
     `coordinator` is True when its last heartbeat names itself the coordinator, `solo` when it
     leads only itself."""
     beat = peer.heartbeat
-    host, _port = split_address(peer.address, peer.advert.api_port)
-    return {"node_id": peer.node_id, "self": False, "state": peer.state.value, "address": host,
+    return {"node_id": peer.node_id, "self": False, "state": peer.state.value,
+            "address": peer.address.host,
             "api_port": peer.advert.api_port,
             "model": beat.model_id if beat else peer.advert.model_id,
             "load": beat.load if beat else None, "queue_depth": beat.queue_depth if beat else None,

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from network.membership.records import Change, ChangeKind, Peer, PeerState, Timings
+from network.wire.address import Address
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert, compatible
 
@@ -52,7 +53,7 @@ class Membership:
         """Alive, compatible peers, sorted by node id."""
         return tuple(p for p in self.peers() if p.state is PeerState.ALIVE)
 
-    def discovered(self, advert: PeerAdvert, address: str, now: float) -> list[Change]:
+    def discovered(self, advert: PeerAdvert, address: Address, now: float) -> list[Change]:
         """mDNS Added or Updated (or a static peer seen): track, reclassify, or detect a restart."""
         node_id = advert.node_id
         if node_id == self._self_id:
@@ -143,7 +144,7 @@ class Membership:
         self._peers[node_id] = replace(peer, reason=reason)
         return []
 
-    def refused(self, advert: PeerAdvert, address: str, now: float,
+    def refused(self, advert: PeerAdvert, address: Address, now: float,
                 reason: str) -> list[Change]:
         """Its heartbeat failed the swarm-key check: track it as FOREIGN with `reason` until it
         comes back with a new boot id (a restart, perhaps with the right key)."""
@@ -199,7 +200,7 @@ class Membership:
         return compatible(advert, self._protocol, ours)
 
     @staticmethod
-    def _fresh(advert: PeerAdvert, address: str, now: float) -> Peer:
+    def _fresh(advert: PeerAdvert, address: Address, now: float) -> Peer:
         return Peer(advert=advert, address=address, state=PeerState.JOINING, since=now,
                     last_ok=None, misses=0, heartbeat=None, reason="discovered")
 

@@ -3,5 +3,6 @@ replies and heartbeats (`signing.py`), this node's lasting identity (`identity.p
 (`approval.py`) and the 0600 atomic writer they share (`private_file.py`). The coming pairing flow
 (joining a swarm by approval) lives here too.
 
-May import: `network.wire`, `swarm.errors`.
+May import: `network.wire`, `swarm.errors`; `approval.py` also serves its local-only route (aiohttp,
+`network.api.limits`) and reads peer records (`network.membership`).
 """

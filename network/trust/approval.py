@@ -19,13 +19,13 @@ from aiohttp import web
 from network.api.limits import parse_json_body
 from network.membership.table import Peer
 from network.trust.private_file import write_private
-from network.wire.messages import is_identifier
+from network.wire.fields import is_identifier
+from network.wire.paths import APPROVE_PATH
 from swarm.errors import RequestError
 
 log = logging.getLogger(__name__)
 
 APPROVED_FILE = "approved-peers.json"
-APPROVE_PATH = "/v1/federation/approve"
 MAX_APPROVED = 1024
 _FORMAT = 1
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from network.trust.swarm_key import KeyRing, SwarmKey
+from network.wire.fields import NONCE_PATTERN
 
 KEY_ID_HEADER = "X-Swarm-Key-Id"
 TIMESTAMP_HEADER = "X-Swarm-Timestamp"
@@ -39,11 +40,11 @@ MAX_SKEW_S = 30.0
 MAX_NONCES = 65536
 _REQUEST = b"local-swarm/1 request"
 _REPLY = b"local-swarm/1 reply"
-_KEY_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
-_TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
-_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}", re.ASCII)
-_REPLY_NONCE = re.compile(r"[A-Za-z0-9._~:-]{1,128}", re.ASCII)  # heartbeat nonces (query)
-_SIGNATURE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+# What each request header must match (the OpenAPI document states these very patterns).
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}", re.ASCII)
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}", re.ASCII)
+REQUEST_NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}", re.ASCII)
+SIGNATURE_PATTERN = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 def _mac(key: SwarmKey, *parts: bytes) -> str:
@@ -95,8 +96,8 @@ def check_reply(keys: KeyRing, nonce: str, body: bytes, headers: Mapping[str, st
     signature = headers.get(SIGNATURE_HEADER, "")
     if not key_id and not signature:
         return "no swarm key (its answer is not signed)"
-    if not _KEY_ID.fullmatch(key_id) or not _SIGNATURE.fullmatch(signature) \
-            or not _REPLY_NONCE.fullmatch(nonce):
+    if not KEY_ID_PATTERN.fullmatch(key_id) or not SIGNATURE_PATTERN.fullmatch(signature) \
+            or not NONCE_PATTERN.fullmatch(nonce):
         return "malformed swarm signature"
     key = keys.get(key_id)
     if key is None:
@@ -182,8 +183,8 @@ class Verifier:
                                       SIGNATURE_HEADER), values, strict=True) if not v]
         if missing:
             return _refuse("missing_signature", f"signed request lacks {', '.join(missing)}")
-        if not (_KEY_ID.fullmatch(key_id) and _TIMESTAMP.fullmatch(timestamp)
-                and _NONCE.fullmatch(nonce) and _SIGNATURE.fullmatch(signature)):
+        if not (KEY_ID_PATTERN.fullmatch(key_id) and TIMESTAMP_PATTERN.fullmatch(timestamp)
+                and REQUEST_NONCE_PATTERN.fullmatch(nonce) and SIGNATURE_PATTERN.fullmatch(signature)):
             return _refuse("malformed_signature", "malformed X-Swarm-* headers")
         key = self.keys.get(key_id)
         if key is None:

@@ -7,10 +7,10 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from network.wire.messages import WireDecodeError, WireMessage
+from network.wire.fields import WireDecodeError, WireMessage
 
 __all__ = ["JSON", "MAX_BYTES", "MAX_DEPTH", "MSGPACK", "WIRE_VERSION", "WireDecodeError",
-           "decode", "decode_json", "encode", "media_type"]
+           "decode", "decode_json", "deeper_than", "encode", "media_type"]
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -62,7 +62,8 @@ def decode(data: bytes, content_type: str | None, cls: type[M], *,
         raise
     except (ValueError, TypeError, RecursionError, OverflowError, msgpack.UnpackException) as exc:
         raise WireDecodeError(f"malformed {kind} body ({type(exc).__name__}: {exc})") from exc
-    _check_depth(obj)
+    if deeper_than(obj, MAX_DEPTH):
+        raise WireDecodeError(f"containers nested deeper than {MAX_DEPTH}")
     if not isinstance(obj, dict):
         raise WireDecodeError(f"expected a map at the top level, got {type(obj).__name__}")
     version = obj.get("v")
@@ -88,7 +89,8 @@ def decode_json(data: bytes, *, max_bytes: int = MAX_BYTES) -> Any:
         raise
     except (ValueError, TypeError, RecursionError) as exc:
         raise WireDecodeError(f"malformed JSON body ({type(exc).__name__}: {exc})") from exc
-    _check_depth(obj)
+    if deeper_than(obj, MAX_DEPTH):
+        raise WireDecodeError(f"containers nested deeper than {MAX_DEPTH}")
     return obj
 
 
@@ -131,14 +133,17 @@ def _refuse_constant(name: str) -> Any:
     raise WireDecodeError(f"JSON constant {name} is not allowed")
 
 
-def _check_depth(obj: Any) -> None:
-    """Refuse containers nested deeper than `MAX_DEPTH` (iterative: no recursion on peer data)."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
+def deeper_than(value: Any, limit: int) -> bool:
+    """True when decoded JSON or msgpack `value` nests containers (maps, lists) more than `limit`
+    deep. Iterative, so hostile input cannot exhaust the stack: the one nesting check, for peer
+    messages (`MAX_DEPTH`) and client bodies (network/api/limits.py) alike."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if not isinstance(node, dict | list):
             continue
+        if depth > limit:
+            return True
         children: Iterable[Any] = node.values() if isinstance(node, dict) else node
-        if depth > MAX_DEPTH:
-            raise WireDecodeError(f"containers nested deeper than {MAX_DEPTH}")
         stack.extend((child, depth + 1) for child in children)
+    return False

@@ -16,20 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from network.coordination.election import Ack, Announce, Candidate, Claim, Message
-from network.wire.messages import (
-    MAX_COUNT,
-    MAX_PRIORITY,
-    MAX_TERM,
-    WireDecodeError,
-    _choice,
-    _Fields,
-    _flag,
-    _ident,
-    _int,
-    _num,
-    _optional,
-    _seq,
-)
+from network.wire import fields
+from network.wire.fields import MAX_COUNT, MAX_PRIORITY, MAX_TERM, Fields, WireDecodeError
 
 __all__ = ["MAX_PLAN_MEMBERS", "MAX_REPLY_MESSAGES", "MAX_SCORE", "ElectionEnvelope",
            "ElectionReply", "PlanMember", "SwarmPlan", "decode_message", "encode_message"]
@@ -40,9 +28,9 @@ MAX_SCORE = 1e12
 MAX_INSTANCES = 4096
 KINDS = ("claim", "ack", "announce")
 
-_term = _int(0, MAX_TERM)
-_priority = _optional(_int(-MAX_PRIORITY, MAX_PRIORITY))
-_score = _num(0.0, MAX_SCORE)
+_term = fields.integer(0, MAX_TERM)
+_priority = fields.optional(fields.integer(-MAX_PRIORITY, MAX_PRIORITY))
+_score = fields.number(0.0, MAX_SCORE)
 
 
 def _candidate_wire(candidate: Candidate) -> dict[str, Any]:
@@ -51,8 +39,8 @@ def _candidate_wire(candidate: Candidate) -> dict[str, Any]:
 
 
 def _candidate(value: object, where: str) -> Candidate:
-    f = _Fields(value, where)
-    node_id = f.get("node_id", _ident())
+    f = Fields(value, where)
+    node_id = f.get("node_id", fields.ident())
     priority = f.get("priority", _priority)
     score = f.get("score", _score)
     try:
@@ -79,14 +67,14 @@ def encode_message(message: Message) -> dict[str, Any]:
 def decode_message(data: object, where: str = "ElectionMessage") -> Message:
     """Validate one decoded map into a Claim, Ack or Announce; `WireDecodeError` otherwise
     (unknown kinds included). Unknown keys are ignored."""
-    f = _Fields(data, where)
-    kind = f.get("kind", _choice(KINDS))
+    f = Fields(data, where)
+    kind = f.get("kind", fields.choice(KINDS))
     term = f.get("term", _term)
     if kind == "claim":
         return Claim(term, f.get("candidate", _candidate))
     if kind == "ack":
-        return Ack(term, f.get("voter", _ident()), f.get("candidate", _ident()),
-                   f.get("granted", _flag), f.get("seen_term", _term, 0))
+        return Ack(term, f.get("voter", fields.ident()), f.get("candidate", fields.ident()),
+                   f.get("granted", fields.flag), f.get("seen_term", _term, 0))
     return Announce(term, f.get("coordinator", _candidate))
 
 
@@ -123,8 +111,8 @@ class ElectionReply:
     @classmethod
     def from_wire(cls, data: object) -> ElectionReply:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        return cls(_Fields(data, "ElectionReply").get(
-            "messages", _seq(decode_message, MAX_REPLY_MESSAGES)))
+        return cls(Fields(data, "ElectionReply").get(
+            "messages", fields.seq(decode_message, MAX_REPLY_MESSAGES)))
 
 
 @dataclass(frozen=True)
@@ -147,12 +135,12 @@ class PlanMember:
     @classmethod
     def from_wire(cls, data: object, where: str = "PlanMember") -> PlanMember:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        f = _Fields(data, where)
-        return cls(node_id=f.get("node_id", _ident()), score=f.get("score", _score),
-                   load=f.get("load", _num(0.0, 1.0)),
-                   queue_depth=f.get("queue_depth", _int(0, MAX_COUNT)),
-                   instances=f.get("instances", _int(0, MAX_INSTANCES)),
-                   weight=f.get("weight", _num(0.0, MAX_SCORE)))
+        f = Fields(data, where)
+        return cls(node_id=f.get("node_id", fields.ident()), score=f.get("score", _score),
+                   load=f.get("load", fields.number(0.0, 1.0)),
+                   queue_depth=f.get("queue_depth", fields.integer(0, MAX_COUNT)),
+                   instances=f.get("instances", fields.integer(0, MAX_INSTANCES)),
+                   weight=f.get("weight", fields.number(0.0, MAX_SCORE)))
 
 
 @dataclass(frozen=True)
@@ -178,11 +166,11 @@ class SwarmPlan:
     def from_wire(cls, data: object) -> SwarmPlan:
         """Validate a decoded map: bounds, no duplicate member or consensus id, and every
         consensus id a member; raise `WireDecodeError` naming the first problem."""
-        f = _Fields(data, "SwarmPlan")
-        plan = cls(term=f.get("term", _term), coordinator=f.get("coordinator", _ident()),
-                   issued_at=f.get("issued_at", _num(0.0, MAX_SCORE)),
-                   members=f.get("members", _seq(PlanMember.from_wire, MAX_PLAN_MEMBERS)),
-                   consensus=f.get("consensus", _seq(_ident(), MAX_PLAN_MEMBERS)))
+        f = Fields(data, "SwarmPlan")
+        plan = cls(term=f.get("term", _term), coordinator=f.get("coordinator", fields.ident()),
+                   issued_at=f.get("issued_at", fields.number(0.0, MAX_SCORE)),
+                   members=f.get("members", fields.seq(PlanMember.from_wire, MAX_PLAN_MEMBERS)),
+                   consensus=f.get("consensus", fields.seq(fields.ident(), MAX_PLAN_MEMBERS)))
         ids = [m.node_id for m in plan.members]
         if len(set(ids)) != len(ids):
             raise WireDecodeError("SwarmPlan.members: a node id appears twice")

@@ -1,162 +1,57 @@
-"""Federation wire messages: frozen dataclasses; `from_wire` validates, ignores unknown keys."""
+"""Federation wire messages: frozen dataclasses; `from_wire` validates (with the readers of
+network/wire/fields.py) and ignores unknown keys."""
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, Self, TypeGuard, TypeVar, get_args
+from typing import Any
 
-from swarm.engine.backend import ChatMessage, Completion, FinishReason, GenerationRequest, SamplingParams
-from swarm.errors import PeerError
+from network.wire.fields import (
+    FINISH_REASONS,
+    MAX_CAPABILITIES,
+    MAX_COUNT,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_NONCE_CHARS,
+    MAX_PRIORITY,
+    MAX_STOP,
+    MAX_TERM,
+    MAX_TEXT_CHARS,
+    MAX_TOKENS,
+    MAX_TURNS,
+    Fields,
+    WireDecodeError,
+    choice,
+    flag,
+    ident,
+    integer,
+    number,
+    optional,
+    seq,
+    text,
+    turn,
+)
+from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
 
-MAX_ID_CHARS = 64
-MAX_NAME_CHARS = 256
-MAX_NONCE_CHARS = 128
-MAX_TEXT_CHARS = 1 << 19
-MAX_TURNS = 256
-MAX_STOP = 16
-MAX_CAPABILITIES = 64
-MAX_TOKENS = 1 << 16
-MAX_COUNT = 2**31 - 1
-MAX_TERM = 2**63 - 1
-MAX_PRIORITY = 1000  # coordinator priority: -1000..1000, or None (never coordinator)
-FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII)
-
-T = TypeVar("T")
-Check = Callable[[object, str], T]
-
-
-class WireDecodeError(PeerError, ValueError):
-    """Peer data that is not a valid message: bad bytes or type, too big, missing or bad field."""
-
-
-class WireMessage(Protocol):
-    """What the codec needs from a message class."""
-
-    def to_wire(self) -> dict[str, Any]: ...
-
-    @classmethod
-    def from_wire(cls, data: object) -> Self: ...
-
-
-def is_identifier(value: object) -> TypeGuard[str]:
-    """True for a node, boot or request id: 1 to 64 ASCII letters, digits and `._:-`."""
-    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
-
-
-def _text(max_chars: int) -> Check[str]:
-    def check(value: object, where: str) -> str:
-        if not isinstance(value, str):
-            raise WireDecodeError(f"{where}: expected a string, got {type(value).__name__}")
-        if len(value) > max_chars:
-            raise WireDecodeError(f"{where}: longer than {max_chars} characters")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise WireDecodeError(f"{where}: not valid Unicode text") from exc
-        return value
-    return check
-
-
-def _ident(*, allow_empty: bool = False) -> Check[str]:
-    def check(value: object, where: str) -> str:
-        if allow_empty and value == "":
-            return ""
-        if not is_identifier(value):
-            raise WireDecodeError(f"{where}: expected an identifier ({ID_PATTERN.pattern})")
-        return value  # type: ignore[return-value]
-    return check
-
-
-def _int(lo: int, hi: int) -> Check[int]:
-    def check(value: object, where: str) -> int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise WireDecodeError(f"{where}: expected an integer, got {type(value).__name__}")
-        if not lo <= value <= hi:
-            raise WireDecodeError(f"{where}: {value} is outside [{lo}, {hi}]")
-        return value
-    return check
-
-
-def _flag(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
-    return value
-
-
-def _num(lo: float, hi: float) -> Check[float]:
-    def check(value: object, where: str) -> float:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise WireDecodeError(f"{where}: expected a number, got {type(value).__name__}")
-        number = float(value)
-        if not math.isfinite(number) or not lo <= number <= hi:
-            raise WireDecodeError(f"{where}: {value!r} is outside [{lo}, {hi}]")
-        return number
-    return check
-
-
-def _choice(allowed: tuple[str, ...]) -> Check[str]:
-    def check(value: object, where: str) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise WireDecodeError(f"{where}: expected one of {', '.join(allowed)}")
-        return value
-    return check
-
-
-def _optional(inner: Check[T]) -> Check[T | None]:
-    def check(value: object, where: str) -> T | None:
-        return None if value is None else inner(value, where)
-    return check
-
-
-def _seq(inner: Check[T], max_items: int) -> Check[tuple[T, ...]]:
-    def check(value: object, where: str) -> tuple[T, ...]:
-        if not isinstance(value, list | tuple):
-            raise WireDecodeError(f"{where}: expected a list, got {type(value).__name__}")
-        if len(value) > max_items:
-            raise WireDecodeError(f"{where}: more than {max_items} items")
-        return tuple(inner(item, f"{where}[{i}]") for i, item in enumerate(value))
-    return check
-
-
-def _turn(value: object, where: str) -> tuple[str, str]:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise WireDecodeError(f"{where}: expected a [role, content] pair")
-    return _text(32)(value[0], f"{where}.role"), _text(MAX_TEXT_CHARS)(value[1], f"{where}.content")
-
-
-_REQUIRED: Any = object()
-_NO_PRIORITY: int | None = 0  # an absent Heartbeat.priority (typed for `_Fields.get`)
-
-
-class _Fields:
-    """Reads checked fields from one decoded map; absent keys take the default or fail."""
-
-    def __init__(self, data: object, kind: str) -> None:
-        if not isinstance(data, dict):
-            raise WireDecodeError(f"{kind}: expected a map, got {type(data).__name__}")
-        self._data = data
-        self._kind = kind
-
-    def get(self, key: str, check: Check[T], default: T = _REQUIRED) -> T:
-        if key not in self._data:
-            if default is _REQUIRED:
-                raise WireDecodeError(f"{self._kind}.{key}: missing")
-            return default
-        return check(self._data[key], f"{self._kind}.{key}")
+VOTE_CAPABILITY = "vote"  # a node that answers POST /v1/federation/vote
+CAPABILITIES = ("chat", "completions", VOTE_CAPABILITY)  # what this version's nodes offer
+_NO_PRIORITY: int | None = 0  # an absent Heartbeat.priority (typed for `Fields.get`)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Heartbeat:
-    """A node's answer to `/v1/federation/health`: identity, load, capacity and election view."""
+class NodeHeader:
+    """Who a node is (its lasting node id, this run's boot id), the protocol it speaks and the port
+    of its API: what its heartbeat and its mDNS advert (network/wire/txt.py) both open with."""
 
     node_id: str
     boot_id: str
     protocol: int
     api_port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(NodeHeader):
+    """A node's answer to `/v1/federation/health`: identity, load, capacity and election view."""
+
     swarm: str = ""
     model_id: str = ""
     instances: int = 0
@@ -172,6 +67,11 @@ class Heartbeat:
     solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
 
+    @property
+    def votes(self) -> bool:
+        """True when the node answers votes (`VOTE_CAPABILITY`): a consensus candidate."""
+        return VOTE_CAPABILITY in self.capabilities
+
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
         return asdict(self)
@@ -179,23 +79,23 @@ class Heartbeat:
     @classmethod
     def from_wire(cls, data: object) -> Heartbeat:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        f = _Fields(data, "Heartbeat")
+        f = Fields(data, "Heartbeat")
         return cls(
-            node_id=f.get("node_id", _ident()), boot_id=f.get("boot_id", _ident()),
-            protocol=f.get("protocol", _int(0, 65535)), api_port=f.get("api_port", _int(1, 65535)),
-            swarm=f.get("swarm", _ident(allow_empty=True), ""),
-            model_id=f.get("model_id", _text(MAX_NAME_CHARS), ""),
-            instances=f.get("instances", _int(0, 4096), 0), load=f.get("load", _num(0.0, 1.0), 0.0),
-            queue_depth=f.get("queue_depth", _int(0, MAX_COUNT), 0),
-            capabilities=f.get("capabilities", _seq(_text(MAX_ID_CHARS), MAX_CAPABILITIES), ()),
-            bench_score=f.get("bench_score", _num(0.0, 1e12), 0.0),
-            ram_gb=f.get("ram_gb", _num(0.0, 1e6), 0.0),
-            vram_gb=f.get("vram_gb", _num(0.0, 1e6), 0.0),
-            term=f.get("term", _int(0, MAX_TERM), 0),
-            coordinator=f.get("coordinator", _optional(_ident()), None),
-            priority=f.get("priority", _optional(_int(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
-            solo=f.get("solo", _flag, False),
-            nonce=f.get("nonce", _optional(_text(MAX_NONCE_CHARS)), None),
+            node_id=f.get("node_id", ident()), boot_id=f.get("boot_id", ident()),
+            protocol=f.get("protocol", integer(0, 65535)), api_port=f.get("api_port", integer(1, 65535)),
+            swarm=f.get("swarm", ident(allow_empty=True), ""),
+            model_id=f.get("model_id", text(MAX_NAME_CHARS), ""),
+            instances=f.get("instances", integer(0, 4096), 0), load=f.get("load", number(0.0, 1.0), 0.0),
+            queue_depth=f.get("queue_depth", integer(0, MAX_COUNT), 0),
+            capabilities=f.get("capabilities", seq(text(MAX_ID_CHARS), MAX_CAPABILITIES), ()),
+            bench_score=f.get("bench_score", number(0.0, 1e12), 0.0),
+            ram_gb=f.get("ram_gb", number(0.0, 1e6), 0.0),
+            vram_gb=f.get("vram_gb", number(0.0, 1e6), 0.0),
+            term=f.get("term", integer(0, MAX_TERM), 0),
+            coordinator=f.get("coordinator", optional(ident()), None),
+            priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
+            solo=f.get("solo", flag, False),
+            nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
         )
 
 
@@ -219,16 +119,16 @@ class VoteRequest:
     @classmethod
     def from_wire(cls, data: object) -> VoteRequest:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        f = _Fields(data, "VoteRequest")
+        f = Fields(data, "VoteRequest")
         request = cls(
-            request_id=f.get("request_id", _ident()),
-            messages=f.get("messages", _seq(_turn, MAX_TURNS), ()),
-            prompt=f.get("prompt", _optional(_text(MAX_TEXT_CHARS)), None),
-            max_tokens=f.get("max_tokens", _int(1, MAX_TOKENS), 256),
-            temperature=f.get("temperature", _num(0.0, 2.0), 1.0),
-            top_p=f.get("top_p", _num(0.0, 1.0), 1.0),
-            seed=f.get("seed", _optional(_int(-(2**63), 2**64 - 1)), None),
-            stop=f.get("stop", _seq(_text(MAX_NAME_CHARS), MAX_STOP), ()),
+            request_id=f.get("request_id", ident()),
+            messages=f.get("messages", seq(turn, MAX_TURNS), ()),
+            prompt=f.get("prompt", optional(text(MAX_TEXT_CHARS)), None),
+            max_tokens=f.get("max_tokens", integer(1, MAX_TOKENS), 256),
+            temperature=f.get("temperature", number(0.0, 2.0), 1.0),
+            top_p=f.get("top_p", number(0.0, 1.0), 1.0),
+            seed=f.get("seed", optional(integer(-(2**63), 2**64 - 1)), None),
+            stop=f.get("stop", seq(text(MAX_NAME_CHARS), MAX_STOP), ()),
         )
         if (request.prompt is None) == (not request.messages):
             raise WireDecodeError("VoteRequest: needs exactly one of messages or prompt")
@@ -274,14 +174,14 @@ class VoteReply:
     @classmethod
     def from_wire(cls, data: object) -> VoteReply:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        f = _Fields(data, "VoteReply")
+        f = Fields(data, "VoteReply")
         return cls(
-            request_id=f.get("request_id", _ident()), text=f.get("text", _text(MAX_TEXT_CHARS)),
-            logprobs=f.get("logprobs", _seq(_num(-1e9, 1.0), MAX_TOKENS)),
-            finish_reason=f.get("finish_reason", _choice(FINISH_REASONS)),
-            prompt_tokens=f.get("prompt_tokens", _int(0, MAX_COUNT)),
-            completion_tokens=f.get("completion_tokens", _int(0, MAX_TOKENS)),
-            latency_s=f.get("latency_s", _num(0.0, 1e6)), node_id=f.get("node_id", _ident()),
+            request_id=f.get("request_id", ident()), text=f.get("text", text(MAX_TEXT_CHARS)),
+            logprobs=f.get("logprobs", seq(number(-1e9, 1.0), MAX_TOKENS)),
+            finish_reason=f.get("finish_reason", choice(FINISH_REASONS)),
+            prompt_tokens=f.get("prompt_tokens", integer(0, MAX_COUNT)),
+            completion_tokens=f.get("completion_tokens", integer(0, MAX_TOKENS)),
+            latency_s=f.get("latency_s", number(0.0, 1e6)), node_id=f.get("node_id", ident()),
         )
 
     @classmethod
@@ -313,4 +213,4 @@ class CancelRequest:
     @classmethod
     def from_wire(cls, data: object) -> CancelRequest:
         """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        return cls(request_id=_Fields(data, "CancelRequest").get("request_id", _ident()))
+        return cls(request_id=Fields(data, "CancelRequest").get("request_id", ident()))

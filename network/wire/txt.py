@@ -6,7 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from network.wire.messages import MAX_PRIORITY, MAX_TERM, Heartbeat, is_identifier
+from network.wire.fields import MAX_PRIORITY, MAX_TERM, is_identifier, is_unicode
+from network.wire.messages import Heartbeat, NodeHeader
 from swarm.errors import PeerError
 
 SERVICE_TYPE = "_local-swarm._tcp.local."
@@ -16,6 +17,9 @@ _INT = re.compile(r"[0-9]{1,19}", re.ASCII)
 _PRIORITY = re.compile(r"0|-?[1-9][0-9]{0,3}", re.ASCII)  # canonical: no +, no -0, no 007
 _FLOAT = re.compile(r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?", re.ASCII)
 _REQUIRED = ("id", "boot", "v", "port")
+_Value = bytes | str | None
+# zeroconf's `properties` (bytes or str keys); a Mapping is invariant in its key type.
+Properties = Mapping[bytes, _Value] | Mapping[str, _Value] | Mapping[bytes | str, _Value]
 
 
 class TxtError(PeerError, ValueError):
@@ -23,13 +27,9 @@ class TxtError(PeerError, ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeerAdvert:
+class PeerAdvert(NodeHeader):
     """What a node announces over mDNS; the swarm key appears only as its fingerprint."""
 
-    node_id: str
-    boot_id: str
-    protocol: int
-    api_port: int
     fingerprint: str = ""
     model_id: str = ""
     instances: int = 0
@@ -86,7 +86,7 @@ def encode(advert: PeerAdvert) -> dict[bytes, bytes]:
     return {key.encode("ascii"): value.encode("utf-8") for key, value in entries.items()}
 
 
-def decode(properties: Mapping[bytes | str, bytes | str | None]) -> PeerAdvert:
+def decode(properties: Properties) -> PeerAdvert:
     """The advert in zeroconf `properties` (bytes or str); unknown keys are ignored."""
     if not isinstance(properties, Mapping):
         raise TxtError(f"expected a mapping of TXT entries, got {type(properties).__name__}")
@@ -149,11 +149,8 @@ def _as_text(raw: object, what: str) -> str:
         except UnicodeDecodeError as exc:
             raise TxtError(f"TXT {what} is not UTF-8") from exc
     if isinstance(raw, str):
-        if not raw.isascii():
-            try:
-                raw.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise TxtError(f"TXT {what} is not valid Unicode") from exc
+        if not is_unicode(raw):
+            raise TxtError(f"TXT {what} is not valid Unicode")
         return raw
     raise TxtError(f"TXT {what} is a {type(raw).__name__}, not bytes")
 

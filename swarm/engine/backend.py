@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from swarm.errors import RequestError
+
+if TYPE_CHECKING:
+    import threading  # the records and the protocol are pure; backends bring their threads
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -71,6 +73,15 @@ class TokenEvent:
     text: str
     token_id: int
     logprob: float
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a stream: why it ended and how many prompt tokens it used."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @dataclass(frozen=True)

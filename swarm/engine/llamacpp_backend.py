@@ -6,6 +6,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class LlamaCppBackend:
         """Apply the model's own chat template (from the GGUF), or pass a raw prompt through."""
         if request.prompt is not None:
             return request.prompt
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages: list[Any] = [{"role": m.role, "content": m.content} for m in request.messages]
         if self._formatter is None:
             return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return self._formatter(messages=messages).prompt

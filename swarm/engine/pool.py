@@ -1,4 +1,12 @@
-"""The local instance pool: N loaded backends, a bounded queue each, least-loaded dispatch."""
+"""The local instance pool: N loaded backends, each a `Source` with its own thread and bounded
+queue. Which instance takes a request is the chooser's decision (network/coordination/chooser.py);
+an instance only refuses work past its slots (or once closing).
+
+Thread safety: only an instance's worker thread generates; `Instance.use()` counts every thread
+inside the engine (the worker, and token counting from `InstancePool.prompt_tokens`), and closing
+cancels every job, then frees the engine only once that count is zero. A job cancelled while
+queued never reaches the engine; a running one stops at its next token (or prompt chunk), and
+releases its queue slot only when the worker has let go of the engine."""
 from __future__ import annotations
 
 import asyncio
@@ -8,38 +16,23 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from swarm.engine.backend import (
     Backend,
     Completion,
     FinishReason,
     GenerationRequest,
+    StreamEnd,
     TokenEvent,
     check_context,
 )
 from swarm.engine.decoding import StopMatcher
-from swarm.errors import EngineError
+from swarm.engine.source import LOCAL_NODE, Answer
+from swarm.errors import EngineError, PoolBusyError
+
+__all__ = ["Instance", "InstanceClosedError", "InstancePool", "PoolBusyError", "StreamEnd"]
 
 log = logging.getLogger(__name__)
-
-
-class PoolBusyError(EngineError):
-    """Every instance's queue is full; retry after `retry_after_s`."""
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"all instances are busy; retry in {retry_after_s} s")
-        self.retry_after_s = retry_after_s
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """The last event of a stream: why it ended and how many prompt tokens it used."""
-
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-
 
 _DONE = object()
 CLOSE_WAIT_S = 1.0  # how long closing waits for workers to leave the engine before freeing it
@@ -55,19 +48,16 @@ class InstanceClosedError(PoolBusyError):
 
 
 class Instance:
-    """One loaded backend with its own worker thread and a bounded queue.
+    """One loaded backend with its own worker thread and a bounded queue: a `Source` of this
+    node (`node_id`, benchmark `score`) that runs one request and queues `slots - 1` more."""
 
-    Thread safety: only the worker thread generates; `use()` counts every thread inside the
-    engine (the worker, and token counting from `InstancePool.prompt_tokens`), and `close()`
-    cancels every job, then frees the engine only once that count is zero. A job cancelled while
-    queued never reaches the engine; a running one stops at its next token (or prompt batch), and
-    releases its queue slot only when the worker has let go of the engine.
-    """
-
-    def __init__(self, index: int, backend: Backend, queue_depth: int) -> None:
+    def __init__(self, index: int, backend: Backend, queue_depth: int, *,
+                 node_id: str = LOCAL_NODE, score: float = 0.0) -> None:
         self.index = index
         self.backend = backend
-        self.capacity = queue_depth + 1
+        self.node_id = node_id
+        self.score = score
+        self.slots = queue_depth + 1
         self.active = 0
         self.served = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}")
@@ -81,6 +71,14 @@ class Instance:
     def source_id(self) -> str:
         """A stable name for this instance in consensus reports."""
         return f"local/{self.index}"
+
+    def load(self) -> float:
+        """Requests running or waiting here (0 idle, 1 running, +1 per queued)."""
+        return float(self.active)
+
+    def capacity(self) -> int:
+        """Requests this instance still takes before refusing with `PoolBusyError`."""
+        return max(self.slots - self.active, 0)
 
     @contextmanager
     def use(self) -> Iterator[Backend]:
@@ -117,8 +115,8 @@ class Instance:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent | StreamEnd]:
         """Run one generation; stop strings applied; the final item is a `StreamEnd`."""
-        if self.active >= self.capacity:
-            raise PoolBusyError(retry_after_s=max(1, self.active - self.capacity + 1))
+        if self.active >= self.slots:
+            raise PoolBusyError(retry_after_s=max(1, self.active - self.slots + 1))
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
@@ -169,6 +167,26 @@ class Instance:
             # next token and frees the slot (`_release`) once it has let go of the engine.
             cancel.set()
 
+    async def complete(self, request: GenerationRequest) -> Answer:
+        """Run one generation to the end and return it whole."""
+        texts: list[str] = []
+        ids: list[int] = []
+        logprobs: list[float] = []
+        end = StreamEnd("cancelled", 0, 0)
+        started = time.perf_counter()
+        async for event in self.stream(request):
+            if isinstance(event, StreamEnd):
+                end = event
+                continue
+            texts.append(event.text)
+            if event.token_id >= 0:
+                ids.append(event.token_id)
+                logprobs.append(event.logprob)
+        log.debug("instance %d: %d tokens in %.2fs", self.index, len(ids),
+                  time.perf_counter() - started)
+        return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
+                                 end.prompt_tokens), self.source_id)
+
     def _release(self, cancel: threading.Event) -> None:
         self.active -= 1
         self.served += 1
@@ -202,12 +220,15 @@ class Instance:
 
 
 class InstancePool:
-    """Dispatches requests to the least-loaded instance; full queues raise `PoolBusyError`."""
+    """This node's instances (every one serves the same model) and what they have in common."""
 
-    def __init__(self, backends: Sequence[Backend], queue_depth: int = 8) -> None:
+    def __init__(self, backends: Sequence[Backend], queue_depth: int = 8, *,
+                 node_id: str = LOCAL_NODE, score: float = 0.0) -> None:
         if not backends:
             raise ValueError("an InstancePool needs at least one backend")
-        self.instances = [Instance(i, b, queue_depth) for i, b in enumerate(backends)]
+        self.node_id = node_id
+        self.instances = [Instance(i, b, queue_depth, node_id=node_id, score=score)
+                          for i, b in enumerate(backends)]
         self._closing_since: float | None = None
 
     @property
@@ -233,30 +254,6 @@ class InstancePool:
         """Requests waiting behind running ones, over all instances."""
         return sum(max(i.active - 1, 0) for i in self.instances)
 
-    def pick(self) -> Instance:
-        """The least-loaded instance with room, lowest index first on ties."""
-        return self.pick_many(1)[0]
-
-    def pick_many(self, n: int) -> list[Instance]:
-        """`n` instances for `n` generations, spread as if each pick were already running.
-
-        Raises `PoolBusyError` unless all `n` fit the queues now, so a request is refused whole
-        (429) rather than started and failed half way.
-        """
-        planned = {i.index: i.active for i in self.instances}
-        chosen: list[Instance] = []
-        for _ in range(n):
-            best = min(self.instances, key=lambda i: (planned[i.index], i.index))
-            if planned[best.index] >= best.capacity:
-                raise PoolBusyError(retry_after_s=max(1, planned[best.index] - best.capacity + 1))
-            planned[best.index] += 1
-            chosen.append(best)
-        return chosen
-
-    def has_room(self) -> bool:
-        """True while at least one instance's queue can take another request."""
-        return any(i.active < i.capacity for i in self.instances)
-
     async def prompt_tokens(self, request: GenerationRequest) -> int:
         """The request's prompt length in the model's tokens, counted off the event loop."""
         instance = self.instances[0]
@@ -273,35 +270,6 @@ class InstancePool:
         tokens = await self.prompt_tokens(request)
         check_context(tokens, request.params.max_tokens, self.context_length)
         return tokens
-
-    def stream(
-        self, request: GenerationRequest, instance: Instance | None = None
-    ) -> AsyncIterator[TokenEvent | StreamEnd]:
-        """Stream one generation on `instance` or the least-loaded one."""
-        return (instance or self.pick()).stream(request)
-
-    async def complete(
-        self, request: GenerationRequest, instance: Instance | None = None
-    ) -> Completion:
-        """Run one generation to the end and return it whole."""
-        target = instance or self.pick()
-        texts: list[str] = []
-        ids: list[int] = []
-        logprobs: list[float] = []
-        end = StreamEnd("cancelled", 0, 0)
-        started = time.perf_counter()
-        async for event in target.stream(request):
-            if isinstance(event, StreamEnd):
-                end = event
-                continue
-            texts.append(event.text)
-            if event.token_id >= 0:
-                ids.append(event.token_id)
-                logprobs.append(event.logprob)
-        log.debug("instance %d: %d tokens in %.2fs", target.index, len(ids),
-                  time.perf_counter() - started)
-        return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
-                          end.prompt_tokens)
 
     def begin_close(self) -> None:
         """Refuse new work and cancel all work on every instance (does not wait)."""

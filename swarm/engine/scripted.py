@@ -55,8 +55,8 @@ class ScriptedBackend:
     ) -> None:
         if not callable(answers) and not answers:
             raise ValueError("a ScriptedBackend needs at least one answer")
-        fixed = isinstance(logprob, (int, float))
-        if not fixed and (callable(answers) or len(logprob) != len(answers)):
+        if not isinstance(logprob, int | float) and (callable(answers)
+                                                     or len(logprob) != len(answers)):
             raise ValueError("a list of logprobs must align with a list of answers")
         split_tokens("", per)  # validates `per`
         self.answers = answers

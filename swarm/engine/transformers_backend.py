@@ -50,7 +50,7 @@ class TransformersBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, dtype=getattr(torch, dtype)
-        ).to(self.device)
+        ).to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
         self.model.eval()
         self.context_length = int(
             getattr(self.model.config, "max_position_embeddings", 2048) or 2048
@@ -116,7 +116,7 @@ class TransformersBackend:
         seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         detok = IncrementalDetokenizer(
-            lambda toks: self.tokenizer.decode(toks, skip_special_tokens=True)
+            lambda toks: str(self.tokenizer.decode(toks, skip_special_tokens=True))
         )
         if cancel.is_set():
             return

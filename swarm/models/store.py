@@ -123,7 +123,7 @@ def ensure_transformers_folder(
     report("dequantizing weights", 0.25)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     # save_pretrained refuses a quantizer-backed model; the weights are already dequantized.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     report("writing safetensors", 0.8)

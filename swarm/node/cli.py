@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarm.node.config import Config, load_config
+from consensus.candidates import STRATEGIES
+from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, Config, load_config
 
 COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
@@ -23,12 +24,12 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--model": ("model.path", {"metavar": "PATH",
                                "help": "HF model folder or .gguf file (default: embedded "
                                        "SmolLM2-135M-Instruct)"}),
-    "--backend": ("model.backend", {"choices": ["auto", "transformers", "llamacpp"],
+    "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
-    "--device": ("model.device", {"choices": ["auto", "cpu", "cuda", "mps"],
+    "--device": ("model.device", {"choices": DEVICES,
                                   "help": "torch device for the transformers backend"}),
-    "--dtype": ("model.dtype", {"choices": ["auto", "float32", "bfloat16", "float16"],
+    "--dtype": ("model.dtype", {"choices": DTYPES,
                                 "help": "weights dtype for the transformers backend"}),
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
@@ -39,7 +40,7 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
                                         "help": "converted models and benchmark results"}),
     "--strategy": ("consensus.strategy", {
-        "choices": ["route", "best_of_n", "weighted_vote", "first_valid"],
+        "choices": STRATEGIES,
         "help": "default answer strategy when a request does not choose one"}),
     "--n": ("consensus.n", {"type": int, "metavar": "N",
                             "help": "default number of candidates for consensus strategies"}),
@@ -70,7 +71,7 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "once; see the swarm-key command). Visible to other local "
                                   "users in the process list: prefer the key file or "
                                   "LOCAL_SWARM_FEDERATION_SWARM_KEY"}),
-    "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
+    "--log-level": ("log_level", {"choices": LOG_LEVELS}),
 }
 
 

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consensus.candidates import SCORE_MODES, STRATEGIES
+from network.wire.fields import ID_PATTERN, is_identifier
 from swarm.errors import ConfigError
 
 ENV_PREFIX = "LOCAL_SWARM_"
-_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+BACKENDS = ("auto", "transformers", "llamacpp")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _positive(v: int) -> bool:
@@ -34,6 +38,13 @@ def _choice(*options: str) -> Callable[[str], bool]:
 
     check.__doc__ = "one of " + ", ".join(options)
     return check
+
+
+def _node_id(v: str) -> bool:
+    return v == "" or is_identifier(v)
+
+
+_node_id.__doc__ = f"empty (generated once) or a node id peers accept: {ID_PATTERN.pattern}"
 
 
 def _fraction(v: float) -> bool:
@@ -129,20 +140,20 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "api.max_n": _positive,
     "api.max_prompt_tokens": _positive,
     "api.max_concurrent_per_client": _positive,
-    "model.backend": _choice("auto", "transformers", "llamacpp"),
-    "model.device": _choice("auto", "cpu", "cuda", "mps"),
-    "model.dtype": _choice("auto", "float32", "bfloat16", "float16"),
+    "model.backend": _choice(*BACKENDS),
+    "model.device": _choice(*DEVICES),
+    "model.dtype": _choice(*DTYPES),
     "model.instances": _positive,
     "model.threads": _non_negative,
     "model.queue_depth": _non_negative,
-    "consensus.strategy": _choice("route", "best_of_n", "weighted_vote", "first_valid"),
+    "consensus.strategy": _choice(*STRATEGIES),
     "consensus.n": _positive,
     "consensus.timeout_s": _fraction,
-    "consensus.score": _choice("logprob", "judge"),
+    "consensus.score": _choice(*SCORE_MODES),
     "federation.heartbeat_interval_s": lambda v: 0.05 <= v <= 10.0,
-    "federation.node_id": lambda v: v == "" or _NODE_ID.fullmatch(v) is not None,
+    "federation.node_id": _node_id,
     "federation.coordinator_priority": _between(-1000, 1000),
-    "log_level": _choice("debug", "info", "warning", "error"),
+    "log_level": _choice(*LOG_LEVELS),
 }
 
 _SECTIONS = {"api": ApiConfig, "model": ModelConfig, "consensus": ConsensusConfig,

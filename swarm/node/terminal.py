@@ -14,6 +14,11 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
+def plain_console() -> Console:
+    """Where a command prints its result: the terminal, or stdout without wrapping in a pipe."""
+    return console if console.is_terminal else Console(width=200)
+
+
 def setup_logging(level: str) -> None:
     """Install rich's handler once on the root logger; quiet chatty libraries."""
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",

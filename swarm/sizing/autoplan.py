@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from swarm.sizing.benchmark import BenchmarkResult
 from swarm.sizing.hardware import GIB, HardwareInfo
+from swarm.sizing.results import BenchmarkResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

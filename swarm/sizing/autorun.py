@@ -13,15 +13,9 @@ from swarm.models.store import ensure_transformers_folder
 from swarm.node.config import Config
 from swarm.node.terminal import console, progress_bar
 from swarm.sizing.autoplan import Plan, choose_plan, render_plan
-from swarm.sizing.benchmark import (
-    BenchmarkCache,
-    BenchmarkResult,
-    best,
-    default_threads_options,
-    load_or_run,
-    run_benchmark,
-)
+from swarm.sizing.benchmark import default_threads_options, run_benchmark
 from swarm.sizing.hardware import HardwareInfo, fingerprint, probe, summary
+from swarm.sizing.results import BenchmarkCache, BenchmarkResult, best, load_or_run
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The generation endpoints: route to one instance (streamed as generated) or run a consensus."""
+"""The generation endpoints: route to one instance (streamed as generated) or run a consensus.
+Which instance or peer takes the work is the chooser's decision (network/coordination/chooser.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,15 +15,23 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from consensus.candidates import ConsensusError, Decision
+from consensus.candidates import Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
+from network.api.errors import as_request_error
 from network.api.limits import ClientLimiter, parse_json_body
 from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
+from network.coordination.chooser import fill, spread
 from network.federation.forwarding import RouteForwarder
-from swarm.engine.backend import Completion, ContextOverflowError, GenerationRequest, check_context
-from swarm.engine.pool import Instance, InstancePool, PoolBusyError, StreamEnd
-from swarm.errors import RequestError
+from swarm.engine.backend import (
+    Completion,
+    ContextOverflowError,
+    GenerationRequest,
+    StreamEnd,
+    check_context,
+)
+from swarm.engine.pool import Instance, InstancePool
+from swarm.errors import PoolBusyError, RequestError
 from swarm.node.config import ApiConfig, ConsensusConfig
 
 log = logging.getLogger(__name__)
@@ -61,40 +70,6 @@ def _route_report(instances: list[Instance], latencies: list[float],
                            for i, t, c in zip(instances, latencies, choices, strict=True)]}
 
 
-def _busy(error: str | None) -> bool:
-    """True for a candidate that failed on full queues or on an instance closing (shutdown)."""
-    return any(name in (error or "") for name in ("PoolBusyError", "InstanceClosedError"))
-
-
-def consensus_error(exc: ConsensusError) -> RequestError:
-    """The client-facing error when no candidate won: 429 if all were busy (or their node shuts
-    down), 504 on the deadline, else 502 naming each candidate's failure."""
-    from consensus.candidates import ConsensusTimeout
-
-    if exc.candidates and all(_busy(c.error) for c in exc.candidates):
-        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                            type_="rate_limit_error", headers={"Retry-After": "1"})
-    if isinstance(exc, ConsensusTimeout):
-        return RequestError(str(exc), status=504, code="consensus_timeout", type_="server_error")
-    return RequestError(str(exc), status=502, code="no_valid_candidate", type_="server_error")
-
-
-def as_request_error(exc: BaseException) -> RequestError | None:
-    """The client-facing error for a known failure (busy queues, context overflow, consensus),
-    or None for a bug."""
-    if isinstance(exc, RequestError):
-        return exc
-    if isinstance(exc, PoolBusyError):
-        return RequestError(str(exc), status=429, code="rate_limit_exceeded",
-                            type_="rate_limit_error",
-                            headers={"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, ContextOverflowError):
-        return RequestError(str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, ConsensusError):
-        return consensus_error(exc)
-    return None
-
-
 async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
     """End a stream that already sent its 200 with an OpenAI error event and `[DONE]`."""
     error = as_request_error(exc)
@@ -117,8 +92,7 @@ class CompletionRoutes:
         self.forwarder = forwarder
         self.api = api
         self.defaults = defaults
-        self.consensus = consensus or ConsensusService(
-            lambda: pool.instances, lambda source, req: pool.complete(req, source))
+        self.consensus = consensus or ConsensusService(lambda: pool.instances, spread)
         self.limiter = ClientLimiter(api.max_concurrent_per_client)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -196,14 +170,14 @@ class CompletionRoutes:
                 return relayed
         if parsed.stream:
             return await self._stream_route(request, parsed, model, rid, chat)
-        instances = self.pool.pick_many(parsed.n)
+        instances = fill(self.pool.instances, parsed.n)
         started = time.perf_counter()
         latencies = [0.0] * parsed.n
 
         async def one(i: int) -> Completion:
-            completion = await self.pool.complete(_seeded(parsed.generation, i), instances[i])
+            answer = await instances[i].complete(_seeded(parsed.generation, i))
             latencies[i] = time.perf_counter() - started
-            return completion
+            return answer.completion
 
         async with task_group() as tg:
             tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
@@ -214,9 +188,8 @@ class CompletionRoutes:
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
                             rid: str, chat: bool) -> web.StreamResponse:
         chunks = fmt.ChunkBuilder(rid, model, chat)
-        instances = self.pool.pick_many(parsed.n)
-        streams = [self.pool.stream(_seeded(parsed.generation, i), instances[i])
-                   for i in range(parsed.n)]
+        instances = fill(self.pool.instances, parsed.n)
+        streams = [instances[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
         # The first event comes before the 200 so that bad prompts still get a 4xx.
         first = await anext(aiter(streams[0]))
         response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)

@@ -7,7 +7,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from consensus.service import SWARM_SCHEMA
-from network.wire.messages import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TURNS
+from network.wire.fields import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TURNS
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.errors import RequestError
 

@@ -8,7 +8,26 @@ from __future__ import annotations
 from typing import Any
 
 from network.membership.records import PeerState
-from network.wire.messages import MAX_NONCE_CHARS
+from network.trust.signing import (
+    KEY_ID_HEADER,
+    KEY_ID_PATTERN,
+    NONCE_HEADER,
+    REQUEST_NONCE_PATTERN,
+    SIGNATURE_HEADER,
+    SIGNATURE_PATTERN,
+    TIMESTAMP_HEADER,
+    TIMESTAMP_PATTERN,
+)
+from network.wire.fields import NONCE_PATTERN
+from network.wire.paths import (
+    APPROVE_PATH,
+    CANCEL_PATH,
+    ELECTION_PATH,
+    HEALTH_PATH,
+    PEERS_PATH,
+    PLAN_PATH,
+    VOTE_PATH,
+)
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -57,19 +76,16 @@ def error_responses(*codes: int, notes: dict[int, str] | None = None) -> dict[st
 # The swarm-key signature of network/trust/signing.py: HMAC-SHA256 over method, path and query,
 # timestamp, nonce and the body's SHA-256.
 _SIGNED_HEADERS = [
-    {"name": "X-Swarm-Key-Id", "in": "header", "required": True,
-     "description": "fingerprint of the signing swarm key (never the key)",
-     "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
-    {"name": "X-Swarm-Timestamp", "in": "header", "required": True,
-     "description": "the sender's wall clock in whole Unix seconds; more than 30 s off is refused",
-     "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
-    {"name": "X-Swarm-Nonce", "in": "header", "required": True,
-     "description": "fresh per request; a nonce seen before is refused (replay)",
-     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}},
-    {"name": "X-Swarm-Signature", "in": "header", "required": True,
-     "description": "hex HMAC-SHA256 with the swarm key over the request",
-     "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
-]
+    {"name": name, "in": "header", "required": True, "description": description,
+     "schema": {"type": "string", "pattern": f"^{pattern.pattern}$"}}
+    for name, description, pattern in (
+        (KEY_ID_HEADER, "fingerprint of the signing swarm key (never the key)", KEY_ID_PATTERN),
+        (TIMESTAMP_HEADER, "the sender's wall clock in whole Unix seconds; more than 30 s off is "
+                           "refused", TIMESTAMP_PATTERN),
+        (NONCE_HEADER, "fresh per request; a nonce seen before is refused (replay)",
+         REQUEST_NONCE_PATTERN),
+        (SIGNATURE_HEADER, "hex HMAC-SHA256 with the swarm key over the request",
+         SIGNATURE_PATTERN))]
 _REPLY_HEADERS = {
     "X-Swarm-Key-Id": {"description": "fingerprint of the key that signed this answer",
                        "schema": {"type": "string"}},
@@ -131,7 +147,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "content": {JSON: {"schema": _ref("TextCompletion")},
                                           SSE: {"schema": _SSE_EVENT}}},
                       **error_responses(400, 401, 403, 404, 413, 429, 502, 504)}},
-    ("/v1/federation/health", "get"): {
+    (HEALTH_PATH, "get"): {
         "operationId": "federationHealth", "tags": ["federation"],
         "summary": "The heartbeat: identity, load and capacity (msgpack when Accept asks)",
         "description": "With a nonce the answer is signed over it (X-Swarm-Signature), with the "
@@ -140,7 +156,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [{"name": "nonce", "in": "query", "required": False,
                         "description": "echoed in the heartbeat, which is signed over it",
                         "schema": {"type": "string",
-                                   "pattern": rf"^[A-Za-z0-9._~:-]{{1,{MAX_NONCE_CHARS}}}$"}},
+                                   "pattern": f"^{NONCE_PATTERN.pattern}$"}},
                        {"name": "X-Swarm-Key-Id", "in": "header", "required": False,
                         "description": "the fingerprint the caller would like the answer "
                                        "signed with",
@@ -150,13 +166,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "content": {JSON: {"schema": _ref("Heartbeat")},
                                           MSGPACK: {"schema": _ref("Heartbeat")}}},
                       **error_responses(400, 401, 403)}},
-    ("/v1/federation/peers", "get"): {
+    (PEERS_PATH, "get"): {
         "operationId": "federationPeers", "tags": ["federation"],
         "summary": "This node (marked self) and every peer it tracks, filtered",
         "parameters": _PEER_FILTERS,
         "responses": {"200": {"description": "The peer table",
                               "content": _json(_ref("PeerList"))}, **error_responses(400, 401, 403)}},
-    ("/v1/federation/approve", "post"): {
+    (APPROVE_PATH, "post"): {
         "operationId": "federationApprove", "tags": ["federation"],
         "summary": "Approve (or revoke) a peer's node id (--approve-peers); this machine only",
         "description": "Accepted only from a loopback address (`python main.py peers approve "
@@ -167,7 +183,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "content": _json(_ref("ApproveReply"))},
                       **error_responses(400, 401, 403, 409, 413, 500, notes={
                           500: "The approval could not be saved"})}},
-    ("/v1/federation/vote", "post"): {
+    (VOTE_PATH, "post"): {
         "operationId": "federationVote", "tags": ["federation"],
         "summary": "Generate one consensus candidate on this node (JSON or msgpack)",
         "description": "Signed with the swarm key; the answer is signed over the request's nonce.",
@@ -179,7 +195,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "content": {JSON: {"schema": _ref("VoteReply")},
                                           MSGPACK: {"schema": _ref("VoteReply")}}},
                       **error_responses(400, 401, 403, 409, 413, 415, 429, 500, 503)}},
-    ("/v1/federation/cancel", "post"): {
+    (CANCEL_PATH, "post"): {
         "operationId": "federationCancel", "tags": ["federation"],
         "summary": "Stop a running vote (or one that has not arrived yet)",
         "description": "Signed with the swarm key; the answer is signed over the request's nonce.",
@@ -191,7 +207,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "headers": _REPLY_HEADERS,
                               "content": _json(_ref("CancelReply"))},
                       **error_responses(400, 401, 403, 413, 415)}},
-    ("/v1/federation/election", "post"): {
+    (ELECTION_PATH, "post"): {
         "operationId": "federationElection", "tags": ["federation"],
         "summary": "One coordinator-election message (Claim, Ack or Announce; JSON or msgpack)",
         "description": "Signed with the swarm key; the answer (the messages this node sends "
@@ -208,7 +224,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                       **error_responses(400, 401, 403, 413, 415, 500, 503, notes={
                           500: "The election failed to handle the message",
                           503: "This node takes no part in the election"})}},
-    ("/v1/federation/plan", "get"): {
+    (PLAN_PATH, "get"): {
         "operationId": "federationPlan", "tags": ["federation"],
         "summary": "The coordinator's swarm plan: members, weights, consensus sources",
         "description": "A read-only view; a request signed with the swarm key (the X-Swarm-* "

@@ -10,22 +10,10 @@ from typing import Any
 
 from consensus.service import SWARM_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
+from network.wire import fields
 from network.wire.election import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
-from network.wire.messages import (
-    FINISH_REASONS,
-    MAX_CAPABILITIES,
-    MAX_ID_CHARS,
-    MAX_NAME_CHARS,
-    MAX_PRIORITY,
-    MAX_STOP,
-    MAX_TERM,
-    MAX_TEXT_CHARS,
-    MAX_TOKENS,
-    MAX_TURNS,
-)
 
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
-       "maxLength": MAX_ID_CHARS}
+_ID = {"type": "string", "pattern": f"^{fields.ID_PATTERN.pattern}$", "maxLength": fields.MAX_ID_CHARS}
 _USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
           "properties": {k: {"type": "integer", "minimum": 0}
                          for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
@@ -54,12 +42,12 @@ def _completion(obj: str, choice: dict[str, Any]) -> dict[str, Any]:
 
 
 _TURN = {"type": "array", "prefixItems": [{"type": "string", "maxLength": 32},
-                                          {"type": "string", "maxLength": MAX_TEXT_CHARS}],
+                                          {"type": "string", "maxLength": fields.MAX_TEXT_CHARS}],
          "minItems": 2, "maxItems": 2}
 _WIRE_VERSION = {"const": 1, "description": "wire version"}
-_TERM = {"type": "integer", "minimum": 0, "maximum": MAX_TERM}
+_TERM = {"type": "integer", "minimum": 0, "maximum": fields.MAX_TERM}
 _SCORE = {"type": "number", "minimum": 0, "maximum": MAX_SCORE}
-_PRIORITY = {"type": ["integer", "null"], "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY,
+_PRIORITY = {"type": ["integer", "null"], "minimum": -fields.MAX_PRIORITY, "maximum": fields.MAX_PRIORITY,
              "description": "coordinator priority; null: never coordinator"}
 _CANDIDATE = {"type": "object", "required": ["node_id", "priority", "score"],
               "properties": {"node_id": _ID, "priority": _PRIORITY, "score": _SCORE}}
@@ -117,7 +105,7 @@ SCHEMAS: dict[str, Any] = {
         "model_id": {"type": "string"}, "instances": {"type": "integer"},
         "load": {"type": "number"}, "queue_depth": {"type": "integer"},
         "capabilities": {"type": "array", "items": {"type": "string"},
-                         "maxItems": MAX_CAPABILITIES},
+                         "maxItems": fields.MAX_CAPABILITIES},
         "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
         "vram_gb": {"type": "number"}, "term": {"type": "integer"},
         "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
@@ -159,20 +147,20 @@ SCHEMAS: dict[str, Any] = {
                                                           "messages": {"maxItems": 0}}}],
         "properties": {
             "v": _WIRE_VERSION, "request_id": _ID,
-            "messages": {"type": "array", "items": _TURN, "maxItems": MAX_TURNS},
-            "prompt": {"type": ["string", "null"], "maxLength": MAX_TEXT_CHARS},
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS},
+            "messages": {"type": "array", "items": _TURN, "maxItems": fields.MAX_TURNS},
+            "prompt": {"type": ["string", "null"], "maxLength": fields.MAX_TEXT_CHARS},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": fields.MAX_TOKENS},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "seed": {"type": ["integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1},
-            "stop": {"type": "array", "items": {"type": "string", "maxLength": MAX_NAME_CHARS},
-                     "maxItems": MAX_STOP}}},
+            "stop": {"type": "array", "items": {"type": "string", "maxLength": fields.MAX_NAME_CHARS},
+                     "maxItems": fields.MAX_STOP}}},
     "VoteReply": {"type": "object", "required": [
         "v", "request_id", "text", "logprobs", "finish_reason", "prompt_tokens",
         "completion_tokens", "latency_s", "node_id"], "properties": {
         "v": _WIRE_VERSION, "request_id": _ID, "text": {"type": "string"},
         "logprobs": {"type": "array", "items": {"type": "number"}},
-        "finish_reason": {"enum": list(FINISH_REASONS)},
+        "finish_reason": {"enum": list(fields.FINISH_REASONS)},
         "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
         "latency_s": {"type": "number"}, "node_id": _ID}},
     "ApproveRequest": {"type": "object", "required": ["node_id"], "properties": {

@@ -1,0 +1,12 @@
+"""The node-to-node HTTP routes, named once: the server registers them, the client, the heartbeat
+prober, the auth rules, the OpenAPI document and the `peers` commands all use these names."""
+from __future__ import annotations
+
+FEDERATION_PREFIX = "/v1/federation/"
+HEALTH_PATH = FEDERATION_PREFIX + "health"  # the heartbeat (signed over the caller's nonce)
+PEERS_PATH = FEDERATION_PREFIX + "peers"  # the peer table, a read-only view
+PLAN_PATH = FEDERATION_PREFIX + "plan"  # the coordinator's swarm plan
+VOTE_PATH = FEDERATION_PREFIX + "vote"  # one consensus candidate
+CANCEL_PATH = FEDERATION_PREFIX + "cancel"  # stop a running vote
+ELECTION_PATH = FEDERATION_PREFIX + "election"  # Claim, Ack, Announce
+APPROVE_PATH = FEDERATION_PREFIX + "approve"  # approve or revoke a peer, from this machine only
