@@ -22,6 +22,7 @@ PROBER = r"""
 import asyncio, json, subprocess, sys
 sys.path.insert(0, sys.argv[1])
 from network.discovery.mdns import Found
+from network.federation.client import FederationClient
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Membership, Timings
 from network.trust.identity import NodeIdentity
@@ -39,8 +40,9 @@ async def main():
     timings = Timings(interval_s=0.1, suspect_after_s=0.2)
     table = Membership("me", 1, RING.fingerprint, timings=timings)
     downs = []
+    client = FederationClient(keys=RING)
     monitor = PeerMonitor(table, NodeIdentity("me", "boot", "me", RING.fingerprint), timings,
-                          keys=RING, on_change=lambda change: None,
+                          keys=RING, on_change=lambda change: None, session=client.session,
                           on_network_down=lambda: downs.append(table.get("peer").reason))
     await monitor.start()
     advert = PeerAdvert(node_id="peer", boot_id="b", protocol=1, api_port=17615,
@@ -51,6 +53,7 @@ async def main():
     subprocess.run(["ip", "link", "set", "eth0", "down"], check=True)
     await until(lambda: downs, 10)
     await monitor.close()
+    await client.close()
     print(json.dumps({"refused": refused, "down": downs[0]}))
 
 
