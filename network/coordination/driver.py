@@ -122,10 +122,9 @@ class Coordinator:
         return self.state.term, self.state.coordinator, self.me.priority, self.state.solo
 
     def rest(self, why: str) -> None:
-        """Re-enter the start-up grace now (the machine slept, or its network was down): no claim
-        and no vote until the view is current again."""
-        if self.clock() >= self.state.started + self.timings.startup_grace_s:
-            log.info("%s: waiting %.1f s for a fresh view before taking part in elections", why,
+        """Re-enter the start-up grace now (asleep, stopped, or the network down): see `rest`."""
+        if self.clock() >= self.state.started + self.timings.startup_grace_s:  # once per absence
+            log.info("%s: waiting %.1f s for a fresh view before electing", why,
                      self.timings.startup_grace_s)
         self._apply(Decision(rest(self.state, self.clock()), (), None))
         self.poke()
