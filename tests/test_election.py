@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 from network.coordination import election as election_module
@@ -276,6 +276,17 @@ def test_refusal_that_shows_a_taken_term_makes_the_retry_claim_higher() -> None:
     assert Send(None, Claim(5, a)) in rival.sends
 
 
+def test_a_claim_refused_while_a_leader_was_in_view_still_marks_its_term_taken() -> None:
+    a, c, lead = cand("a", 1), cand("c"), cand("l")
+    s = step(settled_node(a), (leading(lead, 1), peer(c, 1, "l")), LATE).state
+    d = receive(s, (leading(lead, 1), peer(c, 1, "l")), Claim(2, c), LATE + 0.1)
+    assert not granted(d)  # a still follows l, and c voted for itself in term 2
+    view = (peer(c, 1, None),)  # l is gone: a's turn comes
+    s = step(d.state, view, LATE + 0.2).state
+    claim = step(s, view, LATE + 0.2 + T.claim_delay_s)
+    assert claim.sends == (Send(None, Claim(3, a)),)  # not term 2, which c can never ack
+
+
 def test_worse_candidate_yields_to_a_better_claim() -> None:
     a, b = cand("a", 1), cand("b", 0)
     view = (peer(a), peer(cand("c")))
@@ -471,8 +482,18 @@ def report():
     print(f"\nelection sim: {STATS}; worst settle after a change: {worst}")
 
 
+# Found by hypothesis: n3 (rank 1) lost the cut-off coordinator first and claimed term 2; n2 (rank
+# 0) refused it, still seeing the old leader, then claimed term 2 itself, which n3 had voted itself
+# in, and waited for a refusal; two lost messages (2 % loss) then pushed the settle past the bound.
+CUT_OFF_COORDINATOR = Scenario(
+    (cand("n0", None), cand("n1"), cand("n2"), cand("n3")), SimConfig(loss=0.02, latency=(0.001, 0.005)),
+    frozenset(), (Fault(3.5, "partition", groups=(1, 2, 0, 0)), *[Fault(7.0, "crash", 0, remember=False)] * 3,
+                  Fault(7.0, "partition", groups=(0, 0, 0, 0))), 5582)
+
+
 @settings(max_examples=1500, deadline=None)
 @given(scenarios())
+@example(CUT_OFF_COORDINATOR)
 def test_schedules_settle_within_the_bound_and_keep_terms(sc: Scenario) -> None:
     """Any faults: terms never go back (checked on every decision), and within the bound after the
     last change every component has exactly one coordinator that all its nodes follow."""

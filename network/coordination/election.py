@@ -103,11 +103,13 @@ def receive(state: ElectionState, view: Iterable[PeerView], message: Message, no
     if isinstance(message, Claim) and message.candidate.node_id != me:
         x = message.candidate
         granted = grants(state, live, message, now, timings)
+        # The claimer voted for itself in that term: a claim of ours there could never win its
+        # vote, so our next claim skips it (not waiting for a refusal that may be lost).
+        state = replace(state, blocked_term=max(state.blocked_term, message.term))
         if granted:
             state = replace(state, voted_term=message.term, voted_for=x.node_id)
-        elif _claiming(state) and message.term >= state.claim_term:  # it voted for itself
-            state = replace(state, blocked_term=max(state.blocked_term, message.term),
-                            refused=state.refused | {x.node_id})
+        elif _claiming(state) and message.term >= state.claim_term:
+            state = replace(state, refused=state.refused | {x.node_id})
         if granted or (x.eligible and better(x, state.me)):  # back it: stop competing
             held = backing(state, live, now, timings)
             if held is None or held.node_id == x.node_id or better(x, held):

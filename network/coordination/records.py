@@ -52,7 +52,7 @@ class ElectionTimings:
     startup_grace_s: float = 1.0  # a fresh (or woken) node neither claims nor votes meanwhile
     claim_delay_s: float = 0.1  # rank 0 claims this long after losing the leader
     rank_step_s: float = 0.3  # each lower rank waits this much longer
-    claim_timeout_s: float = 0.2  # a claim without a majority is re-sent this often
+    claim_timeout_s: float = 0.1  # a claim without a majority is re-sent this often
     vote_lease_s: float = 0.6  # an ack binds the voter to its claimer (against worse ones) this long
     suspect_grace_s: float = 1.0  # a SUSPECT peer still counts as live this long
     announce_trust_s: float = 1.0  # an announce counts until the announcer's heartbeat confirms it
@@ -148,7 +148,7 @@ class ElectionState:
     acks: frozenset[str] = frozenset()
     refused: frozenset[str] = frozenset()  # voters that cannot ack `claim_term` any more
     sent_at: float = -math.inf  # last Claim (candidate) or Announce (coordinator) sent
-    blocked_term: int = 0  # highest term a refusal showed as taken
+    blocked_term: int = 0  # highest term a claim or a refusal showed as taken
     absent_since: float | None = None  # when we last lost sight of any leader
     announced: Candidate | None = None  # the leader an Announce named, trusted until confirmed
     announced_until: float = -math.inf
