@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.trust.identity import NodeIdentity
     from network.trust.swarm_key import LoadedKeys
@@ -55,6 +56,7 @@ class Swarm:
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
+    pairing: Pairing
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.chooser import spread
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
+    from network.federation.join_routes import JoinRoutes
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
@@ -142,13 +146,15 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
     app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=sum(mem for _name, mem in hw.cuda_devices) / 2**30,
-                              verifier=verifier)
+                              verifier=verifier, pairing=pairing.state)
     routes.add_to(app)
-    ApprovalRoutes(approvals, federation.monitor.reconsider,
-                   enforced=fed.approve_peers).add_to(app)
-    return Swarm(federation, routes, keys), app
+    JoinRoutes(pairing).add_to(app)
+    ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
+                   joins=pairing.decide).add_to(app)
+    return Swarm(federation, routes, keys, pairing), app
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
@@ -198,6 +204,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         if swarm is not None:
             await swarm.federation.start(port)
             stack.push_async_callback(swarm.federation.close)
+            await swarm.pairing.start()
+            stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
         stack.callback(services.pool.begin_close)  # the first thing a shutdown does
         console.print(startup_panel(panel, url))
@@ -206,7 +214,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             live = None
             if swarm is not None and console.is_terminal:
                 rows = functools.partial(swarm.routes.rows, services.host)
-                live = tasks.create_task(show_live(rows, swarm.federation.changed, console))
+                live = tasks.create_task(show_live(rows, swarm.federation.changed, console,
+                                                   joins=swarm.pairing.view))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -247,7 +256,7 @@ def run(argv: list[str] | None = None) -> int:
 
             if invocation.peer_action:
                 return approve_peer(config, invocation.peer_id,
-                                    invocation.peer_action == "approve")
+                                    invocation.peer_action == "approve", invocation.code)
             return show_peers(config)
         else:
             asyncio.run(serve(config))

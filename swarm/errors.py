@@ -7,6 +7,7 @@
     │   └── mdns.DiscoveryUnavailable   (mDNS cannot run here: use manual peers)
     ├── RequestError           a client sent something we refuse: rendered as a 4xx OpenAI body
     │   ├── backend.ContextOverflowError
+    │   ├── constraint.ConstraintError  (a schema or regex too complex to enforce)
     │   └── approval.ApprovalError
     ├── PeerError              a peer misbehaved or vanished: refused, timed out, bad bytes
     │   ├── messages.WireDecodeError    (peer data that is not a valid message)

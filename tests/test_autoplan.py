@@ -47,6 +47,8 @@ plan_args = st.fixed_dictionaries({
     "llamacpp_gpu": st.booleans(),
     "headroom_fraction": st.floats(0.0, 0.95),
     "max_instances": st.integers(1, 16),
+    "embedded": st.booleans(),
+    "quant": st.sampled_from(["auto", "f16", "f32", "file"]),
 })
 
 
@@ -161,3 +163,31 @@ def test_render_plan_lists_choices_and_reasons():
     assert "70.0 tok/s" in text and "swapping" in text
     for reason in plan.reasons:
         assert reason in text
+
+
+@given(hardware(), plan_args)
+def test_llamacpp_weights_are_exact_for_the_embedded_model_unless_only_q4_fits(hw, args):
+    plan = choose_plan(hw, **args)
+    if plan.backend != "llamacpp":
+        return
+    text = " ".join(plan.reasons)
+    if args["quant"] != "auto":
+        assert plan.dtype == {"file": "gguf"}.get(args["quant"], args["quant"])
+        assert f"quant {args['quant']}: as configured" in text
+    elif not args["embedded"]:
+        assert plan.dtype == "gguf" and "its own quantization" in text
+    else:
+        assert plan.dtype in ("f16", "gguf")
+        assert ("F16 copy" in text) == (plan.dtype == "f16")
+
+
+def test_the_embedded_model_runs_as_f16_and_says_why_and_at_what_cost():
+    plan = choose_plan(BOX, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       embedded=True)
+    assert plan.dtype == "f16"
+    text = " ".join(plan.reasons)
+    assert "float32 reference" in text and "0.9x its speed" in text and "--quant file" in text
+    tight = dataclasses.replace(BOX, ram_available_bytes=500 * MB)
+    small = choose_plan(tight, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                        embedded=True)
+    assert small.dtype == "gguf" and any("only it fits memory" in r for r in small.reasons)

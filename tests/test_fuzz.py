@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from network.api.auth import LOCAL_ADMIN_PATHS
+from network.api.auth import JOIN_PATHS, LOCAL_ADMIN_PATHS
 from network.api.openapi.document import OPERATIONS
 from network.trust.signing import sign_request
 from network.wire import codec
@@ -216,7 +216,9 @@ def test_bad_signatures_are_401_or_403_never_5xx(http, route, headers, fresh):
     sent.update(headers)
     response = http.post(path, content=body, headers=sent)
     assert response.status_code < 500, (path, headers, response.text)
-    federation_refused = "federation" in path and path not in LOCAL_ADMIN_PATHS and not fresh
+    # Joins are unsigned by nature (a new machine has no key): signatures mean nothing there.
+    federation_refused = "federation" in path and path not in LOCAL_ADMIN_PATHS | JOIN_PATHS \
+        and not fresh
     # Empty counts as absent; the header means something on the OpenAI routes only.
     forwarded = bool(headers.get("X-Local-Swarm-Forwarded")) and "federation" not in path
     if federation_refused or forwarded and not fresh:
@@ -240,8 +242,9 @@ def test_garbage_queries_never_5xx(http, route, query):
 @pytest.mark.parametrize("chunked", [False, True])
 def test_oversize_bodies_are_413(http, route, chunked):
     path, _method = route
-    # The OpenAI routes (and approve) take [api] max_body_bytes; peers' routes the wire's limit.
-    peer_route = "federation" in path and path not in LOCAL_ADMIN_PATHS
+    # The OpenAI routes (and approve) take [api] max_body_bytes; peers' routes the wire's limit;
+    # the unsigned join routes 4 KiB (refused at once).
+    peer_route = "federation" in path and path not in LOCAL_ADMIN_PATHS | JOIN_PATHS
     limit = codec.MAX_BYTES if peer_route else MAX_BODY
     data = b"{" + b" " * limit + b"}"
 

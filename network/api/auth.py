@@ -3,7 +3,9 @@
 | rule                 | routes                                             | accepted                 |
 |----------------------|----------------------------------------------------|--------------------------|
 | OPEN                 | outside /v1/ (/health, /openapi.json); the         | anyone                   |
-|                      | heartbeat probe GET /v1/federation/health?nonce=N  | (its answer is signed)   |
+|                      | heartbeat probe GET /v1/federation/health?nonce=N; | (its answer is signed;   |
+|                      | the join exchange (POST /v1/federation/join,       | joins are bounded and    |
+|                      | /join/reveal, /join/wait)                          | rate-limited)            |
 | API_KEY              | POST /v1/federation/approve (also loopback-only)   | Bearer key               |
 | API_KEY_OR_FORWARD   | the OpenAI routes (/v1/chat/completions, ...)      | Bearer key, or a peer's  |
 |                      |                                                    | forward signed with the  |
@@ -34,7 +36,14 @@ from network.trust.signing import (
     TIMESTAMP_HEADER,
     Verifier,
 )
-from network.wire.paths import APPROVE_PATH, FEDERATION_PREFIX, HEALTH_PATH
+from network.wire.paths import (
+    APPROVE_PATH,
+    FEDERATION_PREFIX,
+    HEALTH_PATH,
+    JOIN_PATH,
+    JOIN_REVEAL_PATH,
+    JOIN_WAIT_PATH,
+)
 from swarm.errors import RequestError
 
 if TYPE_CHECKING:
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 LOCAL_ADMIN_PATHS = frozenset({APPROVE_PATH})
+JOIN_PATHS = frozenset({JOIN_PATH, JOIN_REVEAL_PATH, JOIN_WAIT_PATH})
 _SIGNATURE_HEADERS = (KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
@@ -64,6 +74,8 @@ def required_auth(method: str, path: str, query: Mapping[str, str]) -> Auth:
         return Auth.API_KEY_OR_FORWARD
     if path in LOCAL_ADMIN_PATHS:
         return Auth.API_KEY
+    if path in JOIN_PATHS:
+        return Auth.OPEN  # a fresh machine has no key yet: bounded and rate-limited instead
     if method.upper() in ("GET", "HEAD"):
         if path == HEALTH_PATH and "nonce" in query:
             return Auth.OPEN  # a peer's heartbeat probe: the answer is signed over the nonce

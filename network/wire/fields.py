@@ -26,6 +26,8 @@ MAX_TOKENS = 1 << 16
 MAX_COUNT = 2**31 - 1
 MAX_TERM = 2**63 - 1
 MAX_PRIORITY = 1000  # coordinator priority: -1000..1000, or None (never coordinator)
+MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's own limit)
+MAX_PIECE_HEX = 64  # one token's bytes as hex (32 bytes)
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII)
 # A heartbeat's nonce (the `?nonce=` of a probe, echoed and signed over): URL-safe characters.
@@ -150,6 +152,23 @@ def turn(value: object, where: str) -> tuple[str, str]:
     if not isinstance(value, list | tuple) or len(value) != 2:
         raise WireDecodeError(f"{where}: expected a [role, content] pair")
     return text(32)(value[0], f"{where}.role"), text(MAX_TEXT_CHARS)(value[1], f"{where}.content")
+
+
+def hex_bytes(value: object, where: str) -> str:
+    """One token's bytes as hex digits."""
+    digits = text(MAX_PIECE_HEX)(value, where)
+    try:
+        bytes.fromhex(digits)
+    except ValueError:
+        raise WireDecodeError(f"{where}: expected hex digits") from None
+    return digits
+
+
+def alternative(value: object, where: str) -> tuple[str, float]:
+    """One likely token at a step: a [hex bytes, logprob] pair."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise WireDecodeError(f"{where}: expected a [hex bytes, logprob] pair")
+    return hex_bytes(value[0], f"{where}[0]"), number(-1e9, 1.0)(value[1], f"{where}[1]")
 
 
 REQUIRED: Any = object()

@@ -17,11 +17,14 @@ from network.wire.fields import (
     MAX_TERM,
     MAX_TEXT_CHARS,
     MAX_TOKENS,
+    MAX_TOP_LOGPROBS,
     MAX_TURNS,
     Fields,
     WireDecodeError,
+    alternative,
     choice,
     flag,
+    hex_bytes,
     ident,
     integer,
     number,
@@ -30,7 +33,15 @@ from network.wire.fields import (
     text,
     turn,
 )
-from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
+from network.wire.pairing import pairing_state
+from swarm.engine.backend import (
+    ChatMessage,
+    Completion,
+    GenerationRequest,
+    SamplingParams,
+    TopLogprob,
+)
+from swarm.engine.constraint import Constraint, problem
 
 VOTE_CAPABILITY = "vote"  # a node that answers POST /v1/federation/vote
 CAPABILITIES = ("chat", "completions", VOTE_CAPABILITY)  # what this version's nodes offer
@@ -66,6 +77,7 @@ class Heartbeat(NodeHeader):
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
+    pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
 
     @property
     def votes(self) -> bool:
@@ -96,6 +108,7 @@ class Heartbeat(NodeHeader):
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             solo=f.get("solo", flag, False),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
+            pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
         )
 
 
@@ -111,6 +124,10 @@ class VoteRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    constraint_kind: str | None = None  # "json_schema" or "regex": enforced while decoding
+    constraint: str = ""
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -129,21 +146,39 @@ class VoteRequest:
             top_p=f.get("top_p", number(0.0, 1.0), 1.0),
             seed=f.get("seed", optional(integer(-(2**63), 2**64 - 1)), None),
             stop=f.get("stop", seq(text(MAX_NAME_CHARS), MAX_STOP), ()),
+            constraint_kind=f.get("constraint_kind", optional(choice(("json_schema", "regex"))),
+                                  None),
+            constraint=f.get("constraint", text(MAX_TEXT_CHARS), ""),
+            logprobs=f.get("logprobs", flag, False),
+            top_logprobs=f.get("top_logprobs", integer(0, MAX_TOP_LOGPROBS), 0),
         )
         if (request.prompt is None) == (not request.messages):
             raise WireDecodeError("VoteRequest: needs exactly one of messages or prompt")
         if request.top_p <= 0.0:
             raise WireDecodeError("VoteRequest.top_p: must be above 0")
+        constraint = request._constraint()
+        if constraint is not None and (why := problem(constraint)):
+            raise WireDecodeError(f"VoteRequest.constraint: cannot be enforced: "
+                                  f"{why.splitlines()[0][:200]}")
         return request
+
+    def _constraint(self) -> Constraint | None:
+        if self.constraint_kind is None:
+            return None
+        return Constraint(self.constraint_kind, self.constraint)  # type: ignore[arg-type]
 
     @classmethod
     def from_generation(cls, request_id: str, request: GenerationRequest) -> VoteRequest:
         """The vote a node sends to a peer for one local `GenerationRequest`."""
         p = request.params
+        c = request.constraint
         return cls(request_id=request_id,
                    messages=tuple((m.role, m.content) for m in request.messages),
                    prompt=request.prompt, max_tokens=p.max_tokens, temperature=p.temperature,
-                   top_p=p.top_p, seed=p.seed, stop=p.stop)
+                   top_p=p.top_p, seed=p.seed, stop=p.stop,
+                   constraint_kind=c.kind if c is not None else None,
+                   constraint=c.source if c is not None else "", logprobs=p.logprobs,
+                   top_logprobs=p.top_logprobs)
 
     def to_generation(self) -> GenerationRequest:
         """The `GenerationRequest` a peer runs for this vote."""
@@ -151,7 +186,9 @@ class VoteRequest:
             messages=tuple(ChatMessage(role, content) for role, content in self.messages),
             prompt=self.prompt,
             params=SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
-                                  top_p=self.top_p, seed=self.seed, stop=self.stop))
+                                  top_p=self.top_p, seed=self.seed, stop=self.stop,
+                                  logprobs=self.logprobs, top_logprobs=self.top_logprobs),
+            constraint=self._constraint())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +203,8 @@ class VoteReply:
     completion_tokens: int
     latency_s: float
     node_id: str
+    pieces: tuple[str, ...] = ()  # each token's bytes as hex, when logprobs were asked for
+    top: tuple[tuple[tuple[str, float], ...], ...] = ()  # each step's (hex bytes, logprob)
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -182,6 +221,8 @@ class VoteReply:
             prompt_tokens=f.get("prompt_tokens", integer(0, MAX_COUNT)),
             completion_tokens=f.get("completion_tokens", integer(0, MAX_TOKENS)),
             latency_s=f.get("latency_s", number(0.0, 1e6)), node_id=f.get("node_id", ident()),
+            pieces=f.get("pieces", seq(hex_bytes, MAX_TOKENS), ()),
+            top=f.get("top", seq(seq(alternative, MAX_TOP_LOGPROBS), MAX_TOKENS), ()),
         )
 
     @classmethod
@@ -191,13 +232,18 @@ class VoteReply:
         return cls(request_id=request_id, text=completion.text, logprobs=completion.logprobs,
                    finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
                    completion_tokens=completion.completion_tokens, latency_s=latency_s,
-                   node_id=node_id)
+                   node_id=node_id, pieces=tuple(p.hex() for p in completion.pieces),
+                   top=tuple(tuple((t.piece.hex(), t.logprob) for t in step)
+                             for step in completion.top))
 
     def to_completion(self) -> Completion:
         """The reply as a local `Completion`; token ids are not sent, so they read as -1."""
         return Completion(text=self.text, token_ids=(-1,) * self.completion_tokens,
                           logprobs=self.logprobs, prompt_tokens=self.prompt_tokens,
-                          finish_reason=self.finish_reason)  # type: ignore[arg-type]
+                          finish_reason=self.finish_reason,  # type: ignore[arg-type]
+                          pieces=tuple(bytes.fromhex(p) for p in self.pieces),
+                          top=tuple(tuple(TopLogprob(bytes.fromhex(h), lp) for h, lp in step)
+                                    for step in self.top))
 
 
 @dataclass(frozen=True, kw_only=True)

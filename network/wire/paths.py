@@ -10,3 +10,7 @@ VOTE_PATH = FEDERATION_PREFIX + "vote"  # one consensus candidate
 CANCEL_PATH = FEDERATION_PREFIX + "cancel"  # stop a running vote
 ELECTION_PATH = FEDERATION_PREFIX + "election"  # Claim, Ack, Announce
 APPROVE_PATH = FEDERATION_PREFIX + "approve"  # approve or revoke a peer, from this machine only
+JOIN_PATH = FEDERATION_PREFIX + "join"  # a fresh machine asks to join (unauthenticated, bounded)
+JOIN_REVEAL_PATH = FEDERATION_PREFIX + "join/reveal"  # it opens its commitment: a code shows
+JOIN_WAIT_PATH = FEDERATION_PREFIX + "join/wait"  # it waits for the approval (long poll)
+JOINS_PATH = FEDERATION_PREFIX + "joins"  # the join requests this node holds, a read-only view

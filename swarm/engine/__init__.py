@@ -1,8 +1,10 @@
 """Local inference: the `Backend` protocol and its records (`backend.py`), the `Source` seam every
 answerer implements, local or not (`source.py`), the llama.cpp, transformers and scripted backends,
-engine-independent decoding helpers (`decoding.py`), the loader that turns a plan into loaded
-backends (`loader.py`) and the instance pool, whose instances are sources (`pool.py`). torch,
-transformers and llama_cpp are imported lazily, inside the backend that needs them.
+the decode loop both real engines share (`sampler.py`: sampling, logprobs), structured output
+enforced while decoding (`constraint.py`, the one llguidance user), engine-independent decoding
+helpers (`decoding.py`), the loader that turns a plan into loaded backends (`loader.py`) and the
+instance pool, whose instances are sources (`pool.py`). torch, transformers, llama_cpp and
+llguidance are imported lazily, inside the code that needs them.
 
 May import: `swarm.models`, `swarm.errors`, and `swarm.node.config` (the loader reads the
 configuration); never `network` or `consensus`. `backend.py` and `source.py` stay pure.

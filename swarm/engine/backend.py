@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from swarm.engine.constraint import Constraint
 from swarm.errors import RequestError
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: bool = False  # report each token's bytes (its log-probability is always there)
+    top_logprobs: int = 0  # and this many most likely alternatives at each step
 
     @property
     def greedy(self) -> bool:
@@ -55,11 +58,13 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """A prompt (chat messages, or raw text for /v1/completions) and how to sample it."""
+    """A prompt (chat messages, or raw text for /v1/completions), how to sample it, and what
+    the output must match (enforced while decoding)."""
 
     messages: tuple[ChatMessage, ...] = ()
     prompt: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
+    constraint: Constraint | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (not self.messages):
@@ -67,12 +72,24 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    """One likely token at a step: its bytes and log-probability."""
+
+    piece: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
 class TokenEvent:
-    """One generated token: its text delta (may be empty mid-UTF-8), id and log-probability."""
+    """One generated token: its text delta (may be empty mid-UTF-8), id and log-probability (the
+    model's own, before any constraint's mask); with `SamplingParams.logprobs` also its bytes,
+    and the `top_logprobs` most likely tokens at that step."""
 
     text: str
     token_id: int
     logprob: float
+    piece: bytes = b""
+    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,8 @@ class Completion:
     logprobs: tuple[float, ...]
     finish_reason: FinishReason
     prompt_tokens: int
+    pieces: tuple[bytes, ...] = ()  # each token's bytes, when logprobs were asked for
+    top: tuple[tuple[TopLogprob, ...], ...] = ()  # each step's alternatives, when asked for
 
     @property
     def completion_tokens(self) -> int:

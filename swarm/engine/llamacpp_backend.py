@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from swarm.engine.backend import GenerationRequest, TokenEvent, check_context
-from swarm.engine.decoding import IncrementalDetokenizer
+from swarm.engine.constraint import Guides
+from swarm.engine.sampler import generate
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ def prompt_chunks(ids: list[int], size: int = PROMPT_CHUNK) -> list[list[int]]:
 
 
 class LlamaCppBackend:
-    """A GGUF model in llama.cpp. We sample from its raw logits ourselves, so temperature, top_p,
-    seed and logprobs mean what they mean in OpenAI's API (llama.cpp's own defaults differ:
-    temperature 0.2, repeat penalty 1.1)."""
+    """A GGUF model in llama.cpp. We sample from its raw logits ourselves (`sampler.generate`), so
+    temperature, top_p, seed and logprobs mean what they mean in OpenAI's API (llama.cpp's own
+    defaults differ: temperature 0.2, repeat penalty 1.1) and constraints mask the same logits."""
 
     name = "llamacpp"
 
@@ -54,6 +54,7 @@ class LlamaCppBackend:
         eot = meta.get("tokenizer.ggml.eot_token_id")
         if eot is not None:
             self._eos.add(int(eot))
+        self._guides = Guides(self._lltokenizer)
         template = meta.get("tokenizer.chat_template")
         self._formatter = None
         if template:
@@ -80,54 +81,34 @@ class LlamaCppBackend:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
 
     def _logits(self) -> np.ndarray:
+        """The last position's logits: a float32 view of llama.cpp's buffer (no copy)."""
         ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    @staticmethod
-    def _pick(logits: np.ndarray, request: GenerationRequest,
-              rng: np.random.Generator) -> tuple[int, float]:
-        shifted = logits - logits.max()
-        logprobs = shifted - np.log(np.exp(shifted).sum())
-        params = request.params
-        if params.greedy:
-            token = int(np.argmax(logprobs))
-            return token, float(logprobs[token])
-        scaled = shifted / params.temperature
-        probs = np.exp(scaled - scaled.max())
-        probs /= probs.sum()
-        if params.top_p < 1.0:
-            order = np.argsort(-probs, kind="stable")
-            sorted_probs = probs[order]
-            keep = np.cumsum(sorted_probs) - sorted_probs < params.top_p
-            keep[0] = True
-            mask = np.zeros_like(probs)
-            mask[order[keep]] = sorted_probs[keep]
-            probs = mask / mask.sum()
-        token = int(rng.choice(len(probs), p=probs))
-        return token, float(logprobs[token])
+    def _lltokenizer(self) -> object:
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        vocab = self._lib.llama_model_get_vocab(self.llm.model)
+        return lltokenizer_from_vocab(vocab, eos_token=sorted(self._eos))
+
+    def _feed(self, token: int) -> np.ndarray:
+        self.llm.eval([token])
+        return self._logits()
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens` or `cancel` (checked before every prompt batch and
-        every token); logprobs are the model's own."""
+        """Yield tokens until EOS, `max_tokens`, `cancel` (checked before every prompt batch and
+        every token) or the end of the constraint."""
         ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
         check_context(len(ids), request.params.max_tokens, self.context_length)
-        seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
-        rng = np.random.default_rng(seed)
-        detok = IncrementalDetokenizer(
-            lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"))
         self.llm.reset()
         for chunk in prompt_chunks(ids):  # a cancel lands between chunks, not after the prompt
             if cancel.is_set():
                 return
             self.llm.eval(chunk)
-        for _ in range(request.params.max_tokens):
-            if cancel.is_set():
-                return
-            token, logprob = self._pick(self._logits(), request, rng)
-            if token in self._eos:
-                return
-            yield TokenEvent(text=detok.push(token), token_id=token, logprob=logprob)
-            self.llm.eval([token])
+        yield from generate(
+            request, cancel, first=self._logits(), feed=self._feed, eos=self._eos,
+            decode=lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"),
+            guides=self._guides)
 
     def close(self) -> None:
         """Free the llama.cpp context and weights."""

@@ -6,9 +6,17 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from swarm.engine.backend import Backend
-from swarm.models.store import ModelError, ModelSource, ensure_transformers_folder, resolve_model
+from swarm.models.precision import PRECISIONS, precision_copy
+from swarm.models.store import (
+    EMBEDDED_SHA256,
+    ModelError,
+    ModelSource,
+    ensure_transformers_folder,
+    resolve_model,
+)
 from swarm.node.config import Config
 
 log = logging.getLogger(__name__)
@@ -18,7 +26,10 @@ Progress = Callable[[str, float], None]
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """What to load: the model, the engine, its placement and how many instances."""
+    """What to load: the model, the engine, its placement and how many instances.
+
+    `dtype` is the torch dtype for transformers; for llama.cpp, "f16" or "f32" (a dequantized
+    copy of the GGUF, computed in floating point) or "gguf" (the file's own quantization)."""
 
     source: ModelSource
     backend: str
@@ -26,6 +37,7 @@ class LoadPlan:
     dtype: str
     instances: int
     threads: int
+    embedded: bool = False  # the embedded default model (its file's hash is known)
 
 
 def llamacpp_available() -> bool:
@@ -45,6 +57,15 @@ def choose_backend(requested: str, source: ModelSource) -> str:
     if requested == "auto":
         return "llamacpp" if source.is_gguf and llamacpp_available() else "transformers"
     return requested
+
+
+def llamacpp_quant(requested: str, embedded: bool) -> str:
+    """The llama.cpp weights for `[model] quant`: auto is f16 for the embedded model (its Q4_1
+    file flips greedy answers; F16 gives the float32 reference's tokens) and the file's own
+    format ("gguf") for any other GGUF."""
+    if requested == "auto":
+        return "f16" if embedded else "gguf"
+    return "gguf" if requested == "file" else requested
 
 
 def plan_from_config(config: Config) -> LoadPlan:
@@ -67,20 +88,30 @@ def plan_from_config(config: Config) -> LoadPlan:
 
         device = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"
     dtype = config.model.dtype
+    embedded = not config.model.path
     if backend == "llamacpp":
-        dtype = "gguf"  # llama.cpp runs the file's own quantization
+        dtype = llamacpp_quant(config.model.quant, embedded)
     elif dtype == "auto":
         dtype = "float32" if device == "cpu" else "float16"
-    return LoadPlan(source, backend, device, dtype, instances, threads)
+    return LoadPlan(source, backend, device, dtype, instances, threads, embedded)
 
 
-def load_backend(plan: LoadPlan, config: Config, progress: Progress | None = None) -> Backend:
-    """Load one instance of the planned backend."""
+def model_file(plan: LoadPlan, config: Config, progress: Progress | None = None) -> Path:
+    """The file llama.cpp loads: the GGUF itself, or its F16/F32 copy (made once, hash-checked)."""
+    if plan.backend == "llamacpp" and plan.dtype in PRECISIONS:
+        return precision_copy(plan.source, plan.dtype, config.cache_path, progress,
+                              expected_sha256=EMBEDDED_SHA256 if plan.embedded else None)
+    return plan.source.path
+
+
+def load_backend(plan: LoadPlan, config: Config, progress: Progress | None = None, *,
+                 path: Path | None = None) -> Backend:
+    """Load one instance of the planned backend (llama.cpp from `path` when given)."""
     if plan.backend == "llamacpp":
         from swarm.engine.llamacpp_backend import LlamaCppBackend
 
-        return LlamaCppBackend(plan.source.path, plan.source.model_id, threads=plan.threads,
-                               gpu=plan.device in ("cuda", "mps", "gpu"))
+        return LlamaCppBackend(path or model_file(plan, config, progress), plan.source.model_id,
+                               threads=plan.threads, gpu=plan.device in ("cuda", "mps", "gpu"))
     from swarm.engine.transformers_backend import TransformersBackend
 
     folder = ensure_transformers_folder(plan.source, config.cache_path, progress)
@@ -95,6 +126,7 @@ def load_backends(plan: LoadPlan, config: Config,
                   progress: Progress | None = None) -> list[Backend]:
     """Load `plan.instances` instances, reporting progress as (stage, fraction)."""
     report = progress or (lambda _s, _f: None)
+    path = model_file(plan, config, report) if plan.backend == "llamacpp" else None
     backends: list[Backend] = []
     for i in range(plan.instances):
         def sub(stage: str, fraction: float, i: int = i) -> None:
@@ -102,6 +134,6 @@ def load_backends(plan: LoadPlan, config: Config,
                    (i + fraction) / plan.instances)
 
         sub("loading", 0.0)
-        backends.append(load_backend(plan, config, sub))
+        backends.append(load_backend(plan, config, sub, path=path))
         sub("ready", 1.0)
     return backends

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 
 from swarm.engine.backend import (
     Backend,
@@ -24,6 +25,7 @@ from swarm.engine.backend import (
     GenerationRequest,
     StreamEnd,
     TokenEvent,
+    TopLogprob,
     check_context,
 )
 from swarm.engine.decoding import StopMatcher
@@ -153,10 +155,10 @@ class Instance:
                 if stops.stopped:
                     cancel.set()
                     if text:
-                        yield TokenEvent(text, item.token_id, item.logprob)
+                        yield replace(item, text=text)
                     yield StreamEnd("stop", prompt_tokens, count)
                     return
-                yield TokenEvent(text, item.token_id, item.logprob)
+                yield item if text == item.text else replace(item, text=text)
             tail = stops.flush()
             if tail:
                 yield TokenEvent(tail, -1, 0.0)
@@ -172,6 +174,8 @@ class Instance:
         texts: list[str] = []
         ids: list[int] = []
         logprobs: list[float] = []
+        pieces: list[bytes] = []
+        top: list[tuple[TopLogprob, ...]] = []
         end = StreamEnd("cancelled", 0, 0)
         started = time.perf_counter()
         async for event in self.stream(request):
@@ -182,10 +186,14 @@ class Instance:
             if event.token_id >= 0:
                 ids.append(event.token_id)
                 logprobs.append(event.logprob)
+                if request.params.logprobs:
+                    pieces.append(event.piece)
+                if request.params.top_logprobs:
+                    top.append(event.top)
         log.debug("instance %d: %d tokens in %.2fs", self.index, len(ids),
                   time.perf_counter() - started)
         return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
-                                 end.prompt_tokens), self.source_id)
+                                 end.prompt_tokens, tuple(pieces), tuple(top)), self.source_id)
 
     def _release(self, cancel: threading.Event) -> None:
         self.active -= 1

@@ -109,7 +109,8 @@ class ScriptedBackend:
                 return
             if self.fail and k == self.fail_after_tokens:
                 raise self._failure()
-            yield TokenEvent(token, zlib.crc32(token.encode()) & 0x7FFFFFFF, logprob)
+            piece = token.encode() if request.params.logprobs else b""
+            yield TokenEvent(token, zlib.crc32(token.encode()) & 0x7FFFFFFF, logprob, piece)
         if self.fail and self.fail_after_tokens >= len(tokens):
             raise self._failure()
         self._count("finished")

@@ -1,15 +1,19 @@
-"""The reference backend: transformers + torch, with a hand-rolled decode loop for streaming and logprobs."""
+"""The reference backend: transformers + torch, one forward step at a time through the shared decode
+loop (`sampler.generate`) for streaming, logprobs and constraints."""
 from __future__ import annotations
 
+import inspect
 import logging
-import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from swarm.engine.backend import GenerationRequest, TokenEvent, check_context
-from swarm.engine.decoding import IncrementalDetokenizer
+from swarm.engine.constraint import Guides
+from swarm.engine.sampler import generate
 from swarm.models.store import force_offline
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,11 @@ class TransformersBackend:
             getattr(self.model.config, "max_position_embeddings", 2048) or 2048
         )
         self._eos = self._eos_ids()
+        self._vocab_size = int(self.model.config.vocab_size)
+        self._guides = Guides(self._lltokenizer)
+        # The KV cache argument: `cache` since transformers 5.2x, `past_key_values` before.
+        forward = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
 
     def _eos_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -92,46 +101,32 @@ class TransformersBackend:
         """Number of prompt tokens after templating."""
         return len(self._encode(request))
 
-    def _pick(self, logits: Any, request: GenerationRequest, gen: Any) -> tuple[int, float]:
-        torch = self._torch
-        params = request.params
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        if params.greedy:
-            token = int(torch.argmax(logprobs))
-            return token, float(logprobs[token])
-        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-        if params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
-            keep[0] = True
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-        token = int(torch.multinomial(probs, 1, generator=gen))
-        return token, float(logprobs[token])
+    def _lltokenizer(self) -> object:
+        from llguidance.hf import from_tokenizer
+
+        return from_tokenizer(self.tokenizer,  # type: ignore[arg-type]  # a fast tokenizer here
+                              n_vocab=self._vocab_size, eos_token=sorted(self._eos))
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens` or `cancel` (checked before the prompt and every
-        token); logprobs are the model's own."""
+        """Yield tokens until EOS, `max_tokens`, `cancel` (checked before the prompt and every
+        token) or the end of the constraint."""
         torch = self._torch
         ids = self._encode(request)
-        seed = request.params.seed if request.params.seed is not None else secrets.randbits(63)
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        detok = IncrementalDetokenizer(
-            lambda toks: str(self.tokenizer.decode(toks, skip_special_tokens=True))
-        )
+        state: dict[str, Any] = {}
+
+        def run(tokens: list[int]) -> np.ndarray:
+            inputs = torch.tensor([tokens], device=self.device)
+            out = self.model(input_ids=inputs, use_cache=True, **state)
+            state[self._cache_arg] = getattr(out, self._cache_arg)
+            return out.logits[0, -1].to("cpu", torch.float32).numpy()
+
         if cancel.is_set():
             return
         with torch.inference_mode():
-            inputs = torch.tensor([ids], device=self.device)
-            out = self.model(input_ids=inputs, use_cache=True)
-            for _ in range(request.params.max_tokens):
-                if cancel.is_set():
-                    return
-                token, logprob = self._pick(out.logits[0, -1].to("cpu"), request, gen)
-                if token in self._eos:
-                    return
-                yield TokenEvent(text=detok.push(token), token_id=token, logprob=logprob)
-                step = torch.tensor([[token]], device=self.device)
-                out = self.model(input_ids=step, past_key_values=out.past_key_values, use_cache=True)
+            yield from generate(
+                request, cancel, first=run(ids), feed=lambda token: run([token]), eos=self._eos,
+                decode=lambda toks: str(self.tokenizer.decode(toks, skip_special_tokens=True)),
+                guides=self._guides)
 
     def close(self) -> None:
         """Drop the weights (the GC frees them once no request holds a reference)."""

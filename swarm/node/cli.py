@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.candidates import STRATEGIES
-from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, Config, load_config
+from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
 COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
@@ -31,6 +31,12 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "help": "torch device for the transformers backend"}),
     "--dtype": ("model.dtype", {"choices": DTYPES,
                                 "help": "weights dtype for the transformers backend"}),
+    "--quant": ("model.quant", {"choices": QUANTS,
+                                "help": "llama.cpp weights: f16/f32 compute a dequantized copy of "
+                                        "the GGUF (made once; exact), file keeps its own "
+                                        "quantization (the embedded Q4_1: faster, smaller, "
+                                        "inexact); auto: f16 for the embedded model, file for "
+                                        "yours"}),
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
     "--threads": ("model.threads", {"type": int, "metavar": "N",
@@ -66,6 +72,10 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--no-coordinator": ("federation.coordinator", {
         "action": "store_const", "const": False,
         "help": "never take the coordinator role (still votes and follows)"}),
+    "--no-pairing": ("federation.pairing", {
+        "action": "store_const", "const": False,
+        "help": "no joining by approval: a new node does not ask to join a swarm in sight, and "
+                "a member takes no join requests"}),
     "--swarm-key": ("federation.swarm_key", {
         "metavar": "KEY", "help": "the swarm's shared key (default: cache_dir/swarm.key, generated "
                                   "once; see the swarm-key command). Visible to other local "
@@ -90,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "peers the running node sees and why an expected one is missing; "
                              "swarm-key: print this swarm's key (creating it once), or change it")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
-                        help="with peers: `approve ID` lets a pending peer (--approve-peers) "
-                             "join; `revoke ID` withdraws that")
+                        help="with peers: `approve ID` lets a machine that asks to join in "
+                             "(check that it shows the same code), or a pending peer "
+                             "(--approve-peers); `revoke ID` refuses or withdraws that")
+    parser.add_argument("--code", metavar="NNNN-NNNN",
+                        help="with peers approve: the code the joining machine shows (needed "
+                             "only when two requests claim one node id)")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config file (default: $LOCAL_SWARM_CONFIG if set)")
     parser.add_argument("--auto", action="store_true", default=None,
@@ -120,6 +134,7 @@ class Invocation:
     new_key: str = ""  # the --set argument ('-': read stdin)
     peer_action: str = ""  # "", "approve" or "revoke" (peers command)
     peer_id: str = ""  # the node id to approve or revoke
+    code: str = ""  # the join code given to `peers approve ID --code NNNN-NNNN`
 
 
 def parse(argv: list[str] | None = None) -> tuple[str, Config]:
@@ -141,6 +156,8 @@ def parse_invocation(argv: list[str] | None = None) -> Invocation:
         parser.error(f"{', '.join(_KEY_ACTIONS)} go with the swarm-key command")
     if len(actions) > 1:
         parser.error(f"choose one of {', '.join(_KEY_ACTIONS)}")
+    if args.code is not None and peer_action != "approve":
+        parser.error("--code goes with `peers approve ID`")
     cli: dict[str, Any] = {key: getattr(args, flag[2:].replace("-", "_"))
                            for flag, (key, _kw) in _FLAGS.items()}
     cli["auto"] = args.auto
@@ -151,7 +168,7 @@ def parse_invocation(argv: list[str] | None = None) -> Invocation:
     except ConfigError as exc:
         parser.exit(2, f"local-swarm: configuration error: {exc}\n")
     return Invocation(args.command, config, actions[0] if actions else "", args.set_key or "",
-                      peer_action, peer_id)
+                      peer_action, peer_id, args.code or "")
 
 
 def _peer_action(parser: argparse.ArgumentParser, command: str,

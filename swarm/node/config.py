@@ -17,6 +17,7 @@ ENV_PREFIX = "LOCAL_SWARM_"
 BACKENDS = ("auto", "transformers", "llamacpp")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTS = ("auto", "f16", "f32", "file")  # llama.cpp weights: see swarm.engine.loader
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -81,6 +82,7 @@ class ModelConfig:
     backend: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
+    quant: str = "auto"
     instances: int = 1
     threads: int = 0
     queue_depth: int = 8
@@ -110,6 +112,8 @@ class FederationConfig:
     approve_peers: bool = False  # peers with the key wait for `main.py peers approve ID`
     coordinator_priority: int = 0  # higher wins the coordinator election
     coordinator: bool = True  # False: never take the coordinator role (still votes, follows)
+    pairing: bool = True  # join by approval: ask while fresh, take join requests as a member
+    join_request_ttl_s: float = 300.0  # a join request not approved by then is gone
     # Secrets: kept out of repr so a logged config never shows them (network/trust/swarm_key.py).
     swarm_key: str = field(default="", repr=False)
     previous_swarm_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -143,6 +147,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.backend": _choice(*BACKENDS),
     "model.device": _choice(*DEVICES),
     "model.dtype": _choice(*DTYPES),
+    "model.quant": _choice(*QUANTS),
     "model.instances": _positive,
     "model.threads": _non_negative,
     "model.queue_depth": _non_negative,
@@ -153,6 +158,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "federation.heartbeat_interval_s": lambda v: 0.05 <= v <= 10.0,
     "federation.node_id": _node_id,
     "federation.coordinator_priority": _between(-1000, 1000),
+    "federation.join_request_ttl_s": lambda v: 1.0 <= v <= 3600.0,
     "log_level": _choice(*LOG_LEVELS),
 }
 

@@ -24,7 +24,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False,
                                               rich_tracebacks=True)], force=True)
-    for noisy in ("aiohttp.access", "transformers", "httpx", "urllib3", "filelock"):
+    for noisy in ("aiohttp.access", "transformers", "httpx", "urllib3", "filelock", "gguf"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

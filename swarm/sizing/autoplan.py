@@ -2,6 +2,8 @@
 
 `choose_plan` is a pure function of its arguments (no I/O, no clock). Rules, from facts.md:
 - llama.cpp for a GGUF file when installed (about 7x faster than transformers on CPU);
+- for the embedded model, llama.cpp on an F16 copy of its Q4_1 file (exact: the float32
+  reference's greedy tokens) unless only the Q4_1 file fits memory; any other GGUF as it is;
 - instances x threads never exceed the cores: oversubscription collapses throughput
   (2 processes x 2 threads on 2 cores: 112 tok/s fell to 19-30);
 - on CPU, one single-threaded instance per core (most total tok/s, and consensus fans out over
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 GGUF_TO_FLOAT32 = 5.5  # a Q4 GGUF dequantizes to ~5.5x its size in float32 (98 MB -> 538 MB)
+GGUF_TO_FLOAT16 = 2.75  # and to ~2.75x in float16 (98 MB -> 271 MB)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Plan:
 
     backend: str  # "transformers" | "llamacpp"
     device: str  # "cpu" | "cuda" | "mps"
-    dtype: str  # "float32" | "bfloat16" | "float16"
+    dtype: str  # transformers: "float32" | "bfloat16" | "float16"; llama.cpp: "f16" | "f32" | "gguf"
     threads_per_instance: int
     instances: int
     reasons: tuple[str, ...]
@@ -74,9 +77,23 @@ def _device(requested: str, backend: str, hw: HardwareInfo, llamacpp_gpu: bool) 
     return "cpu", "device cpu: no CUDA or MPS GPU found"
 
 
+def _quant(requested: str, embedded: bool, exact_fits: bool) -> tuple[str, str]:
+    if requested != "auto":
+        return ("gguf" if requested == "file" else requested), f"quant {requested}: as configured"
+    if not embedded:
+        return "gguf", "weights: your GGUF file as it is (its own quantization)"
+    if not exact_fits:
+        return "gguf", ("weights: the embedded Q4_1 file, as only it fits memory (faster and "
+                        "smaller, but its greedy answers differ from the float32 reference)")
+    return "f16", ("weights: an F16 copy of the embedded Q4_1 file (made once): the float32 "
+                   "reference's greedy tokens, where Q4_1 flips answers such as \"What is the "
+                   "capital of France?\" (greedy agreement 0.98 against 0.35 in bench/agreement.py), "
+                   "for about 0.75x to 0.9x its speed; --quant file for speed")
+
+
 def _dtype(requested: str, backend: str, device: str) -> tuple[str, str]:
     if backend == "llamacpp":
-        return "float32", "dtype does not apply: llama.cpp runs the GGUF file's own quantization"
+        return "gguf", "dtype does not apply to llama.cpp (see weights)"
     if requested != "auto":
         return requested, f"{requested}: as configured"
     if device == "cuda":
@@ -93,8 +110,9 @@ def estimate_instance_bytes(backend: str, device: str, dtype: str, model_bytes: 
     """Rough memory of one loaded instance (VRAM on CUDA, RAM otherwise); errs on the high side."""
     model_bytes = max(0, model_bytes)
     if backend == "llamacpp":
-        # mmapped weights plus the KV cache at the model's full context
-        return int(model_bytes * 1.1) + (256 if device == "cuda" else 192) * MIB
+        # mmapped weights (a dequantized copy is larger) plus the KV cache at full context
+        grow = {"f16": GGUF_TO_FLOAT16, "f32": GGUF_TO_FLOAT32}.get(dtype, 1.0)
+        return int(model_bytes * grow * 1.1) + (256 if device == "cuda" else 192) * MIB
     weights = model_bytes * GGUF_TO_FLOAT32 if model_is_gguf else float(model_bytes)
     if model_is_gguf and dtype != "float32":
         weights /= 2
@@ -114,6 +132,8 @@ def choose_plan(
     backend: str = "auto",
     device: str = "auto",
     dtype: str = "auto",
+    quant: str = "auto",
+    embedded: bool = False,
     headroom_fraction: float = 0.25,
     max_instances: int = 8,
 ) -> Plan:
@@ -121,6 +141,7 @@ def choose_plan(
 
     `bench` (a result for the same backend, run on CPU) replaces the memory estimate with the
     measured per-instance peak. `llamacpp_gpu`: the llama.cpp build supports GPU offload.
+    `embedded`: the model is the embedded Q4_1 file, which llama.cpp runs as an F16 copy.
     Guarantees: 1 <= instances <= max_instances, threads_per_instance * instances <= hw.cores,
     and instances * instance_bytes <= memory_budget_bytes unless instances == 1 (then warned).
     """
@@ -133,6 +154,11 @@ def choose_plan(
     chosen_device, why = _device(device, chosen_backend, hw, llamacpp_gpu)
     reasons.append(why)
     chosen_dtype, why = _dtype(dtype, chosen_backend, chosen_device)
+    if chosen_backend == "llamacpp":
+        ram = (hw.cuda_devices[0][1] if chosen_device == "cuda" and hw.cuda_devices
+               else hw.ram_available_bytes)
+        exact = estimate_instance_bytes("llamacpp", chosen_device, "f16", model_bytes, True)
+        chosen_dtype, why = _quant(quant, embedded, exact <= ram * (1.0 - headroom_fraction))
     reasons.append(why)
     if chosen_backend == "transformers" and chosen_device == "cpu" and chosen_dtype == "float16":
         warnings.append("float16 on CPU is slow and unsupported by many kernels; prefer float32")
@@ -193,7 +219,7 @@ def render_plan(plan: Plan) -> RenderableType:
     table.add_column(style="bold cyan")
     table.add_column()
     table.add_row("backend", f"{plan.backend} on {plan.device}")
-    table.add_row("dtype", plan.dtype)
+    table.add_row("weights" if plan.backend == "llamacpp" else "dtype", plan.dtype)
     table.add_row("instances", f"{plan.instances} x {_n(plan.threads_per_instance, 'thread')}")
     table.add_row("memory", f"~{_gb(plan.instance_bytes)} each, "
                             f"{_gb(plan.memory_budget_bytes)} usable")

@@ -8,7 +8,13 @@ import logging
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from swarm.engine.loader import LoadPlan, llamacpp_available, load_backend, plan_from_config
+from swarm.engine.loader import (
+    LoadPlan,
+    llamacpp_available,
+    load_backend,
+    model_file,
+    plan_from_config,
+)
 from swarm.models.store import ensure_transformers_folder
 from swarm.node.config import Config
 from swarm.node.terminal import console, progress_bar
@@ -37,7 +43,8 @@ def _choose(hw: HardwareInfo, base: LoadPlan, config: Config,
     return choose_plan(hw, llamacpp_available=llamacpp_available(),
                        model_is_gguf=base.source.is_gguf, model_bytes=base.source.size_bytes,
                        bench=bench, backend=_pinned(config, "backend"),
-                       device=_pinned(config, "device"), dtype=_pinned(config, "dtype"))
+                       device=_pinned(config, "device"), dtype=_pinned(config, "dtype"),
+                       quant=_pinned(config, "quant"), embedded=base.embedded)
 
 
 def measure(config: Config, *, refresh: bool) -> tuple[HardwareInfo, LoadPlan, Plan,
@@ -59,6 +66,9 @@ def measure(config: Config, *, refresh: bool) -> tuple[HardwareInfo, LoadPlan, P
             # Convert before timing, or the one-off conversion lands in the first-token time.
             with progress_bar("converting model") as report:
                 ensure_transformers_folder(base.source, config.cache_path, report)
+        else:  # the same for an F16/F32 copy
+            with progress_bar("preparing model") as report:
+                model_file(bench_plan, config, report)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -99,8 +109,7 @@ def apply_auto_plan(base: LoadPlan, config: Config) -> tuple[LoadPlan, float]:
         threads = max(1, hw.cores // instances)
     else:
         threads = plan.threads_per_instance
-    dtype = plan.dtype if plan.backend == "transformers" else "gguf"
-    chosen = dataclasses.replace(base, backend=plan.backend, device=plan.device, dtype=dtype,
+    chosen = dataclasses.replace(base, backend=plan.backend, device=plan.device, dtype=plan.dtype,
                                  instances=instances, threads=threads)
     top = best(results)
     return chosen, (top.score * instances if top else 0.0)

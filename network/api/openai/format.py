@@ -1,12 +1,13 @@
 """OpenAI response bodies and streaming chunks, built from our completion records."""
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from swarm.engine.backend import Completion
+from swarm.engine.backend import Completion, TopLogprob
 
 
 def new_id(kind: str) -> str:
@@ -24,14 +25,58 @@ def _finish(reason: str) -> str:
     return "stop" if reason == "cancelled" else reason
 
 
+def token_text(piece: bytes) -> str:
+    """A token's bytes as OpenAI shows them: UTF-8, with a lone partial character as \\xNN."""
+    return piece.decode("utf-8", errors="backslashreplace")
+
+
+def _entry(piece: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": token_text(piece), "logprob": logprob, "bytes": list(piece)}
+
+
+def chat_logprobs(pieces: Sequence[bytes], logprobs: Sequence[float],
+                  top: Sequence[Sequence[TopLogprob]]) -> dict[str, Any]:
+    """A chat choice's `logprobs`: per token its text, log-probability, bytes and alternatives."""
+    content = []
+    for i, (piece, logprob) in enumerate(zip(pieces, logprobs, strict=False)):
+        entry = _entry(piece, logprob)
+        entry["top_logprobs"] = [_entry(t.piece, t.logprob) for t in top[i]] if i < len(top) else []
+        content.append(entry)
+    return {"content": content, "refusal": None}
+
+
+def text_logprobs(pieces: Sequence[bytes], logprobs: Sequence[float],
+                  top: Sequence[Sequence[TopLogprob]], offset: int = 0) -> dict[str, Any]:
+    """A text completion choice's legacy `logprobs`: tokens, their log-probabilities, the
+    alternatives as {token: logprob} maps, and each token's character offset."""
+    tokens = [token_text(p) for p in pieces]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {"tokens": tokens, "token_logprobs": list(logprobs[:len(tokens)]),
+            "top_logprobs": [{token_text(t.piece): t.logprob for t in step} for step in top]
+            if top else None, "text_offset": offsets}
+
+
+def _logprobs_of(c: Completion, chat: bool, wanted: bool) -> dict[str, Any] | None:
+    if not wanted:
+        return None
+    return (chat_logprobs if chat else text_logprobs)(c.pieces, c.logprobs, c.top)
+
+
 def chat_completion(rid: str, model: str, choices: Sequence[Completion],
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A `chat.completion` object with one choice per completion."""
+                    extra: dict[str, Any] | None = None,
+                    logprobs: bool = False) -> dict[str, Any]:
+    """A `chat.completion` object with one choice per completion (`logprobs`: with each
+    token's log-probability)."""
     body: dict[str, Any] = {
         "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "system_fingerprint": None,
-        "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
-                     "logprobs": None, "finish_reason": _finish(c.finish_reason)}
+        "choices": [{"index": i, "message": {"role": "assistant", "content": c.text,
+                                              "refusal": None},
+                     "logprobs": _logprobs_of(c, True, logprobs),
+                     "finish_reason": _finish(c.finish_reason)}
                     for i, c in enumerate(choices)],
         "usage": usage(choices[0].prompt_tokens if choices else 0,
                        sum(c.completion_tokens for c in choices)),
@@ -41,12 +86,13 @@ def chat_completion(rid: str, model: str, choices: Sequence[Completion],
 
 
 def text_completion(rid: str, model: str, choices: Sequence[Completion],
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                    extra: dict[str, Any] | None = None,
+                    logprobs: bool = False) -> dict[str, Any]:
     """A `text_completion` object with one choice per completion."""
     body: dict[str, Any] = {
         "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
         "system_fingerprint": None,
-        "choices": [{"index": i, "text": c.text, "logprobs": None,
+        "choices": [{"index": i, "text": c.text, "logprobs": _logprobs_of(c, False, logprobs),
                      "finish_reason": _finish(c.finish_reason)} for i, c in enumerate(choices)],
         "usage": usage(choices[0].prompt_tokens if choices else 0,
                        sum(c.completion_tokens for c in choices)),
@@ -61,6 +107,16 @@ class ChunkBuilder:
     def __init__(self, rid: str, model: str, chat: bool) -> None:
         self.rid, self.model, self.chat = rid, model, chat
         self.created = int(time.time())
+        # A delta chunk is sent per token: its JSON is this prefix, the choice, and "]}".
+        head = json.dumps(self._wrap([]))
+        self._prefix = head[:head.index('"choices": [') + len('"choices": [')]
+
+    def delta_json(self, index: int, text: str, logprobs: dict[str, Any] | None = None) -> str:
+        """`json.dumps(self.delta(index, text, logprobs))`, built faster (once per token)."""
+        lp = "null" if logprobs is None else json.dumps(logprobs)
+        body = '"delta": {"content": %s}' if self.chat else '"text": %s'
+        return (f'{self._prefix}{{"index": {index}, {body % json.dumps(text)}, '
+                f'"logprobs": {lp}, "finish_reason": null}}]}}')
 
     def _wrap(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": self.rid, "object": "chat.completion.chunk" if self.chat
@@ -72,13 +128,14 @@ class ChunkBuilder:
         return self._wrap([{"index": index, "delta": {"role": "assistant", "content": ""},
                             "logprobs": None, "finish_reason": None}])
 
-    def delta(self, index: int, text: str) -> dict[str, Any]:
-        """A chunk carrying generated text."""
+    def delta(self, index: int, text: str,
+              logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A chunk carrying generated text (and, when asked for, its tokens' logprobs)."""
         if self.chat:
-            choice = {"index": index, "delta": {"content": text}, "logprobs": None,
+            choice = {"index": index, "delta": {"content": text}, "logprobs": logprobs,
                       "finish_reason": None}
         else:
-            choice = {"index": index, "text": text, "logprobs": None, "finish_reason": None}
+            choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": None}
         return self._wrap([choice])
 
     def finish(self, index: int, reason: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from swarm.node.config import ApiConfig, ConsensusConfig
 log = logging.getLogger(__name__)
 
 MODEL_ALIASES = ("default", "local-swarm")
+SSE_BUFFER_LIMIT = 1 << 16  # bytes a stream may have unsent before a write waits, with a timeout
 
 
 @asynccontextmanager
@@ -68,6 +69,16 @@ def _route_report(instances: list[Instance], latencies: list[float],
                             "tokens": c.completion_tokens, "score": None, "votes": None,
                             "valid": True, "error": None}
                            for i, t, c in zip(instances, latencies, choices, strict=True)]}
+
+
+async def emit(response: EventSourceResponse, data: str, transport: Any = None) -> None:
+    """One SSE event of one-line JSON. Written straight to the socket while its buffer has room
+    (the common case: one write per token, no timer); through `send` and its stalled-client
+    timeout once the client stops reading (or when the `transport` is not known)."""
+    if transport is not None and transport.get_write_buffer_size() < SSE_BUFFER_LIMIT:
+        await response.write(b"data: " + data.encode() + b"\n\n")
+    else:
+        await response.send(data)
 
 
 async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
@@ -152,6 +163,7 @@ class CompletionRoutes:
         options = self._options(parsed)
         rid = fmt.new_id("chatcmpl" if chat else "cmpl")
         build = fmt.chat_completion if chat else fmt.text_completion
+        logprobs = parsed.generation.params.logprobs
         await self._check_prompt(parsed, chat)
         if options.strategy != "route":
             if self.consensus.saturated():
@@ -163,7 +175,7 @@ class CompletionRoutes:
                                                    parsed.response_format)
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
-                                           {"swarm": decision.to_dict()}))
+                                           {"swarm": decision.to_dict()}, logprobs))
         if self.forwarder is not None and parsed.n == 1:
             relayed = await self.forwarder.maybe_forward(request)
             if relayed is not None:
@@ -183,7 +195,8 @@ class CompletionRoutes:
             tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
         choices = [t.result() for t in tasks]
         return web.json_response(build(rid, model, choices,
-                                       {"swarm": _route_report(instances, latencies, choices)}))
+                                       {"swarm": _route_report(instances, latencies, choices)},
+                                       logprobs))
 
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
                             rid: str, chat: bool) -> web.StreamResponse:
@@ -195,7 +208,8 @@ class CompletionRoutes:
         response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
         await response.prepare(request)
         try:
-            await self._pump_route(response, parsed, chunks, streams, first, chat)
+            await self._pump_route(response, parsed, chunks, streams, first, chat,
+                                   request.transport)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # the 200 is gone: the error travels as the last event
@@ -204,40 +218,62 @@ class CompletionRoutes:
 
     async def _pump_route(self, response: EventSourceResponse, parsed: ParsedRequest,
                           chunks: fmt.ChunkBuilder, streams: list[Any], first: Any,
-                          chat: bool) -> None:
-        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+                          chat: bool, transport: Any) -> None:
         totals = {"prompt": 0, "completion": 0}
+        offsets = [0] * parsed.n
+        params = parsed.generation.params
+
+        async def send(index: int, event: Any) -> None:
+            if isinstance(event, StreamEnd):
+                totals["prompt"] = event.prompt_tokens
+                totals["completion"] += event.completion_tokens
+                await emit(response, json.dumps(chunks.finish(index, event.finish_reason)),
+                           transport)
+                return
+            logprobs = None
+            if params.logprobs and event.token_id >= 0:
+                logprobs = (fmt.chat_logprobs if chat else fmt.text_logprobs)(
+                    [event.piece], [event.logprob], [event.top] if params.top_logprobs else [],
+                    *(() if chat else (offsets[index],)))
+            if event.text or logprobs is not None:
+                offsets[index] += len(event.text)
+                await emit(response, chunks.delta_json(index, event.text, logprobs), transport)
+
+        if chat:
+            for i in range(parsed.n):
+                await emit(response, json.dumps(chunks.role(i)), transport)
+        await send(0, first)
+        if parsed.n == 1:  # the common case: no fan-in, one task, one hop per token
+            async with aclosing(streams[0]) as events:
+                async for event in events:
+                    await send(0, event)
+        else:
+            await self._fan_in(streams, first, parsed.n, send)
+        if parsed.include_usage:
+            await emit(response, json.dumps(chunks.usage(totals["prompt"], totals["completion"])),
+                       transport)
+        await response.send("[DONE]")
+        response.stop_streaming()
+
+    @staticmethod
+    async def _fan_in(streams: list[Any], first: Any, n: int, send: Any) -> None:
+        """Send the events of `n` streams as they come, until each has ended."""
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
 
         async def pump(index: int) -> None:
             async with aclosing(streams[index]) as events:
                 async for event in events:
                     await queue.put((index, event))
 
-        async def send(index: int, event: Any) -> None:
-            if isinstance(event, StreamEnd):
-                totals["prompt"] = event.prompt_tokens
-                totals["completion"] += event.completion_tokens
-                await response.send(json.dumps(chunks.finish(index, event.finish_reason)))
-            elif event.text:
-                await response.send(json.dumps(chunks.delta(index, event.text)))
-
         async with task_group() as tg:
-            if chat:
-                for i in range(parsed.n):
-                    await response.send(json.dumps(chunks.role(i)))
-            await send(0, first)
-            pumps = [tg.create_task(pump(i)) for i in range(parsed.n)]
+            pumps = [tg.create_task(pump(i)) for i in range(n)]
             ended = 1 if isinstance(first, StreamEnd) else 0
-            while ended < parsed.n:
+            while ended < n:
                 index, event = await queue.get()
                 ended += isinstance(event, StreamEnd)
                 await send(index, event)
             for task in pumps:
                 task.cancel()
-        if parsed.include_usage:
-            await response.send(json.dumps(chunks.usage(totals["prompt"], totals["completion"])))
-        await response.send("[DONE]")
-        response.stop_streaming()
 
     async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
                                options: SwarmOptions, model: str, rid: str,
@@ -258,7 +294,12 @@ class CompletionRoutes:
         assert winner is not None
         if chat:
             await response.send(json.dumps(chunks.role(0)))
-        for piece in re.findall(r"\s*\S+|\s+$", winner.text):
+        if parsed.generation.params.logprobs:  # the whole answer at once, with its logprobs
+            logprobs = (fmt.chat_logprobs if chat else fmt.text_logprobs)(
+                winner.pieces, winner.logprobs, winner.top)
+            await response.send(json.dumps(chunks.delta(0, winner.text, logprobs)))
+        for piece in ([] if parsed.generation.params.logprobs
+                      else re.findall(r"\s*\S+|\s+$", winner.text)):
             await response.send(json.dumps(chunks.delta(0, piece)))
         final = chunks.finish(0, winner.finish_reason)
         final["swarm"] = decision.to_dict()

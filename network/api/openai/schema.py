@@ -1,14 +1,16 @@
 """OpenAI request bodies: JSON Schemas, validation, and conversion to `GenerationRequest`s."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from consensus.service import SWARM_SCHEMA
-from network.wire.fields import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TURNS
+from network.wire.fields import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TOP_LOGPROBS, MAX_TURNS
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
+from swarm.engine.constraint import Constraint, json_constraint, regex_constraint
 from swarm.errors import RequestError
 
 # Bounds inside a body, the federation wire's own (network/wire/messages.py), so that every request
@@ -56,7 +58,16 @@ CHAT_SCHEMA: dict[str, Any] = {
                            "content": _CONTENT, "name": {"type": "string"}}}},
         "response_format": {"type": ["object", "null"], "required": ["type"],
                             "properties": {"type": {"enum": ["text", "json_object",
-                                                             "json_schema"]}}},
+                                                             "json_schema"]},
+                                           "json_schema": {
+                                               "type": "object",
+                                               "properties": {"name": {"type": "string"},
+                                                              "schema": {"type": "object"},
+                                                              "strict": {"type": ["boolean",
+                                                                                  "null"]}}}}},
+        "logprobs": {"type": ["boolean", "null"]},
+        "top_logprobs": {"type": ["integer", "null"], "minimum": 0,
+                         "maximum": MAX_TOP_LOGPROBS},
     },
 }
 COMPLETION_SCHEMA: dict[str, Any] = {
@@ -65,7 +76,9 @@ COMPLETION_SCHEMA: dict[str, Any] = {
     "properties": {**_SAMPLING, "prompt": {"oneOf": [
         {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
         {"type": "array", "items": {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
-         "minItems": 1, "maxItems": 1}]}},
+         "minItems": 1, "maxItems": 1}]},
+        # OpenAI's legacy completions take the number of alternatives here, at most 5.
+        "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 5}},
 }
 _VALIDATORS = {id(s): Draft202012Validator(s) for s in (CHAT_SCHEMA, COMPLETION_SCHEMA)}
 
@@ -114,6 +127,24 @@ def _integer(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def request_constraint(response_format: dict[str, Any] | None,
+                       regex: str | None) -> Constraint | None:
+    """What decoding must enforce: the JSON of `response_format` (json_object: any object;
+    json_schema: its schema), else the swarm field's `regex`; None for plain text. A JSON format
+    with a regex enforces the JSON, and `first_valid` checks the regex after. RequestError (400)
+    for a schema or regex that cannot be used."""
+    kind = (response_format or {}).get("type", "text")
+    try:
+        if kind == "json_object":
+            return json_constraint(None)
+        if kind == "json_schema":
+            return json_constraint((response_format or {}).get("json_schema", {}).get("schema"))
+        return regex_constraint(regex) if regex is not None else None
+    except (ValueError, re.error) as exc:
+        param = "swarm.regex" if kind == "text" else "response_format"
+        raise RequestError(str(exc), param=param, code="invalid_value") from None
+
+
 def _sampling(body: dict[str, Any], max_tokens_limit: int, default_max: int) -> SamplingParams:
     max_tokens = _integer(body.get("max_completion_tokens"))
     if max_tokens is None:
@@ -124,6 +155,15 @@ def _sampling(body: dict[str, Any], max_tokens_limit: int, default_max: int) -> 
         raise RequestError(f"max_tokens must be between 1 and {max_tokens_limit}, got {max_tokens}",
                            param="max_tokens", code="invalid_value")
     stop = body.get("stop") or ()
+    logprobs = body.get("logprobs")
+    if isinstance(logprobs, bool):  # chat: a flag, with top_logprobs alternatives
+        top = _integer(body.get("top_logprobs")) or 0
+        if top and not logprobs:
+            raise RequestError("top_logprobs needs logprobs: true", param="top_logprobs",
+                               code="invalid_value")
+    else:  # completions: the number of alternatives, and logprobs on when present
+        top = _integer(logprobs) or 0
+        logprobs = logprobs is not None
     temperature = body.get("temperature")
     top_p = body.get("top_p")
     seed = _integer(body.get("seed"))
@@ -134,6 +174,8 @@ def _sampling(body: dict[str, Any], max_tokens_limit: int, default_max: int) -> 
         # Engines seed with a non-negative 64-bit integer; fold the rest of the range onto it.
         seed=None if seed is None else seed % 2**63,
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
+        logprobs=bool(logprobs),
+        top_logprobs=top,
     )
 
 
@@ -142,13 +184,15 @@ def _common(body: dict[str, Any], generation: GenerationRequest, max_n: int) -> 
     if n > max_n:
         raise RequestError(f"n must be at most {max_n}, got {n}", param="n", code="invalid_value")
     options = body.get("stream_options") or {}
+    swarm = dict(body.get("swarm") or {})
+    constraint = request_constraint(body.get("response_format"), swarm.get("regex"))
     return ParsedRequest(
-        generation=generation,
+        generation=replace(generation, constraint=constraint),
         model=body.get("model"),
         n=n,
         stream=bool(body.get("stream")),
         include_usage=bool(options.get("include_usage")),
-        swarm=dict(body.get("swarm") or {}),
+        swarm=swarm,
         response_format=body.get("response_format"),
     )
 
