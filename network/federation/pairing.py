@@ -175,15 +175,21 @@ class Pairing:
             if outcome.kind == "refused":
                 log.warning("swarm %s refused this machine (on %s); it is not asked again "
                             "until this node restarts", target.swarm, outcome.member)
-                self.refused[target.swarm] = None
-                while len(self.refused) > MAX_REFUSED:  # one per fingerprint a device shows
-                    del self.refused[next(iter(self.refused))]
+                self.note_refusal(target.swarm)
             elif outcome.kind == "expired":
                 log.info("the request to join swarm %s expired (%s); asking again",
                          target.swarm, outcome.reason)
             else:
                 log.info("could not ask swarm %s: %s", target.swarm, outcome.reason)
                 await self._idle(RETRY_S)
+
+    def note_refusal(self, swarm: str) -> None:
+        """Ask `swarm` no more; a device can show any number of fingerprints and refuse each, so
+        only the latest `MAX_REFUSED` are remembered."""
+        self.refused.pop(swarm, None)
+        self.refused[swarm] = None
+        while len(self.refused) > MAX_REFUSED:
+            del self.refused[next(iter(self.refused))]
 
     def _showing(self, swarm: str, code: str, members: tuple[str, ...], expires_s: float) -> None:
         self.asking = {"swarm": swarm, "members": list(members), "code": code,
