@@ -3,7 +3,8 @@ route, first_valid (which cancels its losers), weighted_vote and streams dropped
 SIGTERM with work still in flight. Shared by tests/test_engine_stress.py and bench/soak.py.
 
 A cycle fails on a crash (a signal or a non-zero exit), on any heap-checker or fatal-error line
-in the node's output, or when SIGTERM takes longer than `EXIT_GOAL_S` to end the process.
+in the node's output, or when SIGTERM takes longer than `EXIT_BOUND_S` to end the process (the
+goal, `EXIT_GOAL_S`, is what bench/shutdown.py reports against: timings are measured in benches).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-EXIT_GOAL_S = 2.0
+EXIT_GOAL_S = 2.0  # SIGTERM to exit: the goal, reported by the benches
+EXIT_BOUND_S = 10.0  # ... and what a test asserts on a machine shared with other runs
 MALLOC_DEBUG = ("/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0",
                 "/usr/lib/aarch64-linux-gnu/libc_malloc_debug.so.0", "/lib64/libc_malloc_debug.so.0")
 HEAP_ERROR = re.compile(r"malloc\(\)|free\(\)|malloc_consolidate|corrupted|double free|"
@@ -53,7 +55,7 @@ class CycleResult:
 
     @property
     def ok(self) -> bool:
-        return not self.crashed and not self.heap_lines and self.exit_s <= EXIT_GOAL_S
+        return not self.crashed and not self.heap_lines and self.exit_s <= EXIT_BOUND_S
 
 
 class Load:
