@@ -8,6 +8,7 @@ by the exit stack or task group that started it. Heavy imports wait until they a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -90,6 +91,7 @@ async def load_engine(config: Config) -> Engine:
 async def build_services(config: Config, engine: Engine | None = None) -> Services:
     """The node `config` describes, over `engine` (the configured model, loaded, when None)."""
     from network.api.app import build_app
+    from network.api.dashboard.routes import WATCH_KEY
     from network.discovery.lan import bind_addresses
     from network.trust.identity import load_identity
     from network.trust.swarm_key import load_keys
@@ -110,6 +112,8 @@ async def build_services(config: Config, engine: Engine | None = None) -> Servic
     if keys is None or identity is None:
         return Services(pool, build_app(pool, config.api, config.consensus), host, lan, panel)
     swarm, app = build_swarm(config, pool, lan, engine.bench_score, keys, identity)
+    app[WATCH_KEY].attach(functools.partial(swarm.routes.rows, host), swarm.routes.election_status,
+                          swarm.federation.coordinator.current_plan, swarm.pairing.view)
     panel["node"] = f"{identity.node_id} (boot {identity.boot_id})"
     panel["swarm key"] = keys.describe()
     return Services(pool, app, host, lan, panel, swarm)
@@ -145,7 +149,8 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     sources = SwarmSources(pool, federation.remotes, federation.coordinator.consensus_members)
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
-    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier,
+                    changes=federation.changed)
     pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=sum(mem for _name, mem in hw.cuda_devices) / 2**30,
@@ -178,11 +183,10 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     SIGTERM, then stop it in reverse order: the engines' work (cancelled at once, so requests in
     flight end with a 429 instead of holding the exit), the live view, the swarm, the server, and
     last the pool, once every worker has let go of its engine (at most 1 s after the cancel)."""
-    import functools
-
     from aiohttp import web
 
-    from swarm.node.peer_view import show_live
+    from network.api.dashboard.routes import WATCH_KEY
+    from swarm.node.swarm_view import show_live
     from swarm.node.terminal import console, startup_panel
 
     services = await build_services(config, engine)
@@ -212,10 +216,9 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         log.info("listening on %s", url)
         async with asyncio.TaskGroup() as tasks:
             live = None
-            if swarm is not None and console.is_terminal:
-                rows = functools.partial(swarm.routes.rows, services.host)
-                live = tasks.create_task(show_live(rows, swarm.federation.changed, console,
-                                                   joins=swarm.pairing.view))
+            if console.is_terminal:
+                watch = services.app[WATCH_KEY]
+                live = tasks.create_task(show_live(watch.snapshot, watch.changes, console))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -251,6 +254,10 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.sizing.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "status":
+            from swarm.node.commands import show_status
+
+            return show_status(config)
         elif command == "peers":
             from swarm.node.commands import approve_peer, show_peers
 

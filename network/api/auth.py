@@ -2,12 +2,14 @@
 
 | rule                 | routes                                             | accepted                 |
 |----------------------|----------------------------------------------------|--------------------------|
-| OPEN                 | outside /v1/ (/health, /openapi.json); the         | anyone                   |
-|                      | heartbeat probe GET /v1/federation/health?nonce=N; | (its answer is signed;   |
-|                      | the join exchange (POST /v1/federation/join,       | joins are bounded and    |
-|                      | /join/reveal, /join/wait)                          | rate-limited)            |
+| OPEN                 | outside /v1/ and /api/ (/health, /openapi.json,    | anyone                   |
+|                      | the /dashboard page); the heartbeat probe          | (its answer is signed;   |
+|                      | GET /v1/federation/health?nonce=N; the join        | joins are bounded and    |
+|                      | exchange (POST /v1/federation/join, /join/reveal,  | rate-limited)            |
+|                      | /join/wait)                                        |                          |
 | API_KEY              | POST /v1/federation/approve (also loopback-only)   | Bearer key               |
-| API_KEY_OR_FORWARD   | the OpenAI routes (/v1/chat/completions, ...)      | Bearer key, or a peer's  |
+| API_KEY_OR_FORWARD   | the OpenAI routes (/v1/chat/completions, ...), the | Bearer key, or a peer's  |
+|                      | Ollama routes (/api/*), /v1/dashboard/snapshot     |                          |
 |                      |                                                    | forward signed with the  |
 |                      |                                                    | swarm key                |
 | API_KEY_OR_SIGNED    | every other federation GET: /peers, /plan...,      | Bearer key, or a request |
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from network.api.errors import OLLAMA_PREFIX
 from network.federation.forwarding import FORWARDED_HEADER
 from network.federation.gate import refusal, verify_signed
 from network.trust.signing import (
@@ -68,6 +71,8 @@ class Auth(enum.Enum):
 
 def required_auth(method: str, path: str, query: Mapping[str, str]) -> Auth:
     """The rule for one request when API keys are set; pure (method, path, query only)."""
+    if path.startswith(OLLAMA_PREFIX):
+        return Auth.API_KEY_OR_FORWARD
     if not path.startswith("/v1/"):
         return Auth.OPEN
     if not path.startswith(FEDERATION_PREFIX):

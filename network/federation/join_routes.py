@@ -59,7 +59,7 @@ class JoinRoutes:
                                param="node_id")
         offer = pairing.host.hello(hello, request.remote or "unknown", pairing.clock(),
                                    pairing.keys.ring.current)
-        pairing.changed.set()
+        pairing.federation.changed.bump()
         return self._reply(request, offer)
 
     async def reveal(self, request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
 from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.federation.changes import Changes
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
 from network.membership.monitor import PeerMonitor
@@ -53,7 +54,7 @@ class Federation:
         self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
                                        request_timeout_s=self.timings.request_timeout_s,
                                        keys=keys, key_for=self.peer_fingerprint)
-        self.changed = asyncio.Event()
+        self.changed = Changes()  # bumped on every membership or election change
         self._on_change = on_change
         self._listeners: list[Callable[[Change], None]] = []
         self.pairing_state: Callable[[], str] = str  # what the advert says of pairing ("" off)
@@ -143,7 +144,7 @@ class Federation:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
         self.coordinator.poke()
-        self.changed.set()
+        self.changed.bump()
         if self._on_change is not None:
             self._on_change(change)
         for listener in self._listeners:
@@ -162,7 +163,7 @@ class Federation:
         self.monitor.rekey(keys)
         self.readvertise()
         self.coordinator.poke()
-        self.changed.set()
+        self.changed.bump()
 
     def readvertise(self) -> None:
         """Announce the advert again (its swarm key or pairing state changed)."""
@@ -175,7 +176,7 @@ class Federation:
 
     def _election_changed(self, state: ElectionState) -> None:
         """A new term or coordinator: refresh views and the TXT record's term."""
-        self.changed.set()
+        self.changed.bump()
         if state.term != self._announced_term:
             self._reannounce()
 

@@ -58,7 +58,6 @@ class Pairing:
         self.asking: dict[str, Any] | None = None  # the attempt under way, for the views
         self.reason = "" if self.solo else "this node is a member (its key was shared or set)"
         self.joined_at: float | None = None  # wall clock, when this node adopted a swarm's key
-        self.changed = asyncio.Event()  # a join request came, went or changed
         self.waiters: dict[tuple[str, bytes], Waiter] = {}  # joiners waiting on a request
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -135,8 +134,7 @@ class Pairing:
             if waiter is not None and outcome in ("approved", "refused"):
                 waiter.outcome = outcome
                 waiter.event.set()
-        self.changed.set()
-        self.federation.changed.set()
+        self.federation.changed.bump()
 
     def _shared(self) -> None:
         """This node's key has left it: it is a member now, and never asks to join."""
@@ -167,8 +165,7 @@ class Pairing:
                                   self.federation.client.session, self._showing)
             outcome = await attempt.run()
             self.asking = None
-            self.changed.set()
-            self.federation.changed.set()
+            self.federation.changed.bump()
             if outcome.kind == "joined" and outcome.key is not None:
                 await self._adopt(outcome.key, outcome)
                 return
@@ -197,8 +194,7 @@ class Pairing:
         log.info("asking to join swarm %s (via %s); code %s: approve this machine on one of "
                  "them with `python main.py peers approve %s`", swarm, ", ".join(members), code,
                  self.node_id)
-        self.changed.set()
-        self.federation.changed.set()
+        self.federation.changed.bump()
 
     async def _adopt(self, key: SwarmKey, outcome: Outcome) -> None:
         """Store the swarm's key (mode 0600) and use it at once: sign, verify and advertise with
@@ -220,7 +216,7 @@ class Pairing:
         self.reason = f"joined swarm {key.fingerprint} (approved on {outcome.member})"
         log.info("joined swarm %s: approved on %s; its key is stored in %s (mode 0600)",
                  key.fingerprint, outcome.member, self.keys.path)
-        self.changed.set()
+        self.federation.changed.bump()
 
     async def _idle(self, seconds: float) -> None:
         self._wake.clear()

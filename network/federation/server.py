@@ -152,7 +152,7 @@ class FederationRoutes:
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, solo=solo, nonce=nonce,
-            pairing=self.pairing())
+            pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens())
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

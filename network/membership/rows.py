@@ -69,7 +69,7 @@ def self_row(beat: Heartbeat, address: str | None) -> dict[str, Any]:
             "bench_score": beat.bench_score, "ram_gb": beat.ram_gb, "vram_gb": beat.vram_gb,
             "last_seen_s_ago": 0.0, "boot_id": beat.boot_id, "reason": "this node",
             "term": beat.term, "coordinator": beat.coordinator == beat.node_id,
-            "solo": beat.solo}
+            "solo": beat.solo, "tok_s": beat.tok_s, "tokens": beat.tokens}
 
 
 def peer_row(peer: Peer, now: float) -> dict[str, Any]:
@@ -88,4 +88,5 @@ def peer_row(peer: Peer, now: float) -> dict[str, Any]:
             "boot_id": peer.advert.boot_id, "reason": peer.reason,
             "term": beat.term if beat else None,
             "coordinator": bool(beat and beat.coordinator == peer.node_id),
-            "solo": bool(beat and beat.solo)}
+            "solo": bool(beat and beat.solo),
+            "tok_s": beat.tok_s if beat else None, "tokens": beat.tokens if beat else None}

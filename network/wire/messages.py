@@ -78,6 +78,8 @@ class Heartbeat(NodeHeader):
     solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
     pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
+    tok_s: float = 0.0  # decode speed of one instance over its last generations
+    tokens: int = 0  # completion tokens generated since start, for anyone
 
     @property
     def votes(self) -> bool:
@@ -109,6 +111,8 @@ class Heartbeat(NodeHeader):
             solo=f.get("solo", flag, False),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
             pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
+            tok_s=f.get("tok_s", number(0.0, 1e9), 0.0),
+            tokens=f.get("tokens", integer(0, 2**63 - 1), 0),
         )
 
 

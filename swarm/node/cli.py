@@ -10,7 +10,7 @@ from typing import Any
 from consensus.candidates import STRATEGIES
 from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
-COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
+COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 PEER_ACTIONS = ("approve", "revoke")
 
@@ -96,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
                         help="serve (default): run the node; benchmark: re-run the first-run "
-                             "benchmark and print the plan --auto would choose; peers: show the "
-                             "peers the running node sees and why an expected one is missing; "
+                             "benchmark and print the plan --auto would choose; status: print "
+                             "what the running node sees of the swarm (nodes, coordinator, spans, "
+                             "last requests, usage: what its /dashboard shows) and exit; peers: "
+                             "show the peers the running node sees and why an expected one is "
+                             "missing; "
                              "swarm-key: print this swarm's key (creating it once), or change it")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
                         help="with peers: `approve ID` lets a machine that asks to join in "

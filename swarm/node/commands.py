@@ -1,7 +1,8 @@
-"""The client commands: `main.py peers` (what the running node sees, and why an expected peer is
-missing), `main.py peers approve|revoke ID`, and `main.py swarm-key` (print, set, rotate or
-forget the join secret). The peers commands ask this machine's node over plain blocking HTTP
-(urllib): a command asks once and exits, so it needs no event loop."""
+"""The client commands: `main.py status` (the swarm as the running node's dashboard shows it),
+`main.py peers` (what the running node sees, and why an expected peer is missing), `main.py peers
+approve|revoke ID`, and `main.py swarm-key` (print, set, rotate or forget the join secret). The
+node commands ask this machine's node over plain blocking HTTP (urllib): a command asks once and
+exits, so it needs no event loop."""
 from __future__ import annotations
 
 import getpass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from network.api.dashboard.routes import SNAPSHOT_PATH
 from network.discovery.lan import bind_addresses
 from network.trust.swarm_key import (
     KEY_FILE,
@@ -29,6 +31,7 @@ from network.wire.fields import is_identifier
 from network.wire.paths import APPROVE_PATH, JOINS_PATH, PEERS_PATH
 from swarm.node.config import Config
 from swarm.node.peer_view import join_lines, missing_peer_hints, render_peers
+from swarm.node.swarm_view import render_swarm
 from swarm.node.terminal import plain_console
 
 log = logging.getLogger("local_swarm")
@@ -89,11 +92,31 @@ def ask_node(config: Config, url: str, payload: dict[str, Any] | None = None) ->
     return Reply(status, body if isinstance(body, dict) else {"error": body})
 
 
-def show_peers(config: Config) -> int:
-    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
+def _node_url(config: Config, path: str) -> str:
     host, _lan = bind_addresses(config.api.host, config.federation.enabled,
                                 "api.host" in config.explicit)
-    url = f"http://{host}:{config.api.port}{PEERS_PATH}"
+    return f"http://{host}:{config.api.port}{path}"
+
+
+def show_status(config: Config) -> int:
+    """`main.py status`: print the swarm as the local node sees it (its dashboard's snapshot:
+    nodes, coordinator, span map, last requests, usage) and exit."""
+    url = _node_url(config, SNAPSHOT_PATH)
+    reply = ask_node(config, url)
+    if reply is None:
+        return 1
+    if reply.status != 200 or "nodes" not in reply.body:
+        log.error("%s answered %d: %s", url, reply.status, reply.error)
+        return 1
+    out = plain_console()
+    out.print(render_swarm(reply.body))
+    out.print(f"Live in a browser: {url.removesuffix(SNAPSHOT_PATH)}/dashboard", soft_wrap=True)
+    return 0
+
+
+def show_peers(config: Config) -> int:
+    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
+    url = _node_url(config, PEERS_PATH)
     reply = ask_node(config, url)
     if reply is None:
         return 1

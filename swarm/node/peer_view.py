@@ -1,14 +1,11 @@
-"""How peers look to a person: the rich table of `/v1/federation/peers` rows, and why one is missing."""
+"""How peers look to a person: the rich table of `/v1/federation/peers` rows, and why one is missing
+(the live view of the whole swarm is swarm_view.py)."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 _JOIN_ADVICE = ("in another swarm: to join it, approve this machine from one of its members "
                 "(`python main.py peers approve ID` there), or paste its key "
@@ -26,7 +23,7 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
     table = Table(title=title, expand=False)
     for column, justify in (("node", "left"), ("coord", "center"), ("state", "left"),
                             ("address", "left"), ("model", "left"), ("load", "right"),
-                            ("queue", "right"),
+                            ("queue", "right"), ("tok/s", "right"),
                             ("score", "right"), ("last seen", "right"), ("note", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -40,7 +37,8 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
             ("alone" if row.get("solo") else "yes") if row.get("coordinator") is True else "",
             f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
-            _cell(row.get("queue_depth")), _cell(row.get("bench_score"), "{:.1f}"),
+            _cell(row.get("queue_depth")), _cell(row.get("tok_s"), "{:.1f}"),
+            _cell(row.get("bench_score"), "{:.1f}"),
             "now" if row.get("self") else _cell(seen, "{:.1f}s ago"), _cell(note))
     return table
 
@@ -111,28 +109,3 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
                      "the same LAN, that UDP port 5353 (mDNS) is not blocked, or list them with "
                      "--peer HOST:PORT.")
     return hints
-
-
-def live_view(rows: Sequence[Mapping[str, Any]], joins: Mapping[str, Any]) -> RenderableType:
-    """The peer table, with the join lines (who asks to join, with which code) under it."""
-    lines = join_lines(joins)
-    if not lines:
-        return render_peers(rows)
-    return Group(render_peers(rows), *(Text(line) for line in lines))
-
-
-async def show_live(rows: Callable[[], Sequence[Mapping[str, Any]]], changed: asyncio.Event,
-                    console: Console, refresh_s: float = 1.0,
-                    joins: Callable[[], Mapping[str, Any]] = dict) -> None:
-    """Keep a live peer table (and the join requests) at the bottom of the terminal until
-    cancelled (redrawn on change and every `refresh_s` so 'last seen' ages; rich's Live redraws
-    in place, without flicker)."""
-    with Live(live_view(rows(), joins()), console=console, auto_refresh=False,
-              transient=True) as live:
-        while True:
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=refresh_s)
-            except TimeoutError:
-                pass
-            changed.clear()
-            live.update(live_view(rows(), joins()), refresh=True)

@@ -50,6 +50,8 @@ def startup_panel(rows: dict[str, str], url: str) -> Panel:
     for key, value in rows.items():
         table.add_row(key, value)
     table.add_row("OpenAI URL", f"[bold green]{url}/v1[/]")
+    table.add_row("Ollama URL", f"{url} (/api/chat, /api/generate, /api/tags)")
+    table.add_row("dashboard", f"[bold green]{url}/dashboard[/]")
     table.add_row("try", f'curl {url}/v1/chat/completions -H "Content-Type: application/json" '
                          "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'")
     return Panel(table, title="[bold]Local Swarm[/] node ready", subtitle="Ctrl-C to stop",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from network.api.openapi.surfaces import SURFACE_OPERATIONS
 from network.membership.records import PeerState
 from network.trust.signing import (
     KEY_ID_HEADER,
@@ -286,4 +287,5 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": {"description": "Pairing state and join requests",
                               "content": _json(_ref("JoinList"))},
                       **error_responses(401, 403)}},
+    **SURFACE_OPERATIONS,  # the dashboard and the Ollama routes (surfaces.py)
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 from consensus.service import SWARM_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
+from network.api.openapi.surfaces import SURFACE_SCHEMAS
 from network.wire import fields
 from network.wire.election import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
 from network.wire.pairing import (
@@ -129,7 +130,11 @@ SCHEMAS: dict[str, Any] = {
         "solo": {"type": "boolean", "description": "it leads only itself: no peer was in view "
                  "when it took the role"},
         "nonce": {"type": ["string", "null"]},
-        "pairing": {"enum": list(PAIRING_STATES)}}},
+        "pairing": {"enum": list(PAIRING_STATES)},
+        "tok_s": {"type": "number", "minimum": 0,
+                  "description": "decode speed of one instance over its last generations"},
+        "tokens": {"type": "integer", "minimum": 0,
+                   "description": "completion tokens generated since start, for anyone"}}},
     "PeerList": {"type": "object", "required": ["object", "node_id", "data"], "properties": {
         "object": {"const": "list"}, "node_id": {"type": "string"},
         "term": {"type": ["integer", "null"], "description": "this node's election term"},
@@ -248,4 +253,5 @@ SCHEMAS: dict[str, Any] = {
             "code": {"type": ["string", "null"]}, "age_s": {"type": "number"},
             "expires_in_s": {"type": "number"}}}},
         "joining": {"type": ["object", "null"]}, "reason": {"type": "string"}}},
+    **SURFACE_SCHEMAS,  # the dashboard's and the Ollama routes' (surfaces.py)
 }
