@@ -158,3 +158,20 @@ async def test_a_process_about_to_exit_waits_for_its_workers_without_freeing_the
     assert backend.inside == 0 and not backend.closed  # joined; the exit frees the memory
     with pytest.raises(InstanceClosedError):
         await running
+
+
+async def test_closing_answers_the_consumers_at_once_while_the_worker_is_still_inside():
+    """A shutdown's 429 must not wait for the engine's next token (a slow token under load
+    outlasts the server's own shutdown wait, and the client would get a dropped connection)."""
+    backend = GateBackend()
+    pool = InstancePool([backend], queue_depth=1)
+    running = asyncio.create_task(drain(pool))
+    await until(lambda: backend.entered.is_set(), what="the generation to start")
+    pool.begin_close()
+    async with asyncio.timeout(5):  # the worker stays parked: only the close itself can answer
+        with pytest.raises(InstanceClosedError):
+            await running
+    assert backend.inside == 1 and pool.instances[0].active == 1  # parked mid-token, slot held
+    backend.step()
+    assert await asyncio.to_thread(pool.close, 5.0)
+    assert backend.closed and backend.inside == 0 and not backend.used_after_close

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -60,7 +60,7 @@ class Instance:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}")
         self._state = threading.Condition()
         self._users = 0  # threads inside the engine now
-        self._jobs: set[threading.Event] = set()  # cancel flags of jobs the worker still holds
+        self._jobs: dict[threading.Event, Callable[[object], None]] = {}  # held jobs: cancel, emit
         self._closed = False
         self._freed = False
 
@@ -127,7 +127,7 @@ class Instance:
         with self._state:
             if self._closed:
                 raise InstanceClosedError(self.index)
-            self._jobs.add(cancel)
+            self._jobs[cancel] = emit
             future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
         self.active += 1
         future.add_done_callback(lambda _f: self._release(cancel))
@@ -198,14 +198,17 @@ class Instance:
         self.active -= 1
         self.served += 1
         with self._state:
-            self._jobs.discard(cancel)
+            self._jobs.pop(cancel, None)
 
     def begin_close(self) -> None:
-        """Take no more work and cancel every job, queued or running (does not wait)."""
+        """Take no more work and cancel every job, queued or running (does not wait): each
+        consumer gets `InstanceClosedError` at once (a 429 while the server still answers), and
+        the worker stops at its next token or prompt batch."""
         with self._state:
             self._closed = True
-            for cancel in self._jobs:
+            for cancel, emit in self._jobs.items():
                 cancel.set()
+                emit(InstanceClosedError(self.index))
         self._executor.shutdown(wait=False)
 
     def finish_close(self, deadline: float, free: bool = True) -> bool:
