@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from network.trust.swarm_key import LoadedKeys
     from swarm.engine.backend import Backend
     from swarm.engine.pool import InstancePool
+    from swarm.models.library import ModelLibrary
+    from swarm.models.store import ModelSource
 
 log = logging.getLogger("local_swarm")
 
@@ -43,11 +45,14 @@ class Engine:
     bench_score: float = 0.0
     backend: str = ""  # "llamacpp on cpu, float32", for the start-up panel
     layout: str = ""  # "2 x 1 thread(s)"
+    source: ModelSource | None = None  # the model's files, shared with peers that lack them
 
     @classmethod
-    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0) -> Engine:
-        """Backends loaded elsewhere (benches and tests: scripted ones)."""
-        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)")
+    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0,
+              source: ModelSource | None = None) -> Engine:
+        """Backends loaded elsewhere (benches and tests: scripted ones), sharing `source`."""
+        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)",
+                   source)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Swarm:
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
+    library: ModelLibrary  # the models this node holds and shares
     pairing: Pairing
 
 
@@ -85,7 +91,7 @@ async def load_engine(config: Config) -> Engine:
     with progress_bar("loading model") as report:
         loaded = await asyncio.to_thread(load_backends, plan, config, report)
     return Engine(loaded, bench_score, f"{plan.backend} on {plan.device}, {plan.dtype}",
-                  f"{plan.instances} x {plan.threads} thread(s)")
+                  f"{plan.instances} x {plan.threads} thread(s)", plan.source)
 
 
 async def build_services(config: Config, engine: Engine | None = None) -> Services:
@@ -114,6 +120,9 @@ async def build_services(config: Config, engine: Engine | None = None) -> Servic
     swarm, app = build_swarm(config, pool, lan, engine.bench_score, keys, identity)
     app[WATCH_KEY].attach(functools.partial(swarm.routes.rows, host), swarm.routes.election_status,
                           swarm.federation.coordinator.current_plan, swarm.pairing.view)
+    if engine.source is not None:
+        manifest = await asyncio.to_thread(swarm.library.share, engine.source)
+        log.info("sharing model %s (%s) with peers", manifest.name, manifest.digest[:12])
     panel["node"] = f"{identity.node_id} (boot {identity.boot_id})"
     panel["swarm key"] = keys.describe()
     return Services(pool, app, host, lan, panel, swarm)
@@ -129,12 +138,14 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
     from network.federation.join_routes import JoinRoutes
+    from network.federation.models.routes import ModelRoutes
     from network.federation.node import Federation
     from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
     from network.trust.signing import Verifier
+    from swarm.engine.loader import model_library
     from swarm.sizing.hardware import probe, summary
 
     fed = config.federation
@@ -157,9 +168,11 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
                               verifier=verifier, pairing=pairing.state)
     routes.add_to(app)
     JoinRoutes(pairing).add_to(app)
+    library = model_library(config)
+    ModelRoutes(library, routes.gate, identity.node_id).add_to(app)
     ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
                    joins=pairing.decide).add_to(app)
-    return Swarm(federation, routes, keys, pairing), app
+    return Swarm(federation, routes, keys, library, pairing), app
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
@@ -189,6 +202,10 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     from swarm.node.swarm_view import show_live
     from swarm.node.terminal import console, startup_panel
 
+    if engine is None:
+        from network.federation.models.startup import fetch_missing_model
+
+        await fetch_missing_model(config)
     services = await build_services(config, engine)
     swarm = services.swarm
     stop = asyncio.Event()
@@ -258,6 +275,10 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.node.commands import show_status
 
             return show_status(config)
+        elif command == "models":
+            from swarm.node.model_list import show_models
+
+            return show_models(config)
         elif command == "peers":
             from swarm.node.commands import approve_peer, show_peers
 

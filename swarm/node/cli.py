@@ -10,7 +10,7 @@ from typing import Any
 from consensus.candidates import STRATEGIES
 from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
-COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key")
+COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "models")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 PEER_ACTIONS = ("approve", "revoke")
 
@@ -21,9 +21,11 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
                                "help": "require this Bearer key on /v1/* (repeatable); `peers` "
                                        "sends the first"}),
-    "--model": ("model.path", {"metavar": "PATH",
+    "--model": ("model.path", {"metavar": "PATH|NAME",
                                "help": "HF model folder or .gguf file (default: embedded "
-                                       "SmolLM2-135M-Instruct)"}),
+                                       "SmolLM2-135M-Instruct); or the name a peer serves it "
+                                       "under: with --federation it is fetched from the peers "
+                                       "that hold it"}),
     "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
@@ -45,6 +47,15 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                             "help": "requests waiting per instance before 429"}),
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
                                         "help": "converted models and benchmark results"}),
+    "--store-limit-gb": ("model.store_limit_gb", {
+        "type": float, "metavar": "GB",
+        "help": "room for models fetched from peers (least recently used evicted first)"}),
+    "--fetch-limit-mb-s": ("federation.fetch_limit_mb_s", {
+        "type": float, "metavar": "MB_S",
+        "help": "cap on fetching a model from peers, MB/s (default 0: no cap)"}),
+    "--fetch-wait-s": ("federation.fetch_wait_s", {
+        "type": float, "metavar": "S",
+        "help": "how long to look for peers holding a --model NAME this machine lacks"}),
     "--strategy": ("consensus.strategy", {
         "choices": STRATEGIES,
         "help": "default answer strategy when a request does not choose one"}),
@@ -101,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "last requests, usage: what its /dashboard shows) and exit; peers: "
                              "show the peers the running node sees and why an expected one is "
                              "missing; "
-                             "swarm-key: print this swarm's key (creating it once), or change it")
+                             "swarm-key: print this swarm's key (creating it once), or change "
+                             "it; models: the models the swarm holds and which nodes hold them")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
                         help="with peers: `approve ID` lets a machine that asks to join in "
                              "(check that it shows the same code), or a pending peer "

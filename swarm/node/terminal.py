@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.panel import Panel
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -38,6 +46,21 @@ def progress_bar(title: str) -> Iterator[Callable[[str, float], None]]:
 
         def report(stage: str, fraction: float) -> None:
             progress.update(task, completed=fraction, description=f"{title}: {stage}")
+
+        yield report
+
+
+@contextmanager
+def transfer_bar(title: str, total_bytes: int) -> Iterator[Callable[[int, Iterable[str]], None]]:
+    """A download bar driven by (bytes done, peers sending) reports: bytes, rate, time left and
+    the peers; disappears when done."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[peers]}"),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(title, total=total_bytes, peers="")
+
+        def report(done_bytes: int, peers: Iterable[str]) -> None:
+            progress.update(task, completed=done_bytes, peers="from " + ", ".join(peers))
 
         yield report
 
