@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from swarm.node import cli
 from swarm.node.config import Config
@@ -190,8 +191,10 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
 
 async def serve(config: Config, engine: Engine | None = None) -> None:
     """Build the node (loading the model unless `engine` is given), serve until SIGINT or
-    SIGTERM, then stop it in reverse order: the live view, the swarm (with its interface
-    watcher, which may move the listener), the server and its sites, the pool."""
+    SIGTERM, then stop it in reverse order: the engines' work (cancelled at once, so requests in
+    flight end with a 429 instead of holding the exit), the live view, the swarm (with its
+    interface watcher, which may move the listener), the server and its sites, and last the pool,
+    once every worker has let go of its engine (at most 1 s after the cancel)."""
     from aiohttp import web
 
     from network.api.dashboard.routes import WATCH_KEY
@@ -215,8 +218,9 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        stack.callback(services.pool.close)
-        runner = web.AppRunner(services.app, handler_cancellation=True, shutdown_timeout=1.0,
+        # The engines are not freed: the process ends next, and the kernel takes their memory.
+        stack.callback(services.pool.close, free=False)
+        runner = web.AppRunner(services.app, handler_cancellation=True, shutdown_timeout=0.25,
                                access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -234,6 +238,7 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             await swarm.pairing.start()
             stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
+        stack.callback(services.pool.begin_close)  # the first thing a shutdown does
         console.print(startup_panel(panel, url))
         log.info("listening on %s", url)
         async with asyncio.TaskGroup() as tasks:
@@ -245,6 +250,16 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             log.info("shutting down")
             if live is not None:
                 live.cancel()
+
+
+def _exit_served() -> NoReturn:
+    """End the process once `serve` has closed everything (sockets, peers, engines, the election
+    file): finalizing torch's and transformers' modules alone takes 1 to 3 s here, and SIGTERM
+    must end a node within 2 s."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -283,6 +298,7 @@ def run(argv: list[str] | None = None) -> int:
             return show_peers(config)
         else:
             asyncio.run(serve(config))
+            _exit_served()
     except (ConfigError, EngineError) as exc:
         log.error("%s", exc)
         return 1

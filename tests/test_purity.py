@@ -9,6 +9,9 @@ from tests.module_imports import module_path, reachable
 
 PURE_CORES = (
     "network.coordination.election",  # the coordinator election
+    "network.coordination.turns",
+    "network.coordination.records",
+    "network.coordination.wake",  # sleep detection from two clock readings
     "network.coordination.plan",  # the coordinator's swarm plan
     "network.coordination.chooser",  # where a request goes
     "network.membership.table",  # the peer table

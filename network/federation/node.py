@@ -66,7 +66,8 @@ class Federation:
         self._listeners: list[Callable[[Change], None]] = []
         self.pairing_state: Callable[[], str] = str  # what the advert says of pairing ("" off)
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
-                                   on_change=self._changed, session=self.client.session)
+                                   on_change=self._changed, session=self.client.session,
+                                   on_network_down=self._network_down)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
         self._advert_fields: dict[str, Any] = {"model_id": pool.model_id,
@@ -205,6 +206,11 @@ class Federation:
     def readvertise(self) -> None:
         """Announce the advert again (its swarm key or pairing state changed)."""
         self._reannounce()
+
+    def _network_down(self) -> None:
+        """Every peer is unreachable from our side (Wi-Fi off, cable out, waking from sleep):
+        take no part in elections until the network is back and the view fresh again."""
+        self.coordinator.rest("this node's network is unreachable")
 
     def _election_changed(self, state: ElectionState) -> None:
         """A new term or coordinator: refresh views and the TXT record's term."""

@@ -113,6 +113,13 @@ def number(lo: float, hi: float) -> Check[float]:
     return check
 
 
+def flag(value: object, where: str) -> bool:
+    """true or false (not a number)."""
+    if not isinstance(value, bool):
+        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
+    return value
+
+
 def choice(allowed: tuple[str, ...]) -> Check[str]:
     """One of the strings `allowed`."""
     def check(value: object, where: str) -> str:
@@ -145,13 +152,6 @@ def turn(value: object, where: str) -> tuple[str, str]:
     if not isinstance(value, list | tuple) or len(value) != 2:
         raise WireDecodeError(f"{where}: expected a [role, content] pair")
     return text(32)(value[0], f"{where}.role"), text(MAX_TEXT_CHARS)(value[1], f"{where}.content")
-
-
-def flag(value: object, where: str) -> bool:
-    """A boolean."""
-    if not isinstance(value, bool):
-        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
-    return value
 
 
 def hex_bytes(value: object, where: str) -> str:

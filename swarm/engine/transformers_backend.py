@@ -124,7 +124,8 @@ class TransformersBackend:
                               n_vocab=self._vocab_size, eos_token=sorted(self._eos))
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens`, `cancel` or the end of the constraint."""
+        """Yield tokens until EOS, `max_tokens`, `cancel` (checked before the prompt and every
+        token) or the end of the constraint."""
         torch = self._torch
         ids = self._encode(request)
         state: dict[str, Any] = {}
@@ -138,6 +139,8 @@ class TransformersBackend:
                 state[self._cache_arg] = getattr(out, self._cache_arg)
                 return out.logits[0, -1].to("cpu", torch.float32).numpy()
 
+        if cancel.is_set():
+            return
         with torch.inference_mode():
             yield from generate(
                 request, cancel, first=run(ids), feed=lambda token: run([token]), eos=self._eos,

@@ -35,7 +35,8 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
         seen = row.get("last_seen_s_ago")
         note = _note(row)
         table.add_row(
-            str(row.get("node_id", "?")), "yes" if row.get("coordinator") is True else "",
+            str(row.get("node_id", "?")),
+            ("alone" if row.get("solo") else "yes") if row.get("coordinator") is True else "",
             f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
             _cell(row.get("queue_depth")), _cell(row.get("tok_s"), "{:.1f}"),

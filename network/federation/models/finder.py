@@ -9,7 +9,6 @@ is logged once and skipped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, Membership, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.swarm_key import KeyRing
+from network.wire import codec
 from network.wire.paths import MODELS_PATH
 from network.wire.txt import PeerAdvert
 from swarm.errors import PeerError
@@ -63,7 +63,7 @@ async def ask_models(client: FederationClient, holder: Holder) -> Offer:
     raw = await client.read_signed(holder.address, holder.port, holder.node_id, MODELS_PATH,
                                    ASK_TIMEOUT_S)
     try:
-        data = json.loads(raw)["data"]
+        data = codec.decode_json(raw)["data"]  # the limits of every peer message
         if not isinstance(data, list):
             raise TypeError("data is not a list")
         return Offer(holder, tuple(Manifest.from_wire(m) for m in data))
