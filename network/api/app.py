@@ -10,7 +10,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.service import ConsensusService
 from network.api.auth import auth_middleware
+from network.api.embeddings import Embedder
 from network.api.errors import error_middleware
+from network.api.openai.embeddings import EmbeddingRoutes
 from network.api.openai.routes import CompletionRoutes
 from network.api.openapi.document import openapi_route
 from network.federation.forwarding import RouteForwarder
@@ -102,5 +104,8 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)
     app.router.add_post("/v1/completions", completions.completions)
+    embeddings = EmbeddingRoutes(Embedder(pool, config), completions.model_name,
+                                 completions.limiter, forwarder)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
     app.router.add_get("/openapi.json", openapi_route(config))
     return app

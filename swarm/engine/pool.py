@@ -22,6 +22,7 @@ from swarm.engine.backend import (
     check_context,
 )
 from swarm.engine.decoding import StopMatcher
+from swarm.engine.embedding import Embeddings
 from swarm.engine.source import LOCAL_NODE, Answer
 from swarm.errors import PoolBusyError
 
@@ -142,6 +143,18 @@ class Instance:
                   time.perf_counter() - started)
         return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
                                  end.prompt_tokens, tuple(pieces), tuple(top)), self.source_id)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` on this instance's thread (it queues with generations, and counts in
+        its load); PoolBusyError when its slots are full."""
+        if self.active >= self.slots:
+            raise PoolBusyError(retry_after_s=max(1, self.active - self.slots + 1))
+        self.active += 1
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self.backend.embed, list(texts))
+        future.add_done_callback(lambda _f: self._release())
+        # A client that leaves does not stop a batch midway: the slot stays taken until it ends.
+        return await asyncio.shield(future)
 
     def _release(self) -> None:
         self.active -= 1

@@ -77,7 +77,8 @@ def generate(request: GenerationRequest, cancel: threading.Event, *, first: np.n
     or the end of the request's constraint; `feed(token)` returns the logits after a token."""
     params = request.params
     sampler = Sampler(params)
-    guide = guides.start(request.constraint) if request.constraint is not None else None
+    constraint = request.decode_constraint
+    guide = guides.start(constraint) if constraint is not None else None
     detok = IncrementalDetokenizer(decode)
     logits: Any = first
     for step in range(params.max_tokens):
