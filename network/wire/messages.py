@@ -2,6 +2,7 @@
 network/wire/fields.py) and ignores unknown keys."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -114,6 +115,13 @@ class Heartbeat(NodeHeader):
         )
 
 
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class VoteRequest:
     """Ask a peer for one candidate: chat turns or a raw prompt (exactly one), and sampling;
@@ -179,6 +187,10 @@ class VoteRequest:
         if use is not None:
             if request.prompt is not None:
                 raise WireDecodeError("VoteRequest.tools: tools need chat messages")
+            if use.choice == "function" and not use.callable():
+                raise WireDecodeError("VoteRequest.tool_function: not one of the tools")
+            if not all(isinstance(_json_or_none(t.parameters), dict) for t in use.tools):
+                raise WireDecodeError("VoteRequest.tools: parameters must be a JSON object")
             try:
                 why = problem(tool_constraint(use, constraint))
             except ValueError as exc:  # a schema that is not JSON, or a regex beside tools
