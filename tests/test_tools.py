@@ -13,7 +13,13 @@ from consensus.normalize import normalize_answer
 from consensus.validators import build_validator
 from network.api.openai.schema import parse_chat
 from network.wire.messages import VoteRequest, WireDecodeError
-from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
+from swarm.engine.backend import (
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+)
 from swarm.engine.constraint import Constraint, json_constraint
 from swarm.engine.toolcalls import ToolCallReader, read_answer
 from swarm.engine.toolprompt import fallback_messages, native_messages, template_messages
@@ -60,6 +66,7 @@ def guides(transformers_pool):
     ("auto", "Sure: " + PARIS, False),  # text never hides a call
     ("none", PARIS, False),
     ("none", "It is sunny.", True),
+    ("auto", "<tool_response>\n18C\n</tool_response>", False),  # no echo of a result
 ])
 def test_the_grammar_admits_exactly_the_answers_tool_choice_allows(guides, choice, text, admitted):
     use = ToolUse((WEATHER, TIME), choice)
@@ -229,7 +236,7 @@ def test_tools_and_tool_turns_cross_the_wire():
     assert VoteRequest.from_wire(old).to_generation().tools is None  # an older peer's vote
 
 
-def done(text: str, reason: str = "stop") -> Completion:
+def done(text: str, reason: FinishReason = "stop") -> Completion:
     return Completion(text, (), (), reason, 0)
 
 

@@ -13,7 +13,9 @@ either text or calls. The grammar (Lark, for llguidance; constraint.py compiles 
 block's frame itself and lets the model choose only the function's name among those it may call
 and the arguments, as JSON matching that function's parameters schema, written as `json.dumps`
 writes it (so a newline can never occur inside the arguments, and `}` + CLOSER ends them). Text
-answers may not contain the opener anywhere, so content never hides a call a client would miss.
+answers may not contain the opener anywhere, so content never hides a call a client would miss,
+nor `<tool_response>`: a small model otherwise tends to echo the tool's result in that frame
+instead of answering.
 """
 from __future__ import annotations
 
@@ -112,10 +114,10 @@ def _json(schema: Mapping[str, Any]) -> str:
 
 
 def _text_rule(text: Constraint | None) -> str:
-    """The rule for an answer in text: free text without the opener anywhere, or the JSON of
+    """The rule for an answer in text: free text without the call or result markers, or the JSON of
     `response_format`; a regex cannot be combined with tools (the caller refuses it)."""
     if text is None:
-        return 'text: TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*)<tool_call>(?s:.*)/\n'
+        return ('text: TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*)<tool_(call|response)>(?s:.*)/\n')
     if text.kind != "json_schema":
         raise ValueError("a regex constraint cannot be combined with tools")
     return f"text: {_json(json.loads(text.source))}\n"
