@@ -43,6 +43,7 @@ def check_call(name: str, arguments: str) -> None:
     validate(json.loads(arguments), SCHEMAS[name])
 
 
+@pytest.mark.timeout(900)  # 20 generations on one instance, on a shared 2-core machine
 def test_required_calls_validate_20_of_20_at_temperature_08(client):
     calls = 0
     for seed in range(4):  # 4 requests of 5 choices: the pool's slots
@@ -58,6 +59,7 @@ def test_required_calls_validate_20_of_20_at_temperature_08(client):
     assert calls == 20
 
 
+@pytest.mark.timeout(900)
 def test_streamed_required_calls_validate_20_of_20_at_temperature_08(client):
     calls = 0
     for seed in range(4):
