@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import zipfile
 
@@ -93,6 +95,24 @@ def test_a_copy_is_reused_and_a_damaged_one_is_made_again(f16_copy, tmp_path):
     assert not verified_copy(target)
     assert precision_copy(source, "f16", tmp_path) == target
     assert sha256_of(target) == sha256_of(f16_copy)
+
+
+def test_nodes_starting_together_make_one_copy_and_all_use_it(f16_copy, tmp_path):
+    """Three nodes on one machine start at once (the LAN test does): one converts, the others
+    wait on the lock and reuse its copy; no process sees another's partial file."""
+    script = ("import sys, logging; logging.basicConfig(level=logging.INFO); "
+              "from pathlib import Path; from swarm.models.precision import precision_copy; "
+              "from swarm.models.store import embedded_model; "
+              "print(precision_copy(embedded_model(), 'f16', Path(sys.argv[1])))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], [err for _, err in results]
+    target = copy_path(embedded_model(), "f16", tmp_path)
+    assert {out.strip() for out, _ in results} == {str(target)}
+    assert sum("writing an F16 copy" in err for _, err in results) == 1
+    assert sha256_of(target) == sha256_of(f16_copy) and verified_copy(target)
+    assert not list(tmp_path.rglob("*.partial"))
 
 
 def test_a_source_with_another_hash_is_refused(tmp_path):

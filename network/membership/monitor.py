@@ -102,6 +102,14 @@ class PeerMonitor:
         self._emit(self._membership.reconsider(node_id, self._clock()))
         return self._membership.get(node_id)
 
+    def rekey(self, keys: KeyRing) -> None:
+        """Probe with `keys` from now on (this node joined a swarm): every foreign peer is
+        probed again at once, members of the new swarm become members within a probe."""
+        self._keys = keys
+        self._emit(self._membership.rekey(keys.fingerprint, keys.accepted, self._clock()))
+        for target in self._targets.values():
+            target.wake.set()
+
     def unanswered(self) -> dict[str, str]:
         """Manual addresses that never answered, with the last reason (for `main.py peers`)."""
         return {str(t.address): t.failure for t in self._targets.values()
@@ -338,8 +346,12 @@ class PeerMonitor:
         if target.node_id is None:
             log.info("%s answers as node %s, %s", target.address, node_id, reason)
             target.node_id, target.failure = node_id, ""
-        advert = peer.advert if peer is not None else replace(
-            PeerAdvert.from_heartbeat(claimed), node_id=node_id)  # type: ignore[arg-type]
+        if peer is not None:
+            advert = peer.advert if claimed is None else replace(peer.advert,
+                                                                  pairing=claimed.pairing)
+        else:
+            advert = replace(PeerAdvert.from_heartbeat(claimed),  # type: ignore[arg-type]
+                             node_id=node_id)
         self._emit(self._membership.refused(advert, address, self._clock(), reason))
 
     def _failed(self, target: _Target, reason: str) -> None:

@@ -37,6 +37,7 @@ from network.wire.fields import (
     tool_turn,
     turn,
 )
+from network.wire.pairing import pairing_state
 from swarm.engine.backend import (
     ChatMessage,
     Completion,
@@ -83,6 +84,9 @@ class Heartbeat(NodeHeader):
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
+    pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
+    tok_s: float = 0.0  # decode speed of one instance over its last generations
+    tokens: int = 0  # completion tokens generated since start, for anyone
 
     @property
     def votes(self) -> bool:
@@ -112,6 +116,9 @@ class Heartbeat(NodeHeader):
             coordinator=f.get("coordinator", optional(ident()), None),
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
+            pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
+            tok_s=f.get("tok_s", number(0.0, 1e9), 0.0),
+            tokens=f.get("tokens", integer(0, 2**63 - 1), 0),
         )
 
 

@@ -5,7 +5,8 @@ answers (the embedded Q4_1 model answers "What is the capital of France?" with "
 The same weights dequantized into an F16 or F32 GGUF (metadata unchanged) are computed in floating
 point and give the tokens of the float32 reference. `precision_copy` makes that copy once in the
 cache folder, beside a manifest with both files' SHA-256, and checks the copy's hash each time it
-is reused; a copy that fails the check is made again.
+is reused; a copy that fails the check is made again. Several processes starting at once (three
+nodes on one machine, `--instances`) take a file lock, so one converts and the others reuse its copy.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from swarm.models.store import ModelError, ModelSource, source_key
 
@@ -74,6 +77,18 @@ def precision_copy(source: ModelSource, precision: str, cache_dir: Path,
     if verified_copy(target):
         report("ready", 1.0)
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_suffix(".lock")):
+        if verified_copy(target):  # made by another process while this one waited
+            report("ready", 1.0)
+            return target
+        _make_copy(source, precision, target, report, expected_sha256)
+    report("ready", 1.0)
+    return target
+
+
+def _make_copy(source: ModelSource, precision: str, target: Path, report: Progress,
+               expected_sha256: str | None) -> None:
     report(f"checking {source.path.name}", 0.02)
     source_sha = sha256_of(source.path)
     if expected_sha256 is not None and source_sha != expected_sha256:
@@ -81,20 +96,20 @@ def precision_copy(source: ModelSource, precision: str, cache_dir: Path,
                          f"{expected_sha256[:16]}...: the file is damaged; reinstall it "
                          "(bash setup.sh)")
     log.info("writing an %s copy of %s to %s (once)", precision.upper(), source.path.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    manifest_partial = partial.with_suffix(".json")
     try:
         _write_dequantized(source.path, partial, precision,
                            lambda f: report(f"writing the {precision} copy", 0.05 + 0.85 * f))
         report(f"checking the {precision} copy", 0.92)
         manifest = {"source": str(source.path), "source_sha256": source_sha,
                     "precision": precision, "sha256": sha256_of(partial)}
+        manifest_partial.write_text(json.dumps(manifest, indent=1) + "\n")
         os.replace(partial, target)
+        os.replace(manifest_partial, _manifest_path(target))
     finally:
         partial.unlink(missing_ok=True)
-    _manifest_path(target).write_text(json.dumps(manifest, indent=1) + "\n")
-    report("ready", 1.0)
-    return target
+        manifest_partial.unlink(missing_ok=True)
 
 
 def _write_dequantized(src: Path, dst: Path, precision: str,
