@@ -8,7 +8,8 @@ validates its arguments; an answer under "required" or a named function must be 
 "auto" it prints how often the model chose to call. Then the same prompts without tools, as
 the baseline of the same run: seconds per request with tools over seconds without. The load
 average is printed beside the numbers.
-Run: python bench/tool_calls.py [--rounds 5] [--max-tokens 48] [--node-args "--backend transformers"]
+Run: python bench/tool_calls.py [--rounds 5] [--prompts 4] [--max-tokens 48]
+     [--node-args "--backend transformers"]
 """
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ def main() -> None:
     """Parse arguments, start a node, send the requests, print the counts and timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="seeds per prompt and mode")
+    parser.add_argument("--prompts", type=int, default=4, help="how many of the prompts to use")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--node-args", default="--instances 1",
                         help="extra flags for main.py (default: %(default)s)")
@@ -115,7 +117,7 @@ def main() -> None:
     try:
         client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
         for seed in range(args.rounds):
-            for prompt in PROMPTS:
+            for prompt in PROMPTS[:args.prompts]:
                 for stream in (False, True):
                     for kind, choice in (*CHOICES.items(), ("plain", None)):
                         started = time.perf_counter()

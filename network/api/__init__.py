@@ -2,8 +2,8 @@
 every failure as an OpenAI error body, or Ollama's on /api/; `auth.py` API keys; `limits.py` body
 and per-client bounds), the OpenAI routes (`openai/`), the Ollama routes over the same engine
 (`ollama/`), embeddings as one call every route can use (`embeddings.py`: limits, the least
-busy instance, `dimensions`), the dashboard (`dashboard/`: the page, the swarm snapshot, the usage ledger) and the
-OpenAPI document of them all (`openapi/`).
+busy instance, `dimensions`), the dashboard (`dashboard/`: the page, the swarm snapshot, the
+usage ledger) and the OpenAPI document of them all (`openapi/`).
 
 May import: `consensus`, `swarm.engine`, `swarm.node.config`, and the other `network` rooms (for
 federation-aware routes). Nothing here owns a socket other than the server itself.
