@@ -128,3 +128,20 @@ def test_llamacpp_pools_the_same_vectors_as_transformers(transformers_pool):
     assert np.array(again.vectors[::-1]) == pytest.approx(ours.vectors, abs=1e-4)
     cosines = np.sum(ours.vectors * theirs.vectors, axis=1)
     assert cosines.min() > 0.98, cosines
+
+
+def test_ollama_embed_gives_the_same_vectors_in_its_shape(small_limits):
+    openai_reply = small_limits.post("/v1/embeddings", json={"model": "default", "input": ["a b", "c"],
+                                                             "encoding_format": "float"}).json()
+    reply = small_limits.post("/api/embed", json={"model": "scripted", "input": ["a b", "c"]})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["embeddings"] == [d["embedding"] for d in openai_reply["data"]]
+    assert body["model"] == "scripted" and body["prompt_eval_count"] == 3
+    one = small_limits.post("/api/embed", json={"model": "scripted:latest", "input": "a"}).json()
+    assert len(one["embeddings"]) == 1
+    wrong = small_limits.post("/api/embed", json={"model": "llama3", "input": "a"})
+    assert wrong.status_code == 404 and "error" in wrong.json()
+    too_many = small_limits.post("/api/embed", json={"model": "scripted",
+                                                     "input": ["a", "b", "c", "d"]})
+    assert too_many.status_code == 400 and "at most 3" in too_many.json()["error"]

@@ -111,10 +111,11 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)
     app.router.add_post("/v1/completions", completions.completions)
-    embeddings = EmbeddingRoutes(Embedder(pool, config), completions.check_model,
+    embedder = Embedder(pool, config)
+    embeddings = EmbeddingRoutes(embedder, completions.check_model,
                                  completions.limiter, forwarder)
     app.router.add_post("/v1/embeddings", embeddings.embeddings)
     app.router.add_get("/openapi.json", openapi_route(config))
     DashboardRoutes(watch).add_to(app)
-    OllamaRoutes(completions).add_to(app)
+    OllamaRoutes(completions, embedder).add_to(app)
     return app
