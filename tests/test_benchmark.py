@@ -60,6 +60,9 @@ class FakeBackend:
                 raise RuntimeError("boom")
             yield TokenEvent(" tok", k, -0.5)
 
+    def embed(self, texts):
+        raise NotImplementedError("the benchmark never embeds")
+
     def close(self) -> None:
         self.closed = True
 

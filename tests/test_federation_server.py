@@ -20,7 +20,7 @@ from network.trust.signing import NONCE_HEADER, Verdict, check_reply
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import CancelRequest, Heartbeat, VoteReply
+from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply
 from network.wire.txt import PeerAdvert
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
@@ -63,7 +63,7 @@ async def test_health_is_json_by_default_and_echoes_the_nonce(node, http):
     assert (beat.node_id, beat.boot_id, beat.nonce, beat.api_port) == ("node-a", "boot1", "n-1.x",
                                                                        node.port)
     assert beat.model_id == "scripted" and beat.instances == 1 and beat.load == 0.0
-    assert beat.capabilities == ("chat", "completions", "vote") and beat.bench_score == 12.5
+    assert beat.capabilities == CAPABILITIES and beat.bench_score == 12.5
     assert beat.ram_gb == 24.0 and beat.term == 0 and beat.coordinator is None
 
 

@@ -1,6 +1,7 @@
 """Route mode across nodes: a busy node relays whole requests (streamed or not) to an idle peer."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -163,6 +164,25 @@ def test_decode_json_keeps_the_wire_limits():
             codec.decode_json(bad)
     with pytest.raises(codec.WireDecodeError, match="over"):
         codec.decode_json(b" " * (codec.MAX_BYTES + 1))
+
+
+def test_embeddings_and_tools_go_only_to_peers_that_serve_them(pair):
+    embed = {"model": "default", "input": ["a b", "c"]}
+    tools = {**ASK, "max_tokens": 3, "tools": [{"type": "function",
+                                                "function": {"name": "f"}}]}
+    listed = dataclasses.replace(pair.peers[0], capabilities=frozenset({"embeddings", "tools"}))
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        pair.peers = [listed]
+        with pair.a_busy(http):
+            reply = http.post("/v1/embeddings", json=embed).json()
+            assert pair.forwarded == 1 and len(reply["data"]) == 2
+            assert http.post("/v1/chat/completions", json=tools).status_code == 200
+            assert pair.forwarded == 2
+        pair.peers = [dataclasses.replace(listed, capabilities=frozenset())]
+        with pair.a_busy(http):  # an older peer lists neither: A serves both itself
+            assert http.post("/v1/embeddings", json=embed).status_code == 200
+            assert http.post("/v1/chat/completions", json=tools).status_code == 200
+            assert pair.forwarded == 2
 
 
 def test_a_busy_node_forwards_ollama_requests_too_and_records_who_served(pair):

@@ -48,15 +48,17 @@ class RouteForwarder:
         self.in_flight: dict[str, int] = {}
         self._warned: set[str] = set()
 
-    async def maybe_forward(self, request: web.Request) -> web.StreamResponse | None:
-        """Relay `request` to a less-loaded peer and return the relayed response, or None;
-        a forwarded header without a valid swarm signature is refused (401/403)."""
+    async def maybe_forward(self, request: web.Request,
+                            needs: frozenset[str] = frozenset()) -> web.StreamResponse | None:
+        """Relay `request` to a less-loaded peer that serves `needs` (features such as tools)
+        and return the relayed response, or None; a forwarded header without a valid swarm
+        signature is refused (401/403)."""
         if request.headers.get(FORWARDED_HEADER):
             verdict = await verify_signed(request, self.verifier)
             if not verdict.ok:
                 self.refuse(request, verdict)
             return None  # one hop only: the peer that received it serves it
-        target = route(self.sources.local(), self.sources.remote(), self.in_flight)
+        target = route(self.sources.local(), self.sources.remote(needs), self.in_flight)
         if target is None:
             return None
         self.in_flight[target.node_id] = self.in_flight.get(target.node_id, 0) + 1

@@ -30,6 +30,7 @@ from swarm.engine.backend import (
     check_context,
 )
 from swarm.engine.decoding import StopMatcher
+from swarm.engine.embedding import Embeddings
 from swarm.engine.source import LOCAL_NODE, Answer
 from swarm.errors import InstanceClosedError, PoolBusyError
 
@@ -193,6 +194,32 @@ class Instance:
                   time.perf_counter() - started)
         return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
                                  end.prompt_tokens, tuple(pieces), tuple(top)), self.source_id)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` on this instance's thread (it queues with generations, and counts in
+        its load); PoolBusyError when its slots are full, InstanceClosedError once closing."""
+        if self.active >= self.slots:
+            raise PoolBusyError(retry_after_s=max(1, self.active - self.slots + 1))
+        loop = asyncio.get_running_loop()
+        job = threading.Event()  # a batch is never cut midway: this only keys the held job
+        with self._state:
+            if self._closed:
+                raise InstanceClosedError(self.index)
+            self._jobs[job] = lambda _item: None
+            future = loop.run_in_executor(self._executor, self._embed, list(texts))
+        self.active += 1
+        future.add_done_callback(lambda _f: self._release(job))
+        try:
+            # A client that leaves does not stop a batch midway: the slot stays taken until it ends.
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled() and self._closed:  # dropped from the queue by begin_close
+                raise InstanceClosedError(self.index) from None
+            raise
+
+    def _embed(self, texts: list[str]) -> Embeddings:
+        with self.use() as backend:
+            return backend.embed(texts)
 
     def _release(self, cancel: threading.Event) -> None:
         self.active -= 1

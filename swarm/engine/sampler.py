@@ -78,7 +78,8 @@ def generate(request: GenerationRequest, cancel: threading.Event, *, first: np.n
     the last token left held back comes last, in an event without a token (id -1)."""
     params = request.params
     sampler = Sampler(params)
-    guide = guides.start(request.constraint) if request.constraint is not None else None
+    constraint = request.decode_constraint
+    guide = guides.start(constraint) if constraint is not None else None
     detok = IncrementalDetokenizer(decode)
     logits: Any = first
     for step in range(params.max_tokens):

@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ import numpy as np
 
 from swarm.engine.backend import GenerationRequest, TokenEvent, check_context
 from swarm.engine.constraint import Guides
+from swarm.engine.embedding import Embeddings, batches, pool
 from swarm.engine.sampler import generate
+from swarm.engine.toolprompt import template_messages
 from swarm.models.store import force_offline
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ MPS_LOCK = threading.Lock()  # module doc: one thread at a time puts work on MPS
 def device_lock(device: str) -> contextlib.AbstractContextManager[Any]:
     """The lock that GPU work on `device` must hold: `MPS_LOCK` on MPS, none elsewhere."""
     return MPS_LOCK if device == "mps" else contextlib.nullcontext()
+
+
+EMBED_BATCH_TOKENS = 4096  # padded tokens per forward pass when embedding
+EMBED_BATCH_INPUTS = 64
 
 
 def pick_device(requested: str) -> str:
@@ -92,15 +98,19 @@ class TransformersBackend:
         return frozenset(ids)
 
     def prompt_text(self, request: GenerationRequest) -> str:
-        """Apply the model's own chat template, or pass a raw prompt through."""
+        """Apply the model's own chat template, with the request's tools
+        (swarm/engine/toolprompt.py), or pass a raw prompt through."""
         if request.prompt is not None:
             return request.prompt
-        if not self.tokenizer.chat_template:
-            return "".join(f"{m.role}: {m.content}\n" for m in request.messages) + "assistant:"
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        template = self.tokenizer.chat_template
+        messages, functions = template_messages(request.messages, request.tools,
+                                                template if isinstance(template, str) else None)
+        tools: Any = functions
+        if not template:
+            return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return str(
             self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
+                messages, tools=tools, tokenize=False, add_generation_prompt=True
             )
         )
 
@@ -146,6 +156,32 @@ class TransformersBackend:
                 request, cancel, first=run(ids), feed=lambda token: run([token]), eos=self._eos,
                 decode=lambda toks: str(self.tokenizer.decode(toks, skip_special_tokens=True)),
                 guides=self._guides)
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Pooled, unit-length embeddings of `texts` (swarm/engine/embedding.py): padded
+        batches through the base model, each input's own tokens pooled."""
+        torch = self._torch
+        ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        lengths = [len(i) for i in ids]
+        if any(n == 0 for n in lengths):
+            raise ValueError("cannot embed an input of no tokens")
+        vectors = np.zeros((len(ids), int(self.model.config.hidden_size)), dtype=np.float32)
+        base = self.model.base_model
+        with torch.inference_mode():
+            for group in batches(lengths, EMBED_BATCH_TOKENS, EMBED_BATCH_INPUTS):
+                longest = max(lengths[i] for i in group)
+                inputs = torch.zeros((len(group), longest), dtype=torch.long)
+                mask = torch.zeros((len(group), longest), dtype=torch.long)
+                for row, i in enumerate(group):
+                    inputs[row, :lengths[i]] = torch.tensor(ids[i])
+                    mask[row, :lengths[i]] = 1
+                with device_lock(self.device):
+                    out = base(input_ids=inputs.to(self.device),
+                               attention_mask=mask.to(self.device))
+                    states = out.last_hidden_state.to("cpu", torch.float32).numpy()
+                for row, i in enumerate(group):
+                    vectors[i] = pool(states[row, :lengths[i]])
+        return Embeddings(vectors, tuple(lengths))
 
     def close(self) -> None:
         """Drop the weights and hand the GPU's cached memory back (the GC frees the weights once
