@@ -13,11 +13,13 @@
     │   ├── messages.WireDecodeError    (peer data that is not a valid message)
     │   ├── txt.TxtError                (an mDNS record that is not a valid advert)
     │   ├── monitor.ProbeFailed         (a heartbeat probe got no valid answer)
-    │   │   └── monitor.ProbeRefused    (signed with another swarm's key)
+    │   │   ├── monitor.ProbeRefused    (signed with another swarm's key)
+    │   │   └── monitor.NetworkUnreachable (this node's own network is down)
     │   └── chain.SpanChainError        (a generation through the span chain failed: 502)
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)
     │   ├── PoolBusyError               (every instance's queue is full: 429)
+    │   │   └── InstanceClosedError     (the node is shutting down)
     │   ├── environment.SpanRuntimeError (the span runtime cannot be built or started)
     │   │   └── client.SpanGenerationError  (its distributed client failed a generation)
     │   └── scripted.ScriptedError      (a scripted test backend told to fail)
@@ -89,3 +91,12 @@ class PoolBusyError(EngineError):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"all instances are busy; retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
+
+
+class InstanceClosedError(PoolBusyError):
+    """The instance is closing (the node shuts down): busy for good, so callers send the work
+    elsewhere or answer 429 as for full queues."""
+
+    def __init__(self, index: int) -> None:
+        EngineError.__init__(self, f"instance {index} is closed: the node is shutting down")
+        self.retry_after_s = 1

@@ -19,6 +19,7 @@ from network.membership.table import PeerState
 from network.trust.swarm_key import SwarmKey
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
+from swarm.models.store import ModelSource
 from swarm.node.config import Config, load_config
 
 
@@ -46,6 +47,7 @@ class SwarmNode:
     previous: tuple[SwarmKey, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # more config keys (dotted names)
     bench_score: float = 1.0
+    source: ModelSource | None = None  # a model file it holds and shares
     fresh: bool = False  # no configured key: the node generates its own (solo) key file
     config: Config = field(init=False)
     pool: InstancePool = field(init=False)
@@ -74,7 +76,7 @@ class SwarmNode:
             "model.cache_dir": str(self.tmp / self.name), "api.host": "127.0.0.1",
             "api.port": self.port, "model.queue_depth": 4, **self.extra})
         engine = main.Engine.given([ScriptedBackend([f"answer from {self.name}"])],
-                                   self.bench_score)
+                                   self.bench_score, self.source)
         services = await main.build_services(self.config, engine)
         assert services.swarm is not None
         assert self.fresh or services.swarm.keys.ring.fingerprint == self.key.fingerprint

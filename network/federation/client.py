@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -111,7 +110,7 @@ class FederationClient:
             async with self.session().request(method, url, data=body,
                                               headers={**(headers or {}), **signature},
                                               timeout=self._timeout(timeout_s)) as response:
-                raw = await self._read(response, node_id)
+                raw = await self.read_body(response, node_id)
                 if response.status != 200:
                     raise PeerError(f"{url.path} answered {response.status}: "
                                     f"{_error_message(raw)}", status=response.status, node_id=node_id)
@@ -124,7 +123,8 @@ class FederationClient:
             what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             raise PeerError(f"{url.path} {what}", node_id=node_id) from exc
 
-    async def _read(self, response: aiohttp.ClientResponse, node_id: str) -> bytes:
+    async def read_body(self, response: aiohttp.ClientResponse, node_id: str) -> bytes:
+        """A peer's whole answer, refused (PeerError) past `max_reply_bytes`."""
         if (response.content_length or 0) > self.max_reply_bytes:
             raise PeerError(f"reply of {response.content_length} bytes is over the limit", node_id=node_id)
         body = bytearray()
@@ -168,8 +168,8 @@ class FederationClient:
         _kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
                                           headers={"Content-Type": codec.MSGPACK})
         try:
-            return bool(json.loads(raw)["cancelled"])
-        except (ValueError, KeyError, TypeError) as exc:
+            return bool(codec.decode_json(raw)["cancelled"])
+        except (codec.WireDecodeError, KeyError, TypeError) as exc:
             raise PeerError("bad cancel reply", node_id=node_id) from exc
 
     async def election(self, address: str, port: int, node_id: str, message: Message,
@@ -197,6 +197,15 @@ class FederationClient:
             return codec.decode(raw, kind, SwarmPlan, max_bytes=self.max_reply_bytes)
         except WireDecodeError as exc:
             raise PeerError(f"bad SwarmPlan: {exc}", node_id=node_id) from exc
+
+    async def read_signed(self, address: str, port: int, node_id: str, path: str,
+                          timeout_s: float) -> bytes:
+        """GET a federation view of `node_id` (the model manifests), signed; its answer must
+        come back signed over our nonce; `PeerError` on any failure."""
+        _kind, raw = await self._exchange("GET", peer_url(address, port, path), node_id,
+                                          timeout_s, signed=True,
+                                          headers={"Accept": codec.JSON})
+        return raw
 
     @asynccontextmanager
     async def forward(self, address: str, port: int, node_id: str, path: str, body: bytes,
@@ -256,7 +265,7 @@ class FederationClient:
 def _error_message(raw: bytes) -> str:
     """The message of an OpenAI-style error body, else a short prefix of the raw body."""
     try:
-        body: Any = json.loads(raw)
+        body: Any = codec.decode_json(raw)
         return str(body["error"]["message"])[:300]
-    except (ValueError, KeyError, TypeError):
+    except (codec.WireDecodeError, KeyError, TypeError):
         return raw[:100].decode("utf-8", "replace")

@@ -44,6 +44,7 @@ class RemoteSource:
     queue_depth: int = 0
     score: float = 0.0
     timeout_s: float = VOTE_TIMEOUT_S
+    capabilities: frozenset[str] = frozenset()  # what it serves, from its heartbeat
 
     @property
     def source_id(self) -> str:
@@ -79,7 +80,8 @@ class RemoteSource:
         if not peer.routable or beat is None or not beat.votes:
             return None
         return cls(node_id=peer.node_id, endpoint=peer.endpoint, voter=voter, busy=beat.load,
-                   queue_depth=beat.queue_depth, score=beat.bench_score)
+                   queue_depth=beat.queue_depth, score=beat.bench_score,
+                   capabilities=frozenset(beat.capabilities))
 
 
 class Chain(Source, Protocol):
@@ -109,9 +111,10 @@ class SwarmSources:
         """This node's instances."""
         return list(self.pool.instances)
 
-    def remote(self) -> list[RemoteSource]:
-        """The peers a request may use now."""
-        return honour_plan(self._peers(), self._plan(), self.pool.node_id)
+    def remote(self, needs: frozenset[str] = frozenset()) -> list[RemoteSource]:
+        """The peers a request (that needs the features `needs`) may use now."""
+        return [r for r in honour_plan(self._peers(), self._plan(), self.pool.node_id)
+                if needs <= r.capabilities]
 
     def chains(self) -> list[Source]:
         """The span chain while it can serve (every block has a server), else nothing."""
@@ -148,7 +151,7 @@ class FederatedAsk:
         except PeerError as exc:
             failure = exc
         await self._sleep(self.backoff_s)
-        other = fallback(self.sources.local(), self.sources.remote(), source.node_id)
+        other = fallback(self.sources.local(), self.sources.remote(request.needs), source.node_id)
         if other is None:
             raise failure
         self.retries += 1

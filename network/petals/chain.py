@@ -15,10 +15,12 @@ more candidate (through `SwarmSources`, network/federation/sources.py):
 - a chain that fails mid-generation (a span server gone with no replica, no route) raises
   `SpanChainError`, a `PeerError`: consensus retries the candidate elsewhere, and a direct spans
   request gets a 502 naming the failure;
-- it cannot enforce a request's constraint (`response_format`, `swarm.regex`: the span runtime
-  samples without llguidance's token mask), so it refuses one at once with `SpanChainError` and
-  consensus hands that candidate to an instance (a spans request with one is a 400 earlier, in
-  the API); log-probabilities, token bytes and top alternatives come from the span worker.
+- it cannot enforce a request's constraint (`response_format`, `swarm.regex`, or the tool-call
+  grammar of a request with `tools`: the span runtime samples without llguidance's token mask),
+  so it refuses one at once with `SpanChainError` and consensus hands that candidate to an
+  instance (a spans request with one is a 400 earlier, in the API); it lists no features
+  (`capabilities`, swarm/engine/source.py), so consensus does not pick it for a tools request;
+  log-probabilities, token bytes and top alternatives come from the span worker.
 """
 from __future__ import annotations
 
@@ -44,8 +46,8 @@ from swarm.errors import PeerError, PoolBusyError, RequestError
 log = logging.getLogger(__name__)
 
 SOURCE_ID = "spans"  # how the chain shows in consensus reports (instances: local/N, peers: ids)
-NO_CONSTRAINTS = ("response_format and swarm.regex are not enforced through layer spans (the span "
-                  "runtime samples without a token mask)")
+NO_CONSTRAINTS = ("response_format, swarm.regex and tools are not enforced through layer spans "
+                  "(the span runtime samples without a token mask)")
 
 
 class SpanChainError(PeerError):
@@ -113,6 +115,8 @@ def token_event(event: dict[str, Any], text: str) -> TokenEvent:
 class SpanChain:
     """The span chain of this node's plan as a `Source`; see the module doc."""
 
+    capabilities: frozenset[str] = frozenset()  # no tools: see the module doc
+
     def __init__(self, driver: ChainDriver, queue_depth: int = 8) -> None:
         self.driver = driver
         self.slots = queue_depth + 1
@@ -152,7 +156,7 @@ class SpanChain:
         item is a `StreamEnd`. RequestError (503) while the chain cannot serve."""
         if self.active >= self.slots:
             raise PoolBusyError(retry_after_s=max(1, self.active - self.slots + 1))
-        if request.constraint is not None:
+        if request.decode_constraint is not None:
             raise SpanChainError(NO_CONSTRAINTS)
         reason = self.unavailable()
         if reason is not None:

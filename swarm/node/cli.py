@@ -10,25 +10,31 @@ from typing import Any
 from consensus.candidates import STRATEGIES
 from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
-COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "setup-spans")
+COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "models", "setup-spans")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 PEER_ACTIONS = ("approve", "revoke")
 
 # flag -> (dotted config key, argparse keyword arguments)
 _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1)"}),
+    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1; with "
+                                               "--federation, the LAN address, followed as it "
+                                               "changes)"}),
     "--port": ("api.port", {"type": int, "help": "API port (default 17615; 0 picks a free one)"}),
     "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
                                "help": "require this Bearer key on /v1/* (repeatable); `peers` "
                                        "sends the first"}),
-    "--model": ("model.path", {"metavar": "PATH",
+    "--model": ("model.path", {"metavar": "PATH|NAME",
                                "help": "HF model folder or .gguf file (default: embedded "
-                                       "SmolLM2-135M-Instruct)"}),
+                                       "SmolLM2-135M-Instruct); or the name a peer serves it "
+                                       "under: with --federation it is fetched from the peers "
+                                       "that hold it"}),
     "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
     "--device": ("model.device", {"choices": DEVICES,
-                                  "help": "torch device for the transformers backend"}),
+                                  "help": "torch device for the transformers backend; for "
+                                          "llama.cpp, cuda or mps offloads every layer to the "
+                                          "GPU (Metal on a Mac)"}),
     "--dtype": ("model.dtype", {"choices": DTYPES,
                                 "help": "weights dtype for the transformers backend"}),
     "--quant": ("model.quant", {"choices": QUANTS,
@@ -40,11 +46,21 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
     "--threads": ("model.threads", {"type": int, "metavar": "N",
-                                    "help": "threads per instance (0: cores / instances)"}),
+                                    "help": "threads per instance (0: cores / instances; "
+                                                    "performance cores on Apple Silicon)"}),
     "--queue-depth": ("model.queue_depth", {"type": int, "metavar": "N",
                                             "help": "requests waiting per instance before 429"}),
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
                                         "help": "converted models and benchmark results"}),
+    "--store-limit-gb": ("model.store_limit_gb", {
+        "type": float, "metavar": "GB",
+        "help": "room for models fetched from peers (least recently used evicted first)"}),
+    "--fetch-limit-mb-s": ("federation.fetch_limit_mb_s", {
+        "type": float, "metavar": "MB_S",
+        "help": "cap on fetching a model from peers, MB/s (default 0: no cap)"}),
+    "--fetch-wait-s": ("federation.fetch_wait_s", {
+        "type": float, "metavar": "S",
+        "help": "how long to look for peers holding a --model NAME this machine lacks"}),
     "--strategy": ("consensus.strategy", {
         "choices": STRATEGIES,
         "help": "default answer strategy when a request does not choose one"}),
@@ -108,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "last requests, usage: what its /dashboard shows) and exit; peers: "
                              "show the peers the running node sees and why an expected one is "
                              "missing; "
-                             "swarm-key: print this swarm's key (creating it once), or change it; "
+                             "swarm-key: print this swarm's key (creating it once), or change "
+                             "it; models: the models the swarm holds and which nodes hold them; "
                              "setup-spans: build the span runtime (Petals in its own venv in the "
                              "cache folder, about 1 to 4 minutes, 1.6 GB) and the model folder "
                              "it reads")

@@ -1,7 +1,8 @@
 """The client commands: `main.py status` (the swarm as the running node's dashboard shows it),
 `main.py peers` (what the running node sees, why an expected peer is missing, and its span map),
 `main.py peers approve|revoke ID`, `main.py swarm-key` (print, set, rotate or forget the join
-secret) and `main.py setup-spans` (build the span runtime). The node commands ask this machine's
+secret) and `main.py setup-spans` (build the span runtime), each picked by `client_command`
+(`main.py models` lives in model_list.py, `benchmark` in swarm/sizing). The node commands ask this machine's
 node over plain blocking HTTP (urllib): a command asks once and
 exits, so it needs no event loop."""
 from __future__ import annotations
@@ -30,6 +31,7 @@ from network.trust.swarm_key import (
 )
 from network.wire.fields import is_identifier
 from network.wire.paths import APPROVE_PATH, JOINS_PATH, PEERS_PATH, SPANS_PATH
+from swarm.node.cli import Invocation
 from swarm.node.config import Config
 from swarm.node.peer_view import join_lines, missing_peer_hints, render_peers
 from swarm.node.swarm_view import render_swarm
@@ -38,6 +40,32 @@ from swarm.node.terminal import plain_console
 log = logging.getLogger("local_swarm")
 
 TIMEOUT_S = 5.0
+
+
+def client_command(invocation: Invocation) -> int:
+    """Run a command other than `serve`; the process's exit status."""
+    command, config = invocation.command, invocation.config
+    if command == "swarm-key":
+        return swarm_key(config, invocation.key_action, invocation.new_key)
+    if command == "setup-spans":
+        return setup_spans(config)
+    if command == "benchmark":
+        from swarm.sizing.autorun import run_benchmark_command
+
+        run_benchmark_command(config)
+        return 0
+    if command == "status":
+        return show_status(config)
+    if command == "models":
+        from swarm.node.model_list import show_models
+
+        return show_models(config)
+    if command == "peers" and invocation.peer_action:
+        return approve_peer(config, invocation.peer_id, invocation.peer_action == "approve",
+                            invocation.code)
+    if command == "peers":
+        return show_peers(config)
+    raise ValueError(f"not a client command: {command}")
 
 
 @dataclass(frozen=True)

@@ -233,9 +233,10 @@ class CompletionRoutes:
                 build_validator(parsed.response_format, regex=options.regex)
         except (ValueError, RecursionError) as exc:
             raise RequestError(str(exc), param="swarm", code="invalid_value") from None
-        if options.strategy == "spans" and parsed.generation.constraint is not None:
+        if options.strategy == "spans" and parsed.generation.decode_constraint is not None:
             raise RequestError(NO_CONSTRAINTS + "; use route or a consensus strategy",
-                               param="response_format", code="unsupported_with_spans")
+                               param="tools" if parsed.generation.tools else "response_format",
+                               code="unsupported_with_spans")
         if options.strategy not in SINGLE and parsed.n > 1:
             raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
                                "for the number of candidates", param="n")
@@ -249,6 +250,7 @@ class CompletionRoutes:
         trace.id, trace.model, trace.strategy = rid, model, options.strategy
         build = fmt.chat_completion if chat else fmt.text_completion
         logprobs = parsed.generation.params.logprobs
+        tools = parsed.generation.tools is not None
         await self.check_prompt(parsed, chat)
         if options.strategy not in SINGLE:
             if self.consensus.saturated():
@@ -262,9 +264,9 @@ class CompletionRoutes:
             trace.decided(decision)
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
-                                           {"swarm": decision.to_dict()}, logprobs))
+                                           {"swarm": decision.to_dict()}, logprobs, tools))
         if options.strategy == "route" and self.forwarder is not None and parsed.n == 1:
-            relayed = await self.forwarder.maybe_forward(request)
+            relayed = await self.forwarder.maybe_forward(request, parsed.generation.needs)
             if relayed is not None:
                 trace.forwarded_to = relayed.headers.get(SERVED_BY_HEADER)
                 return relayed
@@ -288,12 +290,13 @@ class CompletionRoutes:
         trace.report = _route_report(options.strategy, picked, latencies, choices)
         trace.prompt_tokens = choices[0].prompt_tokens
         trace.completion_tokens = sum(c.completion_tokens for c in choices)
-        return web.json_response(build(rid, model, choices, {"swarm": trace.report}, logprobs))
+        return web.json_response(build(rid, model, choices, {"swarm": trace.report}, logprobs,
+                                       tools))
 
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest,
                             picked: list[Source], model: str, rid: str, chat: bool,
                             trace: Trace) -> web.StreamResponse:
-        chunks = fmt.ChunkBuilder(rid, model, chat)
+        chunks = fmt.ChunkBuilder(rid, model, chat, parsed.generation.tools is not None)
         streams = [picked[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
         # The first event comes before the 200 so that bad prompts still get a 4xx.
         first = await anext(aiter(streams[0]))
@@ -328,8 +331,8 @@ class CompletionRoutes:
                 totals["prompt"] = event.prompt_tokens
                 totals["completion"] += event.completion_tokens
                 totals["per_choice"][index] = event.completion_tokens
-                await emit(response, json.dumps(chunks.finish(index, event.finish_reason)),
-                           transport)
+                for data in chunks.end(index, event.finish_reason):
+                    await emit(response, data, transport)
                 return
             logprobs = None
             if params.logprobs and event.token_id >= 0:
@@ -338,7 +341,8 @@ class CompletionRoutes:
                     *(() if chat else (offsets[index],)))
             if event.text or logprobs is not None:
                 offsets[index] += len(event.text)
-                await emit(response, chunks.delta_json(index, event.text, logprobs), transport)
+                for data in chunks.deltas(index, event.text, logprobs):
+                    await emit(response, data, transport)
 
         if chat:
             for i in range(parsed.n):
@@ -381,7 +385,7 @@ class CompletionRoutes:
                                options: SwarmOptions, model: str, rid: str,
                                chat: bool, trace: Trace) -> web.StreamResponse:
         """Keep the stream alive with SSE comments while candidates run, then stream the winner."""
-        chunks = fmt.ChunkBuilder(rid, model, chat)
+        chunks = fmt.ChunkBuilder(rid, model, chat, parsed.generation.tools is not None)
         response = EventSourceResponse(sep="\n", ping_interval=2, allow_all_methods=True)
         await response.prepare(request)
         try:
@@ -401,11 +405,16 @@ class CompletionRoutes:
         if parsed.generation.params.logprobs:  # the whole answer at once, with its logprobs
             logprobs = (fmt.chat_logprobs if chat else fmt.text_logprobs)(
                 winner.pieces, winner.logprobs, winner.top)
-            await response.send(json.dumps(chunks.delta(0, winner.text, logprobs)))
+            for data in chunks.deltas(0, winner.text, logprobs):
+                await response.send(data)
         for piece in ([] if parsed.generation.params.logprobs
                       else re.findall(r"\s*\S+|\s+$", winner.text)):
-            await response.send(json.dumps(chunks.delta(0, piece)))
-        final = chunks.finish(0, winner.finish_reason)
+            for data in chunks.deltas(0, piece):
+                await response.send(data)
+        *held, last = chunks.end(0, winner.finish_reason)
+        for data in held:
+            await response.send(data)
+        final = json.loads(last)
         final["swarm"] = decision.to_dict()
         await response.send(json.dumps(final))
         if parsed.include_usage:
