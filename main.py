@@ -202,7 +202,7 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     if engine is None:
         from network.federation.models.startup import fetch_missing_model
 
-        await fetch_missing_model(config)
+        config = await fetch_missing_model(config)
     services = await build_services(config, engine)
     swarm = services.swarm
     stop = asyncio.Event()
