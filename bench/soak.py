@@ -1,12 +1,13 @@
 """Soak: bounded concurrent load on a small swarm on loopback, with one node killed and restarted.
 
 Starts `--nodes` real node processes (`main.serve` with scripted instances, so no model is
-loaded) on 127.0.0.2, 127.0.0.3, ... with --federation --no-mdns and manual peers (no multicast
-leaves this machine), all with one swarm key. `--clients` concurrent clients then send a mix of
-route, streamed and consensus (weighted_vote over 3 candidates, drawn from the whole swarm)
-requests for `--duration` seconds. At 40 % of the run node 1 is killed (SIGKILL) and restarted
-`--down` seconds later. A client whose node fails (refused, reset, 5xx) sends the same request to
-the next node; a 429 waits its Retry-After and tries again (bounded).
+loaded) on 127.0.0.1, each on its own port (macOS loopback has no 127.0.0.2), with --federation
+--no-mdns and manual peers (no multicast leaves this machine), all with one swarm key.
+`--clients` concurrent clients then send a mix of route, streamed and consensus (weighted_vote
+over 3 candidates, drawn from the whole swarm) requests for `--duration` seconds. At 40 % of the
+run node 1 is killed (SIGKILL) and restarted `--down` seconds later. A client whose node fails
+(refused, reset, 5xx) sends the same request to the next node; a 429 waits its Retry-After and
+tries again (bounded).
 
 It prints requests sent, answered, failed (goal: 0, as a node always lives), how many answers
 needed a fail-over or a retry after 429, latencies, and the memory growth (RSS) of the nodes that
@@ -117,18 +118,17 @@ class Node:
         return int(psutil.Process(self.proc.pid).memory_info().rss)
 
 
-def free_port(host: str) -> int:
-    """A port free on `host` and on 127.0.0.1 (a node on 127.0.0.x also listens there)."""
-    for _ in range(50):
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free on `host` now."""
+    ports: list[int] = []
+    for _ in range(50 * count):
         with socket.socket() as sock:
             sock.bind((host, 0))
             port = sock.getsockname()[1]
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+        if port not in ports:
+            ports.append(port)
+        if len(ports) == count:
+            return ports
     raise RuntimeError("no free port on loopback")
 
 
@@ -145,8 +145,8 @@ def swarm_key_env() -> dict[str, str]:
 
 def build_nodes(count: int, work: Path, instances: int, queue_depth: int,
                 latency: float) -> list[Node]:
-    hosts = [f"127.0.0.{i + 2}" for i in range(count)]
-    ports = [free_port(h) for h in hosts]
+    hosts = ["127.0.0.1"] * count
+    ports = free_ports(count)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCAL_SWARM_")}
     env.update(swarm_key_env(), COLUMNS="200", PYTHONUNBUFFERED="1")
     nodes = []

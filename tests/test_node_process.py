@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.engines import needs_transformers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +40,7 @@ def wait_for_url(proc: subprocess.Popen[str], timeout: float = 180,
 
 
 @pytest.mark.slow
+@needs_transformers
 def test_node_serves_and_stops_on_ctrl_c():
     proc = start("--port", "0", "--backend", "transformers")
     try:

@@ -28,6 +28,7 @@ PURE_CORES = (
     "network.trust.joins",
     "network.trust.join_target",
     "swarm.engine.source",  # the Source seam
+    "swarm.sizing.apple",  # what a Mac's sysctl says (cores, chip, GPU memory)
 )
 FORBIDDEN = frozenset({"asyncio", "aiohttp", "socket", "time", "random", "threading",
                        "zeroconf", "psutil", "torch", "llama_cpp"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import random
 import secrets
 import time
@@ -18,6 +19,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
+from network.discovery.privacy import local_network_hint
 from network.membership.table import Change, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
@@ -83,6 +85,7 @@ class PeerMonitor:
         self._keys = keys
         self._wall_clock = wall_clock
         self._skewed: set[Address] = set()  # addresses already warned about their clock
+        self._privacy_warned = False  # macOS Local Network privacy: warned once
         self._timings = timings
         self._on_change = on_change
         self._clock = clock
@@ -277,7 +280,7 @@ class PeerMonitor:
                 heartbeat = codec.decode(bytes(body), kind, Heartbeat,
                                          max_bytes=MAX_HEARTBEAT_BYTES)
         except aiohttp.ClientConnectorError as exc:
-            raise ProbeFailed(f"connect failed ({exc.os_error.strerror or exc})") from exc
+            raise ProbeFailed(self._connect_failed(exc.os_error, address)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise ProbeFailed(f"no TCP accept in {self._timings.connect_timeout_s} s") from exc
         except TimeoutError as exc:
@@ -291,6 +294,18 @@ class PeerMonitor:
         if heartbeat.nonce != nonce:
             raise ProbeFailed("heartbeat does not echo our nonce")
         return heartbeat
+
+    def _connect_failed(self, error: OSError, address: Address) -> str:
+        """The reason a connect failed; on macOS, with what to allow (logged once as a warning)."""
+        reason = f"connect failed ({error.strerror or error})"
+        hint = local_network_hint(platform.system(), error.errno, address.host)
+        if hint is None:
+            return reason
+        if not self._privacy_warned:
+            self._privacy_warned = True
+            log.warning("cannot reach the peer at %s (No route to host): macOS keeps this app off "
+                        "the local network; %s", address, hint)
+        return f"{reason}: {hint}"
 
     def _check_clock(self, address: Address, date: str | None) -> None:
         """Warn once per address when a peer's clock (its HTTP Date) is far enough off ours that

@@ -104,7 +104,7 @@ class Instance:
                     prompt_tokens = item
                     continue
                 assert isinstance(item, TokenEvent)
-                count += 1
+                count += item.token_id >= 0  # an event of text alone (id -1) is no token
                 text = stops.feed(item.text)
                 if stops.stopped:
                     cancel.set()
