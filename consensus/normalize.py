@@ -108,7 +108,7 @@ def canonical_json(text: str) -> str | None:
         return None
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep to be an answer worth grouping
         return None
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

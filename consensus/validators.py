@@ -35,8 +35,8 @@ def nonempty(completion: Completion) -> tuple[bool, str]:
 def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
         return json.loads(strip_fences(text)), None
-    except ValueError as exc:
-        return None, f"not JSON: {exc}"
+    except (ValueError, RecursionError) as exc:  # a candidate (a peer's, say) nested too deep
+        return None, f"not JSON: {type(exc).__name__}: {exc}"
 
 
 def json_object(completion: Completion) -> tuple[bool, str]:

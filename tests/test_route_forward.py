@@ -142,6 +142,30 @@ async def test_verifying_a_forward_twice_is_not_a_replay():
         await runner.cleanup()
 
 
+def test_a_forwarded_reply_over_the_peer_message_limit_is_served_locally(pair):
+    """The peer's whole reply is read and parsed under the limits of every peer message: over
+    them (a small limit stands in for a huge reply here), the node serves the request itself."""
+    assert pair.forwarder is not None
+    pair.forwarder.client.max_reply_bytes = 100
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
+            response = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 3})
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("slow")
+
+
+def test_decode_json_keeps_the_wire_limits():
+    from network.wire import codec
+
+    assert codec.decode_json(b'{"swarm": {"node": "b"}, "choices": [1, 2]}')["choices"] == [1, 2]
+    for bad in (b"[" * 50 + b"]" * 50, b'{"a": 1, "a": 2}', b"{NaN", b'{"x": NaN}',
+                b"[" * 200_000 + b"]" * 200_000):
+        with pytest.raises(codec.WireDecodeError):
+            codec.decode_json(bad)
+    with pytest.raises(codec.WireDecodeError, match="over"):
+        codec.decode_json(b" " * (codec.MAX_BYTES + 1))
+
+
 def test_embeddings_and_tools_go_only_to_peers_that_serve_them(pair):
     embed = {"model": "default", "input": ["a b", "c"]}
     tools = {**ASK, "max_tokens": 3, "tools": [{"type": "function",

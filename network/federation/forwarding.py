@@ -11,7 +11,6 @@ seeing the refusal, serves the request locally: no loop, no lost request.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import NoReturn
 
@@ -24,6 +23,7 @@ from network.federation.gate import refusal, verify_signed
 from network.federation.sources import RemoteSource, SwarmSources
 from network.trust.signing import Verdict, Verifier
 from network.trust.swarm_key import KeyRing
+from network.wire import codec
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,10 @@ class RouteForwarder:
         headers = {h: upstream.headers[h] for h in _RELAYED_HEADERS if h in upstream.headers}
         headers[SERVED_BY_HEADER] = node_id
         if not upstream.headers.get("Content-Type", "").startswith(_STREAMS):
-            raw = await upstream.read()
-            body = json.loads(raw) if raw else {}
+            # Read and parsed under the limits of every other peer message (PeerError beyond:
+            # the request is then served here).
+            raw = await self.client.read_body(upstream, node_id)
+            body = codec.decode_json(raw, max_bytes=self.client.max_reply_bytes) if raw else {}
             if isinstance(body, dict) and isinstance(body.get("swarm"), dict):
                 body["swarm"]["node"] = node_id
             return web.json_response(body, status=upstream.status,

@@ -7,7 +7,9 @@ FOREIGN (never a member, never a candidate) with the reason shown by `main.py pe
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import platform
 import random
 import secrets
 import time
@@ -18,7 +20,8 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
-from network.membership.table import Change, Membership, Peer, PeerState, Timings
+from network.discovery.privacy import local_network_hint
+from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
 from network.trust.swarm_key import KeyRing
@@ -35,10 +38,17 @@ MAX_HEARTBEAT_BYTES = 64 * 1024
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
 _ACCEPT = f"{codec.MSGPACK}, {codec.JSON};q=0.5"
+MAX_ADDRESSES = 8  # addresses probed per peer (an mDNS record may list any number)
+# Our own side has no network: no route (Wi-Fi off, cable out), the interface or address gone.
+LOCAL_ERRNOS = frozenset({errno.ENETUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL})
 
 
 class ProbeFailed(PeerError):
     """One probe got no valid heartbeat; the message is the reason shown in the peer table."""
+
+
+class NetworkUnreachable(ProbeFailed):
+    """This node's own network is down (no route, no interface, no address): not the peer's fault."""
 
 
 class ProbeRefused(ProbeFailed):
@@ -60,6 +70,7 @@ class _Target:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     failure: str = ""  # last failure while the node id is still unknown
+    unreachable: bool = False  # the last probe found this node's own network down
 
 
 class PeerMonitor:
@@ -75,7 +86,8 @@ class PeerMonitor:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 session: Callable[[], aiohttp.ClientSession]) -> None:
+                 session: Callable[[], aiohttp.ClientSession],
+                 on_network_down: Callable[[], None] | None = None) -> None:
         if timings != membership.timings:
             raise ValueError("PeerMonitor and its Membership must use the same Timings")
         self._membership = membership
@@ -83,8 +95,10 @@ class PeerMonitor:
         self._keys = keys
         self._wall_clock = wall_clock
         self._skewed: set[Address] = set()  # addresses already warned about their clock
+        self._privacy_warned = False  # macOS Local Network privacy: warned once
         self._timings = timings
         self._on_change = on_change
+        self._on_network_down = on_network_down  # every member's last probe: network unreachable
         self._clock = clock
         self._rng = rng or random.Random()
         self._targets: dict[Address, _Target] = {}
@@ -157,7 +171,8 @@ class PeerMonitor:
     def _found(self, event: Found, now: float) -> None:
         """Track the peer at the address it answers on (else its first) and probe all of them."""
         node_id, port = event.advert.node_id, event.advert.api_port
-        addresses = [Address(host, port) for host in (event.addresses or (event.address,))]
+        hosts = (event.addresses or (event.address,))[:MAX_ADDRESSES]
+        addresses = [Address(host, port) for host in hosts]
         peer = self._membership.get(node_id)
         keep = next((a for a in addresses if peer is not None and a == peer.address),
                     addresses[0])
@@ -242,11 +257,21 @@ class PeerMonitor:
             self._refused(target, exc)
             return False
         except ProbeFailed as exc:
+            target.unreachable = isinstance(exc, NetworkUnreachable)
             self._failed(target, str(exc))
+            if target.unreachable:
+                self._check_network()
             peer = self._membership.get(target.node_id) if target.node_id else None
             return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
+        target.unreachable = False
         self._answered(target, heartbeat)
         return False
+
+    def _check_network(self) -> None:
+        """Tell the owner when every known peer's last probe found our own network down."""
+        known = [t for t in self._targets.values() if t.node_id is not None]
+        if self._on_network_down is not None and known and all(t.unreachable for t in known):
+            self._on_network_down()
 
     async def probe(self, address: Address) -> Heartbeat:
         """One GET of the heartbeat at `address`, signed over a fresh nonce; every way it can go
@@ -277,7 +302,9 @@ class PeerMonitor:
                 heartbeat = codec.decode(bytes(body), kind, Heartbeat,
                                          max_bytes=MAX_HEARTBEAT_BYTES)
         except aiohttp.ClientConnectorError as exc:
-            raise ProbeFailed(f"connect failed ({exc.os_error.strerror or exc})") from exc
+            if exc.os_error.errno in LOCAL_ERRNOS:
+                raise NetworkUnreachable(f"connect failed ({exc.os_error.strerror})") from exc
+            raise ProbeFailed(self._connect_failed(exc.os_error, address)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise ProbeFailed(f"no TCP accept in {self._timings.connect_timeout_s} s") from exc
         except TimeoutError as exc:
@@ -291,6 +318,18 @@ class PeerMonitor:
         if heartbeat.nonce != nonce:
             raise ProbeFailed("heartbeat does not echo our nonce")
         return heartbeat
+
+    def _connect_failed(self, error: OSError, address: Address) -> str:
+        """The reason a connect failed; on macOS, with what to allow (logged once as a warning)."""
+        reason = f"connect failed ({error.strerror or error})"
+        hint = local_network_hint(platform.system(), error.errno, address.host)
+        if hint is None:
+            return reason
+        if not self._privacy_warned:
+            self._privacy_warned = True
+            log.warning("cannot reach the peer at %s (No route to host): macOS keeps this app off "
+                        "the local network; %s", address, hint)
+        return f"{reason}: {hint}"
 
     def _check_clock(self, address: Address, date: str | None) -> None:
         """Warn once per address when a peer's clock (its HTTP Date) is far enough off ours that
@@ -369,6 +408,10 @@ class PeerMonitor:
 
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
+            if change.kind is ChangeKind.FORGOTTEN:  # evicted or gone: stop probing it (mDNS)
+                for target in [t for t in self._targets.values() if t.node_id == change.node_id]:
+                    target.mdns = False
+                    self._drop_if_unused(target)
             try:
                 self._on_change(change)
             except Exception:

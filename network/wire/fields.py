@@ -114,6 +114,13 @@ def number(lo: float, hi: float) -> Check[float]:
     return check
 
 
+def flag(value: object, where: str) -> bool:
+    """true or false (not a number)."""
+    if not isinstance(value, bool):
+        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
+    return value
+
+
 def choice(allowed: tuple[str, ...]) -> Check[str]:
     """One of the strings `allowed`."""
     def check(value: object, where: str) -> str:
@@ -174,13 +181,6 @@ def tool_turn(value: object, where: str) -> tuple[int, str, tuple[tuple[str, str
     return (integer(0, MAX_TURNS - 1)(value[0], f"{where}[0]"),
             text(MAX_NAME_CHARS)(value[1], f"{where}[1]"),
             seq(tool_call, MAX_TOOLS)(value[2], f"{where}[2]"))
-
-
-def flag(value: object, where: str) -> bool:
-    """A boolean."""
-    if not isinstance(value, bool):
-        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
-    return value
 
 
 def hex_bytes(value: object, where: str) -> str:

@@ -83,6 +83,7 @@ class Heartbeat(NodeHeader):
     term: int = 0
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
+    solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
     pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
     tok_s: float = 0.0  # decode speed of one instance over its last generations
@@ -115,6 +116,7 @@ class Heartbeat(NodeHeader):
             term=f.get("term", integer(0, MAX_TERM), 0),
             coordinator=f.get("coordinator", optional(ident()), None),
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
+            solo=f.get("solo", flag, False),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
             pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
             tok_s=f.get("tok_s", number(0.0, 1e9), 0.0),

@@ -19,6 +19,19 @@ from swarm.engine.toolprompt import template_messages
 log = logging.getLogger(__name__)
 
 
+PROMPT_CHUNK = 16  # prompt tokens evaluated between two looks at `cancel`
+
+
+def prompt_chunks(ids: list[int], size: int = PROMPT_CHUNK) -> list[list[int]]:
+    """`ids` in pieces of `size`, a lone last token joined to the piece before it: llama.cpp
+    takes another code path for one-token batches, and its logits would differ in the last bits
+    from one whole-prompt batch (multi-token pieces match it exactly; see the tests)."""
+    pieces = [ids[i:i + size] for i in range(0, len(ids), size)]
+    if len(pieces) > 1 and len(pieces[-1]) == 1:
+        pieces[-2:] = [pieces[-2] + pieces[-1]]
+    return pieces
+
+
 class LlamaCppBackend:
     """A GGUF model in llama.cpp. We sample from its raw logits ourselves (`sampler.generate`), so
     temperature, top_p, seed and logprobs mean what they mean in OpenAI's API (llama.cpp's own
@@ -92,11 +105,15 @@ class LlamaCppBackend:
         return self._logits()
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens`, `cancel` or the end of the constraint."""
+        """Yield tokens until EOS, `max_tokens`, `cancel` (checked before every prompt batch and
+        every token) or the end of the constraint."""
         ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
         check_context(len(ids), request.params.max_tokens, self.context_length)
         self.llm.reset()
-        self.llm.eval(ids)
+        for chunk in prompt_chunks(ids):  # a cancel lands between chunks, not after the prompt
+            if cancel.is_set():
+                return
+            self.llm.eval(chunk)
         yield from generate(
             request, cancel, first=self._logits(), feed=self._feed, eos=self._eos,
             decode=lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"),

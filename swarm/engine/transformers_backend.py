@@ -1,7 +1,14 @@
 """The reference backend: transformers + torch, one forward step at a time through the shared decode
-loop (`sampler.generate`) for streaming, logprobs and constraints."""
+loop (`sampler.generate`) for streaming, logprobs and constraints.
+
+On Apple's MPS every step that puts work on the GPU (copying tokens in, the forward pass, reading
+the logits back) holds one process-wide lock: PyTorch's MPS aborts the whole process when two
+threads encode work at once (pytorch#197805), and each instance decodes in its own thread. Locking
+per token, not per request, lets several instances take turns token by token.
+"""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -21,6 +28,14 @@ from swarm.models.store import force_offline
 log = logging.getLogger(__name__)
 
 _DTYPES = ("float32", "bfloat16", "float16")
+MPS_LOCK = threading.Lock()  # module doc: one thread at a time puts work on MPS
+
+
+def device_lock(device: str) -> contextlib.AbstractContextManager[Any]:
+    """The lock that GPU work on `device` must hold: `MPS_LOCK` on MPS, none elsewhere."""
+    return MPS_LOCK if device == "mps" else contextlib.nullcontext()
+
+
 EMBED_BATCH_TOKENS = 4096  # padded tokens per forward pass when embedding
 EMBED_BATCH_INPUTS = 64
 
@@ -55,10 +70,13 @@ class TransformersBackend:
         self._torch = torch
         self.model_id = model_id
         self.device = pick_device(device)
+        self._gpu = device_lock(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, dtype=getattr(torch, dtype)
-        ).to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
+        )
+        with self._gpu:
+            self.model = model.to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
         self.model.eval()
         self.context_length = int(
             getattr(self.model.config, "max_position_embeddings", 2048) or 2048
@@ -116,17 +134,23 @@ class TransformersBackend:
                               n_vocab=self._vocab_size, eos_token=sorted(self._eos))
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens`, `cancel` or the end of the constraint."""
+        """Yield tokens until EOS, `max_tokens`, `cancel` (checked before the prompt and every
+        token) or the end of the constraint."""
         torch = self._torch
         ids = self._encode(request)
         state: dict[str, Any] = {}
 
         def run(tokens: list[int]) -> np.ndarray:
-            inputs = torch.tensor([tokens], device=self.device)
-            out = self.model(input_ids=inputs, use_cache=True, **state)
-            state[self._cache_arg] = getattr(out, self._cache_arg)
-            return out.logits[0, -1].to("cpu", torch.float32).numpy()
+            """One forward pass after the cache: the last position's logits on the CPU, holding
+            the device's lock while work is on the GPU (module doc)."""
+            with self._gpu:
+                inputs = torch.tensor([tokens], device=self.device)
+                out = self.model(input_ids=inputs, use_cache=True, **state)
+                state[self._cache_arg] = getattr(out, self._cache_arg)
+                return out.logits[0, -1].to("cpu", torch.float32).numpy()
 
+        if cancel.is_set():
+            return
         with torch.inference_mode():
             yield from generate(
                 request, cancel, first=run(ids), feed=lambda token: run([token]), eos=self._eos,
@@ -151,14 +175,20 @@ class TransformersBackend:
                 for row, i in enumerate(group):
                     inputs[row, :lengths[i]] = torch.tensor(ids[i])
                     mask[row, :lengths[i]] = 1
-                out = base(input_ids=inputs.to(self.device), attention_mask=mask.to(self.device))
-                states = out.last_hidden_state.to("cpu", torch.float32).numpy()
+                with device_lock(self.device):
+                    out = base(input_ids=inputs.to(self.device),
+                               attention_mask=mask.to(self.device))
+                    states = out.last_hidden_state.to("cpu", torch.float32).numpy()
                 for row, i in enumerate(group):
                     vectors[i] = pool(states[row, :lengths[i]])
         return Embeddings(vectors, tuple(lengths))
 
     def close(self) -> None:
-        """Drop the weights (the GC frees them once no request holds a reference)."""
+        """Drop the weights and hand the GPU's cached memory back (the GC frees the weights once
+        no request holds a reference)."""
         self.model = None
         if self.device == "cuda":
             self._torch.cuda.empty_cache()
+        elif self.device == "mps":
+            with self._gpu:
+                self._torch.mps.empty_cache()

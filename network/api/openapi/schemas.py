@@ -159,6 +159,8 @@ SCHEMAS: dict[str, Any] = {
         "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
         "vram_gb": {"type": "number"}, "term": {"type": "integer"},
         "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
+        "solo": {"type": "boolean", "description": "it leads only itself: no peer was in view "
+                 "when it took the role"},
         "nonce": {"type": ["string", "null"]},
         "pairing": {"enum": list(PAIRING_STATES)},
         "tok_s": {"type": "number", "minimum": 0,
@@ -172,6 +174,8 @@ SCHEMAS: dict[str, Any] = {
                         "description": "the coordinator this node follows (its own id when "
                                        "it leads)"},
         "role": {"enum": ["coordinator", "follower", "candidate", None]},
+        "solo": {"type": "boolean", "description": "this node leads only itself (no peer in "
+                 "view): it never takes the role from one that others follow"},
         "discovery": {"type": "object"},
         "data": {"type": "array", "items": {
             "type": "object", "required": ["node_id", "self", "state"],
@@ -186,7 +190,9 @@ SCHEMAS: dict[str, Any] = {
                            "term": {"type": ["integer", "null"]},
                            "coordinator": {"type": "boolean", "description": "this node's "
                                            "coordinator (self), or a peer leading by its own "
-                                           "heartbeat"}}}}}},
+                                           "heartbeat"},
+                           "solo": {"type": "boolean",
+                                    "description": "it leads only itself"}}}}}},
     "VoteRequest": {
         "type": "object", "required": ["v", "request_id"],
         "description": "exactly one of messages (non-empty) or prompt",
