@@ -141,7 +141,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    for key in sorted(k for k in sent if k != "plain" and " " in k):
+    for key in sorted(k for k in sent if not k.startswith("plain") and " " in k):
         print(f"{key:16s} {valid[key]:3d} / {sent[key]:3d} valid")
     for kind in CHOICES:
         print(f"{kind:9s} called {called[kind]:3d} / {sent[kind]:3d}; "
