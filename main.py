@@ -217,7 +217,7 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
     if engine is None:
         from network.federation.models.startup import fetch_missing_model
 
-        await fetch_missing_model(config)
+        config = await fetch_missing_model(config)
     services = await build_services(config, engine)
     # The node's objects (torch, transformers, the model) live until it exits: collect what
     # loading left, then take the rest out of the cyclic collector. A full collection over them

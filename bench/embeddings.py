@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +22,11 @@ import numpy as np
 import openai
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.node_process import start_node  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 
 TRIPLETS = [
@@ -58,18 +60,6 @@ TRIPLETS = [
      "He is allergic to peanuts."),
 ]
 
-
-def start_node(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """`python main.py` on a free loopback port, with its URL."""
-    proc = subprocess.Popen([sys.executable, "main.py", "--port", "0", *extra], cwd=ROOT,
-                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            env={**os.environ, "COLUMNS": "200"})
-    for line in proc.stderr:  # type: ignore[union-attr]
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-            return proc, match.group(1)
-    raise RuntimeError("the node did not start")
 
 
 def sanity(vectors: np.ndarray) -> tuple[int, int]:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -29,6 +26,11 @@ import openai
 from jsonschema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.node_process import start_node  # noqa: E402
+
 PROMPTS = ("What is the weather in Paris?", "Is it raining in Tokyo right now?",
            "What time is it in New York?", "Tell me the temperature in Berlin in fahrenheit.")
 WEATHER = {"type": "object", "required": ["city"],
@@ -44,18 +46,6 @@ SCHEMAS = {"get_weather": WEATHER, "get_time": TIME}
 CHOICES: dict[str, Any] = {"required": "required", "auto": "auto",
                            "named": {"type": "function", "function": {"name": "get_time"}}}
 
-
-def start_node(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """`python main.py` on a free loopback port, with its URL."""
-    proc = subprocess.Popen([sys.executable, "main.py", "--port", "0", *extra], cwd=ROOT,
-                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            env={**os.environ, "COLUMNS": "200"})
-    for line in proc.stderr:  # type: ignore[union-attr]
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-            return proc, match.group(1)
-    raise RuntimeError("the node did not start")
 
 
 def ask(client: openai.OpenAI, prompt: str, stream: bool, seed: int, max_tokens: int,
@@ -141,7 +131,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    for key in sorted(k for k in sent if k != "plain" and " " in k):
+    for key in sorted(k for k in sent if not k.startswith("plain") and " " in k):
         print(f"{key:16s} {valid[key]:3d} / {sent[key]:3d} valid")
     for kind in CHOICES:
         print(f"{kind:9s} called {called[kind]:3d} / {sent[kind]:3d}; "

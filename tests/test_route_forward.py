@@ -19,6 +19,7 @@ from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.node.config import ApiConfig
 from tests.forward_pair import ASK, ForwardPair
+from tests.server import wait_until
 from tests.swarm_keys import OTHER, OTHER_KEY, RING, signed
 
 
@@ -178,6 +179,9 @@ def test_embeddings_and_tools_go_only_to_peers_that_serve_them(pair):
             assert pair.forwarded == 1 and len(reply["data"]) == 2
             assert http.post("/v1/chat/completions", json=tools).status_code == 200
             assert pair.forwarded == 2
+        # the busy stream was dropped: wait until A has let it go before making A busy again
+        wait_until(lambda: pair.pool_a.instances[0].active == 0, timeout=60,
+                   what="A to be idle")
         pair.peers = [dataclasses.replace(listed, capabilities=frozenset())]
         with pair.a_busy(http):  # an older peer lists neither: A serves both itself
             assert http.post("/v1/embeddings", json=embed).status_code == 200

@@ -122,8 +122,9 @@ def test_a_round_trip_call_result_answer(client):
 
 def test_consensus_votes_on_the_call(http):
     body = {"model": "default", "messages": ASK, "tools": TOOLS, "tool_choice": "required",
-            "temperature": 0, "max_tokens": 40, "swarm": {"strategy": "majority_vote", "n": 3}}
+            "temperature": 0, "max_tokens": 40, "swarm": {"strategy": "weighted_vote", "n": 3}}
     reply = http.post("/v1/chat/completions", json=body).json()
+    assert "swarm" in reply, reply
     swarm = reply["swarm"]
     assert swarm["voted_on"] == "tool_call"
     assert all(c["kind"] == "tool_call" for c in swarm["candidates"] if c["valid"])

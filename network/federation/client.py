@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_S = 2.0  # a best-effort cancel gives up after this long
 CLOSE_GRACE_S = 1.0  # `close()` lets pending cancels finish for this long, then stops them
+BULK_KEEPALIVE_S = 15.0  # an idle kept-alive bulk connection is closed after this long
 
 
 def peer_url(address: str, port: int, path: str) -> URL:
@@ -61,6 +62,7 @@ class FederationClient:
         self.max_reply_bytes = max_reply_bytes
         self.close_grace_s = close_grace_s
         self._session: aiohttp.ClientSession | None = None
+        self._bulk: aiohttp.ClientSession | None = None
         self._cancels: set[asyncio.Task[None]] = set()
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count()
@@ -80,6 +82,16 @@ class FederationClient:
                 connector=aiohttp.TCPConnector(force_close=True, limit=0),
                 trust_env=False, auto_decompress=False)
         return self._session
+
+    def bulk_session(self) -> aiohttp.ClientSession:
+        """A second session for bulk transfers (model files): connections are kept alive, so
+        the ranged requests of a download reuse a warm TCP connection (no handshake, no slow
+        start, no close per piece) instead of the probes' fresh one each time."""
+        if self._bulk is None or self._bulk.closed:
+            self._bulk = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=BULK_KEEPALIVE_S),
+                trust_env=False, auto_decompress=False)
+        return self._bulk
 
     def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
@@ -257,9 +269,10 @@ class FederationClient:
         for task in list(self._cancels):
             task.cancel()
         await asyncio.gather(*list(self._cancels), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._bulk):
+            if session is not None:
+                await session.close()
+        self._session = self._bulk = None
 
 
 def _error_message(raw: bytes) -> str:

@@ -19,7 +19,7 @@ from swarm.models.store import (
     ensure_transformers_folder,
     resolve_model,
 )
-from swarm.node.config import Config
+from swarm.node.config import SWARM_MODEL, Config
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,11 @@ def model_library(config: Config) -> ModelLibrary:
 def is_model_name(path: str) -> bool:
     """True when `--model` names a model (to find in the store, or fetch from peers) rather
     than a file or folder on this machine: no such file here, and no path separator in it
-    (served model ids never have one)."""
+    (served model ids never have one). `swarm` always names the swarm's model (a folder of
+    that name is `./swarm`)."""
     looks_like_path = any(sep in path for sep in ("/", "\\")) or path.startswith(("~", "."))
-    return bool(path) and not looks_like_path and not Path(path).expanduser().exists()
+    return path == SWARM_MODEL or (bool(path) and not looks_like_path
+                                   and not Path(path).expanduser().exists())
 
 
 def model_source(config: Config) -> ModelSource:
@@ -126,6 +128,9 @@ def model_source(config: Config) -> ModelSource:
     path = config.model.path
     if not is_model_name(path):
         return resolve_model(path or None)
+    if path == SWARM_MODEL:
+        raise ModelError(f"--model {SWARM_MODEL} serves the model the swarm's peers hold: start "
+                         "the node with --federation (and the swarm key) to find and fetch it")
     entry = model_library(config).find(path)
     if entry is None:
         raise ModelError(f"--model {path}: no such file or folder, and no model of that name in "

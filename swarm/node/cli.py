@@ -27,7 +27,7 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                "help": "HF model folder or .gguf file (default: embedded "
                                        "SmolLM2-135M-Instruct); or the name a peer serves it "
                                        "under: with --federation it is fetched from the peers "
-                                       "that hold it"}),
+                                       "that hold it; `swarm`: the model most peers hold"}),
     "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),

@@ -76,6 +76,9 @@ class ApiConfig:
     keys: tuple[str, ...] = ()
 
 
+SWARM_MODEL = "swarm"  # --model swarm: serve the model the swarm's peers hold (with --federation)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """[model]: which model, on which engine, in how many local instances."""

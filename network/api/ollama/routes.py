@@ -22,8 +22,9 @@ from network.api.errors import as_request_error
 from network.api.limits import parse_json_body
 from network.api.ollama import schema
 from network.api.openai import format as fmt
-from network.api.openai.routes import CompletionRoutes, Trace
+from network.api.openai.routes import CompletionRoutes
 from network.api.openai.schema import ParsedRequest
+from network.api.openai.trace import Trace
 from network.coordination.chooser import fill
 from network.federation.forwarding import SERVED_BY_HEADER
 from swarm.engine.backend import StreamEnd

@@ -10,8 +10,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -19,11 +17,12 @@ from aiohttp_sse import EventSourceResponse
 
 from consensus.candidates import SINGLE, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
-from network.api.dashboard.ledger import Ledger, RequestRecord, votes_of
-from network.api.errors import as_request_error
+from network.api.dashboard.ledger import Ledger
 from network.api.limits import ClientLimiter, parse_json_body
 from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
+from network.api.openai.streaming import pump_route, send_error, task_group
+from network.api.openai.trace import Trace
 from network.coordination.chooser import fill, spread
 from network.federation.forwarding import SERVED_BY_HEADER, RouteForwarder
 from network.federation.sources import SwarmSources
@@ -32,7 +31,6 @@ from swarm.engine.backend import (
     Completion,
     ContextOverflowError,
     GenerationRequest,
-    StreamEnd,
     check_context,
 )
 from swarm.engine.pool import InstancePool
@@ -43,20 +41,6 @@ from swarm.node.config import ApiConfig, ConsensusConfig
 log = logging.getLogger(__name__)
 
 MODEL_ALIASES = ("default", "local-swarm")
-SSE_BUFFER_LIMIT = 1 << 16  # bytes a stream may have unsent before a write waits, with a timeout
-
-
-@asynccontextmanager
-async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
-    """A TaskGroup that re-raises its first failure bare, so the error middleware can map it."""
-    try:
-        async with asyncio.TaskGroup() as tg:
-            yield tg
-    except BaseExceptionGroup as group:
-        first: BaseException = group
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
 
 
 def _seeded(generation: GenerationRequest, index: int) -> GenerationRequest:
@@ -75,91 +59,6 @@ def _route_report(strategy: str, sources: list[Source], latencies: list[float],
                             "tokens": c.completion_tokens, "score": None, "votes": None,
                             "valid": True, "error": None}
                            for i, t, c in zip(sources, latencies, choices, strict=True)]}
-
-
-async def emit(response: EventSourceResponse, data: str, transport: Any = None) -> None:
-    """One SSE event of one-line JSON. Written straight to the socket while its buffer has room
-    (the common case: one write per token, no timer); through `send` and its stalled-client
-    timeout once the client stops reading (or when the `transport` is not known)."""
-    if transport is not None and transport.get_write_buffer_size() < SSE_BUFFER_LIMIT:
-        await response.write(b"data: " + data.encode() + b"\n\n")
-    else:
-        await response.send(data)
-
-
-async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
-    """End a stream that already sent its 200 with an OpenAI error event and `[DONE]`."""
-    error = as_request_error(exc)
-    if error is None:
-        log.error("stream failed after it started", exc_info=exc)
-        error = RequestError("internal error; see the node's log", status=500,
-                             type_="server_error")
-    await response.send(json.dumps(error.body()))
-    await response.send("[DONE]")
-    response.stop_streaming()
-
-
-@dataclasses.dataclass
-class Trace:
-    """What one request did, filled in while it is served and recorded in the ledger after:
-    its strategy, the `swarm` report it answered with, its token counts."""
-
-    api: str
-    endpoint: str
-    id: str = ""
-    strategy: str = "route"
-    model: str = ""
-    report: dict[str, Any] | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    forwarded_to: str | None = None
-    failure: tuple[int, str] | None = None  # an error sent after the 200 (in the stream)
-    at: float = dataclasses.field(default_factory=time.time)
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-
-    def decided(self, decision: Decision) -> None:
-        """A consensus outcome: its report and the winner's tokens."""
-        self.report = decision.to_dict()
-        if decision.completion is not None:
-            self.prompt_tokens = decision.completion.prompt_tokens
-            self.completion_tokens = decision.completion.completion_tokens
-
-    def fail(self, exc: BaseException) -> None:
-        """A failure told to the client inside a stream that had already answered 200."""
-        known = as_request_error(exc)
-        self.failure = (known.status, str(known)) if known else (500, "internal error")
-
-    def record(self, ledger: Ledger | None, status: int, error: str | None = None) -> None:
-        """Add this request to `ledger` (nothing without one)."""
-        if ledger is None:
-            return
-        report = self.report or {}
-        votes = votes_of(report, ledger.node_id)
-        winner = next((v.node for v in votes if v.winner), None)
-        ledger.record(RequestRecord(
-            id=self.id, at=self.at, api=self.api, endpoint=self.endpoint, strategy=self.strategy,
-            model=self.model, status=status,
-            duration_ms=round((time.perf_counter() - self.started) * 1000.0, 1),
-            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-            winner=winner or self.forwarded_to, candidates=votes,
-            error=None if error is None else error[:500], forwarded_to=self.forwarded_to,
-            early_stop=bool(report.get("early_stop"))))
-
-    @asynccontextmanager
-    async def recorded(self, ledger: Ledger | None) -> AsyncIterator[Trace]:
-        """Record the request once served, with the status its failure maps to."""
-        try:
-            yield self
-        except (asyncio.CancelledError, ConnectionResetError):
-            self.record(ledger, 499, "the client went away")
-            raise
-        except Exception as exc:
-            known = as_request_error(exc)
-            self.record(ledger, known.status if known else 500,
-                        str(known) if known else "internal error")
-            raise
-        else:
-            self.record(ledger, *(self.failure or (200, None)))
 
 
 class CompletionRoutes:
@@ -304,12 +203,12 @@ class CompletionRoutes:
         await response.prepare(request)
         started = time.perf_counter()
         try:
-            totals = await self._pump_route(response, parsed, chunks, streams, first, chat,
+            totals = await pump_route(response, parsed, chunks, streams, first, chat,
                                             request.transport)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # the 200 is gone: the error travels as the last event
-            await _send_error(response, exc)
+            await send_error(response, exc)
             trace.fail(exc)
             return response
         trace.prompt_tokens, trace.completion_tokens = totals["prompt"], totals["completion"]
@@ -318,68 +217,6 @@ class CompletionRoutes:
              "latency_ms": round((time.perf_counter() - started) * 1000.0, 1), "valid": True}
             for i in range(parsed.n)]}
         return response
-
-    async def _pump_route(self, response: EventSourceResponse, parsed: ParsedRequest,
-                          chunks: fmt.ChunkBuilder, streams: list[Any], first: Any,
-                          chat: bool, transport: Any) -> dict[str, Any]:
-        totals: dict[str, Any] = {"prompt": 0, "completion": 0, "per_choice": [0] * parsed.n}
-        offsets = [0] * parsed.n
-        params = parsed.generation.params
-
-        async def send(index: int, event: Any) -> None:
-            if isinstance(event, StreamEnd):
-                totals["prompt"] = event.prompt_tokens
-                totals["completion"] += event.completion_tokens
-                totals["per_choice"][index] = event.completion_tokens
-                for data in chunks.end(index, event.finish_reason):
-                    await emit(response, data, transport)
-                return
-            logprobs = None
-            if params.logprobs and event.token_id >= 0:
-                logprobs = (fmt.chat_logprobs if chat else fmt.text_logprobs)(
-                    [event.piece], [event.logprob], [event.top] if params.top_logprobs else [],
-                    *(() if chat else (offsets[index],)))
-            if event.text or logprobs is not None:
-                offsets[index] += len(event.text)
-                for data in chunks.deltas(index, event.text, logprobs):
-                    await emit(response, data, transport)
-
-        if chat:
-            for i in range(parsed.n):
-                await emit(response, json.dumps(chunks.role(i)), transport)
-        await send(0, first)
-        if parsed.n == 1:  # the common case: no fan-in, one task, one hop per token
-            async with aclosing(streams[0]) as events:
-                async for event in events:
-                    await send(0, event)
-        else:
-            await self._fan_in(streams, first, parsed.n, send)
-        if parsed.include_usage:
-            await emit(response, json.dumps(chunks.usage(totals["prompt"], totals["completion"])),
-                       transport)
-        await response.send("[DONE]")
-        response.stop_streaming()
-        return totals
-
-    @staticmethod
-    async def _fan_in(streams: list[Any], first: Any, n: int, send: Any) -> None:
-        """Send the events of `n` streams as they come, until each has ended."""
-        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-
-        async def pump(index: int) -> None:
-            async with aclosing(streams[index]) as events:
-                async for event in events:
-                    await queue.put((index, event))
-
-        async with task_group() as tg:
-            pumps = [tg.create_task(pump(i)) for i in range(n)]
-            ended = 1 if isinstance(first, StreamEnd) else 0
-            while ended < n:
-                index, event = await queue.get()
-                ended += isinstance(event, StreamEnd)
-                await send(index, event)
-            for task in pumps:
-                task.cancel()
 
     async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
                                options: SwarmOptions, model: str, rid: str,
@@ -394,7 +231,7 @@ class CompletionRoutes:
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # ConsensusError and bugs alike: the 200 is already sent
-            await _send_error(response, exc)
+            await send_error(response, exc)
             trace.fail(exc)
             return response
         trace.decided(decision)
