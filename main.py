@@ -169,12 +169,19 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     # One verifier (one replay cache) for votes, cancels and forwarded requests to this node.
     verifier = Verifier(keys.ring, audience=identity.node_id)
     approvals = ApprovedPeers.load(approved_path(config.cache_path))
+    spans = chain = None
+
+    async def moved(address: str) -> None:  # the API, then the span processes, to `address`
+        assert rebind is not None
+        await rebind(address)
+        if spans is not None:
+            await spans.move(address)
+
     federation = Federation(fed, identity, keys=keys.ring, pool=pool, addresses=lan_addresses,
                             hardware=summary(hw), bench_score=bench_score,
                             election_store=ElectionStore(config.cache_path / "election.json"),
                             approved=approvals.__contains__ if fed.approve_peers else None,
-                            rebind=rebind)
-    spans = chain = None
+                            rebind=moved if rebind is not None else None)
     if config.spans.enabled:
         from network.petals.node import span_parts
 

@@ -12,6 +12,7 @@ from network.coordination.spans import SpanNode, plan_spans
 from network.wire.election import SwarmPlan
 from network.wire.messages import Heartbeat, WireDecodeError
 from network.wire.spans import SpanAssignment, SpanPlan
+from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.node.config import load_config
 from swarm.node.span_view import render_spans
 
@@ -120,3 +121,45 @@ def test_a_suspect_peer_keeps_its_place_in_the_span_plan_and_a_dead_one_loses_it
     service.span_blocks = 22
     assert [n.node_id for n in service.capacities()] == ["a", "b", "c"]
     assert set(service.server_ids()) == {"a", "b", "c"}
+
+
+async def test_the_span_map_last_applied_serves_while_the_coordinator_shows_none_for_a_moment(
+        tmp_path):
+    """Leadership settling (a solo leader claiming its first real term, a follower's plan older
+    than the term it just learnt) hides the coordinator's map for a moment: the node keeps the
+    map it applied for PLAN_HOLD_S, then says there is none (a 503 with Retry-After)."""
+    from types import SimpleNamespace
+
+    from network.petals import service as span_service
+    from network.petals.chain import SpanChain
+    from network.wire.spans import SpanAssignment, SpanPlan
+    from swarm.errors import RequestError
+    from swarm.node.config import SpansConfig
+
+    plan = SpanPlan(model="m", num_blocks=30, dht_prefix="m",
+                    initial_peers=("/ip4/127.0.0.1/tcp/1/p2p/Qm",),
+                    assignments=(SpanAssignment("a", 0, 30, "12D3Kooa"),), gaps=(), bottleneck=1.0)
+    shown: list[SpanPlan | None] = [plan]
+    applied: list[tuple[tuple[int, int] | None, tuple[str, ...]]] = []
+
+    async def apply(span, initial_peers) -> None:
+        applied.append((span, initial_peers))
+
+    coordinator = SimpleNamespace(current_spans=lambda: shown[0])
+    service = span_service.SpanService(SpansConfig(), cache_path=tmp_path, model_path="",
+                                       node_id="a", host="127.0.0.1", ram_bytes=2**30,
+                                       coordinator=coordinator, peers=lambda: [])
+    service.supervisor = SimpleNamespace(apply=apply, status=None)
+    await service._follow(coordinator.current_spans())
+    assert applied == [((0, 30), plan.initial_peers)]
+    shown[0] = None
+    await service._follow(coordinator.current_spans())
+    assert service.current_plan() == plan and service.unavailable() is None
+    assert service.view()["plan"] == plan.to_wire()
+    service._applied_seen -= span_service.PLAN_HOLD_S + 1  # the hold is over
+    assert service.current_plan() is None
+    with pytest.raises(RequestError) as refused:
+        await anext(SpanChain(service).stream(GenerationRequest(
+            messages=(ChatMessage("user", "Hi"),), params=SamplingParams(max_tokens=4))))
+    assert refused.value.status == 503 and "no span map yet" in str(refused.value)
+    assert refused.value.headers["Retry-After"]

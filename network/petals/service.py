@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ LOST_TICK_S = 0.25  # how often the peer table is read for span servers whose no
 # A suspect peer (a missed probe, a slow heartbeat under load) keeps its span: re-planning moves
 # blocks and restarts span servers, so only a peer declared DEAD (or gone) loses its place.
 PLANNED_STATES = frozenset({PeerState.ALIVE, PeerState.SUSPECT})
+# The coordinator's map goes missing for a moment while leadership settles (a solo leader
+# claiming its first real term, a follower's fetched plan older than the term it just learnt):
+# the span map last applied keeps serving that long, so a client never sees "no span map" then.
+PLAN_HOLD_S = 15.0
 
 
 class SpanService:
@@ -71,6 +76,7 @@ class SpanService:
         self._gaps: tuple[tuple[int, int], ...] = ()
         self._bottleneck = 0.0
         self._applied: SpanPlan | None = None
+        self._applied_seen = -float("inf")  # monotonic time the coordinator last showed a map
         self._task: asyncio.Task[None] | None = None
         self._client_lock = asyncio.Lock()
         self._declared_gone: set[str] = set()
@@ -101,6 +107,20 @@ class SpanService:
         """The DHT prefix the model's blocks are announced under."""
         return "".join(c if c.isalnum() or c in "-_" else "-" for c in self.model_id)[:48] \
             or "model"
+
+    async def move(self, host: str) -> None:
+        """The node's API moved to `host` (a new LAN address): the span server and, on the
+        coordinator, the DHT bootstrap listen on the old one, so both restart on `host` at the
+        next tick (a moved bootstrap publishes new `initial_peers`; every node follows)."""
+        if host == self.host:
+            return
+        log.info("spans: moving from %s to %s", self.host, host)
+        self.host = host
+        if self.supervisor is not None:
+            self.supervisor.host = host
+        if self.dht is not None:
+            await self.dht.stop()  # `_lead` starts the next one on `host`
+        self._applied = None  # re-apply the plan: the server restarts on `host`
 
     def published(self) -> SpanPlan | None:
         """The span map this node publishes while it is the coordinator (cached; cheap)."""
@@ -205,6 +225,8 @@ class SpanService:
             self._published = plan
 
     async def _follow(self, plan: SpanPlan | None) -> None:
+        if plan is not None:
+            self._applied_seen = time.monotonic()
         if plan is None or plan == self._applied or self.supervisor is None:
             return  # no fresh plan (keep serving what we serve) or nothing new
         mine = plan.span_of(self.node_id)
@@ -238,8 +260,12 @@ class SpanService:
             return self.client
 
     def current_plan(self) -> SpanPlan | None:
-        """The span map in force (the coordinator's, fresh)."""
-        return self.coordinator.current_spans()
+        """The span map in force: the coordinator's, fresh, or while the coordinator shows none
+        for up to PLAN_HOLD_S (leadership settling) the map this node last applied."""
+        plan = self.coordinator.current_spans()
+        if plan is None and time.monotonic() - self._applied_seen <= PLAN_HOLD_S:
+            return self._applied
+        return plan
 
     def unavailable(self) -> str | None:
         """Why a generation cannot go through the chain now, or None when it can."""
@@ -283,7 +309,7 @@ class SpanService:
 
     def view(self) -> dict[str, Any]:
         """The span map and this node's own span server, for /v1/federation/plan and peers."""
-        plan = self.coordinator.current_spans()
+        plan = self.current_plan()
         status: SpanStatus | None = self.supervisor.status if self.supervisor else None
         return {"plan": plan.to_wire() if plan else None,
                 "node": {"node_id": self.node_id, "span_blocks": self.span_blocks,

@@ -59,7 +59,8 @@ class SpanSupervisor:
             server = self.server
             if span is not None and server is not None and server.alive \
                     and (server.spec.start, server.spec.end) == span \
-                    and server.spec.initial_peers == initial_peers:
+                    and server.spec.initial_peers == initial_peers \
+                    and server.spec.host == self.host:
                 return  # unchanged: nothing moves
             await self._stop_locked()
             if span is None:
