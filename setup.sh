@@ -5,7 +5,7 @@
 #   bash setup.sh                  everything (llama.cpp compiles once: 5 to 10 minutes)
 #   bash setup.sh --no-llamacpp    skip the llama.cpp backend (transformers only)
 #   bash setup.sh --spans          also build the span runtime (Petals in its own venv in the
-#                                  cache folder: 1 to 4 minutes, about 1.5 GB; docs/spans.md)
+#                                  cache folder: about a minute, 0.6 GB; docs/spans.md)
 #   bash setup.sh --dry-run        print what it would install (or why it cannot), change nothing
 # Env: PYTHON (a Python 3.11 or newer; default the first of python3.13, python3.12, python3.11,
 # python3 that is one), TORCH_SPEC (default torch==2.13.0; torch==2.11.0 on macOS 11 to 13, none

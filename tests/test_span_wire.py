@@ -2,6 +2,8 @@
 a spans request on a node without --spans."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from hypothesis import given
@@ -163,3 +165,20 @@ async def test_the_span_map_last_applied_serves_while_the_coordinator_shows_none
             messages=(ChatMessage("user", "Hi"),), params=SamplingParams(max_tokens=4))))
     assert refused.value.status == 503 and "no span map yet" in str(refused.value)
     assert refused.value.headers["Retry-After"]
+
+
+def test_the_span_venv_hard_links_the_nodes_own_torch_build(tmp_path):
+    """The span venv takes this venv's torch 2.13.0 CPU build as hard links (no copy, no disk),
+    every file of its RECORD but the console scripts."""
+    import os
+
+    from network.petals.environment import link_torch, reusable_torch
+
+    torch = reusable_torch()
+    if torch is None:
+        pytest.skip("this venv's torch is not the span runtime's 2.13.0 CPU build")
+    assert link_torch(torch, tmp_path)
+    init = tmp_path / "torch" / "__init__.py"
+    assert os.path.samefile(init, Path(str(torch.locate_file("torch/__init__.py"))))
+    assert os.stat(init).st_nlink >= 2
+    assert (tmp_path / f"torch-{torch.version}.dist-info" / "RECORD").is_file()

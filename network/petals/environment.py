@@ -6,6 +6,7 @@ name is a hash of those files and the Python version, so a change of pins builds
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -25,6 +26,9 @@ RUNTIME_DIR = HERE / "runtime"  # our code that runs inside the span venv (launc
 PIN_FILES = ("requirements.txt", "constraints.txt", "no-deps.txt")
 TORCH_PIN = "torch==2.13.0"  # the CPU build from the machine's wheel folder (docs/spans.md)
 READY_MARK = ".local-swarm-ready"
+# bitsandbytes 0.41 ships one library per CUDA version (280 MB); the span runtime's torch is the
+# CPU build, which loads only libbitsandbytes_cpu.so, so the CUDA ones are removed after install.
+UNUSED_LIBRARIES = "bitsandbytes/libbitsandbytes_cuda*.so"
 # The import check that proves a build: petals with our hivemind shim, its server and client.
 _CHECK = ("import sys; sys.path.insert(0, sys.argv[1]); import compat; compat.apply(); "
           "import petals, petals.server.server, petals.utils.peft; "
@@ -33,6 +37,42 @@ _CHECK = ("import sys; sys.path.insert(0, sys.argv[1]); import compat; compat.ap
 
 class SpanRuntimeError(EngineError):
     """The span runtime cannot be built or started; the message says what to do."""
+
+
+def reusable_torch() -> importlib.metadata.Distribution | None:
+    """The node's own torch when it is the build the span venv pins (2.13.0, CPU: no CUDA
+    packages required), to hard-link instead of installing again; None otherwise."""
+    try:
+        torch = importlib.metadata.distribution("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    wanted = TORCH_PIN.split("==", 1)[1]
+    if torch.version.split("+", 1)[0] != wanted or torch.files is None \
+            or any(r.startswith("nvidia") for r in torch.requires or ()):
+        return None
+    return torch
+
+
+def link_torch(torch: importlib.metadata.Distribution, site_packages: Path) -> bool:
+    """Hard-link every file of the node's `torch` (its RECORD, scripts left out) into the span
+    venv's `site_packages`: 750 MB neither copied nor unpacked, and no disk. False (nothing left
+    behind) when the two folders are on different file systems or a link fails."""
+    source = Path(str(torch.locate_file("")))
+    linked: list[Path] = []
+    try:
+        for entry in torch.files or ():
+            if entry.parts and entry.parts[0] == "..":
+                continue  # console scripts in bin/: the span runtime calls none
+            target = site_packages / entry
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source / entry, target)
+            linked.append(target)
+    except OSError as exc:
+        log.info("span runtime: torch not linked (%s); installing it instead", exc)
+        for target in linked:
+            target.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def pins_digest() -> str:
@@ -61,6 +101,12 @@ class SpanEnvironment:
         return self.root / "bin" / "python"
 
     @property
+    def site_packages(self) -> Path:
+        """The venv's site-packages folder."""
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        return self.root / "lib" / version / "site-packages"
+
+    @property
     def ready(self) -> bool:
         """True once a build finished and passed its import check."""
         return (self.root / READY_MARK).is_file() and self.python.is_file()
@@ -87,18 +133,28 @@ class SpanEnvironment:
         self.root.parent.mkdir(parents=True, exist_ok=True)
         pip = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check",
                "--progress-bar", "off", "-q"]
+        # torch: the node's own 2.13.0 CPU build hard-linked when it can be, then pip installs
+        # the pinned one (already there after a link: only its small dependencies come).
         steps: list[tuple[str, float, list[str]]] = [
             ("creating the venv", 0.02, [python, "-m", "venv", str(self.root)]),
-            ("installing torch (CPU)", 0.10, [*pip, TORCH_PIN]),
+            ("installing torch (CPU)", 0.10, [*pip, TORCH_PIN, "-c", str(HERE / "constraints.txt")]),
             ("installing hivemind and transformers 4.34", 0.45,
              [*pip, "-r", str(HERE / "requirements.txt"), "-c", str(HERE / "constraints.txt")]),
             ("installing petals", 0.85, [*pip, "--no-deps", "-r", str(HERE / "no-deps.txt")]),
             ("checking imports", 0.95, [str(self.python), "-c", _CHECK, str(RUNTIME_DIR)]),
         ]
+        torch = reusable_torch() if python == sys.executable else None
         try:
             for stage, fraction, argv in steps:
                 say(stage, fraction)
                 log.info("span runtime: %s", stage)
+                if stage == "installing torch (CPU)" and torch is not None:
+                    linked = link_torch(torch, self.site_packages)
+                    log.info("span runtime: torch %s", "hard-linked from this node's venv"
+                             if linked else "installed by pip")
+                if stage == "checking imports":
+                    for unused in self.site_packages.glob(UNUSED_LIBRARIES):
+                        unused.unlink()
                 done = subprocess.run(argv, capture_output=True, text=True, env=self.env(),
                                       check=False)
                 if done.returncode != 0:

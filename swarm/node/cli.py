@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "swarm-key: print this swarm's key (creating it once), or change "
                              "it; models: the models the swarm holds and which nodes hold them; "
                              "setup-spans: build the span runtime (Petals in its own venv in the "
-                             "cache folder, about 1 to 4 minutes, 1.6 GB) and the model folder "
+                             "cache folder, about a minute, 0.6 GB) and the model folder "
                              "it reads")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
                         help="with peers: `approve ID` lets a machine that asks to join in "
