@@ -169,9 +169,10 @@ class SpanEnvironment:
         return time.monotonic() - started
 
     def disk_bytes(self) -> int:
-        """Bytes the venv takes on disk."""
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()
-                   and not p.is_symlink())
+        """Bytes the venv alone takes on disk (files hard-linked from elsewhere, such as the
+        node's torch, not counted)."""
+        return sum(st.st_size for p in self.root.rglob("*") if p.is_file() and not p.is_symlink()
+                   and (st := p.stat()).st_nlink == 1)
 
 
 def ensure_environment(cache_dir: Path,
