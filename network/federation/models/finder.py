@@ -18,7 +18,7 @@ from network.discovery.events import DiscoveryUnavailable
 from network.discovery.manual import StaticPeers
 from network.discovery.mdns import MdnsDiscovery
 from network.federation.client import FederationClient
-from network.federation.models.fetcher import Holder
+from network.federation.models.download import Holder
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, Membership, Timings
 from network.trust.identity import NodeIdentity
