@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
+from network.discovery.events import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
 from network.discovery.privacy import local_network_hint
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
