@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from swarm.node import cli
 from swarm.node.config import Config
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from network.federation.node import Federation
     from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
+    from network.petals.service import SpanService
     from network.trust.identity import NodeIdentity
     from network.trust.swarm_key import LoadedKeys
     from swarm.engine.backend import Backend
@@ -58,13 +58,15 @@ class Engine:
 
 @dataclass(frozen=True)
 class Swarm:
-    """The federated half of a node: its membership, the routes peers call, the keys it holds."""
+    """The federated half of a node: its membership, the routes peers call, the keys it holds,
+    and with --spans its part in serving layer spans."""
 
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
     library: ModelLibrary  # the models this node holds and shares
     pairing: Pairing
+    spans: SpanService | None = None
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,10 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
                 keys: LoadedKeys, identity: NodeIdentity,
                 rebind: Callable[[str], Awaitable[None]] | None = None,
                 ) -> tuple[Swarm, web.Application]:
-    """The app of a node in the swarm: consensus over its instances and the peers the plan picks,
-    route forwarding, the /v1/federation/* routes and peer approval. `rebind(address)` moves the
-    API to the machine's new LAN address (None: the address is pinned)."""
+    """The app of a node in the swarm: consensus over its instances and the peers the plan picks
+    (and with --spans the span chain, a third kind of source), route forwarding, the
+    /v1/federation/* routes and peer approval. `rebind(address)` moves the API to the machine's
+    new LAN address (None: the address is pinned)."""
     from consensus.service import ConsensusService
     from network.api.app import build_app
     from network.coordination.chooser import spread
@@ -166,27 +169,44 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     # One verifier (one replay cache) for votes, cancels and forwarded requests to this node.
     verifier = Verifier(keys.ring, audience=identity.node_id)
     approvals = ApprovedPeers.load(approved_path(config.cache_path))
+    spans = chain = None
+
+    async def moved(address: str) -> None:  # the API, then the span processes, to `address`
+        assert rebind is not None
+        await rebind(address)
+        if spans is not None:
+            await spans.move(address)
+
     federation = Federation(fed, identity, keys=keys.ring, pool=pool, addresses=lan_addresses,
                             hardware=summary(hw), bench_score=bench_score,
                             election_store=ElectionStore(config.cache_path / "election.json"),
                             approved=approvals.__contains__ if fed.approve_peers else None,
-                            rebind=rebind)
-    sources = SwarmSources(pool, federation.remotes, federation.coordinator.consensus_members)
+                            rebind=moved if rebind is not None else None)
+    if config.spans.enabled:
+        from network.petals.node import span_parts
+
+        spans, chain = span_parts(config, federation, identity.node_id,
+                                  lan_addresses[0] if lan_addresses else config.api.host,
+                                  hw.ram_total_bytes, bench_score)
+    sources = SwarmSources(pool, federation.remotes, federation.coordinator.consensus_members,
+                           chain=chain)
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
     app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier,
-                    changes=federation.changed)
+                    sources=sources, changes=federation.changed)
     pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=hw.gpu_memory_bytes / 2**30,
-                              verifier=verifier, pairing=pairing.state)
+                              verifier=verifier, pairing=pairing.state, spans=spans)
     routes.add_to(app)
+    if spans is not None:
+        spans.add_to(app)
     JoinRoutes(pairing).add_to(app)
     library = model_library(config)
     ModelRoutes(library, routes.gate, identity.node_id).add_to(app)
     ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
                    joins=pairing.decide).add_to(app)
-    return Swarm(federation, routes, keys, library, pairing), app
+    return Swarm(federation, routes, keys, library, pairing, spans), app
 
 
 async def serve(config: Config, engine: Engine | None = None) -> None:
@@ -238,6 +258,10 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             await swarm.pairing.start()
             stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
+            if swarm.spans is not None:
+                from network.petals.node import start_spans
+
+                panel["spans"] = await start_spans(swarm.spans, stack)
         stack.callback(services.pool.begin_close)  # the first thing a shutdown does
         console.print(startup_panel(panel, url))
         log.info("listening on %s", url)
@@ -252,53 +276,23 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
                 live.cancel()
 
 
-def _exit_served() -> NoReturn:
-    """End the process once `serve` has closed everything (sockets, peers, engines, the election
-    file): finalizing torch's and transformers' modules alone takes 1 to 3 s here, and SIGTERM
-    must end a node within 2 s."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
 def run(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py` and the `local-swarm` console script."""
     invocation = cli.parse_invocation(argv)
     command, config = invocation.command, invocation.config
     from swarm.errors import ConfigError, EngineError
     from swarm.models.store import force_offline
-    from swarm.node.terminal import setup_logging
+    from swarm.node.terminal import exit_flushed, setup_logging
 
     force_offline()
     setup_logging(config.log_level)
     try:
-        if command == "swarm-key":
-            from swarm.node.commands import swarm_key
+        if command != "serve":
+            from swarm.node.commands import client_command
 
-            return swarm_key(config, invocation.key_action, invocation.new_key)
-        if command == "benchmark":
-            from swarm.sizing.autorun import run_benchmark_command
-
-            run_benchmark_command(config)
-        elif command == "status":
-            from swarm.node.commands import show_status
-
-            return show_status(config)
-        elif command == "models":
-            from swarm.node.model_list import show_models
-
-            return show_models(config)
-        elif command == "peers":
-            from swarm.node.commands import approve_peer, show_peers
-
-            if invocation.peer_action:
-                return approve_peer(config, invocation.peer_id,
-                                    invocation.peer_action == "approve", invocation.code)
-            return show_peers(config)
-        else:
-            asyncio.run(serve(config))
-            _exit_served()
+            return client_command(invocation)
+        asyncio.run(serve(config))
+        exit_flushed()
     except (ConfigError, EngineError) as exc:
         log.error("%s", exc)
         return 1

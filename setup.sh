@@ -4,6 +4,8 @@
 # the embedded model. Safe to run again. It checks what it needs first, and stops with what to do.
 #   bash setup.sh                  everything (llama.cpp compiles once: 5 to 10 minutes)
 #   bash setup.sh --no-llamacpp    skip the llama.cpp backend (transformers only)
+#   bash setup.sh --spans          also build the span runtime (Petals in its own venv in the
+#                                  cache folder: about a minute, 0.6 GB; docs/spans.md)
 #   bash setup.sh --dry-run        print what it would install (or why it cannot), change nothing
 # Env: PYTHON (a Python 3.11 or newer; default the first of python3.13, python3.12, python3.11,
 # python3 that is one), TORCH_SPEC (default torch==2.13.0; torch==2.11.0 on macOS 11 to 13, none
@@ -14,10 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 with_llamacpp=1
+with_spans=0
 dry_run=0
 for arg in "$@"; do
   case "$arg" in
     --no-llamacpp) with_llamacpp=0 ;;
+    --spans) with_spans=1 ;;
     --dry-run) dry_run=1 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
@@ -90,6 +94,9 @@ if [ -z "$torch_spec" ] && [ "$with_llamacpp" = 0 ]; then
 fi
 extras=test
 [ -n "$torch_spec" ] && extras=transformers,test
+if [ -z "$torch_spec" ] && [ "$with_spans" = 1 ]; then
+  stop "$torch_why the span runtime's model folder is written by transformers; drop --spans"
+fi
 
 # --- llama.cpp compiles here: check for a compiler before anything is installed --------------
 cmake_args=${CMAKE_ARGS:-}
@@ -131,6 +138,8 @@ if [ "$dry_run" = 1 ]; then
   if [ "$with_llamacpp" = 0 ]; then echo "llama.cpp: skipped (--no-llamacpp)"
   elif [ "$llamacpp_built" = 1 ]; then echo "llama.cpp: already built in .venv"
   else echo "llama.cpp: compile llama-cpp-python (CMAKE_ARGS=$cmake_args)"; fi
+  if [ "$with_spans" = 1 ]; then echo "spans: python main.py setup-spans (Petals in its own venv)"
+  else echo "spans: skipped (no --spans)"; fi
   exit 0
 fi
 
@@ -160,5 +169,9 @@ fi
 if [ "$with_llamacpp" = 1 ]; then
   echo "==> llama.cpp backend (compiles once${cmake_args:+; CMAKE_ARGS=$cmake_args})"
   CMAKE_ARGS="$cmake_args" "${pip[@]}" -e ".[llamacpp]"
+fi
+if [ "$with_spans" = 1 ]; then
+  echo "==> span runtime (Petals 2.2 in its own venv) and the model folder it reads"
+  .venv/bin/python main.py setup-spans
 fi
 echo "==> ready: .venv/bin/python main.py  (tests: .venv/bin/python -m pytest)"

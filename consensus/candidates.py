@@ -13,7 +13,10 @@ from swarm.errors import LocalSwarmError
 NEVER_ARRIVED = -1
 # The strategy names a request or `[consensus] strategy` may choose (in the order the CLI, the
 # config check and the OpenAPI document list them), and how best_of_n scores its candidates.
-STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid")
+STRATEGIES = ("route", "best_of_n", "weighted_vote", "first_valid", "spans")
+# The strategies that run no consensus: each choice is one generation, on this node's instances
+# (route, when no peer is less busy) or through the span chain (spans).
+SINGLE = ("route", "spans")
 ScoreMode = Literal["logprob", "judge"]
 SCORE_MODES: tuple[str, ...] = get_args(ScoreMode)
 

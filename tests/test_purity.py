@@ -14,6 +14,7 @@ PURE_CORES = (
     "network.coordination.wake",  # sleep detection from two clock readings
     "network.coordination.plan",  # the coordinator's swarm plan
     "network.coordination.chooser",  # where a request goes
+    "network.coordination.spans",  # the span planner
     "network.membership.table",  # the peer table
     "network.membership.records",
     "consensus.strategies",  # the consensus decisions
@@ -24,6 +25,7 @@ PURE_CORES = (
     "network.wire.fields",
     "network.wire.address",
     "network.wire.election",
+    "network.wire.spans",
     "network.wire.txt",
     "network.wire.paths",
     "network.wire.pairing",

@@ -20,6 +20,7 @@ from network.api.openai.routes import CompletionRoutes
 from network.api.openapi.document import openapi_route
 from network.federation.changes import Changes
 from network.federation.forwarding import RouteForwarder
+from network.federation.sources import SwarmSources
 from network.trust.signing import Verifier
 from swarm.engine.pool import InstancePool
 from swarm.node.config import ApiConfig, ConsensusConfig
@@ -94,11 +95,13 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
               consensus_service: ConsensusService | None = None,
               forwarder: RouteForwarder | None = None,
               verifier: Verifier | None = None,
-              changes: Changes | None = None) -> web.Application:
+              changes: Changes | None = None,
+              sources: SwarmSources | None = None) -> web.Application:
     """The aiohttp application for one node (federation routes are added by the caller); with
     `[api] keys` set, `forwarder` and `verifier` let signed peer requests stand in for a key
     (network/api/auth.py). The dashboard's `SwarmWatch` is `app[WATCH_KEY]`; `changes` is the
-    counter it shares with the federation (a new one without)."""
+    counter it shares with the federation (a new one without). `sources` are the node's sources
+    (its instances alone when None)."""
     quiet_bad_requests()
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[error_middleware,
@@ -106,7 +109,7 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
     status = StatusRoutes(pool)
     watch = SwarmWatch(pool, changes)
     completions = CompletionRoutes(pool, config, consensus or ConsensusConfig(), consensus_service,
-                                   forwarder, ledger=watch.ledger)
+                                   forwarder, sources, ledger=watch.ledger)
     app.router.add_get("/health", status.health)
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)

@@ -1,4 +1,4 @@
-"""How failures reach a client: every known failure becomes a 4xx (or a 429, 502, 504) with
+"""How failures reach a client: every known failure becomes a 4xx (or a 429, 502, 503, 504) with
 OpenAI's `{"error": {...}}` body, and the middleware that renders them, so a client never sees a
 bare error page. Bugs are logged with their traceback and answered 500 in the same body.
 """
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from consensus.candidates import ConsensusError, ConsensusTimeout
-from swarm.errors import PoolBusyError, RequestError
+from swarm.errors import PeerError, PoolBusyError, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def as_request_error(exc: BaseException) -> RequestError | None:
                             headers={"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, ConsensusError):
         return consensus_error(exc)
+    if isinstance(exc, PeerError):  # the source asked was another machine (a peer, the chain)
+        return RequestError(str(exc), status=502, code="peer_failed", type_="server_error")
     return None
 
 

@@ -37,6 +37,7 @@ from network.coordination.wake import Reading, away
 from network.membership.table import Membership, Peer, PeerState
 from network.wire.address import Address
 from network.wire.election import PlanMember, SwarmPlan
+from network.wire.spans import SpanPlan
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class Coordinator:
                  store: ElectionStore | None = None, tick_s: float = 0.25,
                  send_timeout_s: float = 1.0, plan_every_s: float = 1.0,
                  plan_max_age_s: float = 3.0,
-                 on_change: Callable[[ElectionState], None] | None = None) -> None:
+                 on_change: Callable[[ElectionState], None] | None = None,
+                 span_plan: Callable[[], SpanPlan | None] | None = None) -> None:
         self.membership = membership
         self.client = client
         self.local_member = local_member
@@ -97,6 +99,7 @@ class Coordinator:
         self.plan_every_s = plan_every_s
         self.plan_max_age_s = plan_max_age_s
         self.on_change = on_change
+        self.span_plan = span_plan  # the span map this node publishes while it leads
         term, voted_term, voted_for = store.load() if store else (0, 0, None)
         self.state: ElectionState = boot(me, clock(), term, voted_term, voted_for)
         self.followed_plan: SwarmPlan | None = None
@@ -171,7 +174,21 @@ class Coordinator:
         if self.state.role is not Role.COORDINATOR:
             return None
         return build_plan(self.state.term, self.local_member(), self.membership.peers(),
-                          issued_at=self.wall_clock())
+                          issued_at=self.wall_clock(),
+                          spans=self.span_plan() if self.span_plan else None)
+
+    def current_spans(self) -> SpanPlan | None:
+        """The span map in force: this node's own while it leads, else the coordinator's
+        fetched plan's while it is fresh and of the term this node follows."""
+        own = self.plan()
+        if own is not None:
+            return own.spans
+        plan = self.followed_plan
+        if (plan is None or plan.coordinator != self.state.coordinator
+                or plan.term < self.state.leader_term
+                or self.clock() - self._plan_at > self.plan_max_age_s):
+            return None
+        return plan.spans
 
     def current_plan(self) -> SwarmPlan | None:
         """The plan in force as this node knows it, for views: its own while it leads, else the

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from network.membership.records import Peer, PeerState
 from network.wire.election import PlanMember, SwarmPlan
+from network.wire.spans import SpanPlan
 
 
 def member_of(peer: Peer) -> PlanMember | None:
@@ -26,7 +27,7 @@ def choose_consensus(members: Iterable[PlanMember]) -> tuple[str, ...]:
 
 
 def build_plan(term: int, local: PlanMember, peers: Iterable[Peer], *,
-               issued_at: float) -> SwarmPlan:
+               issued_at: float, spans: SpanPlan | None = None) -> SwarmPlan:
     """The plan the coordinator `local` publishes for `term` from its own peer table.
 
     Weights are benchmark scores relative to the fastest member (1.0 each when none benchmarked).
@@ -37,4 +38,4 @@ def build_plan(term: int, local: PlanMember, peers: Iterable[Peer], *,
                for m in members]
     return SwarmPlan(term=term, coordinator=local.node_id, issued_at=issued_at,
                      members=tuple(sorted(members, key=lambda m: m.node_id)),
-                     consensus=choose_consensus(members))
+                     consensus=choose_consensus(members), spans=spans)

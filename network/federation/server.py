@@ -102,18 +102,32 @@ class Member(Protocol):
         ...
 
 
+class SpanOffer(Protocol):
+    """What the heartbeat tells of this node's layer spans (network/petals/service.SpanService)."""
+
+    @property
+    def span_blocks(self) -> int:
+        """How many transformer blocks this node may serve (0: none)."""
+        ...
+
+    def peer_id(self) -> str:
+        """Its span server's hivemind peer id while it serves, else ""."""
+        ...
+
+
 class FederationRoutes:
     """GET /v1/federation/health, /peers and /plan; POST /v1/federation/vote, /cancel and
-    /election, for the node `member` with the instances of `pool` and `ram_gb`/`vram_gb` of
-    memory (advertised in the heartbeat)."""
+    /election, for the node `member` with the instances of `pool`, `ram_gb`/`vram_gb` of memory
+    and, with --spans, the span capacity of `spans` (all advertised in the heartbeat)."""
 
     def __init__(self, member: Member, pool: InstancePool, *, ram_gb: float = 0.0,
                  vram_gb: float = 0.0, verifier: Verifier | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  max_body_bytes: int = codec.MAX_BYTES,
-                 pairing: Callable[[], str] = str) -> None:
+                 pairing: Callable[[], str] = str, spans: SpanOffer | None = None) -> None:
         self.member = member
         self.pairing = pairing  # the advertised pairing state (network/federation/pairing.py)
+        self.spans = spans
         self.identity = member.identity
         self.membership = member.membership
         # Without a verifier the node holds a random key nobody shares: closed, never open.
@@ -152,7 +166,9 @@ class FederationRoutes:
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, solo=solo, nonce=nonce,
-            pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens())
+            pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens(),
+            span_blocks=self.spans.span_blocks if self.spans else 0,
+            span_peer=self.spans.peer_id() if self.spans else "")
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

@@ -1,5 +1,6 @@
 """Peers as sources: `RemoteSource` (a peer behind the `Source` seam), the node's view of every
-source it may use now (`SwarmSources`), and the ask that retries a failed peer elsewhere."""
+source it may use now (`SwarmSources`: its instances, the peers, and with --spans the span chain),
+and the ask that retries a failed peer elsewhere."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ from network.wire.address import Address
 from swarm.engine.backend import Completion, GenerationRequest, StreamEnd, TokenEvent
 from swarm.engine.pool import Instance, InstancePool
 from swarm.engine.source import Answer, Source
-from swarm.errors import PeerError
+from swarm.errors import PeerError, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,28 @@ class RemoteSource:
                    capabilities=frozenset(beat.capabilities))
 
 
+class Chain(Source, Protocol):
+    """A source that may not be able to serve now (network/petals/chain.SpanChain: no span map
+    yet, or blocks nobody serves)."""
+
+    def unavailable(self) -> str | None:
+        """Why it cannot take a request now, or None when it can."""
+        ...
+
+
 class SwarmSources:
-    """Every source this node may use now: its own instances, and the live voting peers that
-    the coordinator's plan picks (all of them while there is no plan). Route and consensus both
-    take their sources from here, so both honour the plan."""
+    """Every source this node may use now: its own instances, the live voting peers that the
+    coordinator's plan picks (all of them while there is no plan) and, with --spans, the span
+    chain while every block has a server. Route and consensus both take their sources from
+    here, so both honour the plan."""
 
     def __init__(self, pool: InstancePool, peers: Callable[[], Sequence[RemoteSource]] = tuple,
-                 plan: Callable[[], Sequence[str] | None] = lambda: None) -> None:
+                 plan: Callable[[], Sequence[str] | None] = lambda: None,
+                 chain: Chain | None = None) -> None:
         self.pool = pool
         self._peers = peers
         self._plan = plan
+        self.chain = chain
 
     def local(self) -> list[Instance]:
         """This node's instances."""
@@ -103,9 +116,21 @@ class SwarmSources:
         return [r for r in honour_plan(self._peers(), self._plan(), self.pool.node_id)
                 if needs <= r.capabilities]
 
+    def chains(self) -> list[Source]:
+        """The span chain while it can serve (every block has a server), else nothing."""
+        return [self.chain] if self.chain is not None and self.chain.unavailable() is None else []
+
+    def span_chain(self) -> list[Source]:
+        """The span chain for `"strategy": "spans"` (it answers 503 itself while it cannot
+        serve); RequestError 400 on a node without --spans."""
+        if self.chain is None:
+            raise RequestError("this node does not serve layer spans (start it with "
+                               "--federation --spans)", param="swarm", code="spans_disabled")
+        return [self.chain]
+
     def __call__(self) -> list[Source]:
-        """Every source a request may use now, this node's first."""
-        return [*self.local(), *self.remote()]
+        """Every source a request may use now: this node's instances, the peers, the chain."""
+        return [*self.local(), *self.remote(), *self.chains()]
 
 
 class FederatedAsk:

@@ -18,6 +18,7 @@ from typing import Any
 from network.coordination.election import Ack, Announce, Candidate, Claim, Message
 from network.wire import fields
 from network.wire.fields import MAX_COUNT, MAX_PRIORITY, MAX_TERM, Fields, WireDecodeError
+from network.wire.spans import SpanPlan
 
 __all__ = ["MAX_PLAN_MEMBERS", "MAX_REPLY_MESSAGES", "MAX_SCORE", "ElectionEnvelope",
            "ElectionReply", "PlanMember", "SwarmPlan", "decode_message", "encode_message"]
@@ -154,13 +155,17 @@ class SwarmPlan:
     issued_at: float = 0.0
     members: tuple[PlanMember, ...] = ()
     consensus: tuple[str, ...] = ()
+    spans: SpanPlan | None = None  # the span map, when the swarm serves layer spans
 
     def to_wire(self) -> dict[str, Any]:
         """The plan as plain JSON/msgpack types (lists, not tuples)."""
-        return {"term": self.term, "coordinator": self.coordinator,
+        wire = {"term": self.term, "coordinator": self.coordinator,
                 "issued_at": float(self.issued_at),
                 "members": [m.to_wire() for m in self.members],
                 "consensus": list(self.consensus)}
+        if self.spans is not None:
+            wire["spans"] = self.spans.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, data: object) -> SwarmPlan:
@@ -170,7 +175,9 @@ class SwarmPlan:
         plan = cls(term=f.get("term", _term), coordinator=f.get("coordinator", fields.ident()),
                    issued_at=f.get("issued_at", fields.number(0.0, MAX_SCORE)),
                    members=f.get("members", fields.seq(PlanMember.from_wire, MAX_PLAN_MEMBERS)),
-                   consensus=f.get("consensus", fields.seq(fields.ident(), MAX_PLAN_MEMBERS)))
+                   consensus=f.get("consensus", fields.seq(fields.ident(), MAX_PLAN_MEMBERS)),
+                   spans=f.get("spans", fields.optional(lambda v, _w: SpanPlan.from_wire(v)),
+                               None))
         ids = [m.node_id for m in plan.members]
         if len(set(ids)) != len(ids):
             raise WireDecodeError("SwarmPlan.members: a node id appears twice")

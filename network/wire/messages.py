@@ -85,6 +85,8 @@ class Heartbeat(NodeHeader):
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
+    span_blocks: int = 0  # blocks this node may serve as a layer span (0: it serves none)
+    span_peer: str = ""  # the hivemind peer id of this node's span server, while it serves
     pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
     tok_s: float = 0.0  # decode speed of one instance over its last generations
     tokens: int = 0  # completion tokens generated since start, for anyone
@@ -118,6 +120,8 @@ class Heartbeat(NodeHeader):
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             solo=f.get("solo", flag, False),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
+            span_blocks=f.get("span_blocks", integer(0, 1 << 20), 0),
+            span_peer=f.get("span_peer", text(MAX_ID_CHARS), ""),
             pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
             tok_s=f.get("tok_s", number(0.0, 1e9), 0.0),
             tokens=f.get("tokens", integer(0, 2**63 - 1), 0),

@@ -10,6 +10,7 @@ VOTE_PATH = FEDERATION_PREFIX + "vote"  # one consensus candidate
 CANCEL_PATH = FEDERATION_PREFIX + "cancel"  # stop a running vote
 ELECTION_PATH = FEDERATION_PREFIX + "election"  # Claim, Ack, Announce
 APPROVE_PATH = FEDERATION_PREFIX + "approve"  # approve or revoke a peer, from this machine only
+SPANS_PATH = FEDERATION_PREFIX + "spans"  # the span map and this node's span server (--spans)
 MODELS_PATH = FEDERATION_PREFIX + "models"  # the manifests of the models a node holds
 BLOB_PATH = FEDERATION_PREFIX + "models/blob/"  # + a file's sha256: its bytes (Range accepted)
 JOIN_PATH = FEDERATION_PREFIX + "join"  # a fresh machine asks to join (unauthenticated, bounded)

@@ -5,7 +5,7 @@ A source is anything a generation request can be sent to. Three kinds implement 
     Source
     ├── swarm.engine.instance.Instance        one loaded model on this machine
     ├── network.federation.sources.RemoteSource   a peer node, asked over the signed channel
-    └── (coming) a Petals span chain          layers spread over several nodes
+    └── network.petals.chain.SpanChain         layers spread over several nodes (--spans)
 
 Consensus, route mode and the chooser (network/coordination/chooser.py) read only this protocol:
 how busy a source is (`load`), how many more requests it takes before it refuses (`capacity`),

@@ -10,7 +10,7 @@ from typing import Any
 from consensus.candidates import STRATEGIES
 from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
-COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "models")
+COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "models", "setup-spans")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 PEER_ACTIONS = ("approve", "revoke")
 
@@ -97,6 +97,13 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                   "once; see the swarm-key command). Visible to other local "
                                   "users in the process list: prefer the key file or "
                                   "LOCAL_SWARM_FEDERATION_SWARM_KEY"}),
+    "--spans": ("spans.enabled", {
+        "action": "store_true", "default": None,
+        "help": "serve a model split across the swarm as Petals layer spans (with --federation; "
+                "builds the span runtime once, see setup-spans)"}),
+    "--max-memory-gb": ("spans.max_memory_gb", {
+        "type": float, "metavar": "GB",
+        "help": "memory this node may give its span of blocks (default 0: half its RAM)"}),
     "--log-level": ("log_level", {"choices": LOG_LEVELS}),
 }
 
@@ -118,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "show the peers the running node sees and why an expected one is "
                              "missing; "
                              "swarm-key: print this swarm's key (creating it once), or change "
-                             "it; models: the models the swarm holds and which nodes hold them")
+                             "it; models: the models the swarm holds and which nodes hold them; "
+                             "setup-spans: build the span runtime (Petals in its own venv in the "
+                             "cache folder, about a minute, 0.6 GB) and the model folder "
+                             "it reads")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
                         help="with peers: `approve ID` lets a machine that asks to join in "
                              "(check that it shows the same code), or a pending peer "

@@ -1,7 +1,9 @@
 """The client commands: `main.py status` (the swarm as the running node's dashboard shows it),
-`main.py peers` (what the running node sees, and why an expected peer is missing), `main.py peers
-approve|revoke ID`, and `main.py swarm-key` (print, set, rotate or forget the join secret). The
-node commands ask this machine's node over plain blocking HTTP (urllib): a command asks once and
+`main.py peers` (what the running node sees, why an expected peer is missing, and its span map),
+`main.py peers approve|revoke ID`, `main.py swarm-key` (print, set, rotate or forget the join
+secret) and `main.py setup-spans` (build the span runtime), each picked by `client_command`
+(`main.py models` lives in model_list.py, `benchmark` in swarm/sizing). The node commands ask this machine's
+node over plain blocking HTTP (urllib): a command asks once and
 exits, so it needs no event loop."""
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from network.trust.swarm_key import (
     store_new_current,
 )
 from network.wire.fields import is_identifier
-from network.wire.paths import APPROVE_PATH, JOINS_PATH, PEERS_PATH
+from network.wire.paths import APPROVE_PATH, JOINS_PATH, PEERS_PATH, SPANS_PATH
+from swarm.node.cli import Invocation
 from swarm.node.config import Config
 from swarm.node.peer_view import join_lines, missing_peer_hints, render_peers
 from swarm.node.swarm_view import render_swarm
@@ -37,6 +40,32 @@ from swarm.node.terminal import plain_console
 log = logging.getLogger("local_swarm")
 
 TIMEOUT_S = 5.0
+
+
+def client_command(invocation: Invocation) -> int:
+    """Run a command other than `serve`; the process's exit status."""
+    command, config = invocation.command, invocation.config
+    if command == "swarm-key":
+        return swarm_key(config, invocation.key_action, invocation.new_key)
+    if command == "setup-spans":
+        return setup_spans(config)
+    if command == "benchmark":
+        from swarm.sizing.autorun import run_benchmark_command
+
+        run_benchmark_command(config)
+        return 0
+    if command == "status":
+        return show_status(config)
+    if command == "models":
+        from swarm.node.model_list import show_models
+
+        return show_models(config)
+    if command == "peers" and invocation.peer_action:
+        return approve_peer(config, invocation.peer_id, invocation.peer_action == "approve",
+                            invocation.code)
+    if command == "peers":
+        return show_peers(config)
+    raise ValueError(f"not a client command: {command}")
 
 
 @dataclass(frozen=True)
@@ -130,6 +159,36 @@ def show_peers(config: Config) -> int:
         out.print(line, soft_wrap=True)
     for hint in missing_peer_hints(reply.body["data"], reply.body.get("discovery", {})):
         out.print(f"- {hint}", soft_wrap=True)
+    spans = ask_node(config, url.replace(PEERS_PATH, SPANS_PATH))
+    if spans is not None and spans.status == 200:  # 404: the node runs without --spans
+        from swarm.node.span_view import render_spans
+
+        out.print(render_spans(spans.body))
+    return 0
+
+
+def setup_spans(config: Config) -> int:
+    """`main.py setup-spans`: build the span runtime's venv and the model folder it reads."""
+    import time
+
+    from network.petals.environment import SpanEnvironment
+    from network.petals.model import span_model_folder
+    from swarm.models.store import resolve_model
+    from swarm.node.terminal import console, progress_bar
+
+    environment = SpanEnvironment.in_cache(config.cache_path)
+    began = time.monotonic()
+    if environment.ready:
+        console.print(f"span runtime already built in {environment.root}")
+    else:
+        with progress_bar("building the span runtime") as report:
+            environment.build(report)
+        console.print(f"span runtime built in {time.monotonic() - began:.0f} s "
+                      f"({environment.disk_bytes() / 2**20:.0f} MB): {environment.root}")
+    with progress_bar("preparing the model for spans") as report:
+        folder = span_model_folder(resolve_model(config.model.path or None), config.cache_path,
+                                   report)
+    console.print(f"model folder for spans: {folder}")
     return 0
 
 

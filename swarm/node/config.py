@@ -128,6 +128,16 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class SpansConfig:
+    """[spans]: serving a model split across the swarm's machines as Petals layer spans."""
+
+    enabled: bool = False  # needs --federation; the span runtime is built once (setup-spans)
+    max_memory_gb: float = 0.0  # memory this node may give its span of blocks; 0: half its RAM
+    threads: int = 0  # torch threads of this node's span server (0: torch's default)
+    dht_port: int = 0  # TCP port of the coordinator's hivemind DHT bootstrap (0: any free one)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole node configuration."""
 
@@ -135,6 +145,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    spans: SpansConfig = field(default_factory=SpansConfig)
     auto: bool = False
     log_level: str = "info"
     explicit: frozenset[str] = frozenset()
@@ -173,10 +184,13 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "federation.coordinator_priority": _between(-1000, 1000),
     "federation.join_request_ttl_s": lambda v: 1.0 <= v <= 3600.0,
     "log_level": _choice(*LOG_LEVELS),
+    "spans.max_memory_gb": lambda v: 0.0 <= v <= 1_000_000.0,
+    "spans.threads": _non_negative,
+    "spans.dht_port": _port,
 }
 
 _SECTIONS = {"api": ApiConfig, "model": ModelConfig, "consensus": ConsensusConfig,
-             "federation": FederationConfig}
+             "federation": FederationConfig, "spans": SpansConfig}
 
 
 def _coerce(key: str, raw: Any, default: Any, source: str) -> Any:

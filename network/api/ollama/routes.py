@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus.candidates import STRATEGIES
+from consensus.candidates import SINGLE, STRATEGIES
 from network.api.embeddings import Embedder
 from network.api.errors import as_request_error
 from network.api.limits import parse_json_body
@@ -74,8 +74,10 @@ class OllamaRoutes:
 
     async def tags(self, _request: web.Request) -> web.Response:
         """GET /api/tags: the model, once per way of answering (`:latest` routes; a strategy as
-        the tag runs that consensus)."""
-        tags = [schema.DEFAULT_TAG, *(s for s in STRATEGIES if s != "route")]
+        the tag runs that consensus; `:spans`, on a node with --spans, the span chain)."""
+        spans = self.openai.sources.chain is not None
+        tags = [schema.DEFAULT_TAG, *(s for s in STRATEGIES
+                                      if s != "route" and (s != "spans" or spans))]
         return web.json_response({"models": [self._model(t) for t in tags]})
 
     async def running(self, _request: web.Request) -> web.Response:
@@ -177,7 +179,7 @@ class OllamaRoutes:
             options.strategy
         await openai.check_prompt(parsed, chat)
         started = time.perf_counter()
-        if options.strategy != "route":
+        if options.strategy not in SINGLE:
             decision = await openai.consensus.decide(parsed.generation, options,
                                                      parsed.response_format)
             trace.decided(decision)
@@ -195,12 +197,15 @@ class OllamaRoutes:
             await self._write(opened, {**final, **self._empty(chat)})
             await opened.write_eof()
             return opened
-        if openai.forwarder is not None:
+        if options.strategy == "route" and openai.forwarder is not None:
             relayed = await openai.forwarder.maybe_forward(request)
             if relayed is not None:
                 trace.forwarded_to = relayed.headers.get(SERVED_BY_HEADER)
                 return relayed
-        instance = fill(self.pool.instances, 1)[0]
+        # Route serves on this node's instances, spans on its span chain (the same Source seam).
+        here = openai.sources.span_chain() if options.strategy == "spans" \
+            else openai.sources.local()
+        instance = fill(here, 1)[0]
         events = instance.stream(parsed.generation)
         first = await anext(aiter(events))  # before the 200, so a bad prompt is still a 4xx
         first_at = time.perf_counter()
@@ -225,9 +230,11 @@ class OllamaRoutes:
             await response.write_eof()
             return response
         finally:
-            await events.aclose()
+            close = getattr(events, "aclose", None)  # a Source streams an async generator
+            if close is not None:
+                await close()
         trace.prompt_tokens, trace.completion_tokens = event.prompt_tokens, event.completion_tokens
-        trace.report = {"strategy": "route", "winner": instance.source_id, "candidates": [
+        trace.report = {"strategy": trace.strategy, "winner": instance.source_id, "candidates": [
             {"source": instance.source_id, "tokens": event.completion_tokens, "valid": True,
              "latency_ms": round((time.perf_counter() - started) * 1000.0, 1)}]}
         final = self._final(tag, chat, text="" if response is not None else "".join(texts),

@@ -1,5 +1,7 @@
-"""The generation endpoints: route to one instance (streamed as generated) or run a consensus.
-Which instance or peer takes the work is the chooser's decision (network/coordination/chooser.py)."""
+"""The generation endpoints: route to one instance (streamed as generated), generate through the
+span chain (`"strategy": "spans"`, streamed the same way), or run a consensus. Which instance,
+peer or chain takes the work is the chooser's decision (network/coordination/chooser.py) over the
+sources of `SwarmSources` (network/federation/sources.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from consensus.candidates import Decision
+from consensus.candidates import SINGLE, Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
 from network.api.dashboard.ledger import Ledger
 from network.api.limits import ClientLimiter, parse_json_body
@@ -23,13 +25,16 @@ from network.api.openai.streaming import pump_route, send_error, task_group
 from network.api.openai.trace import Trace
 from network.coordination.chooser import fill, spread
 from network.federation.forwarding import SERVED_BY_HEADER, RouteForwarder
+from network.federation.sources import SwarmSources
+from network.petals.chain import NO_CONSTRAINTS
 from swarm.engine.backend import (
     Completion,
     ContextOverflowError,
     GenerationRequest,
     check_context,
 )
-from swarm.engine.pool import Instance, InstancePool
+from swarm.engine.pool import InstancePool
+from swarm.engine.source import Source
 from swarm.errors import PoolBusyError, RequestError
 from swarm.node.config import ApiConfig, ConsensusConfig
 
@@ -47,23 +52,27 @@ def _seeded(generation: GenerationRequest, index: int) -> GenerationRequest:
     return dataclasses.replace(generation, params=params)
 
 
-def _route_report(instances: list[Instance], latencies: list[float],
+def _route_report(strategy: str, sources: list[Source], latencies: list[float],
                   choices: list[Completion]) -> dict[str, Any]:
-    return {"strategy": "route", "winner": instances[0].source_id, "early_stop": False,
+    return {"strategy": strategy, "winner": sources[0].source_id, "early_stop": False,
             "candidates": [{"source": i.source_id, "latency_ms": round(t * 1000, 1),
                             "tokens": c.completion_tokens, "score": None, "votes": None,
                             "valid": True, "error": None}
-                           for i, t, c in zip(instances, latencies, choices, strict=True)]}
+                           for i, t, c in zip(sources, latencies, choices, strict=True)]}
 
 
 class CompletionRoutes:
-    """POST /v1/chat/completions and /v1/completions; each request is recorded in `ledger`."""
+    """POST /v1/chat/completions and /v1/completions; each request is recorded in `ledger`.
+    `sources` are the node's sources (its instances only, without --federation); route mode
+    serves on its instances, spans on its chain."""
 
     def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig,
                  consensus: ConsensusService | None = None,
-                 forwarder: RouteForwarder | None = None, ledger: Ledger | None = None) -> None:
+                 forwarder: RouteForwarder | None = None,
+                 sources: SwarmSources | None = None, ledger: Ledger | None = None) -> None:
         self.pool = pool
         self.forwarder = forwarder
+        self.sources = sources or SwarmSources(pool)
         self.api = api
         self.defaults = defaults
         self.consensus = consensus or ConsensusService(lambda: pool.instances, spread)
@@ -117,13 +126,17 @@ class CompletionRoutes:
         """The request's `swarm` field over the configured defaults (400 when invalid)."""
         try:
             options = options_from(parsed.swarm, self.defaults, self.api.max_n)
-            if options.strategy != "route":
+            if options.strategy not in SINGLE:
                 from consensus.validators import build_validator
 
                 build_validator(parsed.response_format, regex=options.regex)
         except (ValueError, RecursionError) as exc:
             raise RequestError(str(exc), param="swarm", code="invalid_value") from None
-        if options.strategy != "route" and parsed.n > 1:
+        if options.strategy == "spans" and parsed.generation.decode_constraint is not None:
+            raise RequestError(NO_CONSTRAINTS + "; use route or a consensus strategy",
+                               param="tools" if parsed.generation.tools else "response_format",
+                               code="unsupported_with_spans")
+        if options.strategy not in SINGLE and parsed.n > 1:
             raise RequestError("n > 1 cannot be combined with a consensus strategy; use swarm.n "
                                "for the number of candidates", param="n")
         return options
@@ -138,7 +151,7 @@ class CompletionRoutes:
         logprobs = parsed.generation.params.logprobs
         tools = parsed.generation.tools is not None
         await self.check_prompt(parsed, chat)
-        if options.strategy != "route":
+        if options.strategy not in SINGLE:
             if self.consensus.saturated():
                 # Every queue is full: refuse now rather than fan out and wait (or stream a 200).
                 raise PoolBusyError(retry_after_s=1)
@@ -151,36 +164,39 @@ class CompletionRoutes:
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
                                            {"swarm": decision.to_dict()}, logprobs, tools))
-        if self.forwarder is not None and parsed.n == 1:
+        if options.strategy == "route" and self.forwarder is not None and parsed.n == 1:
             relayed = await self.forwarder.maybe_forward(request, parsed.generation.needs)
             if relayed is not None:
                 trace.forwarded_to = relayed.headers.get(SERVED_BY_HEADER)
                 return relayed
+        # Route mode serves on this node's instances, spans on its span chain: the same Source
+        # seam, so both stream, queue and refuse (429) alike.
+        here = self.sources.span_chain() if options.strategy == "spans" else self.sources.local()
+        picked: list[Source] = list(fill(here, parsed.n))
         if parsed.stream:
-            return await self._stream_route(request, parsed, model, rid, chat, trace)
-        instances = fill(self.pool.instances, parsed.n)
+            return await self._stream_route(request, parsed, picked, model, rid, chat, trace)
         started = time.perf_counter()
         latencies = [0.0] * parsed.n
 
         async def one(i: int) -> Completion:
-            answer = await instances[i].complete(_seeded(parsed.generation, i))
+            answer = await picked[i].complete(_seeded(parsed.generation, i))
             latencies[i] = time.perf_counter() - started
             return answer.completion
 
         async with task_group() as tg:
             tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
         choices = [t.result() for t in tasks]
-        trace.report = _route_report(instances, latencies, choices)
+        trace.report = _route_report(options.strategy, picked, latencies, choices)
         trace.prompt_tokens = choices[0].prompt_tokens
         trace.completion_tokens = sum(c.completion_tokens for c in choices)
         return web.json_response(build(rid, model, choices, {"swarm": trace.report}, logprobs,
                                        tools))
 
-    async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
-                            rid: str, chat: bool, trace: Trace) -> web.StreamResponse:
+    async def _stream_route(self, request: web.Request, parsed: ParsedRequest,
+                            picked: list[Source], model: str, rid: str, chat: bool,
+                            trace: Trace) -> web.StreamResponse:
         chunks = fmt.ChunkBuilder(rid, model, chat, parsed.generation.tools is not None)
-        instances = fill(self.pool.instances, parsed.n)
-        streams = [instances[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
+        streams = [picked[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
         # The first event comes before the 200 so that bad prompts still get a 4xx.
         first = await anext(aiter(streams[0]))
         response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
@@ -196,8 +212,8 @@ class CompletionRoutes:
             trace.fail(exc)
             return response
         trace.prompt_tokens, trace.completion_tokens = totals["prompt"], totals["completion"]
-        trace.report = {"strategy": "route", "winner": instances[0].source_id, "candidates": [
-            {"source": instances[i].source_id, "tokens": totals["per_choice"][i],
+        trace.report = {"strategy": trace.strategy, "winner": picked[0].source_id, "candidates": [
+            {"source": picked[i].source_id, "tokens": totals["per_choice"][i],
              "latency_ms": round((time.perf_counter() - started) * 1000.0, 1), "valid": True}
             for i in range(parsed.n)]}
         return response
