@@ -150,6 +150,14 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     return Swarm(federation, routes, keys), app
 
 
+def listening_hosts(host: str, port: int) -> tuple[str, ...]:
+    """The addresses `listen` serves on: `host`, and 127.0.0.1 too when `host` is a LAN
+    address and the port is fixed."""
+    if host not in ("127.0.0.1", "localhost", "0.0.0.0") and port != 0:
+        return host, "127.0.0.1"
+    return (host,)
+
+
 async def listen(runner: web.AppRunner, host: str, port: int) -> int:
     """Start serving `runner` on host:port (and on 127.0.0.1 when `host` is a LAN address, so
     local apps keep their URL); the bound port, read back from the runner."""
@@ -192,7 +200,8 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         url = f"http://{services.host}:{port}"
         panel = dict(services.panel)
         if swarm is not None:
-            await swarm.federation.start(port)
+            await swarm.federation.start(port, swarm.routes.heartbeat,
+                                         listening_hosts(services.host, config.api.port))
             stack.push_async_callback(swarm.federation.close)
             panel["discovery"] = swarm.federation.discovery_summary()
         console.print(startup_panel(panel, url))

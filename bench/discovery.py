@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -55,7 +56,9 @@ from bench.netns_nodes import (  # noqa: E402
     serve_agent,
 )
 
-PHASES = ("join", "load", "route")
+PHASES = ("idle", "join", "load", "route")
+MAX_NODES = 50  # scripted nodes; the load phase runs real models and stops at MAX_MODEL_NODES
+MAX_MODEL_NODES = 8
 
 # ---------------------------------------------------------------------------------------------
 # The agent: runs inside namespace n1, reads one JSON command per line, answers "RESULT {json}".
@@ -89,10 +92,12 @@ async def op_wait_alive(session: Any, cmd: dict) -> dict:
     start = time.monotonic()
     nodes = cmd["nodes"]  # [[url, id], ...]
 
+    every_s = 0.05 * max(1.0, len(nodes) / 3)  # the polling stays a small load at N = 50
+
     async def one(url: str, me: str) -> float | None:
         others = [i for _u, i in nodes if i != me]
         return await _until(session, url, lambda s: all(s.get(i) == "alive" for i in others),
-                            deadline, every_s=0.05)
+                            deadline, every_s=every_s)
 
     seen = await asyncio.gather(*(one(u, i) for u, i in nodes))
     return {"ok": all(t is not None for t in seen), "elapsed": time.monotonic() - start}
@@ -327,6 +332,43 @@ def transitions(text: str, ids: set[str]) -> tuple[int, int]:
     return left, back
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process `pid` has used so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
+    """N idle scripted nodes in a full mesh: each node process's CPU share over --idle-s."""
+    from tests.netns import NetnsLan
+
+    with NetnsLan(args.nodes) as lan:
+        agent = Agent(lan, __file__)
+        nodes = [Node(lan, i, f"i{i}", scripted(args.latency), logdir)
+                 for i in range(1, args.nodes + 1)]
+        try:
+            mesh = agent.ask({"op": "wait_alive", "timeout": 60 + 3 * args.nodes,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 90 + 3 * args.nodes)
+            if not mesh["ok"]:
+                raise RuntimeError(f"idle nodes never saw each other: {mesh}")
+            time.sleep(args.settle_s + 2.0)  # past the joins' bursts, into the steady state
+            before = [cpu_seconds(n.proc.pid) for n in nodes]
+            started = time.monotonic()
+            time.sleep(args.idle_s)
+            elapsed = time.monotonic() - started
+            shares = [100 * (cpu_seconds(n.proc.pid) - b) / elapsed
+                      for n, b in zip(nodes, before, strict=True)]
+            ids = {n.node_id for n in nodes}
+            idle_false = sum(transitions(n.log_text(), ids)[0] for n in nodes)
+        finally:
+            for n in nodes:
+                n.stop()
+            agent.close()
+    return {"shares": shares, "elapsed": elapsed, "mesh_s": mesh["elapsed"],
+            "false_deaths": idle_false, "load": os.getloadavg()}
+
+
 def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
     """Join and crash times: N-1 resident nodes; each repetition adds a node, then kills it."""
     from tests.netns import NetnsLan
@@ -463,6 +505,17 @@ def report(args: argparse.Namespace, res: dict) -> None:
     table.header()
     goals: list[str] = []
 
+    if "idle" in res:
+        idle = res["idle"]
+        shares = idle["shares"]
+        worst = max(shares)
+        print(f"idle: {args.nodes} scripted nodes, CPU per node over {idle['elapsed']:.1f} s: "
+              f"median {pct(shares, .5):.2f} %, worst {worst:.2f} % (full mesh in "
+              f"{idle['mesh_s']:.1f} s; {idle['false_deaths']} false deaths; load average "
+              f"{idle['load'][0]:.2f})")
+        goal = 1.0 if args.nodes <= 20 else 2.0
+        goals.append(f"GOAL idle CPU per node {worst:.2f} % < {goal:.0f} % (worst of "
+                     f"{args.nodes}): {'MET' if worst < goal else 'MISSED'}")
     if "join" in res:
         j = res["join"]
         table.row("join: /health up -> all others list alive", j["joins"])
@@ -529,6 +582,8 @@ def main() -> int:
                         help="scripted seconds per answer (default 0.2)")
     parser.add_argument("--settle-s", type=float, default=1.0,
                         help="pause between a join and the crash (default 1.0)")
+    parser.add_argument("--idle-s", type=float, default=20.0,
+                        help="seconds of idle CPU sampling (default 20)")
     parser.add_argument("--load-s", type=float, default=25.0,
                         help="seconds of full load (default 25)")
     parser.add_argument("--load-threads", type=int, default=1)
@@ -543,8 +598,12 @@ def main() -> int:
     add_phase_options(parser, PHASES)
     args = parser.parse_args()
     phases = chosen_phases(parser, args, PHASES)
-    if not 2 <= args.nodes <= 8 or not 1 <= args.reps <= 50 or not 1 <= args.load_s <= 120:
-        parser.error("keep it bounded: 2..8 nodes, 1..50 reps, 1..120 s of load")
+    if not 2 <= args.nodes <= MAX_NODES or not 1 <= args.reps <= 50 \
+            or not 1 <= args.load_s <= 120 or not 1 <= args.idle_s <= 120:
+        parser.error(f"keep it bounded: 2..{MAX_NODES} nodes, 1..50 reps, 1..120 s of load "
+                     "and of idle sampling")
+    if "load" in phases and args.nodes > MAX_MODEL_NODES:
+        parser.error(f"the load phase runs real models: at most {MAX_MODEL_NODES} nodes")
 
     from tests.netns import netns_available
 
@@ -559,7 +618,7 @@ def main() -> int:
         t = time.monotonic()
         print(f"[{phase}] ...", flush=True)
         try:
-            res[phase] = {"join": phase_join, "load": phase_load, "route": phase_route}[phase](
+            res[phase] = {"idle": phase_idle, "join": phase_join, "load": phase_load, "route": phase_route}[phase](
                 args, logdir)
         except BaseException:
             print(f"[{phase}] failed; node logs kept in {logdir}", flush=True)

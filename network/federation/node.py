@@ -13,11 +13,13 @@ from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
+from network.membership.beacon import Beacon
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.swarm_key import KeyRing
 from network.wire.election import PlanMember
+from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
 from swarm.engine.pool import InstancePool
 from swarm.node.config import FederationConfig
@@ -56,6 +58,7 @@ class Federation:
         self._on_change = on_change
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
                                    on_change=self._changed, session=self.client.session)
+        self.beacon: Beacon | None = None  # started with the heartbeat to push (`start`)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
         self._advert_fields: dict[str, Any] = {"model_id": pool.model_id,
@@ -98,10 +101,19 @@ class Federation:
                           term=self.coordinator.state.term, priority=self.coordinator.me.priority,
                           **self._advert_fields)
 
-    async def start(self, api_port: int) -> None:
-        """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade."""
+    async def start(self, api_port: int, heartbeat: Callable[[], Heartbeat] | None = None,
+                    hosts: tuple[str, ...] = ()) -> None:
+        """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade.
+        With `heartbeat` (this node's, as its health route serves it), push it to every peer
+        each interval over UDP on `api_port` of `hosts` (the API's listening addresses)."""
         self._api_port = api_port
         await self.monitor.start()
+        if heartbeat is not None and hosts:
+            self.beacon = Beacon(self.identity.node_id, self.keys, self.timings.interval_s,
+                                 heartbeat=heartbeat, targets=self.monitor.beat_targets,
+                                 on_beat=self.monitor.on_beat)
+            if not await self.beacon.start(hosts, api_port):
+                self.beacon = None
         await self.coordinator.start()
         await self.static.start()
         if not self.config.mdns:
@@ -203,5 +215,7 @@ class Federation:
         if self.mdns is not None:
             await self.mdns.close()
         await self.static.close()
+        if self.beacon is not None:
+            await self.beacon.close()
         await self.monitor.close()
         await self.client.close()

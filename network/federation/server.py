@@ -60,6 +60,10 @@ class Election(Protocol):
         """(term, coordinator followed, configured priority), as the heartbeat tells them."""
         ...
 
+    def plan_revision(self) -> str:
+        """The revision of the plan it publishes while it leads ("" otherwise)."""
+        ...
+
     async def handle(self, message: Message) -> Sequence[Message]:
         """One verified Claim, Ack or Announce; the messages to answer with."""
         ...
@@ -148,7 +152,8 @@ class FederationRoutes:
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
-            term=term, coordinator=coordinator, priority=priority, nonce=nonce)
+            term=term, coordinator=coordinator, priority=priority, nonce=nonce,
+            plan=election.plan_revision() if election else "")
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

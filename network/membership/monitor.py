@@ -1,7 +1,9 @@
-"""The heartbeat adapter: probes every known peer's /v1/federation/health and feeds `Membership`.
+"""The heartbeat adapter: keeps `Membership` current from beats and, where they fail, probes.
 
-Every probe carries a fresh nonce and our key id; the answer must be signed over that nonce with
-a key this node accepts. A peer whose answer is unsigned or signed with another key becomes
+A peer that pushes its heartbeat datagrams (network/membership/beacon.py) is not probed at all
+while they keep coming; a peer not met yet, a dead one, one that never beats and one whose beats
+stopped for `Timings.quiet_s` is probed over HTTP (network/membership/probe.py) every interval,
+signed over a fresh nonce. A peer whose answer is unsigned or signed with another key becomes
 FOREIGN (never a member, never a candidate) with the reason shown by `main.py peers`.
 """
 from __future__ import annotations
@@ -9,61 +11,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 
 from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
+from network.membership.ledger import BeatLedger
+from network.membership.probe import HealthProbe, ProbeFailed, ProbeRefused
 from network.membership.table import Change, Membership, Peer, PeerState, Timings
+from network.membership.target import Target, answered, failed, refused
 from network.trust.identity import NodeIdentity
-from network.trust.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
+from network.trust.signing import MAX_SKEW_S
 from network.trust.swarm_key import KeyRing
-from network.wire import codec
 from network.wire.address import Address
+from network.wire.beat import Beat
 from network.wire.messages import Heartbeat
-from network.wire.paths import HEALTH_PATH
-from network.wire.txt import PeerAdvert
-from swarm.errors import PeerError
+
+__all__ = ["PeerMonitor", "ProbeFailed", "ProbeRefused"]
 
 log = logging.getLogger(__name__)
 
-MAX_HEARTBEAT_BYTES = 64 * 1024
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
-_ACCEPT = f"{codec.MSGPACK}, {codec.JSON};q=0.5"
-
-
-class ProbeFailed(PeerError):
-    """One probe got no valid heartbeat; the message is the reason shown in the peer table."""
-
-
-class ProbeRefused(ProbeFailed):
-    """The answer is not signed by a key we accept: the peer belongs to another swarm."""
-
-    def __init__(self, reason: str, heartbeat: Heartbeat | None) -> None:
-        super().__init__(reason)
-        self.heartbeat = heartbeat  # as the peer claims it (unauthenticated), if it decoded
-
-
-@dataclass
-class _Target:
-    """One address we probe; a static target learns its node id from the first answer."""
-
-    address: Address
-    node_id: str | None
-    static: bool = False
-    mdns: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    failure: str = ""  # last failure while the node id is still unknown
+TICKS_PER_INTERVAL = 5  # how often per interval silence is applied and quiet beats noticed
 
 
 class PeerMonitor:
-    """Keeps `membership` current by probing each known address every `timings.interval_s`.
+    """Keeps `membership` current from beats (`on_beat`) and by probing each known address
+    every `timings.interval_s` while its peer does not beat.
 
     Successes and failures count against a peer only on the address the table holds for it; a
     peer that is not alive there moves to any other known address of it that answers. Dead peers
@@ -80,18 +56,19 @@ class PeerMonitor:
             raise ValueError("PeerMonitor and its Membership must use the same Timings")
         self._membership = membership
         self._identity = identity
-        self._keys = keys
         self._wall_clock = wall_clock
-        self._skewed: set[Address] = set()  # addresses already warned about their clock
         self._timings = timings
         self._on_change = on_change
         self._clock = clock
         self._rng = rng or random.Random()
-        self._targets: dict[Address, _Target] = {}
+        self._targets: dict[Address, Target] = {}
         self._shared_session = session  # the node's one peer session (FederationClient.session)
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()  # cancelled probers not yet finished
+        self.probe = HealthProbe(identity.node_id, keys, timings, lambda: self._session,
+                                 wall_clock=wall_clock)
+        self.ledger = BeatLedger(MAX_SKEW_S, membership.max_peers)
 
     def snapshot(self) -> tuple[Peer, ...]:
         """Every tracked peer, sorted by node id."""
@@ -137,6 +114,7 @@ class PeerMonitor:
             self._found(event, now)
         elif isinstance(event, Gone):
             self._emit(self._membership.removed(event.node_id))
+            self.ledger.forget(event.node_id)
             for target in list(self._targets.values()):
                 if target.mdns and target.node_id == event.node_id:
                     target.mdns = False
@@ -185,18 +163,18 @@ class PeerMonitor:
             self._emit(self._membership.removed(peer.node_id))
         self._drop_if_unused(target)
 
-    def _target(self, address: Address, node_id: str | None) -> _Target:
+    def _target(self, address: Address, node_id: str | None) -> Target:
         target = self._targets.get(address)
         if target is None:
-            target = self._targets[address] = _Target(address, node_id)
+            target = self._targets[address] = Target(address, node_id)
             if self._session is not None:
                 self._spawn(target)
         return target
 
-    def _spawn(self, target: _Target) -> None:
+    def _spawn(self, target: Target) -> None:
         target.task = asyncio.create_task(self._probe_loop(target), name=f"probe {target.address}")
 
-    def _drop_if_unused(self, target: _Target) -> None:
+    def _drop_if_unused(self, target: Target) -> None:
         if target.static or target.mdns:
             return
         del self._targets[target.address]
@@ -206,11 +184,16 @@ class PeerMonitor:
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
 
-    async def _probe_loop(self, target: _Target) -> None:
+    async def _probe_loop(self, target: Target) -> None:
         interval = self._timings.interval_s
         loop = asyncio.get_running_loop()
         while True:
             target.wake.clear()
+            if self._beating(target):
+                target.resting = True
+                await target.wake.wait()  # a discovery event, or the tick: its beats stopped
+                target.resting = False
+                continue
             started = loop.time()
             confirm = await self._probe_once(target)
             if target.node_id == self._identity.node_id:
@@ -223,137 +206,59 @@ class PeerMonitor:
             except TimeoutError:
                 pass
 
-    async def _probe_once(self, target: _Target) -> bool:
+    async def _probe_once(self, target: Target) -> bool:
         """Probe once; True when a miss left the peer suspect (confirm soon, not a full interval)."""
         peer = self._membership.get(target.node_id) if target.node_id else None
         if peer is not None and peer.state is PeerState.FOREIGN and not target.static:
             return False  # foreign peers are never probed; a new advert (Found) can change that
+        me = self._identity.node_id
         try:
             heartbeat = await self.probe(target.address)
         except ProbeRefused as exc:
-            self._refused(target, exc)
+            self._emit(refused(self._membership, target, exc, self._clock(), me))
             return False
         except ProbeFailed as exc:
-            self._failed(target, str(exc))
+            self._emit(failed(self._membership, target, str(exc), self._clock()))
             peer = self._membership.get(target.node_id) if target.node_id else None
             return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
-        self._answered(target, heartbeat)
+        self._emit(answered(self._membership, target, heartbeat, self._clock(), me))
         return False
 
-    async def probe(self, address: Address) -> Heartbeat:
-        """One GET of the heartbeat at `address`, signed over a fresh nonce; every way it can go
-        wrong raises `ProbeFailed` (`ProbeRefused`: signed with a key this node does not accept)."""
-        if self._session is None:
-            raise ProbeFailed("monitor closed")
-        nonce = secrets.token_urlsafe(12)
-        url = f"http://{address}{HEALTH_PATH}"
-        t = self._timings
-        timeout = aiohttp.ClientTimeout(total=t.request_timeout_s, sock_connect=t.connect_timeout_s)
-        headers = {"Accept": _ACCEPT, "User-Agent": f"local-swarm/{self._identity.node_id}",
-                   KEY_ID_HEADER: self._keys.fingerprint}
-        try:
-            async with self._session.get(url, params={"nonce": nonce}, headers=headers,
-                                         timeout=timeout, allow_redirects=False) as response:
-                if response.status != 200:
-                    raise ProbeFailed(f"HTTP {response.status}")
-                body = bytearray()
-                async for chunk in response.content.iter_any():
-                    body += chunk
-                    if len(body) > MAX_HEARTBEAT_BYTES:
-                        raise ProbeFailed(f"heartbeat over {MAX_HEARTBEAT_BYTES} bytes")
-                kind = response.headers.get("Content-Type")
-                self._check_clock(address, response.headers.get("Date"))
-                wrong_key = check_reply(self._keys, nonce, bytes(body), response.headers)
-                if wrong_key is not None:
-                    raise ProbeRefused(wrong_key, _claimed(bytes(body), kind))
-                heartbeat = codec.decode(bytes(body), kind, Heartbeat,
-                                         max_bytes=MAX_HEARTBEAT_BYTES)
-        except aiohttp.ClientConnectorError as exc:
-            raise ProbeFailed(f"connect failed ({exc.os_error.strerror or exc})") from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise ProbeFailed(f"no TCP accept in {self._timings.connect_timeout_s} s") from exc
-        except TimeoutError as exc:
-            raise ProbeFailed(f"no answer in {self._timings.request_timeout_s} s") from exc
-        except aiohttp.ClientError as exc:
-            raise ProbeFailed(f"{type(exc).__name__}: {exc}") from exc
-        except codec.WireDecodeError as exc:
-            raise ProbeFailed(f"bad heartbeat: {exc}") from exc
-        except ValueError as exc:  # a host name yarl or IDNA refuses
-            raise ProbeFailed(f"bad address {address}: {exc}") from exc
-        if heartbeat.nonce != nonce:
-            raise ProbeFailed("heartbeat does not echo our nonce")
-        return heartbeat
-
-    def _check_clock(self, address: Address, date: str | None) -> None:
-        """Warn once per address when a peer's clock (its HTTP Date) is far enough off ours that
-        the signed requests between us will be refused as stale."""
-        skew = _clock_skew(date, self._wall_clock())
-        if skew is None or abs(skew) < MAX_SKEW_S - 5 or address in self._skewed:
-            return
-        if len(self._skewed) < 1024:
-            self._skewed.add(address)
-            log.warning("the clock of the peer at %s is %+.0f s off ours: the votes and requests "
-                        "signed between us will be refused as stale (limit %.0f s); enable NTP "
-                        "on both machines", address, skew, MAX_SKEW_S)
-
-    def _answered(self, target: _Target, heartbeat: Heartbeat) -> None:
-        now = self._clock()
-        m = self._membership
-        node_id = heartbeat.node_id
-        if target.node_id != node_id:
-            if not target.static:  # an mDNS address now answers as someone else
-                if target.node_id is not None:
-                    self._emit(m.heartbeat_failed(target.node_id, now, f"answered as {node_id!r}"))
-                return
-            if target.node_id is not None:
-                self._failed(target, f"address now answers as {node_id!r}")
-            log.info("%s answers as node %s", target.address, node_id)
-            target.node_id, target.failure = node_id, ""
-        if node_id == self._identity.node_id:
-            return
-        peer = m.get(node_id)
-        if peer is None and not target.static:
-            return
-        address = target.address
-        if peer is None or (peer.address != address and peer.state is not PeerState.ALIVE) or (
-                target.static and peer.address == address and _advert_stale(peer, heartbeat)):
-            hardware = peer.advert.hardware if peer else ""
-            self._emit(m.discovered(PeerAdvert.from_heartbeat(heartbeat, hardware), address, now))
-            peer = m.get(node_id)
-        if peer is not None and peer.address == address:
-            self._emit(m.heartbeat_ok(node_id, heartbeat, now))
-
-    def _refused(self, target: _Target, refused: ProbeRefused) -> None:
-        """Mark the peer at this address foreign, unless the unauthenticated answer claims a
-        member that answers elsewhere (then it is only a failed probe of this address)."""
-        claimed = refused.heartbeat
-        node_id = target.node_id or (claimed.node_id if claimed else None)
-        reason = str(refused)
-        peer = self._membership.get(node_id) if node_id else None
-        address = target.address
-        if node_id is None or node_id == self._identity.node_id or (
-                peer is not None and peer.address != address) or (peer is None and claimed is None):
-            self._failed(target, reason)
-            return
-        if target.node_id is None:
-            log.info("%s answers as node %s, %s", target.address, node_id, reason)
-            target.node_id, target.failure = node_id, ""
-        advert = peer.advert if peer is not None else replace(
-            PeerAdvert.from_heartbeat(claimed), node_id=node_id)  # type: ignore[arg-type]
-        self._emit(self._membership.refused(advert, address, self._clock(), reason))
-
-    def _failed(self, target: _Target, reason: str) -> None:
+    def _beating(self, target: Target) -> bool:
+        """True when the peer at this address is a member whose beats keep coming."""
         peer = self._membership.get(target.node_id) if target.node_id else None
-        if peer is not None and peer.address == target.address:
-            self._emit(self._membership.heartbeat_failed(peer.node_id, self._clock(), reason))
-        elif target.static and target.node_id is None and reason != target.failure:
-            log.info("manual peer %s: %s", target.address, reason)
-            target.failure = reason
+        return (peer is not None and peer.address == target.address
+                and peer.state in (PeerState.ALIVE, PeerState.PENDING)
+                and self.ledger.fresh(peer.node_id, self._clock(), self._timings.quiet_s))
+
+    def on_beat(self, beat: Beat, heartbeat: Heartbeat) -> None:
+        """One verified beat (the beacon's callback): an answer from a peer already met over
+        HTTP, for the boot the table holds, newer than the last (else ignored)."""
+        peer = self._membership.get(beat.sender)
+        met = peer is not None and peer.last_ok is not None and peer.state is not PeerState.FOREIGN
+        now = self._clock()
+        why = self.ledger.admit(beat.sender, heartbeat.boot_id, beat.seq, beat.sent_at,
+                                expected_boot=peer.advert.boot_id if met and peer else None,
+                                now=now, wall_now=self._wall_clock())
+        if why is not None:
+            log.debug("beat %d of %s not taken: %s", beat.seq, beat.sender, why)
+            return
+        self._emit(self._membership.heartbeat_ok(beat.sender, heartbeat, now))
+
+    def beat_targets(self) -> list[Address]:
+        """Where this node's beats go: every tracked peer that is not foreign."""
+        return [p.address for p in self._membership.peers() if p.state is not PeerState.FOREIGN]
 
     async def _tick(self) -> None:
+        quiet_s = self._timings.quiet_s
         while True:
-            await asyncio.sleep(self._timings.interval_s / 2)
-            self._emit(self._membership.tick(self._clock()))
+            await asyncio.sleep(self._timings.interval_s / TICKS_PER_INTERVAL)
+            now = self._clock()
+            self._emit(self._membership.tick(now))
+            for target in self._targets.values():
+                if target.resting and not (target.node_id and self.ledger.fresh(
+                        target.node_id, now, quiet_s)):
+                    target.wake.set()  # its beats stopped: probe it over HTTP now
 
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
@@ -361,27 +266,3 @@ class PeerMonitor:
                 self._on_change(change)
             except Exception:
                 log.exception("peer change handler failed on %s", change)
-
-
-def _clock_skew(date: str | None, now: float) -> float | None:
-    """Seconds the HTTP Date header is ahead of `now` (None when absent or unreadable)."""
-    try:
-        return parsedate_to_datetime(date).timestamp() - now if date else None
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def _claimed(body: bytes, content_type: str | None) -> Heartbeat | None:
-    """The heartbeat an unauthenticated answer claims to be (to name the peer), if it decodes."""
-    try:
-        return codec.decode(body, content_type, Heartbeat, max_bytes=MAX_HEARTBEAT_BYTES)
-    except codec.WireDecodeError:
-        return None
-
-
-def _advert_stale(peer: Peer, heartbeat: Heartbeat) -> bool:
-    """True when a manual peer's heartbeat shows a new boot, protocol or swarm (re-discover it)."""
-    a = peer.advert
-    return (a.boot_id, a.protocol, a.fingerprint) != (heartbeat.boot_id, heartbeat.protocol,
-                                                      heartbeat.swarm)
-

@@ -59,6 +59,11 @@ class Timings:
             raise ValueError("Timings: need dead_after_misses >= 1 and dead_after_s > 0")
 
     @property
+    def quiet_s(self) -> float:
+        """Silence in a peer's pushed beats (sent every interval) after which it is probed."""
+        return 1.2 * self.interval_s
+
+    @property
     def give_up_s(self) -> float:
         """Silence that no slow-but-answering peer can cause: dead even without a reported miss."""
         return self.request_timeout_s + 2 * self.interval_s

@@ -17,6 +17,11 @@ A signed reply (the heartbeat to `?nonce=N`, a vote or cancel answer) carries X-
 X-Swarm-Signature = HMAC-SHA256(key, "local-swarm/1 reply\\n" N "\\n" hex(SHA-256(body))), where N
 is the caller's nonce. The two prefixes keep a reply signature from ever passing as a request's.
 Requests more than 30 s off the verifier's clock, and nonces seen in the last 61 s, are refused.
+
+A pushed heartbeat (network/wire/beat.py, one UDP datagram) carries its key id and
+signature = HMAC-SHA256(key, "local-swarm/1 beat\n" SENDER "\n" SEQ "\n" SENT_AT "\n"
+hex(SHA-256(heartbeat bytes))); the receiver's beat ledger refuses a SEQ not above the last one
+and a SENT_AT more than 30 s off its clock.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ MAX_SKEW_S = 30.0
 MAX_NONCES = 65536
 _REQUEST = b"local-swarm/1 request"
 _REPLY = b"local-swarm/1 reply"
+_BEAT = b"local-swarm/1 beat"
 # What each request header must match (the OpenAPI document states these very patterns).
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}", re.ASCII)
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}", re.ASCII)
@@ -66,6 +72,24 @@ def request_signature(key: SwarmKey, method: str, path_qs: str, timestamp: str, 
 def reply_signature(key: SwarmKey, nonce: str, body: bytes) -> str:
     """The X-Swarm-Signature of a reply to the request (or probe) that sent `nonce`."""
     return _mac(key, _REPLY, nonce.encode("ascii"), _digest(body))
+
+
+def beat_signature(key: SwarmKey, sender: str, seq: int, sent_at: int, heartbeat: bytes) -> str:
+    """The signature of one pushed heartbeat datagram (see the module docstring)."""
+    return _mac(key, _BEAT, sender.encode("utf-8"), str(seq).encode("ascii"),
+                str(sent_at).encode("ascii"), _digest(heartbeat))
+
+
+def check_beat(keys: KeyRing, sender: str, seq: int, sent_at: int, heartbeat: bytes,
+               key_id: str, signature: str) -> str | None:
+    """None when a pushed heartbeat is signed by an accepted key, else the reason."""
+    key = keys.get(key_id) if KEY_ID_PATTERN.fullmatch(key_id) else None
+    if key is None:
+        return f"signed with another swarm key (fingerprint {key_id[:16]!r})"
+    expected = beat_signature(key, sender, seq, sent_at, heartbeat)
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
+        return "the signature does not verify"
+    return None
 
 
 def new_nonce() -> str:

@@ -28,6 +28,8 @@ MAX_TERM = 2**63 - 1
 MAX_PRIORITY = 1000  # coordinator priority: -1000..1000, or None (never coordinator)
 MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's own limit)
 MAX_PIECE_HEX = 64  # one token's bytes as hex (32 bytes)
+MAX_BEAT_BYTES = 1200  # one pushed heartbeat datagram: fits one Ethernet frame, never fragments
+MAX_REVISION_CHARS = 32  # a plan revision (hex digits)
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII)
 # A heartbeat's nonce (the `?nonce=` of a probe, echoed and signed over): URL-safe characters.
@@ -162,6 +164,17 @@ def hex_bytes(value: object, where: str) -> str:
     except ValueError:
         raise WireDecodeError(f"{where}: expected hex digits") from None
     return digits
+
+
+def blob(max_bytes: int) -> Check[bytes]:
+    """Raw bytes (msgpack bin) of at most `max_bytes`."""
+    def check(value: object, where: str) -> bytes:
+        if not isinstance(value, bytes):
+            raise WireDecodeError(f"{where}: expected bytes, got {type(value).__name__}")
+        if len(value) > max_bytes:
+            raise WireDecodeError(f"{where}: over {max_bytes} bytes")
+        return value
+    return check
 
 
 def alternative(value: object, where: str) -> tuple[str, float]:

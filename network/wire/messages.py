@@ -13,6 +13,7 @@ from network.wire.fields import (
     MAX_NAME_CHARS,
     MAX_NONCE_CHARS,
     MAX_PRIORITY,
+    MAX_REVISION_CHARS,
     MAX_STOP,
     MAX_TERM,
     MAX_TEXT_CHARS,
@@ -75,6 +76,7 @@ class Heartbeat(NodeHeader):
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
+    plan: str = ""  # the revision of the plan this node publishes as coordinator ("" otherwise)
 
     @property
     def votes(self) -> bool:
@@ -104,6 +106,7 @@ class Heartbeat(NodeHeader):
             coordinator=f.get("coordinator", optional(ident()), None),
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
+            plan=f.get("plan", text(MAX_REVISION_CHARS), ""),
         )
 
 

@@ -1,0 +1,158 @@
+"""The beacon: pushes this node's heartbeat to every tracked peer over UDP, and takes theirs.
+
+One small signed datagram per peer per heartbeat interval (network/wire/beat.py), sent to and
+received on the API's port number, replaces the HTTP probe of a peer that keeps beating: the
+monitor probes over HTTP only peers it has not met yet, dead ones, and ones whose beats stopped.
+The heartbeat is encoded and signed once per round for all peers, and a peer's unchanged
+heartbeat bytes are not decoded again. A datagram that does not decode or verify is dropped and
+logged once per source address.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from network.trust.signing import beat_signature, check_beat
+from network.trust.swarm_key import KeyRing
+from network.wire import codec
+from network.wire.address import Address
+from network.wire.beat import Beat
+from network.wire.fields import MAX_BEAT_BYTES
+from network.wire.messages import Heartbeat
+
+log = logging.getLogger(__name__)
+
+JITTER = 0.1  # rounds vary by +-10 % so nodes do not send in lockstep
+MAX_WARNED = 256  # source addresses remembered as already warned about
+MAX_CACHED = 1024  # senders whose last heartbeat bytes are kept decoded
+
+
+class Beacon(asyncio.DatagramProtocol):
+    """Sends `heartbeat()` to each of `targets()` every `interval_s`; hands each verified beat
+    to `on_beat(beat, heartbeat)` (the monitor checks it against the peer table)."""
+
+    def __init__(self, node_id: str, keys: KeyRing, interval_s: float, *,
+                 heartbeat: Callable[[], Heartbeat], targets: Callable[[], Iterable[Address]],
+                 on_beat: Callable[[Beat, Heartbeat], None],
+                 wall_clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.node_id = node_id
+        self._keys = keys
+        self._interval_s = interval_s
+        self._heartbeat = heartbeat
+        self._targets = targets
+        self._on_beat = on_beat
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._seq = 0
+        self._transports: list[asyncio.DatagramTransport] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._decoded: dict[str, tuple[bytes, Heartbeat]] = {}
+        self._warned: set[Any] = set()
+        self.sent = self.taken = 0  # counters, for views and benches
+
+    async def start(self, hosts: Iterable[str], port: int) -> bool:
+        """Listen on `port` (UDP) on each of `hosts` and start sending; False (logged) when the
+        port cannot be had: the monitor then probes every peer over HTTP, as before beats."""
+        loop = asyncio.get_running_loop()
+        for host in dict.fromkeys(hosts):
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: self, local_addr=(host, port), family=socket.AF_INET)
+            except OSError as exc:
+                log.warning("heartbeat datagrams unavailable on %s:%d/udp (%s); peers are "
+                            "probed over HTTP instead", host, port, exc.strerror or exc)
+                continue
+            self._transports.append(transport)
+        if self._transports:
+            self._sender = asyncio.create_task(self._send_rounds(), name="beacon")
+        return bool(self._transports)
+
+    async def close(self) -> None:
+        """Stop sending and close the sockets."""
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+            self._sender = None
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+
+    async def _send_rounds(self) -> None:
+        while True:
+            self.send_round()
+            await asyncio.sleep(self._interval_s * self._rng.uniform(1 - JITTER, 1 + JITTER))
+
+    def send_round(self) -> None:
+        """Encode and sign this node's heartbeat once, and send it to every target."""
+        if not self._transports:
+            return
+        key = self._keys.current
+        body = codec.encode(self._heartbeat())
+        self._seq += 1
+        sent_at = int(self._wall_clock())
+        datagram = codec.encode(Beat(
+            sender=self.node_id, seq=self._seq, sent_at=sent_at, key_id=key.fingerprint,
+            signature=beat_signature(key, self.node_id, self._seq, sent_at, body),
+            heartbeat=body))
+        if len(datagram) > MAX_BEAT_BYTES:
+            self._warn_once("size", "heartbeat datagram of %d bytes is over %d; not sent",
+                            len(datagram), MAX_BEAT_BYTES)
+            return
+        transport = self._transports[0]
+        for address in self._targets():
+            transport.sendto(datagram, (address.host, address.port))
+            self.sent += 1
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """Decode, verify and hand over one beat; anything else is dropped (logged once)."""
+        try:
+            beat = codec.decode(data, codec.MSGPACK, Beat, max_bytes=MAX_BEAT_BYTES)
+        except codec.WireDecodeError as exc:
+            self._warn_once(addr[0], "dropped a datagram from %s: %s", addr[0], exc)
+            return
+        if beat.sender == self.node_id:
+            return
+        wrong = check_beat(self._keys, beat.sender, beat.seq, beat.sent_at, beat.heartbeat,
+                           beat.key_id, beat.signature)
+        if wrong is not None:
+            self._warn_once(addr[0], "dropped a heartbeat datagram from %s (claims %s): %s",
+                            addr[0], beat.sender, wrong)
+            return
+        cached = self._decoded.get(beat.sender)
+        if cached is not None and cached[0] == beat.heartbeat:
+            heartbeat = cached[1]
+        else:
+            try:
+                heartbeat = codec.decode(beat.heartbeat, codec.MSGPACK, Heartbeat,
+                                         max_bytes=MAX_BEAT_BYTES)
+            except codec.WireDecodeError as exc:
+                self._warn_once(addr[0], "dropped a heartbeat datagram from %s: %s", addr[0], exc)
+                return
+            if heartbeat.node_id != beat.sender:
+                self._warn_once(addr[0], "dropped a heartbeat datagram from %s: sent by %s "
+                                "for %s", addr[0], beat.sender, heartbeat.node_id)
+                return
+            if len(self._decoded) >= MAX_CACHED:
+                self._decoded.clear()
+            self._decoded[beat.sender] = (beat.heartbeat, heartbeat)
+        self.taken += 1
+        self._on_beat(beat, heartbeat)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for an earlier send (a peer's port closed, a host unreachable): the
+        monitor's own probes decide what it means."""
+        log.debug("heartbeat datagram error: %s", exc)
+
+    def _warn_once(self, about: Any, message: str, *args: Any) -> None:
+        if about in self._warned:
+            log.debug(message, *args)
+            return
+        if len(self._warned) < MAX_WARNED:
+            self._warned.add(about)
+        log.warning(message, *args)
