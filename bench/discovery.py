@@ -332,11 +332,12 @@ def transitions(text: str, ids: set[str]) -> tuple[int, int]:
     return left, back
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process `pid` has used so far (from /proc/PID/stat)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds the process `pid` has used so far (from /proc/PID/stat)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
@@ -357,15 +358,18 @@ def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
             started = time.monotonic()
             time.sleep(args.idle_s)
             elapsed = time.monotonic() - started
-            shares = [100 * (cpu_seconds(n.proc.pid) - b) / elapsed
-                      for n, b in zip(nodes, before, strict=True)]
+            after = [cpu_seconds(n.proc.pid) for n in nodes]
+            shares = [100 * (a[0] + a[1] - b[0] - b[1]) / elapsed
+                      for a, b in zip(after, before, strict=True)]
+            system = 100 * sum(a[1] - b[1] for a, b in zip(after, before, strict=True)) / (
+                elapsed * len(nodes))
             ids = {n.node_id for n in nodes}
             idle_false = sum(transitions(n.log_text(), ids)[0] for n in nodes)
         finally:
             for n in nodes:
                 n.stop()
             agent.close()
-    return {"shares": shares, "elapsed": elapsed, "mesh_s": mesh["elapsed"],
+    return {"shares": shares, "system": system, "elapsed": elapsed, "mesh_s": mesh["elapsed"],
             "false_deaths": idle_false, "load": os.getloadavg()}
 
 
@@ -510,7 +514,8 @@ def report(args: argparse.Namespace, res: dict) -> None:
         shares = idle["shares"]
         worst = max(shares)
         print(f"idle: {args.nodes} scripted nodes, CPU per node over {idle['elapsed']:.1f} s: "
-              f"median {pct(shares, .5):.2f} %, worst {worst:.2f} % (full mesh in "
+              f"median {pct(shares, .5):.2f} %, worst {worst:.2f} % (of which kernel "
+              f"{idle['system']:.2f} % on average; full mesh in "
               f"{idle['mesh_s']:.1f} s; {idle['false_deaths']} false deaths; load average "
               f"{idle['load'][0]:.2f})")
         goal = 1.0 if args.nodes <= 20 else 2.0
@@ -618,8 +623,9 @@ def main() -> int:
         t = time.monotonic()
         print(f"[{phase}] ...", flush=True)
         try:
-            res[phase] = {"idle": phase_idle, "join": phase_join, "load": phase_load, "route": phase_route}[phase](
-                args, logdir)
+            run = {"idle": phase_idle, "join": phase_join, "load": phase_load,
+                   "route": phase_route}[phase]
+            res[phase] = run(args, logdir)
         except BaseException:
             print(f"[{phase}] failed; node logs kept in {logdir}", flush=True)
             raise

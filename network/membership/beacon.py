@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from network.trust.signing import beat_signature, check_beat
+from network.trust.signing import beat_mac, check_beat
 from network.trust.swarm_key import KeyRing
 from network.wire import codec
 from network.wire.address import Address
-from network.wire.beat import Beat
+from network.wire.beat import Beat, unpack
 from network.wire.fields import MAX_BEAT_BYTES
 from network.wire.messages import Heartbeat
 
@@ -73,6 +73,14 @@ class Beacon(asyncio.DatagramProtocol):
             self._sender = asyncio.create_task(self._send_rounds(), name="beacon")
         return bool(self._transports)
 
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the first socket listens (None before `start` or when it failed)."""
+        if not self._transports:
+            return None
+        host, port = self._transports[0].get_extra_info("sockname")[:2]
+        return host, port
+
     async def close(self) -> None:
         """Stop sending and close the sockets."""
         if self._sender is not None:
@@ -93,16 +101,13 @@ class Beacon(asyncio.DatagramProtocol):
         if not self._transports:
             return
         key = self._keys.current
-        body = codec.encode(self._heartbeat())
         self._seq += 1
-        sent_at = int(self._wall_clock())
-        datagram = codec.encode(Beat(
-            sender=self.node_id, seq=self._seq, sent_at=sent_at, key_id=key.fingerprint,
-            signature=beat_signature(key, self.node_id, self._seq, sent_at, body),
-            heartbeat=body))
-        if len(datagram) > MAX_BEAT_BYTES:
-            self._warn_once("size", "heartbeat datagram of %d bytes is over %d; not sent",
-                            len(datagram), MAX_BEAT_BYTES)
+        beat = Beat(self.node_id, self._seq, int(self._wall_clock()),
+                    codec.encode(self._heartbeat(), max_bytes=MAX_BEAT_BYTES))
+        try:
+            datagram = beat.pack(key.fingerprint, beat_mac(key, beat.signed))
+        except ValueError as exc:
+            self._warn_once("size", "heartbeat not sent: %s", exc)
             return
         transport = self._transports[0]
         for address in self._targets():
@@ -112,14 +117,14 @@ class Beacon(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         """Decode, verify and hand over one beat; anything else is dropped (logged once)."""
         try:
-            beat = codec.decode(data, codec.MSGPACK, Beat, max_bytes=MAX_BEAT_BYTES)
+            datagram = unpack(data)
         except codec.WireDecodeError as exc:
             self._warn_once(addr[0], "dropped a datagram from %s: %s", addr[0], exc)
             return
+        beat = datagram.beat
         if beat.sender == self.node_id:
             return
-        wrong = check_beat(self._keys, beat.sender, beat.seq, beat.sent_at, beat.heartbeat,
-                           beat.key_id, beat.signature)
+        wrong = check_beat(self._keys, datagram.key_id, datagram.mac, datagram.signed)
         if wrong is not None:
             self._warn_once(addr[0], "dropped a heartbeat datagram from %s (claims %s): %s",
                             addr[0], beat.sender, wrong)

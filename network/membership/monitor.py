@@ -9,6 +9,7 @@ FOREIGN (never a member, never a candidate) with the reason shown by `main.py pe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
-TICKS_PER_INTERVAL = 5  # how often per interval silence is applied and quiet beats noticed
+TICKS_PER_INTERVAL = 4  # how often per interval stopped beats are noticed (silence: half as often)
 
 
 class PeerMonitor:
@@ -251,10 +252,11 @@ class PeerMonitor:
 
     async def _tick(self) -> None:
         quiet_s = self._timings.quiet_s
-        while True:
+        for count in itertools.count():
             await asyncio.sleep(self._timings.interval_s / TICKS_PER_INTERVAL)
             now = self._clock()
-            self._emit(self._membership.tick(now))
+            if count % 2:
+                self._emit(self._membership.tick(now))
             for target in self._targets.values():
                 if target.resting and not (target.node_id and self.ledger.fresh(
                         target.node_id, now, quiet_s)):

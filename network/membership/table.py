@@ -92,6 +92,13 @@ class Membership:
             return []
         if heartbeat.node_id != node_id:
             return self.heartbeat_failed(node_id, now, f"answered as {heartbeat.node_id!r}")
+        last = peer.heartbeat
+        if (peer.state is PeerState.ALIVE and last is not None
+                and heartbeat.boot_id == peer.advert.boot_id
+                and (heartbeat.protocol, heartbeat.swarm) == (last.protocol, last.swarm)
+                and self._approved(node_id)):  # the common case, every beat: nothing changes
+            self._peers[node_id] = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat)
+            return []
         claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
         ok, why = self._compatible(claimed)
         if not ok:

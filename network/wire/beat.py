@@ -1,45 +1,81 @@
 """A pushed heartbeat: the one datagram a node sends each peer every heartbeat interval over UDP,
 on the port number of its API.
 
-`heartbeat` holds the codec bytes of the sender's `Heartbeat` (no nonce). The datagram is signed
-with the swarm key over the sender's id, `seq` (counting up from 1 through one boot), `sent_at`
-(the sender's wall clock, whole seconds) and those bytes (network/trust/signing.py
-`beat_signature`), so a receiver can refuse forgeries, replays (a `seq` not above the last one)
-and stale copies without asking back. Pure: no I/O, no clock.
+Its layout is fixed, so a receiver checks the signature before it parses anything else:
+
+    "LSB1" | key id (8 bytes) | MAC (32 bytes) | seq (u64) | sent_at (u64) | sender length (u8)
+    | sender (UTF-8) | heartbeat (codec bytes of the sender's `Heartbeat`, msgpack, no nonce)
+
+All integers are big-endian. The MAC (network/trust/signing.py `beat_mac`) covers everything after
+it. `seq` counts up from 1 through one boot and `sent_at` is the sender's wall clock (whole
+seconds), so a receiver refuses replays and stale copies without asking back. Pure: no I/O.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+import struct
+from dataclasses import dataclass
 
-from network.wire.fields import MAX_BEAT_BYTES, MAX_COUNT, Fields, blob, ident, integer, text
+from network.wire.fields import MAX_BEAT_BYTES, WireDecodeError, is_identifier
 
+MAGIC = b"LSB1"
+KEY_ID_BYTES = 8
+MAC_BYTES = 32
+_COUNTS = struct.Struct(">QQB")
+_HEAD = len(MAGIC) + KEY_ID_BYTES + MAC_BYTES
 MAX_SEQ = 2**63 - 1
-_KEY_ID_CHARS = 16
-_SIGNATURE_CHARS = 64
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Beat:
-    """One signed heartbeat datagram from node `sender`."""
+    """One heartbeat datagram's content; `signed` is the part its MAC covers."""
 
     sender: str
     seq: int
     sent_at: int
-    key_id: str
-    signature: str
     heartbeat: bytes
 
-    def to_wire(self) -> dict[str, Any]:
-        """The message as plain msgpack types (`heartbeat` stays bytes: msgpack only)."""
-        return asdict(self)
+    @property
+    def signed(self) -> bytes:
+        """The bytes the MAC covers (everything after it in the datagram)."""
+        sender = self.sender.encode("utf-8")
+        return _COUNTS.pack(self.seq, self.sent_at, len(sender)) + sender + self.heartbeat
 
-    @classmethod
-    def from_wire(cls, data: object) -> Beat:
-        """Validate a decoded map; raise `WireDecodeError` naming the first bad field."""
-        f = Fields(data, "Beat")
-        return cls(sender=f.get("sender", ident()), seq=f.get("seq", integer(1, MAX_SEQ)),
-                   sent_at=f.get("sent_at", integer(0, MAX_COUNT * 8)),
-                   key_id=f.get("key_id", text(_KEY_ID_CHARS)),
-                   signature=f.get("signature", text(_SIGNATURE_CHARS)),
-                   heartbeat=f.get("heartbeat", blob(MAX_BEAT_BYTES)))
+    def pack(self, key_id: str, mac: bytes) -> bytes:
+        """The datagram, signed with the key `key_id` (16 hex digits) as `mac`."""
+        data = MAGIC + bytes.fromhex(key_id) + mac + self.signed
+        if len(data) > MAX_BEAT_BYTES:
+            raise ValueError(f"heartbeat datagram of {len(data)} bytes, over {MAX_BEAT_BYTES}")
+        return data
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """A received datagram split into its parts; its `beat` is unauthenticated until the MAC over
+    `signed` verifies."""
+
+    key_id: str
+    mac: bytes
+    signed: bytes
+    beat: Beat
+
+
+def unpack(data: bytes) -> Datagram:
+    """Split a received datagram; every way it can be malformed raises `WireDecodeError`."""
+    if len(data) > MAX_BEAT_BYTES:
+        raise WireDecodeError(f"datagram of {len(data)} bytes is over {MAX_BEAT_BYTES}")
+    if len(data) < _HEAD + _COUNTS.size or not data.startswith(MAGIC):
+        raise WireDecodeError("not a heartbeat datagram")
+    key_id = data[len(MAGIC):len(MAGIC) + KEY_ID_BYTES].hex()
+    mac = data[len(MAGIC) + KEY_ID_BYTES:_HEAD]
+    signed = data[_HEAD:]
+    seq, sent_at, size = _COUNTS.unpack_from(signed)
+    start = _COUNTS.size
+    try:
+        sender = signed[start:start + size].decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireDecodeError("Beat.sender: not UTF-8") from None
+    if len(signed) < start + size or not is_identifier(sender):
+        raise WireDecodeError("Beat.sender: not a node id")
+    if not 1 <= seq <= MAX_SEQ:
+        raise WireDecodeError("Beat.seq: out of range")
+    return Datagram(key_id, mac, signed, Beat(sender, seq, sent_at, signed[start + size:]))

@@ -166,17 +166,6 @@ def hex_bytes(value: object, where: str) -> str:
     return digits
 
 
-def blob(max_bytes: int) -> Check[bytes]:
-    """Raw bytes (msgpack bin) of at most `max_bytes`."""
-    def check(value: object, where: str) -> bytes:
-        if not isinstance(value, bytes):
-            raise WireDecodeError(f"{where}: expected bytes, got {type(value).__name__}")
-        if len(value) > max_bytes:
-            raise WireDecodeError(f"{where}: over {max_bytes} bytes")
-        return value
-    return check
-
-
 def alternative(value: object, where: str) -> tuple[str, float]:
     """One likely token at a step: a [hex bytes, logprob] pair."""
     if not isinstance(value, list | tuple) or len(value) != 2:
