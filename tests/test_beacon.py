@@ -17,6 +17,7 @@ from network.membership.beacon import Beacon
 from network.membership.monitor import PeerMonitor
 from network.membership.table import ChangeKind, Membership, PeerState
 from network.trust.signing import beat_mac
+from network.trust.swarm_key import SwarmKey
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.beat import Beat
@@ -151,7 +152,8 @@ async def test_our_beats_reach_every_tracked_peer(node) -> None:
     await peer.crash()
 
 
-def datagram(sender: str, seq: int, heartbeat: Heartbeat, *, key=None, sent_at=None) -> bytes:  # type: ignore[no-untyped-def]
+def datagram(sender: str, seq: int, heartbeat: Heartbeat, *, key: SwarmKey | None = None,
+             sent_at: int | None = None) -> bytes:
     key = key or RING.current
     sent_at = int(time.time()) if sent_at is None else sent_at
     beat = Beat(sender, seq, sent_at, codec.encode(heartbeat))
