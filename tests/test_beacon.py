@@ -64,7 +64,7 @@ def peer_beacon(peer: FakePeer, to: Address, interval_s: float = 0.5) -> Beacon:
     def heartbeat() -> Heartbeat:
         return Heartbeat(node_id=peer.node_id, boot_id=peer.boot_id, protocol=ME.protocol,
                          api_port=peer.port, swarm=RING.fingerprint, load=0.25)
-    return Beacon(peer.node_id, RING, interval_s, heartbeat=heartbeat, targets=lambda: [to],
+    return Beacon(peer.node_id, RING, interval_s, heartbeat=heartbeat, targets=lambda e: [to],
                   on_beat=lambda beat, heartbeat: None)
 
 
@@ -141,7 +141,7 @@ async def test_our_beats_reach_every_tracked_peer(node) -> None:
             two.set()
 
     theirs = Beacon("hears-c", RING, 10.0, heartbeat=lambda: None,  # type: ignore[arg-type,return-value]
-                    targets=lambda: [], on_beat=hear)
+                    targets=lambda everyone: [], on_beat=hear)
     # the peer listens for beats on its API's port number, as a node does
     await theirs.start(["127.0.0.1"], peer.port)
     node.monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))

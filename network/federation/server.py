@@ -153,7 +153,8 @@ class FederationRoutes:
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, nonce=nonce,
-            plan=election.plan_revision() if election else "")
+            plan=election.plan_revision() if election else "",
+            suspects=self.membership.suspects(self.clock()))
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

@@ -1,8 +1,12 @@
-"""The beacon: pushes this node's heartbeat to every tracked peer over UDP, and takes theirs.
+"""The beacon: pushes this node's heartbeat to its peers over UDP, and takes theirs.
 
-One small signed datagram per peer per heartbeat interval (network/wire/beat.py), sent to and
-received on the API's port number, replaces the HTTP probe of a peer that keeps beating: the
-monitor probes over HTTP only peers it has not met yet, dead ones, and ones whose beats stopped.
+One small signed datagram (network/wire/beat.py), sent to and received on the API's port number,
+replaces the HTTP probe of a peer that keeps beating: the monitor probes over HTTP only peers it
+has not met yet, dead ones, and ones whose beats stopped. Each interval a node beats the
+`WATCHERS` members after it in node-id order (they notice its crash within about a second and
+name it among their heartbeat's suspects, which makes every other member check it at once);
+every other member gets its beat every `SLOW_ROUNDS` intervals, or at once when it changed
+(load, term, suspects), so the cost per node hardly grows with the swarm when nothing changes.
 The heartbeat is encoded and signed once per round for all peers, and a peer's unchanged
 heartbeat bytes are not decoded again. A datagram that does not decode or verify is dropped and
 logged once per source address.
@@ -17,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from network.membership.records import SLOW_ROUNDS
 from network.trust.signing import beat_mac, check_beat
 from network.trust.swarm_key import KeyRing
 from network.wire import codec
@@ -33,11 +38,13 @@ MAX_CACHED = 1024  # senders whose last heartbeat bytes are kept decoded
 
 
 class Beacon(asyncio.DatagramProtocol):
-    """Sends `heartbeat()` to each of `targets()` every `interval_s`; hands each verified beat
-    to `on_beat(beat, heartbeat)` (the monitor checks it against the peer table)."""
+    """Sends `heartbeat()` every `interval_s` to `targets(False)` (the peers watching this node),
+    and to `targets(True)` (every peer) when it changed or every `SLOW_ROUNDS` rounds; hands
+    each verified beat to `on_beat(beat, heartbeat)` (the monitor checks it against the table)."""
 
     def __init__(self, node_id: str, keys: KeyRing, interval_s: float, *,
-                 heartbeat: Callable[[], Heartbeat], targets: Callable[[], Iterable[Address]],
+                 heartbeat: Callable[[], Heartbeat],
+                 targets: Callable[[bool], Iterable[Address]],
                  on_beat: Callable[[Beat, Heartbeat], None],
                  wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:
@@ -50,6 +57,7 @@ class Beacon(asyncio.DatagramProtocol):
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._seq = 0
+        self._everyone_with = b""  # the heartbeat last sent to every peer
         self._transports: list[asyncio.DatagramTransport] = []
         self._sender: asyncio.Task[None] | None = None
         self._decoded: dict[str, tuple[bytes, Heartbeat]] = {}
@@ -102,15 +110,18 @@ class Beacon(asyncio.DatagramProtocol):
             return
         key = self._keys.current
         self._seq += 1
-        beat = Beat(self.node_id, self._seq, int(self._wall_clock()),
-                    codec.encode(self._heartbeat(), max_bytes=MAX_BEAT_BYTES))
+        body = codec.encode(self._heartbeat(), max_bytes=MAX_BEAT_BYTES)
+        everyone = body != self._everyone_with or self._seq % SLOW_ROUNDS == 1
+        if everyone:
+            self._everyone_with = body
+        beat = Beat(self.node_id, self._seq, int(self._wall_clock()), body)
         try:
             datagram = beat.pack(key.fingerprint, beat_mac(key, beat.signed))
         except ValueError as exc:
             self._warn_once("size", "heartbeat not sent: %s", exc)
             return
         transport = self._transports[0]
-        for address in self._targets():
+        for address in self._targets(everyone):
             transport.sendto(datagram, (address.host, address.port))
             self.sent += 1
 

@@ -228,9 +228,16 @@ class PeerMonitor:
     def _beating(self, target: Target) -> bool:
         """True when the peer at this address is a member whose beats keep coming."""
         peer = self._membership.get(target.node_id) if target.node_id else None
-        return (peer is not None and peer.address == target.address
-                and peer.state in (PeerState.ALIVE, PeerState.PENDING)
-                and self.ledger.fresh(peer.node_id, self._clock(), self._timings.quiet_s))
+        if peer is None or peer.address != target.address or peer.state not in (
+                PeerState.ALIVE, PeerState.PENDING):
+            return False
+        return self.ledger.fresh(peer.node_id, self._clock(), self._quiet_s(peer.node_id))
+
+    def _quiet_s(self, node_id: str, watched: frozenset[str] | None = None) -> float:
+        """How long `node_id` may go without a beat before it is probed."""
+        watched = self._membership.watched() if watched is None else watched
+        t = self._timings
+        return t.quiet_s if node_id in watched else t.slow_quiet_s
 
     def on_beat(self, beat: Beat, heartbeat: Heartbeat) -> None:
         """One verified beat (the beacon's callback): an answer from a peer already met over
@@ -245,21 +252,33 @@ class PeerMonitor:
             log.debug("beat %d of %s not taken: %s", beat.seq, beat.sender, why)
             return
         self._emit(self._membership.heartbeat_ok(beat.sender, heartbeat, now))
+        for node_id in heartbeat.suspects:  # check them now rather than at our next look
+            peer = self._membership.get(node_id)
+            if node_id != self._identity.node_id and peer is not None and not \
+                    self.ledger.fresh(node_id, now, self._timings.interval_s):
+                for target in self._targets.values():
+                    if target.resting and target.node_id == node_id:
+                        target.wake.set()
 
-    def beat_targets(self) -> list[Address]:
-        """Where this node's beats go: every tracked peer that is not foreign."""
-        return [p.address for p in self._membership.peers() if p.state is not PeerState.FOREIGN]
+    def beat_targets(self, everyone: bool) -> list[Address]:
+        """Where this round's beats go: the members watching this node, or (`everyone`) every
+        tracked peer that is not foreign."""
+        peers = self._membership.peers()
+        if everyone:
+            return [p.address for p in peers if p.state is not PeerState.FOREIGN]
+        watchers = self._membership.watchers()
+        return [p.address for p in peers if p.node_id in watchers]
 
     async def _tick(self) -> None:
-        quiet_s = self._timings.quiet_s
         for count in itertools.count():
             await asyncio.sleep(self._timings.interval_s / TICKS_PER_INTERVAL)
             now = self._clock()
             if count % 2:
                 self._emit(self._membership.tick(now))
+            watched = self._membership.watched()
             for target in self._targets.values():
                 if target.resting and not (target.node_id and self.ledger.fresh(
-                        target.node_id, now, quiet_s)):
+                        target.node_id, now, self._quiet_s(target.node_id, watched))):
                     target.wake.set()  # its beats stopped: probe it over HTTP now
 
     def _emit(self, changes: list[Change]) -> None:

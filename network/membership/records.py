@@ -39,6 +39,11 @@ class ChangeKind(enum.Enum):
     PENDING = "pending"  # answers with the swarm key, waits for approval (--approve-peers)
 
 
+WATCHERS = 3  # each node beats every interval to the next WATCHERS members in node-id order
+SLOW_ROUNDS = 6  # and to every other member every SLOW_ROUNDS intervals, or when its beat changed
+RECENT_DEATH_S = 3.0  # a death a heartbeat still names among its suspects
+
+
 @dataclass(frozen=True)
 class Timings:
     """Heartbeat timing shared by the probing adapter and this core (defaults: out in < 1 s)."""
@@ -60,8 +65,18 @@ class Timings:
 
     @property
     def quiet_s(self) -> float:
-        """Silence in a peer's pushed beats (sent every interval) after which it is probed."""
+        """Silence in a watched peer's beats (sent every interval) after which it is probed."""
         return 1.2 * self.interval_s
+
+    @property
+    def slow_quiet_s(self) -> float:
+        """Silence in another peer's beats (every `SLOW_ROUNDS` intervals) before a probe."""
+        return (SLOW_ROUNDS + 0.2) * self.interval_s
+
+    @property
+    def slow_suspect_s(self) -> float:
+        """Silence that takes an alive peer this node does not watch out of routing."""
+        return self.suspect_after_s + (SLOW_ROUNDS - 1) * self.interval_s
 
     @property
     def give_up_s(self) -> float:

@@ -4,8 +4,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from network.membership.records import Change, ChangeKind, Peer, PeerState, Timings
+from network.membership.records import (
+    RECENT_DEATH_S,
+    WATCHERS,
+    Change,
+    ChangeKind,
+    Peer,
+    PeerState,
+    Timings,
+)
 from network.wire.address import Address
+from network.wire.fields import MAX_SUSPECTS
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert, compatible
 
@@ -52,6 +61,32 @@ class Membership:
     def routable(self) -> tuple[Peer, ...]:
         """Alive, compatible peers, sorted by node id."""
         return tuple(p for p in self.peers() if p.state is PeerState.ALIVE)
+
+    def _ring(self) -> tuple[list[str], int]:
+        """Members (and this node) in node-id order, and this node's place in it."""
+        ids = sorted({self._self_id, *(p.node_id for p in self._peers.values()
+                                       if p.state not in (PeerState.DEAD, PeerState.FOREIGN))})
+        return ids, ids.index(self._self_id)
+
+    def watchers(self) -> frozenset[str]:
+        """The members this node beats every interval: the next `WATCHERS` in node-id order,
+        who expect it (every other member gets a beat every `SLOW_ROUNDS` intervals)."""
+        ids, me = self._ring()
+        k = min(WATCHERS, len(ids) - 1)
+        return frozenset(ids[(me + j) % len(ids)] for j in range(1, k + 1))
+
+    def watched(self) -> frozenset[str]:
+        """The members whose beats this node expects every interval: the previous `WATCHERS`."""
+        ids, me = self._ring()
+        k = min(WATCHERS, len(ids) - 1)
+        return frozenset(ids[(me - j) % len(ids)] for j in range(1, k + 1))
+
+    def suspects(self, now: float) -> tuple[str, ...]:
+        """Peers this node suspects, or saw die in the last `RECENT_DEATH_S` (at most
+        `MAX_SUSPECTS`): its heartbeat names them, so the peers that do not watch them check."""
+        ids = [p.node_id for p in self.peers() if p.state is PeerState.SUSPECT or (
+            p.state is PeerState.DEAD and p.last_ok is not None and now - p.since < RECENT_DEATH_S)]
+        return tuple(ids[:MAX_SUSPECTS])
 
     def discovered(self, advert: PeerAdvert, address: Address, now: float) -> list[Change]:
         """mDNS Added or Updated (or a static peer seen): track, reclassify, or detect a restart."""
@@ -186,17 +221,20 @@ class Membership:
         return [Change(kind, node_id, "said goodbye", gone, peer.state)]
 
     def tick(self, now: float) -> list[Change]:
-        """Apply silence: quiet alive peers become suspect; missed-and-quiet ones dead."""
+        """Apply silence: quiet alive peers become suspect (a peer this node does not watch may
+        be quiet `slow_suspect_s`); missed-and-quiet ones dead."""
         t = self.timings
         changes: list[Change] = []
+        watched = self.watched()
         for node_id in sorted(self._peers):
             peer = self._peers[node_id]
             if peer.state in (PeerState.DEAD, PeerState.FOREIGN):
                 continue
             silence = now - self._reference(peer)
+            limit = t.suspect_after_s if node_id in watched else t.slow_suspect_s
             if silence > t.give_up_s or (peer.misses and silence >= t.dead_after_s):
                 changes += self._die(peer, now, f"quiet {silence:.2f} s, {peer.misses} missed")
-            elif peer.state is PeerState.ALIVE and silence > t.suspect_after_s:
+            elif peer.state is PeerState.ALIVE and silence > limit:
                 changes += self._set(peer, PeerState.SUSPECT, now, f"quiet {silence:.2f} s",
                                      ChangeKind.SUSPECTED)
         return changes

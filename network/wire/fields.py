@@ -30,6 +30,7 @@ MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's own limit)
 MAX_PIECE_HEX = 64  # one token's bytes as hex (32 bytes)
 MAX_BEAT_BYTES = 1200  # one pushed heartbeat datagram: fits one Ethernet frame, never fragments
 MAX_REVISION_CHARS = 32  # a plan revision (hex digits)
+MAX_SUSPECTS = 16  # peers one heartbeat names as suspected or just dead
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII)
 # A heartbeat's nonce (the `?nonce=` of a probe, echoed and signed over): URL-safe characters.

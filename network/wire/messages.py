@@ -15,6 +15,7 @@ from network.wire.fields import (
     MAX_PRIORITY,
     MAX_REVISION_CHARS,
     MAX_STOP,
+    MAX_SUSPECTS,
     MAX_TERM,
     MAX_TEXT_CHARS,
     MAX_TOKENS,
@@ -77,6 +78,8 @@ class Heartbeat(NodeHeader):
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     nonce: str | None = None
     plan: str = ""  # the revision of the plan this node publishes as coordinator ("" otherwise)
+    suspects: tuple[str, ...] = ()  # peers it suspects or saw die just now: others check them
+
 
     @property
     def votes(self) -> bool:
@@ -84,8 +87,9 @@ class Heartbeat(NodeHeader):
         return VOTE_CAPABILITY in self.capabilities
 
     def to_wire(self) -> dict[str, Any]:
-        """The message as plain msgpack/JSON types (tuples become arrays)."""
-        return asdict(self)
+        """The message as plain msgpack/JSON types (tuples become arrays); shallow, since every
+        field is a scalar or a tuple of strings (sent every heartbeat interval)."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_wire(cls, data: object) -> Heartbeat:
@@ -107,6 +111,7 @@ class Heartbeat(NodeHeader):
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
             plan=f.get("plan", text(MAX_REVISION_CHARS), ""),
+            suspects=f.get("suspects", seq(ident(), MAX_SUSPECTS), ()),
         )
 
 
