@@ -366,8 +366,8 @@ def main() -> int:
     add_phase_options(parser, PHASES)
     args = parser.parse_args()
     phases = chosen_phases(parser, args, PHASES)
-    if not 3 <= args.nodes <= 8 or not 1 <= args.reps <= 100 or not 0 <= args.hold_s <= 10:
-        parser.error("keep it bounded: 3..8 nodes, 1..100 reps, 0..10 s of hold")
+    if not 3 <= args.nodes <= 50 or not 1 <= args.reps <= 100 or not 0 <= args.hold_s <= 10:
+        parser.error("keep it bounded: 3..50 nodes (scripted), 1..100 reps, 0..10 s of hold")
 
     from tests.netns import NetnsLan, netns_available
 

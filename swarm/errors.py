@@ -12,8 +12,8 @@
     ├── PeerError              a peer misbehaved or vanished: refused, timed out, bad bytes
     │   ├── messages.WireDecodeError    (peer data that is not a valid message)
     │   ├── txt.TxtError                (an mDNS record that is not a valid advert)
-    │   └── monitor.ProbeFailed         (a heartbeat probe got no valid answer)
-    │       └── monitor.ProbeRefused    (signed with another swarm's key)
+    │   └── probe.ProbeFailed           (a heartbeat probe got no valid answer)
+    │       └── probe.ProbeRefused      (signed with another swarm's key)
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)
     │   ├── PoolBusyError               (every instance's queue is full: 429)

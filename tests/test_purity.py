@@ -13,6 +13,7 @@ PURE_CORES = (
     "network.coordination.chooser",  # where a request goes
     "network.membership.table",  # the peer table
     "network.membership.records",
+    "network.membership.ledger",  # which pushed heartbeats to take
     "consensus.strategies",  # the consensus decisions
     "consensus.normalize",  # answer keys for voting
     "consensus.sentences",
@@ -23,6 +24,7 @@ PURE_CORES = (
     "network.wire.election",
     "network.wire.txt",
     "network.wire.paths",
+    "network.wire.beat",
     "swarm.engine.source",  # the Source seam
 )
 FORBIDDEN = frozenset({"asyncio", "aiohttp", "socket", "time", "random", "threading",
