@@ -197,3 +197,31 @@ async def test_forged_replayed_stale_and_garbage_datagrams_are_dropped(node, cap
     assert len(warnings) == 1  # one warning per source address, the rest at debug
     assert node.membership.get("spoof-d").heartbeat.load == 0.75  # the good one was taken
     await peer.crash()
+
+
+async def test_a_suspect_named_by_another_peer_is_checked_at_once(node) -> None:
+    quiet = await FakePeer("quiet-e").start()
+    gossip = await FakePeer("gossip-f").start()
+    for peer in (quiet, gossip):
+        node.monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
+        await node.changes.wait_for(ChangeKind.JOINED, peer.node_id, 2.0)
+    beacons = [peer_beacon(quiet, node.address)]
+    await beacons[0].start(["127.0.0.1"], 0)
+    await node.taken(2, 3.0)  # quiet-e beats: it rests, no HTTP probe of it
+    probed = quiet.answered
+    hb = Heartbeat(node_id="gossip-f", boot_id=gossip.boot_id, protocol=ME.protocol,
+                   api_port=gossip.port, swarm=RING.fingerprint, suspects=("quiet-e",))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sent = time.monotonic()
+        sock.sendto(datagram("gossip-f", 1, hb), tuple(node.address))
+        await quiet.answers(probed + 1, timeout_s=1.0)  # probed at once, not in 3 s
+        checked_s = time.monotonic() - sent
+    finally:
+        sock.close()
+        for beacon in beacons:
+            await beacon.close()
+    assert checked_s < 0.4
+    assert node.membership.get("quiet-e").state is PeerState.ALIVE  # it answered: still alive
+    await quiet.crash()
+    await gossip.crash()

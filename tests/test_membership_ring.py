@@ -58,7 +58,8 @@ def test_suspects_name_suspected_and_just_dead_peers(died_ago: float) -> None:
     m.heartbeat_failed("a", 0.5, "refused")  # suspect
     m.heartbeat_failed("b", 0.5, "refused")
     m.heartbeat_failed("b", 1.0, "refused")  # dead at 1.0
-    assert m.get("b").state is PeerState.DEAD
+    dead = m.get("b")
+    assert dead is not None and dead.state is PeerState.DEAD
     now = 1.0 + died_ago
     expected = ("a", "b") if died_ago < RECENT_DEATH_S else ("a",)
     assert m.suspects(now) == expected

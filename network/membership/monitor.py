@@ -190,12 +190,13 @@ class PeerMonitor:
         loop = asyncio.get_running_loop()
         while True:
             target.wake.clear()
-            if self._beating(target):
+            if not target.check and self._beating(target):
                 target.resting = True
                 await target.wake.wait()  # a discovery event, or the tick: its beats stopped
                 target.resting = False
                 continue
             started = loop.time()
+            target.check = False
             confirm = await self._probe_once(target)
             if target.node_id == self._identity.node_id:
                 log.info("manual peer %s is this node; not probing it", target.address)
@@ -252,13 +253,11 @@ class PeerMonitor:
             log.debug("beat %d of %s not taken: %s", beat.seq, beat.sender, why)
             return
         self._emit(self._membership.heartbeat_ok(beat.sender, heartbeat, now))
-        for node_id in heartbeat.suspects:  # check them now rather than at our next look
-            peer = self._membership.get(node_id)
-            if node_id != self._identity.node_id and peer is not None and not \
-                    self.ledger.fresh(node_id, now, self._timings.interval_s):
-                for target in self._targets.values():
-                    if target.resting and target.node_id == node_id:
-                        target.wake.set()
+        for node_id in heartbeat.suspects:  # check them over HTTP now, not at our next look
+            for target in self._targets.values():
+                if target.resting and target.node_id == node_id:
+                    target.check = True
+                    target.wake.set()
 
     def beat_targets(self, everyone: bool) -> list[Address]:
         """Where this round's beats go: the members watching this node, or (`everyone`) every

@@ -30,6 +30,7 @@ class Target:
     task: asyncio.Task[None] | None = None
     failure: str = ""  # last failure while the node id is still unknown
     resting: bool = False  # not probing: its peer's beats keep coming (the tick wakes it)
+    check: bool = False  # probe it once even though it beats: another peer suspects it
 
 
 def answered(m: Membership, target: Target, heartbeat: Heartbeat, now: float,
