@@ -8,6 +8,7 @@ by the exit stack or task group that started it. Heavy imports wait until they a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.trust.identity import NodeIdentity
     from network.trust.swarm_key import LoadedKeys
     from swarm.engine.backend import Backend
     from swarm.engine.pool import InstancePool
+    from swarm.models.library import ModelLibrary
+    from swarm.models.store import ModelSource
 
 log = logging.getLogger("local_swarm")
 
@@ -40,11 +44,14 @@ class Engine:
     bench_score: float = 0.0
     backend: str = ""  # "llamacpp on cpu, float32", for the start-up panel
     layout: str = ""  # "2 x 1 thread(s)"
+    source: ModelSource | None = None  # the model's files, shared with peers that lack them
 
     @classmethod
-    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0) -> Engine:
-        """Backends loaded elsewhere (benches and tests: scripted ones)."""
-        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)")
+    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0,
+              source: ModelSource | None = None) -> Engine:
+        """Backends loaded elsewhere (benches and tests: scripted ones), sharing `source`."""
+        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)",
+                   source)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class Swarm:
     federation: Federation
     routes: FederationRoutes
     keys: LoadedKeys
+    library: ModelLibrary  # the models this node holds and shares
+    pairing: Pairing
 
 
 @dataclass(frozen=True)
@@ -81,12 +90,13 @@ async def load_engine(config: Config) -> Engine:
     with progress_bar("loading model") as report:
         loaded = await asyncio.to_thread(load_backends, plan, config, report)
     return Engine(loaded, bench_score, f"{plan.backend} on {plan.device}, {plan.dtype}",
-                  f"{plan.instances} x {plan.threads} thread(s)")
+                  f"{plan.instances} x {plan.threads} thread(s)", plan.source)
 
 
 async def build_services(config: Config, engine: Engine | None = None) -> Services:
     """The node `config` describes, over `engine` (the configured model, loaded, when None)."""
     from network.api.app import build_app
+    from network.api.dashboard.routes import WATCH_KEY
     from network.discovery.lan import bind_addresses
     from network.trust.identity import load_identity
     from network.trust.swarm_key import load_keys
@@ -107,6 +117,11 @@ async def build_services(config: Config, engine: Engine | None = None) -> Servic
     if keys is None or identity is None:
         return Services(pool, build_app(pool, config.api, config.consensus), host, lan, panel)
     swarm, app = build_swarm(config, pool, lan, engine.bench_score, keys, identity)
+    app[WATCH_KEY].attach(functools.partial(swarm.routes.rows, host), swarm.routes.election_status,
+                          swarm.federation.coordinator.current_plan, swarm.pairing.view)
+    if engine.source is not None:
+        manifest = await asyncio.to_thread(swarm.library.share, engine.source)
+        log.info("sharing model %s (%s) with peers", manifest.name, manifest.digest[:12])
     panel["node"] = f"{identity.node_id} (boot {identity.boot_id})"
     panel["swarm key"] = keys.describe()
     return Services(pool, app, host, lan, panel, swarm)
@@ -121,11 +136,15 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     from network.coordination.chooser import spread
     from network.coordination.store import ElectionStore
     from network.federation.forwarding import RouteForwarder
+    from network.federation.join_routes import JoinRoutes
+    from network.federation.models.routes import ModelRoutes
     from network.federation.node import Federation
+    from network.federation.pairing import Pairing
     from network.federation.server import FederationRoutes
     from network.federation.sources import FederatedAsk, SwarmSources
     from network.trust.approval import ApprovalRoutes, ApprovedPeers, approved_path
     from network.trust.signing import Verifier
+    from swarm.engine.loader import model_library
     from swarm.sizing.hardware import probe, summary
 
     fed = config.federation
@@ -140,14 +159,19 @@ def build_swarm(config: Config, pool: InstancePool, lan_addresses: list[str], be
     sources = SwarmSources(pool, federation.remotes, federation.coordinator.consensus_members)
     service = ConsensusService(sources, spread, FederatedAsk(sources))
     forwarder = RouteForwarder(sources, federation.client, identity.node_id, verifier=verifier)
-    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier)
+    app = build_app(pool, config.api, config.consensus, service, forwarder, verifier=verifier,
+                    changes=federation.changed)
+    pairing = Pairing(federation, verifier, keys, fed, approvals=approvals)
     routes = FederationRoutes(federation, pool, ram_gb=hw.ram_total_bytes / 2**30,
                               vram_gb=sum(mem for _name, mem in hw.cuda_devices) / 2**30,
-                              verifier=verifier)
+                              verifier=verifier, pairing=pairing.state)
     routes.add_to(app)
-    ApprovalRoutes(approvals, federation.monitor.reconsider,
-                   enforced=fed.approve_peers).add_to(app)
-    return Swarm(federation, routes, keys), app
+    JoinRoutes(pairing).add_to(app)
+    library = model_library(config)
+    ModelRoutes(library, routes.gate, identity.node_id).add_to(app)
+    ApprovalRoutes(approvals, federation.monitor.reconsider, enforced=fed.approve_peers,
+                   joins=pairing.decide).add_to(app)
+    return Swarm(federation, routes, keys, library, pairing), app
 
 
 def listening_hosts(host: str, port: int) -> tuple[str, ...]:
@@ -177,13 +201,16 @@ async def listen(runner: web.AppRunner, host: str, port: int) -> int:
 async def serve(config: Config, engine: Engine | None = None) -> None:
     """Build the node (loading the model unless `engine` is given), serve until SIGINT or
     SIGTERM, then stop it in reverse order: the live view, the swarm, the server, the pool."""
-    import functools
-
     from aiohttp import web
 
-    from swarm.node.peer_view import show_live
+    from network.api.dashboard.routes import WATCH_KEY
+    from swarm.node.swarm_view import show_live
     from swarm.node.terminal import console, startup_panel
 
+    if engine is None:
+        from network.federation.models.startup import fetch_missing_model
+
+        await fetch_missing_model(config)
     services = await build_services(config, engine)
     swarm = services.swarm
     stop = asyncio.Event()
@@ -203,14 +230,16 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
             await swarm.federation.start(port, swarm.routes.heartbeat,
                                          listening_hosts(services.host, config.api.port))
             stack.push_async_callback(swarm.federation.close)
+            await swarm.pairing.start()
+            stack.push_async_callback(swarm.pairing.close)
             panel["discovery"] = swarm.federation.discovery_summary()
         console.print(startup_panel(panel, url))
         log.info("listening on %s", url)
         async with asyncio.TaskGroup() as tasks:
             live = None
-            if swarm is not None and console.is_terminal:
-                rows = functools.partial(swarm.routes.rows, services.host)
-                live = tasks.create_task(show_live(rows, swarm.federation.changed, console))
+            if console.is_terminal:
+                watch = services.app[WATCH_KEY]
+                live = tasks.create_task(show_live(watch.snapshot, watch.changes, console))
             await stop.wait()
             log.info("shutting down")
             if live is not None:
@@ -236,12 +265,20 @@ def run(argv: list[str] | None = None) -> int:
             from swarm.sizing.autorun import run_benchmark_command
 
             run_benchmark_command(config)
+        elif command == "status":
+            from swarm.node.commands import show_status
+
+            return show_status(config)
+        elif command == "models":
+            from swarm.node.model_list import show_models
+
+            return show_models(config)
         elif command == "peers":
             from swarm.node.commands import approve_peer, show_peers
 
             if invocation.peer_action:
                 return approve_peer(config, invocation.peer_id,
-                                    invocation.peer_action == "approve")
+                                    invocation.peer_action == "approve", invocation.code)
             return show_peers(config)
         else:
             asyncio.run(serve(config))

@@ -119,11 +119,14 @@ def main() -> None:
         default += ["llamacpp:file", "llamacpp:f16"]
     parser.add_argument("--configs", nargs="+", default=default,
                         help="ENGINE:WEIGHTS to measure (default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write each config's medians as JSON (bench/report.py reads it)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} at the start; {args.threads} threads")
     results = {}
+    measured = {}
     for name in args.configs:
-        m = compare(name, args.tokens, args.rounds, args.threads)
+        m = measured[name] = compare(name, args.tokens, args.rounds, args.threads)
         direct_rate, direct_ttft = m["direct_rate"], m["direct_ttft"]
         http_rate, http_ttft = m["http_rate"], m["http_ttft"]
         results[name] = direct_rate
@@ -138,6 +141,8 @@ def main() -> None:
             print(f"{name} / transformers:float32 decode: {rate / base:.2f}x")
     if not llamacpp_available():
         print("llama.cpp not installed: pip install -e '.[llamacpp]' to compare")
+    if args.json:
+        args.json.write_text(json.dumps(measured))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -85,8 +86,12 @@ def main() -> None:
     """Run the bench and print the table and the ratios against their goals."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the medians (seconds) as JSON (bench/report.py reads it)")
     args = parser.parse_args()
     med = asyncio.run(measure(args.rounds))
+    if args.json:
+        args.json.write_text(json.dumps(med))
     for key, value in med.items():
         print(f"{key:24s} {value * 1000:7.1f} ms")
     print()

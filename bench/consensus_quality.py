@@ -273,6 +273,19 @@ def report(backend: str, tallies: dict[str, Tally], temperatures: list[float],
     return "\n".join(lines)
 
 
+def curve(backend: str, tallies: dict[str, Tally], temperatures: list[float],
+          ns: list[int]) -> dict:
+    """The accuracy curve as plain data: greedy, then per temperature and n."""
+    def point(tally: Tally) -> dict:
+        return {"accuracy": tally.correct / tally.asked, "asked": tally.asked,
+                "latency_s": statistics.fmean(tally.latencies),
+                "early_stop": tally.early / tally.asked}
+
+    return {"backend": backend, "greedy": point(tallies["greedy"]),
+            "weighted_vote": {f"{t:g}": {str(n): point(tallies[f"T={t:g} n={n}"]) for n in ns}
+                              for t in temperatures}}
+
+
 def main() -> None:
     """Parse arguments, run the bench and print the curve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -282,11 +295,15 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "llamacpp", "transformers"])
     parser.add_argument("--limit", type=int, default=0, help="only the first LIMIT questions")
     parser.add_argument("--dump", type=Path, help="write every candidate and group as JSON here")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="write the accuracy curve as JSON (bench/report.py reads it)")
     args = parser.parse_args()
     started = time.perf_counter()
     backend, tallies, dump = asyncio.run(measure(args))
     print(report(backend, tallies, args.temperature, args.n))
     print(f"total {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(curve(backend, tallies, args.temperature, args.n)))
     if args.dump:
         args.dump.write_text(json.dumps(dump, indent=1))
 

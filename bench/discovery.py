@@ -647,6 +647,8 @@ def main() -> int:
             raise
         print(f"[{phase}] done in {time.monotonic() - t:.1f} s", flush=True)
     report(args, res)
+    if args.json:
+        args.json.write_text(json.dumps({"nodes": args.nodes, **res}, default=str))
     finish(started, logdir, args.keep_logs)
     return 0
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import re
 import secrets
 import signal
@@ -388,6 +389,9 @@ def main() -> int:
             finally:
                 bench.close()
         report(args, phases, bench.res, counts)
+        if args.json:
+            args.json.write_text(json.dumps({"nodes": args.nodes, "phases": phases,
+                                             **bench.res}, default=str))
         keep = keep or bool(bench.res["failures"] or bench.res["flaps"])
     except BaseException:
         print(f"[failover] failed; node logs kept in {logdir}", flush=True)

@@ -61,6 +61,8 @@ def add_phase_options(parser: argparse.ArgumentParser, phases: tuple[str, ...]) 
     parser.add_argument("--only", default=",".join(phases),
                         help=f"comma-separated phases of {', '.join(phases)}")
     parser.add_argument("--keep-logs", action="store_true", help="keep the node logs (else deleted)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the raw results as JSON (bench/report.py reads it)")
 
 
 def chosen_phases(parser: argparse.ArgumentParser, args: argparse.Namespace,

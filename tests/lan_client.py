@@ -9,11 +9,17 @@ reach the namespace LAN). Prints one JSON line. Usage:
       see `agree` for the spec)
   lan_client.py chat_loop URL BODY_JSON MAX_S   (one chat request after another until a line or
       EOF on stdin, or MAX_S; prints {"looping": true} after the first answer, then the tally)
+  lan_client.py post URL PATH BODY_JSON   (prints {"sent_at", "answered_at": wall times,
+      "status", "body"})
+  lan_client.py join_flood URL SWARM N   (N join hellos from this address, each with a fresh
+      commitment; prints {"statuses": [...]})
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import sys
 import threading
 import time
@@ -213,6 +219,22 @@ def main() -> None:
         result = asyncio.run(agree(json.loads(sys.argv[2]),
                                    lambda: print(json.dumps({"watching": True}), flush=True)))
         print(json.dumps(result))
+    elif op == "post":
+        with httpx.Client(timeout=30) as http:
+            sent_at = time.time()
+            response = http.post(url + sys.argv[3], json=json.loads(sys.argv[4]))
+            answered_at = time.time()
+        print(json.dumps({"sent_at": sent_at, "answered_at": answered_at,
+                          "status": response.status_code, "body": response.json()}))
+    elif op == "join_flood":
+        statuses = []
+        with httpx.Client(timeout=10) as http:
+            for i in range(int(sys.argv[4])):
+                commitment = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+                hello = {"v": 1, "node_id": f"flood{i}", "name": "flood", "swarm": sys.argv[3],
+                         "commitment": commitment}
+                statuses.append(http.post(url + "/v1/federation/join", json=hello).status_code)
+        print(json.dumps({"statuses": statuses}))
     elif op == "chat_loop":
         print(json.dumps(chat_loop(url, json.loads(sys.argv[3]), float(sys.argv[4]))))
     else:

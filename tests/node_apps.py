@@ -3,6 +3,7 @@ OpenAPI, fuzzing and bounds tests; served by tests.server.ServerThread on 127.0.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -10,17 +11,20 @@ from network.api.app import build_app
 from network.coordination.election import Ack, Claim, Message
 from network.federation.client import FederationClient
 from network.federation.forwarding import RouteForwarder
+from network.federation.join_routes import JoinRoutes
+from network.federation.node import Federation
+from network.federation.pairing import Pairing
 from network.federation.server import FederationRoutes
 from network.federation.sources import SwarmSources
 from network.membership.table import Membership
 from network.trust.approval import ApprovalRoutes, ApprovedPeers
 from network.trust.identity import NodeIdentity
 from network.trust.signing import Verifier
-from network.trust.swarm_key import KeyRing
+from network.trust.swarm_key import KeyRing, LoadedKeys
 from network.wire.election import PlanMember, SwarmPlan
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
-from swarm.node.config import ApiConfig, ConsensusConfig
+from swarm.node.config import ApiConfig, ConsensusConfig, FederationConfig
 from tests.federation_fixtures import ScriptedElection, StaticMember
 
 KEYS = KeyRing.generate()  # the swarm key of the nodes built here (tests sign with it)
@@ -67,5 +71,12 @@ def federated_app(pool: InstancePool, api: ApiConfig | None = None,
                           election=election)
     routes = FederationRoutes(member, pool, ram_gb=8.0, vram_gb=0.0, verifier=verifier)
     routes.add_to(app)
-    ApprovalRoutes(ApprovedPeers(), membership.get).add_to(app)  # approvals kept in memory
+    pairing = Pairing(Federation(FederationConfig(enabled=True, mdns=False),
+                                 NodeIdentity(node_id, "boot1", "host", fingerprint=KEYS.fingerprint),
+                                 keys=KEYS, pool=pool, addresses=[], hardware="", bench_score=0.0),
+                      verifier, LoadedKeys(KEYS, "configured", Path("unused") / "swarm.key"),
+                      FederationConfig())
+    JoinRoutes(pairing).add_to(app)
+    ApprovalRoutes(ApprovedPeers(), membership.get,  # approvals kept in memory
+                   joins=pairing.decide).add_to(app)
     return app

@@ -14,10 +14,12 @@ from aiohttp import web
 
 import main
 from network.federation.node import Federation
+from network.federation.pairing import Pairing
 from network.membership.table import PeerState
 from network.trust.swarm_key import SwarmKey
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
+from swarm.models.store import ModelSource
 from swarm.node.config import Config, load_config
 
 
@@ -45,9 +47,12 @@ class SwarmNode:
     previous: tuple[SwarmKey, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # more config keys (dotted names)
     bench_score: float = 1.0
+    source: ModelSource | None = None  # a model file it holds and shares
+    fresh: bool = False  # no configured key: the node generates its own (solo) key file
     config: Config = field(init=False)
     pool: InstancePool = field(init=False)
     federation: Federation = field(init=False)
+    pairing: Pairing = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     port: int = field(init=False)
 
@@ -66,26 +71,29 @@ class SwarmNode:
         self.config = load_config(env={}, cli={
             "federation.enabled": True, "federation.mdns": False, "federation.node_id": self.name,
             "federation.peers": [f"127.0.0.1:{p}" for p in self.peers],
-            "federation.swarm_key": self.key.text,
+            **({} if self.fresh else {"federation.swarm_key": self.key.text}),
             "federation.previous_swarm_keys": [k.text for k in self.previous],
             "model.cache_dir": str(self.tmp / self.name), "api.host": "127.0.0.1",
             "api.port": self.port, "model.queue_depth": 4, **self.extra})
         engine = main.Engine.given([ScriptedBackend([f"answer from {self.name}"])],
-                                   self.bench_score)
+                                   self.bench_score, self.source)
         services = await main.build_services(self.config, engine)
         assert services.swarm is not None
-        assert services.swarm.keys.ring.fingerprint == self.key.fingerprint
+        assert self.fresh or services.swarm.keys.ring.fingerprint == self.key.fingerprint
         self.pool, self.federation = services.pool, services.swarm.federation
+        self.pairing = services.swarm.pairing
         self._runner = web.AppRunner(services.app, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.SockSite(self._runner, self.sock).start()
         await self.federation.start(self.port)
+        await self.pairing.start()
         return self
 
     async def stop(self) -> None:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
+        await self.pairing.close()
         await self.federation.close()
         await runner.cleanup()
         self.pool.close()
@@ -95,10 +103,11 @@ class SwarmNode:
 def make_swarm(tmp: Path, names: list[str], key: SwarmKey,
                extra: dict[str, dict[str, Any]] | None = None,
                scores: dict[str, float] | None = None,
-               keys: dict[str, tuple[SwarmKey, tuple[SwarmKey, ...]]] | None = None
-               ) -> dict[str, SwarmNode]:
+               keys: dict[str, tuple[SwarmKey, tuple[SwarmKey, ...]]] | None = None,
+               fresh: frozenset[str] = frozenset()) -> dict[str, SwarmNode]:
     """Unstarted nodes named `names`, each listing all the others as manual peers; `keys` gives
-    some of them their own (swarm key, previous keys) instead of `key`."""
+    some of them their own (swarm key, previous keys) instead of `key`; those in `fresh` start
+    as a new machine does, with no key set (they generate their own)."""
     socks = {name: bound_socket() for name in names}
     ports = {name: int(s.getsockname()[1]) for name, s in socks.items()}
     nodes = {}
@@ -107,7 +116,7 @@ def make_swarm(tmp: Path, names: list[str], key: SwarmKey,
         nodes[name] = SwarmNode(name, socks[name], [p for o, p in ports.items() if o != name],
                                 node_key, tmp, previous=previous,
                                 extra=(extra or {}).get(name, {}),
-                                bench_score=(scores or {}).get(name, 1.0))
+                                bench_score=(scores or {}).get(name, 1.0), fresh=name in fresh)
     return nodes
 
 

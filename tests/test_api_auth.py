@@ -139,7 +139,7 @@ def test_approve_needs_the_api_key_too(http):
     answer = http.post("/v1/federation/approve", json=body, headers=BEARER)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"node_id": "laptop-1", "approved": True, "state": None,
-                             "approve_peers": True}
+                             "join": None, "approve_peers": True}
 
 
 # --- forwarded route requests on keyed nodes ----------------------------------------------------

@@ -155,7 +155,7 @@ def test_approve_is_for_this_machine_only_and_validates(remote):
                 assert "laptop-1" not in store
                 return
             assert answer.json() == {"node_id": "laptop-1", "approved": True, "state": None,
-                                     "approve_peers": False}
+                                     "join": None, "approve_peers": False}
             assert "laptop-1" in store
             for body, param in [({"node_id": "../x"}, "node_id"), ({}, "node_id"),
                                 ({"node_id": "n1", "approved": "yes"}, "approved"),

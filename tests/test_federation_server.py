@@ -129,7 +129,8 @@ async def test_peers_lists_self_first_then_the_table(table_node, http):
     assert big == {"node_id": "big", "self": False, "state": "alive", "address": "10.0.0.2",
                    "api_port": 17615, "model": "scripted", "load": 0.0, "queue_depth": 0,
                    "bench_score": 0.0, "ram_gb": 64.0, "vram_gb": 24.0, "last_seen_s_ago": 1.0,
-                   "boot_id": "b1", "reason": "answering", "term": 0, "coordinator": False}
+                   "boot_id": "b1", "reason": "answering", "term": 0, "coordinator": False,
+                   "tok_s": 0.0, "tokens": 0}
     assert me["term"] == 0 and me["coordinator"] is False
     joiner = {row["node_id"]: row for row in rows}["joiner"]
     assert joiner["term"] is None and joiner["coordinator"] is False

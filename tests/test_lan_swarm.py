@@ -29,7 +29,8 @@ ASK = [{"role": "user", "content": "What is the capital of France?"}]
 class Node:
     """One `python main.py --federation` process in namespace i, with its output kept."""
 
-    def __init__(self, lan: NetnsLan, i: int, *extra: str) -> None:
+    def __init__(self, lan: NetnsLan, i: int, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.i = i
         self.url = f"http://{lan.addr(i)}:17615"
         self.lines: list[str] = []
@@ -38,7 +39,7 @@ class Node:
                                   "--node-id", f"n{i}", "--instances", "1", "--threads", "1",
                                   *extra],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "COLUMNS": "200"})
+                              env={**os.environ, "COLUMNS": "200", **(env or {})})
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

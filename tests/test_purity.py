@@ -25,6 +25,10 @@ PURE_CORES = (
     "network.wire.txt",
     "network.wire.paths",
     "network.wire.beat",
+    "network.wire.pairing",
+    "network.trust.exchange",  # joining by approval: the exchange, the requests, the target
+    "network.trust.joins",
+    "network.trust.join_target",
     "swarm.engine.source",  # the Source seam
 )
 FORBIDDEN = frozenset({"asyncio", "aiohttp", "socket", "time", "random", "threading",

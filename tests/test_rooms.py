@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "network.membership": {"network.wire", "network.trust", "network.discovery"},
     "network.coordination": {"network.wire", "network.membership", "network.trust",
                              "swarm.engine"},
-    "network.federation": {*NETWORK, "consensus", "swarm.engine", "swarm.node"},
+    "network.federation": {*NETWORK, "consensus", "swarm.engine", "swarm.models", "swarm.node"},
     "network.api": {*NETWORK, "consensus", "swarm.engine", "swarm.node"},
     "network.petals": {*NETWORK, "swarm.engine", "swarm.models", "swarm.node"},
 }

@@ -139,3 +139,22 @@ async def test_verifying_a_forward_twice_is_not_a_replay():
                 False, False, "replayed_request"]  # a second request with the same nonce
     finally:
         await runner.cleanup()
+
+
+def test_a_busy_node_forwards_ollama_requests_too_and_records_who_served(pair):
+    body = {"model": "scripted", "messages": ASK["messages"], "options": {"num_predict": 8}}
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
+            whole = http.post("/api/chat", json={**body, "stream": False})
+            assert whole.status_code == 200, whole.text
+            assert whole.json()["message"]["content"] == "from-b"
+            with http.stream("POST", "/api/chat", json=body) as streamed:
+                assert streamed.headers["content-type"].startswith("application/x-ndjson")
+                records = [json.loads(line) for line in streamed.iter_lines() if line]
+            assert "".join(r["message"]["content"] for r in records) == "from-b"
+            assert records[-1]["done"] is True
+        snapshot = http.get("/v1/dashboard/snapshot").json()
+    assert pair.forwarded == 2
+    served = [r for r in snapshot["requests"] if r["api"] == "ollama"]
+    assert [r["forwarded_to"] for r in served] == ["node-b", "node-b"]
+    assert snapshot["usage"]["by_node"]["node-b"]["wins"] == 2

@@ -1,7 +1,8 @@
 """The HTTP surface clients call: one aiohttp app (`app.py`) with its middlewares (`errors.py`
-every failure as an OpenAI error body, `auth.py` API keys, `limits.py` body and per-client
-bounds), the OpenAI routes (`openai/`) and their OpenAPI document (`openapi/`). The coming
-dashboard and Ollama routes live here too, as `dashboard/` and `ollama/`.
+every failure as an OpenAI error body, or Ollama's on /api/; `auth.py` API keys; `limits.py` body
+and per-client bounds), the OpenAI routes (`openai/`), the Ollama routes over the same engine
+(`ollama/`), the dashboard (`dashboard/`: the page, the swarm snapshot, the usage ledger) and the
+OpenAPI document of them all (`openapi/`).
 
 May import: `consensus`, `swarm.engine`, `swarm.node.config`, and the other `network` rooms (for
 federation-aware routes). Nothing here owns a socket other than the server itself.

@@ -10,9 +10,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.service import ConsensusService
 from network.api.auth import auth_middleware
+from network.api.dashboard.routes import DashboardRoutes
+from network.api.dashboard.watch import SwarmWatch
 from network.api.errors import error_middleware
+from network.api.ollama.routes import OllamaRoutes
 from network.api.openai.routes import CompletionRoutes
 from network.api.openapi.document import openapi_route
+from network.federation.changes import Changes
 from network.federation.forwarding import RouteForwarder
 from network.trust.signing import Verifier
 from swarm.engine.pool import InstancePool
@@ -87,20 +91,25 @@ class StatusRoutes:
 def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig | None = None,
               consensus_service: ConsensusService | None = None,
               forwarder: RouteForwarder | None = None,
-              verifier: Verifier | None = None) -> web.Application:
+              verifier: Verifier | None = None,
+              changes: Changes | None = None) -> web.Application:
     """The aiohttp application for one node (federation routes are added by the caller); with
     `[api] keys` set, `forwarder` and `verifier` let signed peer requests stand in for a key
-    (network/api/auth.py)."""
+    (network/api/auth.py). The dashboard's `SwarmWatch` is `app[WATCH_KEY]`; `changes` is the
+    counter it shares with the federation (a new one without)."""
     quiet_bad_requests()
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[error_middleware,
                                        auth_middleware(config.keys, forwarder, verifier)])
     status = StatusRoutes(pool)
+    watch = SwarmWatch(pool, changes)
     completions = CompletionRoutes(pool, config, consensus or ConsensusConfig(), consensus_service,
-                                   forwarder)
+                                   forwarder, ledger=watch.ledger)
     app.router.add_get("/health", status.health)
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)
     app.router.add_post("/v1/completions", completions.completions)
     app.router.add_get("/openapi.json", openapi_route(config))
+    DashboardRoutes(watch).add_to(app)
+    OllamaRoutes(completions).add_to(app)
     return app

@@ -2,10 +2,14 @@
 
 | rule                 | routes                                             | accepted                 |
 |----------------------|----------------------------------------------------|--------------------------|
-| OPEN                 | outside /v1/ (/health, /openapi.json); the         | anyone                   |
-|                      | heartbeat probe GET /v1/federation/health?nonce=N  | (its answer is signed)   |
+| OPEN                 | outside /v1/ and /api/ (/health, /openapi.json,    | anyone                   |
+|                      | the /dashboard page); the heartbeat probe          | (its answer is signed;   |
+|                      | GET /v1/federation/health?nonce=N; the join        | joins are bounded and    |
+|                      | exchange (POST /v1/federation/join, /join/reveal,  | rate-limited)            |
+|                      | /join/wait)                                        |                          |
 | API_KEY              | POST /v1/federation/approve (also loopback-only)   | Bearer key               |
-| API_KEY_OR_FORWARD   | the OpenAI routes (/v1/chat/completions, ...)      | Bearer key, or a peer's  |
+| API_KEY_OR_FORWARD   | the OpenAI routes (/v1/chat/completions, ...), the | Bearer key, or a peer's  |
+|                      | Ollama routes (/api/*), /v1/dashboard/snapshot     |                          |
 |                      |                                                    | forward signed with the  |
 |                      |                                                    | swarm key                |
 | API_KEY_OR_SIGNED    | every other federation GET: /peers, /plan...,      | Bearer key, or a request |
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from network.api.errors import OLLAMA_PREFIX
 from network.federation.forwarding import FORWARDED_HEADER
 from network.federation.gate import refusal, verify_signed
 from network.trust.signing import (
@@ -34,7 +39,14 @@ from network.trust.signing import (
     TIMESTAMP_HEADER,
     Verifier,
 )
-from network.wire.paths import APPROVE_PATH, FEDERATION_PREFIX, HEALTH_PATH
+from network.wire.paths import (
+    APPROVE_PATH,
+    FEDERATION_PREFIX,
+    HEALTH_PATH,
+    JOIN_PATH,
+    JOIN_REVEAL_PATH,
+    JOIN_WAIT_PATH,
+)
 from swarm.errors import RequestError
 
 if TYPE_CHECKING:
@@ -43,6 +55,7 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 LOCAL_ADMIN_PATHS = frozenset({APPROVE_PATH})
+JOIN_PATHS = frozenset({JOIN_PATH, JOIN_REVEAL_PATH, JOIN_WAIT_PATH})
 _SIGNATURE_HEADERS = (KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 
@@ -58,12 +71,16 @@ class Auth(enum.Enum):
 
 def required_auth(method: str, path: str, query: Mapping[str, str]) -> Auth:
     """The rule for one request when API keys are set; pure (method, path, query only)."""
+    if path.startswith(OLLAMA_PREFIX):
+        return Auth.API_KEY_OR_FORWARD
     if not path.startswith("/v1/"):
         return Auth.OPEN
     if not path.startswith(FEDERATION_PREFIX):
         return Auth.API_KEY_OR_FORWARD
     if path in LOCAL_ADMIN_PATHS:
         return Auth.API_KEY
+    if path in JOIN_PATHS:
+        return Auth.OPEN  # a fresh machine has no key yet: bounded and rate-limited instead
     if method.upper() in ("GET", "HEAD"):
         if path == HEALTH_PATH and "nonce" in query:
             return Auth.OPEN  # a peer's heartbeat probe: the answer is signed over the nonce

@@ -43,28 +43,35 @@ def as_request_error(exc: BaseException) -> RequestError | None:
     return None
 
 
-def _error(exc: RequestError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+OLLAMA_PREFIX = "/api/"  # Ollama's routes, whose clients read `{"error": "message"}`
+
+
+def _error(exc: RequestError, path: str) -> web.Response:
+    body: dict[str, object] = {"error": str(exc)} if path.startswith(OLLAMA_PREFIX) else exc.body()
+    return web.json_response(body, status=exc.status, headers=exc.headers)
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every failure as OpenAI's error body; clients never see a bare error page."""
+    """Render every failure as OpenAI's error body (Ollama's on /api/); clients never see a bare
+    error page."""
+    path = request.path
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge as exc:
         return _error(RequestError(f"request body too large ({exc.text})", status=413,
-                                   code="request_too_large"))
+                                   code="request_too_large"), path)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(RequestError(exc.reason, status=exc.status, type_="invalid_request_error"))
+        return _error(RequestError(exc.reason, status=exc.status, type_="invalid_request_error"),
+                      path)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:
         known = as_request_error(exc)  # client errors, busy queues, consensus outcomes
         if known is not None:
-            return _error(known)
-        log.exception("unhandled error serving %s %s", request.method, request.path)
+            return _error(known, path)
+        log.exception("unhandled error serving %s %s", request.method, path)
         return _error(RequestError("internal error; see the node's log", status=500,
-                                   type_="server_error"))
+                                   type_="server_error"), path)

@@ -169,6 +169,15 @@ class Coordinator:
         plan = self.plan()
         return plan.revision if plan is not None else ""
 
+    def current_plan(self) -> SwarmPlan | None:
+        """The plan in force as this node knows it, for views: its own while it leads, else the
+        last one fetched from the coordinator it follows (None before any)."""
+        own = self.plan()
+        if own is not None:
+            return own
+        plan = self.followed_plan
+        return plan if plan is not None and plan.coordinator == self.state.coordinator else None
+
     def consensus_members(self) -> list[str] | None:
         """Node ids the coordinator's current plan picks for consensus; None means "use your own
         view" (no coordinator, its plan is stale, or it has not been fetched yet)."""

@@ -88,10 +88,12 @@ def _explain(exc: BaseException) -> str:
 
 
 class MdnsDiscovery:
-    """Advertises `advert` on `interfaces` and reports peers found or gone to `on_event`."""
+    """Advertises `advert` on `interfaces` (unless `advertise` is False) and reports peers found
+    or gone to `on_event`."""
 
     def __init__(self, advert: PeerAdvert, addresses: list[str], interfaces: list[str],
-                 on_event: Callable[[DiscoveryEvent], None], *, name: str | None = None) -> None:
+                 on_event: Callable[[DiscoveryEvent], None], *, name: str | None = None,
+                 advertise: bool = True) -> None:
         if not addresses:
             raise ValueError("MdnsDiscovery needs at least one address to advertise")
         txt.encode(advert)  # a bad advert fails here, not inside zeroconf
@@ -109,6 +111,7 @@ class MdnsDiscovery:
         self._resolving: dict[str, asyncio.Task[None]] = {}  # the latest resolve per name
         self._resolvers: set[asyncio.Task[None]] = set()  # every resolve not yet finished
         self._registered = False
+        self._advertise = advertise  # False: browse only (a node looking for a model to fetch)
         self._known: dict[str, str] = {}  # service name -> node id, for Gone
         self._garbage: set[str] = set()
 
@@ -138,6 +141,8 @@ class MdnsDiscovery:
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, [SERVICE_TYPE],
                                             handlers=[self._on_state_change],
                                             question_type=DNSQuestionType.QM)
+        if not self._advertise:
+            return
         try:
             announced = await self._zc.async_register_service(
                 self._info, allow_name_change=True, cooperating_responders=True)

@@ -198,6 +198,15 @@ class FederationClient:
         except WireDecodeError as exc:
             raise PeerError(f"bad SwarmPlan: {exc}", node_id=node_id) from exc
 
+    async def read_signed(self, address: str, port: int, node_id: str, path: str,
+                          timeout_s: float) -> bytes:
+        """GET a federation view of `node_id` (the model manifests), signed; its answer must
+        come back signed over our nonce; `PeerError` on any failure."""
+        _kind, raw = await self._exchange("GET", peer_url(address, port, path), node_id,
+                                          timeout_s, signed=True,
+                                          headers={"Accept": codec.JSON})
+        return raw
+
     @asynccontextmanager
     async def forward(self, address: str, port: int, node_id: str, path: str, body: bytes,
                       headers: Mapping[str, str],

@@ -28,7 +28,9 @@ from network.trust.swarm_key import KeyRing
 log = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-Local-Swarm-Forwarded"
+SERVED_BY_HEADER = "X-Local-Swarm-Served-By"  # on a relayed answer: the peer that served it
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
+_STREAMS = ("text/event-stream", "application/x-ndjson")  # relayed as they arrive
 
 
 class RouteForwarder:
@@ -97,7 +99,8 @@ class RouteForwarder:
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
                      node_id: str) -> web.StreamResponse:
         headers = {h: upstream.headers[h] for h in _RELAYED_HEADERS if h in upstream.headers}
-        if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+        headers[SERVED_BY_HEADER] = node_id
+        if not upstream.headers.get("Content-Type", "").startswith(_STREAMS):
             raw = await upstream.read()
             body = json.loads(raw) if raw else {}
             if isinstance(body, dict) and isinstance(body.get("swarm"), dict):

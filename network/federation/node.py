@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from network.coordination.driver import Coordinator
@@ -11,6 +12,7 @@ from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
 from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.federation.changes import Changes
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
 from network.membership.beacon import Beacon
@@ -54,8 +56,10 @@ class Federation:
         self.client = FederationClient(connect_timeout_s=self.timings.connect_timeout_s,
                                        request_timeout_s=self.timings.request_timeout_s,
                                        keys=keys, key_for=self.peer_fingerprint)
-        self.changed = asyncio.Event()
+        self.changed = Changes()  # bumped on every membership or election change
         self._on_change = on_change
+        self._listeners: list[Callable[[Change], None]] = []
+        self.pairing_state: Callable[[], str] = str  # what the advert says of pairing ("" off)
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
                                    on_change=self._changed, session=self.client.session)
         self.beacon: Beacon | None = None  # started with the heartbeat to push (`start`)
@@ -99,7 +103,7 @@ class Federation:
                           protocol=self.identity.protocol, api_port=api_port,
                           fingerprint=self.identity.fingerprint,
                           term=self.coordinator.state.term, priority=self.coordinator.me.priority,
-                          **self._advert_fields)
+                          pairing=self.pairing_state(), **self._advert_fields)
 
     async def start(self, api_port: int, heartbeat: Callable[[], Heartbeat] | None = None,
                     hosts: tuple[str, ...] = ()) -> None:
@@ -151,13 +155,36 @@ class Federation:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
         self.coordinator.poke()
-        self.changed.set()
+        self.changed.bump()
         if self._on_change is not None:
             self._on_change(change)
+        for listener in self._listeners:
+            listener(change)
+
+    def subscribe(self, listener: Callable[[Change], None]) -> None:
+        """Call `listener` with every change of the peer table (after logging it)."""
+        self._listeners.append(listener)
+
+    def rekey(self, keys: KeyRing) -> None:
+        """Use `keys` from now on (this node joined a swarm): sign, verify heartbeats and
+        advertise with them, and look at every foreign peer afresh."""
+        self.keys = keys
+        self.identity = replace(self.identity, fingerprint=keys.fingerprint)
+        self.client.keys = keys
+        self.monitor.rekey(keys)
+        if self.beacon is not None:
+            self.beacon.keys = keys
+        self.readvertise()
+        self.coordinator.poke()
+        self.changed.bump()
+
+    def readvertise(self) -> None:
+        """Announce the advert again (its swarm key or pairing state changed)."""
+        self._reannounce()
 
     def _election_changed(self, state: ElectionState) -> None:
         """A new term or coordinator: refresh views and the TXT record's term."""
-        self.changed.set()
+        self.changed.bump()
         if state.term != self._announced_term:
             self._reannounce()
 
@@ -168,11 +195,13 @@ class Federation:
             self._announce(self.mdns), name="mdns-reannounce")
 
     async def _announce(self, mdns: MdnsDiscovery) -> None:
-        """Re-announce until the advertised term is the current one (it may move meanwhile)."""
+        """Re-announce until the advert announced is the current one (its term, key or pairing
+        state may move meanwhile)."""
         while True:
-            self._announced_term = self.coordinator.state.term
-            await mdns.update(self.advert(self._api_port))
-            if self.coordinator.state.term == self._announced_term:
+            advert = self.advert(self._api_port)
+            self._announced_term = advert.term
+            await mdns.update(advert)
+            if self.advert(self._api_port) == advert:
                 return
 
     def peer_fingerprint(self, node_id: str) -> str | None:

@@ -114,8 +114,10 @@ class FederationRoutes:
     def __init__(self, member: Member, pool: InstancePool, *, ram_gb: float = 0.0,
                  vram_gb: float = 0.0, verifier: Verifier | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 max_body_bytes: int = codec.MAX_BYTES) -> None:
+                 max_body_bytes: int = codec.MAX_BYTES,
+                 pairing: Callable[[], str] = str) -> None:
         self.member = member
+        self.pairing = pairing  # the advertised pairing state (network/federation/pairing.py)
         self.identity = member.identity
         self.membership = member.membership
         # Without a verifier the node holds a random key nobody shares: closed, never open.
@@ -154,7 +156,8 @@ class FederationRoutes:
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, nonce=nonce,
             plan=election.plan_revision() if election else "",
-            suspects=self.membership.suspects(self.clock()))
+            suspects=self.membership.suspects(self.clock()),
+            pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens())
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /v1/federation/health?nonce=ID: the heartbeat, msgpack if Accept asks for it;

@@ -49,7 +49,7 @@ class Beacon(asyncio.DatagramProtocol):
                  wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:
         self.node_id = node_id
-        self._keys = keys
+        self.keys = keys  # the swarm key ring (the node replaces it when it joins a swarm)
         self._interval_s = interval_s
         self._heartbeat = heartbeat
         self._targets = targets
@@ -108,7 +108,7 @@ class Beacon(asyncio.DatagramProtocol):
         """Encode and sign this node's heartbeat once, and send it to every target."""
         if not self._transports:
             return
-        key = self._keys.current
+        key = self.keys.current
         self._seq += 1
         body = codec.encode(self._heartbeat(), max_bytes=MAX_BEAT_BYTES)
         everyone = body != self._everyone_with or self._seq % SLOW_ROUNDS == 1
@@ -135,7 +135,7 @@ class Beacon(asyncio.DatagramProtocol):
         beat = datagram.beat
         if beat.sender == self.node_id:
             return
-        wrong = check_beat(self._keys, datagram.key_id, datagram.mac, datagram.signed)
+        wrong = check_beat(self.keys, datagram.key_id, datagram.mac, datagram.signed)
         if wrong is not None:
             self._warn_once(addr[0], "dropped a heartbeat datagram from %s (claims %s): %s",
                             addr[0], beat.sender, wrong)

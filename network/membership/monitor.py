@@ -80,6 +80,15 @@ class PeerMonitor:
         self._emit(self._membership.reconsider(node_id, self._clock()))
         return self._membership.get(node_id)
 
+    def rekey(self, keys: KeyRing) -> None:
+        """Probe with `keys` from now on (this node joined a swarm): every foreign peer is
+        probed again at once, members of the new swarm become members within a probe."""
+        self.probe.keys = keys
+        self._emit(self._membership.rekey(keys.fingerprint, keys.accepted, self._clock()))
+        for target in self._targets.values():
+            target.check = True  # judged against the new key now, beats or not
+            target.wake.set()
+
     def unanswered(self) -> dict[str, str]:
         """Manual addresses that never answered, with the last reason (for `main.py peers`)."""
         return {str(t.address): t.failure for t in self._targets.values()

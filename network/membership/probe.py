@@ -49,7 +49,7 @@ class HealthProbe:
                  session: Callable[[], aiohttp.ClientSession | None], *,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._node_id = node_id
-        self._keys = keys
+        self.keys = keys
         self._timings = timings
         self._session = session
         self._wall_clock = wall_clock
@@ -66,7 +66,7 @@ class HealthProbe:
         t = self._timings
         timeout = aiohttp.ClientTimeout(total=t.request_timeout_s, sock_connect=t.connect_timeout_s)
         headers = {"Accept": _ACCEPT, "User-Agent": f"local-swarm/{self._node_id}",
-                   KEY_ID_HEADER: self._keys.fingerprint}
+                   KEY_ID_HEADER: self.keys.fingerprint}
         try:
             async with session.get(url, params={"nonce": nonce}, headers=headers,
                                    timeout=timeout, allow_redirects=False) as response:
@@ -79,7 +79,7 @@ class HealthProbe:
                         raise ProbeFailed(f"heartbeat over {MAX_HEARTBEAT_BYTES} bytes")
                 kind = response.headers.get("Content-Type")
                 self._check_clock(address, response.headers.get("Date"))
-                wrong_key = check_reply(self._keys, nonce, bytes(body), response.headers)
+                wrong_key = check_reply(self.keys, nonce, bytes(body), response.headers)
                 if wrong_key is not None:
                     raise ProbeRefused(wrong_key, _claimed(bytes(body), kind))
                 heartbeat = codec.decode(bytes(body), kind, Heartbeat,

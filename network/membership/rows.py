@@ -68,7 +68,8 @@ def self_row(beat: Heartbeat, address: str | None) -> dict[str, Any]:
             "model": beat.model_id, "load": beat.load, "queue_depth": beat.queue_depth,
             "bench_score": beat.bench_score, "ram_gb": beat.ram_gb, "vram_gb": beat.vram_gb,
             "last_seen_s_ago": 0.0, "boot_id": beat.boot_id, "reason": "this node",
-            "term": beat.term, "coordinator": beat.coordinator == beat.node_id}
+            "term": beat.term, "coordinator": beat.coordinator == beat.node_id,
+            "tok_s": beat.tok_s, "tokens": beat.tokens}
 
 
 def peer_row(peer: Peer, now: float) -> dict[str, Any]:
@@ -85,4 +86,5 @@ def peer_row(peer: Peer, now: float) -> dict[str, Any]:
             "last_seen_s_ago": None if peer.last_ok is None else round(now - peer.last_ok, 3),
             "boot_id": peer.advert.boot_id, "reason": peer.reason,
             "term": beat.term if beat else None,
-            "coordinator": bool(beat and beat.coordinator == peer.node_id)}
+            "coordinator": bool(beat and beat.coordinator == peer.node_id),
+            "tok_s": beat.tok_s if beat else None, "tokens": beat.tokens if beat else None}

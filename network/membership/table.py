@@ -103,8 +103,10 @@ class Membership:
                 reason = f"peer table full ({self.max_peers} peers)"
                 return [Change(ChangeKind.IGNORED, node_id, reason, None)]
             peer = self._fresh(advert, address, now)
-        elif not ok or (old.refused and advert.boot_id == old.advert.boot_id):
-            peer = replace(old, advert=advert, address=address)  # a refused boot stays foreign
+        elif not ok or (old.refused and advert.boot_id == old.advert.boot_id
+                        and advert.fingerprint == old.advert.fingerprint):
+            # A refused boot stays foreign, unless it now advertises another key (it joined).
+            peer = replace(old, advert=advert, address=address)
         elif old.state is PeerState.FOREIGN or advert.boot_id != old.advert.boot_id:
             peer = self._fresh(advert, address, now)
             if old.state is not PeerState.FOREIGN:
@@ -127,11 +129,11 @@ class Membership:
             return []
         if heartbeat.node_id != node_id:
             return self.heartbeat_failed(node_id, now, f"answered as {heartbeat.node_id!r}")
-        last = peer.heartbeat
+        last = peer.heartbeat  # the common case, every beat: nothing changes but the time
         if (peer.state is PeerState.ALIVE and last is not None
                 and heartbeat.boot_id == peer.advert.boot_id
                 and (heartbeat.protocol, heartbeat.swarm) == (last.protocol, last.swarm)
-                and self._approved(node_id)):  # the common case, every beat: nothing changes
+                and heartbeat.swarm in self._accepted and self._approved(node_id)):
             self._peers[node_id] = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat)
             return []
         claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
@@ -189,7 +191,8 @@ class Membership:
     def refused(self, advert: PeerAdvert, address: Address, now: float,
                 reason: str) -> list[Change]:
         """Its heartbeat failed the swarm-key check: track it as FOREIGN with `reason` until it
-        comes back with a new boot id (a restart, perhaps with the right key)."""
+        comes back with a new boot id (a restart, perhaps with the right key) or advertises
+        another key (it joined a swarm by approval)."""
         node_id = advert.node_id
         if node_id == self._self_id:
             return []
@@ -202,6 +205,8 @@ class Membership:
             old = self._fresh(advert, address, now)
             previous = None
         elif old.state is PeerState.FOREIGN and old.refused and old.reason == reason:
+            if old.advert != advert or old.address != address:  # e.g. it now takes join requests
+                self._peers[node_id] = replace(old, advert=advert, address=address)
             return []
         else:
             previous = old.state
@@ -209,6 +214,18 @@ class Membership:
                        reason=reason, refused=True)
         self._peers[node_id] = peer
         return [*changes, Change(ChangeKind.FOREIGN, node_id, reason, peer, previous)]
+
+    def rekey(self, fingerprint: str, also_accepted: frozenset[str], now: float) -> list[Change]:
+        """This node now holds another swarm key (it joined a swarm): every FOREIGN peer is
+        looked at afresh (JOINING, probed again), and the rest are judged by their next
+        heartbeat against the new key."""
+        self._fingerprint = fingerprint
+        self._accepted = also_accepted | {fingerprint}
+        for node_id, old in list(self._peers.items()):
+            if old.state is PeerState.FOREIGN:
+                fresh = self._fresh(old.advert, old.address, now)
+                self._peers[node_id] = replace(fresh, reason="our swarm key changed")
+        return []  # the heartbeats that follow report who joins
 
     def removed(self, node_id: str) -> list[Change]:
         """mDNS goodbye (graceful shutdown): forget the peer at once."""

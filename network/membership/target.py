@@ -79,8 +79,12 @@ def refused(m: Membership, target: Target, refusal: ProbeRefused, now: float,
     if target.node_id is None:
         log.info("%s answers as node %s, %s", target.address, node_id, reason)
         target.node_id, target.failure = node_id, ""
-    advert = peer.advert if peer is not None else replace(
-        PeerAdvert.from_heartbeat(claimed), node_id=node_id)  # type: ignore[arg-type]
+    if peer is not None:
+        advert = peer.advert if claimed is None else replace(peer.advert,
+                                                              pairing=claimed.pairing)
+    else:
+        advert = replace(PeerAdvert.from_heartbeat(claimed),  # type: ignore[arg-type]
+                         node_id=node_id)
     return m.refused(advert, address, now, reason)
 
 

@@ -137,15 +137,22 @@ def is_loopback(remote: str | None) -> bool:
     return address.is_loopback
 
 
+# decide(node_id, code, approved): the join request's outcome, or None when it has none here
+JoinDecision = Callable[[str, str | None, bool], dict[str, Any] | None]
+
+
 class ApprovalRoutes:
-    """POST /v1/federation/approve {"node_id": ID, "approved": true|false}, from this machine
-    only: approve (default) or revoke a peer; `reconsider(ID)` applies it and returns the peer."""
+    """POST /v1/federation/approve {"node_id": ID, "approved": true|false, "code": C}, from this
+    machine only: approve (default) or revoke a peer; `reconsider(ID)` applies it and returns the
+    peer. When `joins` holds a join request of ID, approving it seals the swarm key to that
+    machine (the one showing `code`, when given) and revoking refuses it."""
 
     def __init__(self, store: ApprovedPeers, reconsider: Callable[[str], Peer | None], *,
-                 enforced: bool = True) -> None:
+                 enforced: bool = True, joins: JoinDecision | None = None) -> None:
         self.store = store
         self.reconsider = reconsider
         self.enforced = enforced  # False: the node runs without --approve-peers (shown, saved)
+        self.joins = joins
 
     def add_to(self, app: web.Application) -> None:
         """Register the route."""
@@ -157,7 +164,13 @@ class ApprovalRoutes:
             raise RequestError("peers can only be approved from the node's own machine "
                                "(`python main.py peers approve ID` there)", status=403,
                                code="not_local", type_="permission_error")
-        node_id, approved = _parse(parse_json_body(await request.read()))
+        node_id, approved, code = _parse(parse_json_body(await request.read()))
+        join = self.joins(node_id, code, approved) if self.joins is not None else None
+        if join is not None:
+            peer = self.reconsider(node_id)
+            return web.json_response({"node_id": node_id, "approved": approved, "join": join,
+                                      "state": peer.state.value if peer else None,
+                                      "approve_peers": self.enforced})
         try:
             changed = self.store.add(node_id) if approved else self.store.remove(node_id)
         except ApprovalError as exc:
@@ -172,12 +185,12 @@ class ApprovalRoutes:
             log.info("peer %s %s from %s", node_id, "approved" if approved else "no longer approved",
                      request.remote)
         peer = self.reconsider(node_id)
-        return web.json_response({"node_id": node_id, "approved": approved,
+        return web.json_response({"node_id": node_id, "approved": approved, "join": None,
                                   "state": peer.state.value if peer else None,
                                   "approve_peers": self.enforced})
 
 
-def _parse(body: Any) -> tuple[str, bool]:
+def _parse(body: Any) -> tuple[str, bool, str | None]:
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object: {\"node_id\": \"ID\"}",
                            code="invalid_value")
@@ -189,4 +202,8 @@ def _parse(body: Any) -> tuple[str, bool]:
     if not isinstance(approved, bool):
         raise RequestError("approved must be true or false", param="approved",
                            code="invalid_value")
-    return node_id, approved
+    code = body.get("code")
+    if code is not None and (not isinstance(code, str) or not 0 < len(code) <= 32):
+        raise RequestError("code must be the join code a machine shows, as 4821-0937",
+                           param="code", code="invalid_value")
+    return node_id, approved, code

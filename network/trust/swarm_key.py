@@ -8,6 +8,11 @@ Precedence for the current key: `--swarm-key` > LOCAL_SWARM_FEDERATION_SWARM_KEY
 `[federation] swarm_key` (all merged by swarm.node.config) > cache_dir/swarm.key (created on first use).
 The file holds the current key on its first key line and, after a rotation, the keys it replaced
 on the following ones; those and `[federation] previous_swarm_keys` are still accepted.
+
+A key generated here is *solo* until it leaves this node: `swarm.key.solo` beside the key file
+holds its fingerprint, and goes away when a member answers with the key, a joiner is given it,
+the key is printed, set or rotated, or this node adopts another swarm's key by joining it. Only
+a solo node asks to join another swarm (network/trust/join_target.py).
 """
 from __future__ import annotations
 
@@ -135,6 +140,21 @@ class LoadedKeys:
     path: Path
     generated: bool = False
 
+    @property
+    def solo_path(self) -> Path:
+        """The marker of a key generated here that never left this node."""
+        return solo_path(self.path)
+
+    def solo(self) -> bool:
+        """True while the key is this node's own, generated here and never shared: from the key
+        file, no previous keys, and the solo marker names it."""
+        if self.source != "file" or self.ring.previous:
+            return False
+        try:
+            return self.solo_path.read_text(encoding="utf-8").strip() == self.ring.fingerprint
+        except OSError:
+            return False
+
     def describe(self) -> str:
         """The startup panel's line: fingerprint and origin, never the key."""
         origin = ("new: show it with `main.py swarm-key`" if self.generated
@@ -147,6 +167,27 @@ class LoadedKeys:
 def key_path(cache_dir: Path) -> Path:
     """Where the generated key lives: cache_dir/swarm.key."""
     return cache_dir / KEY_FILE
+
+
+def solo_path(path: Path) -> Path:
+    """The solo marker beside the key file `path`."""
+    return path.with_name(path.name + ".solo")
+
+
+def end_solo(path: Path) -> bool:
+    """The key in `path` has left (or may have left) this node; True when it was solo."""
+    try:
+        solo_path(path).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def adopt(path: Path, key: SwarmKey) -> None:
+    """Store `key`, received by joining its swarm, as the only key (the solo key it replaces was
+    never shared, so nothing needs it any more), mode 0600."""
+    write_key_file(path, [key], replace=True)
+    end_solo(path)
 
 
 def read_key_file(path: Path) -> list[SwarmKey]:
@@ -214,6 +255,7 @@ def load_keys(swarm_key: str, previous: tuple[str, ...], cache_dir: Path, *,
         generated = write_key_file(path, [SwarmKey.generate()], replace=False)
         stored = read_key_file(path)
         if generated:
+            write_private(solo_path(path), (stored[0].fingerprint + "\n").encode("ascii"))
             log.info("generated a new swarm key (fingerprint %s) in %s; show it with "
                      "`python main.py swarm-key` and copy it to the other machines",
                      stored[0].fingerprint, path)
@@ -229,6 +271,7 @@ def store_new_current(path: Path, new: SwarmKey) -> list[SwarmKey]:
         old = []
     keys = [new, *[k for k in old if k.fingerprint != new.fingerprint]][:1 + MAX_PREVIOUS]
     write_key_file(path, keys, replace=True)
+    end_solo(path)
     return keys
 
 

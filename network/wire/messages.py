@@ -35,6 +35,7 @@ from network.wire.fields import (
     text,
     turn,
 )
+from network.wire.pairing import pairing_state
 from swarm.engine.backend import (
     ChatMessage,
     Completion,
@@ -79,7 +80,9 @@ class Heartbeat(NodeHeader):
     nonce: str | None = None
     plan: str = ""  # the revision of the plan this node publishes as coordinator ("" otherwise)
     suspects: tuple[str, ...] = ()  # peers it suspects or saw die just now: others check them
-
+    pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
+    tok_s: float = 0.0  # decode speed of one instance over its last generations
+    tokens: int = 0  # completion tokens generated since start, for anyone
 
     @property
     def votes(self) -> bool:
@@ -112,6 +115,9 @@ class Heartbeat(NodeHeader):
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
             plan=f.get("plan", text(MAX_REVISION_CHARS), ""),
             suspects=f.get("suspects", seq(ident(), MAX_SUSPECTS), ()),
+            pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
+            tok_s=f.get("tok_s", number(0.0, 1e9), 0.0),
+            tokens=f.get("tokens", integer(0, 2**63 - 1), 0),
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from network.wire.fields import MAX_PRIORITY, MAX_TERM, is_identifier, is_unicode
 from network.wire.messages import Heartbeat, NodeHeader
+from network.wire.pairing import pairing_state
 from swarm.errors import PeerError
 
 SERVICE_TYPE = "_local-swarm._tcp.local."
@@ -37,6 +38,7 @@ class PeerAdvert(NodeHeader):
     score: float = 0.0
     term: int = 0
     priority: int | None = 0  # coordinator priority; None ("-" on the wire): never coordinator
+    pairing: str = ""  # "open", "fresh" or "" (network/wire/pairing.py); TXT key "pair"
 
     @classmethod
     def from_heartbeat(cls, heartbeat: Heartbeat, hardware: str = "") -> PeerAdvert:
@@ -46,7 +48,7 @@ class PeerAdvert(NodeHeader):
                    fingerprint=heartbeat.swarm, model_id=heartbeat.model_id,
                    instances=heartbeat.instances, hardware=hardware,
                    score=heartbeat.bench_score, term=heartbeat.term,
-                   priority=heartbeat.priority)
+                   priority=heartbeat.priority, pairing=heartbeat.pairing)
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -83,6 +85,8 @@ def encode(advert: PeerAdvert) -> dict[bytes, bytes]:
                "hw": truncate_utf8(advert.hardware, MAX_FREE_TEXT_BYTES),
                "score": repr(score), "term": str(advert.term),
                "pri": "-" if priority is None else str(priority)}
+    if advert.pairing:
+        entries["pair"] = pairing_state(advert.pairing)
     return {key.encode("ascii"): value.encode("utf-8") for key, value in entries.items()}
 
 
@@ -121,6 +125,7 @@ def decode(properties: Properties) -> PeerAdvert:
         hardware=values.get("hw", ""), score=_score(values.get("score", "0.0")),
         term=_integer(values.get("term", "0"), "term", MAX_TERM),
         priority=_priority(values.get("pri", "0")),
+        pairing=pairing_state(values.get("pair", "")),
     )
 
 
@@ -139,7 +144,7 @@ def compatible(advert: PeerAdvert, protocol: int, fingerprint: str) -> tuple[boo
 
 
 _KEYS = frozenset({"id", "boot", "v", "port", "fp", "model", "inst", "hw", "score", "term",
-                   "pri"})
+                   "pri", "pair"})
 
 
 def _as_text(raw: object, what: str) -> str:

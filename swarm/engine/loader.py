@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.engine.backend import Backend
+from swarm.models.library import ModelLibrary
 from swarm.models.precision import PRECISIONS, precision_copy
 from swarm.models.store import (
     EMBEDDED_SHA256,
@@ -68,9 +69,36 @@ def llamacpp_quant(requested: str, embedded: bool) -> str:
     return "gguf" if requested == "file" else requested
 
 
+def model_library(config: Config) -> ModelLibrary:
+    """This node's content-addressed model store (swarm/models/library.py)."""
+    return ModelLibrary(config.cache_path / "store", int(config.model.store_limit_gb * 2**30))
+
+
+def is_model_name(path: str) -> bool:
+    """True when `--model` names a model (to find in the store, or fetch from peers) rather
+    than a file or folder on this machine: no such file here, and no path separator in it
+    (served model ids never have one)."""
+    looks_like_path = any(sep in path for sep in ("/", "\\")) or path.startswith(("~", "."))
+    return bool(path) and not looks_like_path and not Path(path).expanduser().exists()
+
+
+def model_source(config: Config) -> ModelSource:
+    """The model `--model` means: a file or folder, a model the store holds by that name (or
+    file stem, or digest), or the embedded default."""
+    path = config.model.path
+    if not is_model_name(path):
+        return resolve_model(path or None)
+    entry = model_library(config).find(path)
+    if entry is None:
+        raise ModelError(f"--model {path}: no such file or folder, and no model of that name in "
+                         f"this node's store ({config.cache_path / 'store'}); start it with "
+                         "--federation to fetch the model from a peer that serves it")
+    return model_library(config).source(entry)
+
+
 def plan_from_config(config: Config) -> LoadPlan:
     """The load plan that the configuration asks for, with `auto` values resolved."""
-    source = resolve_model(config.model.path or None)
+    source = model_source(config)
     backend = choose_backend(config.model.backend, source)
     cores = os.cpu_count() or 1
     instances = config.model.instances
@@ -88,7 +116,8 @@ def plan_from_config(config: Config) -> LoadPlan:
 
         device = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"
     dtype = config.model.dtype
-    embedded = not config.model.path
+    # A copy of the embedded file fetched from a peer is run as the embedded model is.
+    embedded = not config.model.path or source.digest == EMBEDDED_SHA256
     if backend == "llamacpp":
         dtype = llamacpp_quant(config.model.quant, embedded)
     elif dtype == "auto":

@@ -39,6 +39,7 @@ class ModelSource:
 
     path: Path
     model_id: str
+    digest: str = ""  # the GGUF's sha256 (a folder's manifest digest) when the store knows it
 
     @property
     def is_gguf(self) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from consensus.candidates import STRATEGIES
 from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
 
-COMMANDS = ("serve", "benchmark", "peers", "swarm-key")
+COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "models")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")
 PEER_ACTIONS = ("approve", "revoke")
 
@@ -21,9 +21,11 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
                                "help": "require this Bearer key on /v1/* (repeatable); `peers` "
                                        "sends the first"}),
-    "--model": ("model.path", {"metavar": "PATH",
+    "--model": ("model.path", {"metavar": "PATH|NAME",
                                "help": "HF model folder or .gguf file (default: embedded "
-                                       "SmolLM2-135M-Instruct)"}),
+                                       "SmolLM2-135M-Instruct); or the name a peer serves it "
+                                       "under: with --federation it is fetched from the peers "
+                                       "that hold it"}),
     "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
@@ -45,6 +47,15 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                             "help": "requests waiting per instance before 429"}),
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",
                                         "help": "converted models and benchmark results"}),
+    "--store-limit-gb": ("model.store_limit_gb", {
+        "type": float, "metavar": "GB",
+        "help": "room for models fetched from peers (least recently used evicted first)"}),
+    "--fetch-limit-mb-s": ("federation.fetch_limit_mb_s", {
+        "type": float, "metavar": "MB_S",
+        "help": "cap on fetching a model from peers, MB/s (default 0: no cap)"}),
+    "--fetch-wait-s": ("federation.fetch_wait_s", {
+        "type": float, "metavar": "S",
+        "help": "how long to look for peers holding a --model NAME this machine lacks"}),
     "--strategy": ("consensus.strategy", {
         "choices": STRATEGIES,
         "help": "default answer strategy when a request does not choose one"}),
@@ -72,6 +83,10 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--no-coordinator": ("federation.coordinator", {
         "action": "store_const", "const": False,
         "help": "never take the coordinator role (still votes and follows)"}),
+    "--no-pairing": ("federation.pairing", {
+        "action": "store_const", "const": False,
+        "help": "no joining by approval: a new node does not ask to join a swarm in sight, and "
+                "a member takes no join requests"}),
     "--swarm-key": ("federation.swarm_key", {
         "metavar": "KEY", "help": "the swarm's shared key (default: cache_dir/swarm.key, generated "
                                   "once; see the swarm-key command). Visible to other local "
@@ -92,12 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
                         help="serve (default): run the node; benchmark: re-run the first-run "
-                             "benchmark and print the plan --auto would choose; peers: show the "
-                             "peers the running node sees and why an expected one is missing; "
-                             "swarm-key: print this swarm's key (creating it once), or change it")
+                             "benchmark and print the plan --auto would choose; status: print "
+                             "what the running node sees of the swarm (nodes, coordinator, spans, "
+                             "last requests, usage: what its /dashboard shows) and exit; peers: "
+                             "show the peers the running node sees and why an expected one is "
+                             "missing; "
+                             "swarm-key: print this swarm's key (creating it once), or change "
+                             "it; models: the models the swarm holds and which nodes hold them")
     parser.add_argument("peer_args", nargs="*", metavar="ACTION ID",
-                        help="with peers: `approve ID` lets a pending peer (--approve-peers) "
-                             "join; `revoke ID` withdraws that")
+                        help="with peers: `approve ID` lets a machine that asks to join in "
+                             "(check that it shows the same code), or a pending peer "
+                             "(--approve-peers); `revoke ID` refuses or withdraws that")
+    parser.add_argument("--code", metavar="NNNN-NNNN",
+                        help="with peers approve: the code the joining machine shows (needed "
+                             "only when two requests claim one node id)")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config file (default: $LOCAL_SWARM_CONFIG if set)")
     parser.add_argument("--auto", action="store_true", default=None,
@@ -126,6 +149,7 @@ class Invocation:
     new_key: str = ""  # the --set argument ('-': read stdin)
     peer_action: str = ""  # "", "approve" or "revoke" (peers command)
     peer_id: str = ""  # the node id to approve or revoke
+    code: str = ""  # the join code given to `peers approve ID --code NNNN-NNNN`
 
 
 def parse(argv: list[str] | None = None) -> tuple[str, Config]:
@@ -147,6 +171,8 @@ def parse_invocation(argv: list[str] | None = None) -> Invocation:
         parser.error(f"{', '.join(_KEY_ACTIONS)} go with the swarm-key command")
     if len(actions) > 1:
         parser.error(f"choose one of {', '.join(_KEY_ACTIONS)}")
+    if args.code is not None and peer_action != "approve":
+        parser.error("--code goes with `peers approve ID`")
     cli: dict[str, Any] = {key: getattr(args, flag[2:].replace("-", "_"))
                            for flag, (key, _kw) in _FLAGS.items()}
     cli["auto"] = args.auto
@@ -157,7 +183,7 @@ def parse_invocation(argv: list[str] | None = None) -> Invocation:
     except ConfigError as exc:
         parser.exit(2, f"local-swarm: configuration error: {exc}\n")
     return Invocation(args.command, config, actions[0] if actions else "", args.set_key or "",
-                      peer_action, peer_id)
+                      peer_action, peer_id, args.code or "")
 
 
 def _peer_action(parser: argparse.ArgumentParser, command: str,

@@ -1,7 +1,8 @@
-"""The client commands: `main.py peers` (what the running node sees, and why an expected peer is
-missing), `main.py peers approve|revoke ID`, and `main.py swarm-key` (print, set, rotate or
-forget the join secret). The peers commands ask this machine's node over plain blocking HTTP
-(urllib): a command asks once and exits, so it needs no event loop."""
+"""The client commands: `main.py status` (the swarm as the running node's dashboard shows it),
+`main.py peers` (what the running node sees, and why an expected peer is missing), `main.py peers
+approve|revoke ID`, and `main.py swarm-key` (print, set, rotate or forget the join secret). The
+node commands ask this machine's node over plain blocking HTTP (urllib): a command asks once and
+exits, so it needs no event loop."""
 from __future__ import annotations
 
 import getpass
@@ -14,20 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from network.api.dashboard.routes import SNAPSHOT_PATH
 from network.discovery.lan import bind_addresses
 from network.trust.swarm_key import (
     KEY_FILE,
     LoadedKeys,
     SwarmKey,
+    end_solo,
     forget_previous,
     key_path,
     load_keys,
     store_new_current,
 )
 from network.wire.fields import is_identifier
-from network.wire.paths import APPROVE_PATH, PEERS_PATH
+from network.wire.paths import APPROVE_PATH, JOINS_PATH, PEERS_PATH
 from swarm.node.config import Config
-from swarm.node.peer_view import missing_peer_hints, render_peers
+from swarm.node.peer_view import join_lines, missing_peer_hints, render_peers
+from swarm.node.swarm_view import render_swarm
 from swarm.node.terminal import plain_console
 
 log = logging.getLogger("local_swarm")
@@ -41,6 +45,12 @@ class Reply:
 
     status: int
     body: dict[str, Any]
+
+    @property
+    def error_code(self) -> Any:
+        """The `code` of an OpenAI-style error body, if any."""
+        error = self.body.get("error")
+        return error.get("code") if isinstance(error, dict) else None
 
     @property
     def error(self) -> Any:
@@ -82,11 +92,31 @@ def ask_node(config: Config, url: str, payload: dict[str, Any] | None = None) ->
     return Reply(status, body if isinstance(body, dict) else {"error": body})
 
 
-def show_peers(config: Config) -> int:
-    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
+def _node_url(config: Config, path: str) -> str:
     host, _lan = bind_addresses(config.api.host, config.federation.enabled,
                                 "api.host" in config.explicit)
-    url = f"http://{host}:{config.api.port}{PEERS_PATH}"
+    return f"http://{host}:{config.api.port}{path}"
+
+
+def show_status(config: Config) -> int:
+    """`main.py status`: print the swarm as the local node sees it (its dashboard's snapshot:
+    nodes, coordinator, span map, last requests, usage) and exit."""
+    url = _node_url(config, SNAPSHOT_PATH)
+    reply = ask_node(config, url)
+    if reply is None:
+        return 1
+    if reply.status != 200 or "nodes" not in reply.body:
+        log.error("%s answered %d: %s", url, reply.status, reply.error)
+        return 1
+    out = plain_console()
+    out.print(render_swarm(reply.body))
+    out.print(f"Live in a browser: {url.removesuffix(SNAPSHOT_PATH)}/dashboard", soft_wrap=True)
+    return 0
+
+
+def show_peers(config: Config) -> int:
+    """`main.py peers`: ask the local node for its peer table and explain missing peers."""
+    url = _node_url(config, PEERS_PATH)
     reply = ask_node(config, url)
     if reply is None:
         return 1
@@ -95,30 +125,52 @@ def show_peers(config: Config) -> int:
         return 1
     out = plain_console()
     out.print(render_peers(reply.body["data"], title=f"peers seen by {reply.body.get('node_id')}"))
+    joins = ask_node(config, url.replace(PEERS_PATH, JOINS_PATH))
+    for line in join_lines(joins.body if joins is not None and joins.status == 200 else {}):
+        out.print(line, soft_wrap=True)
     for hint in missing_peer_hints(reply.body["data"], reply.body.get("discovery", {})):
         out.print(f"- {hint}", soft_wrap=True)
     return 0
 
 
-def approve_peer(config: Config, node_id: str, approved: bool = True) -> int:
-    """`main.py peers approve ID` (or `revoke ID`): ask this machine's node, over 127.0.0.1
-    (the node takes approvals from its own machine only), to approve or revoke a peer."""
+def approve_peer(config: Config, node_id: str, approved: bool = True, code: str = "") -> int:
+    """`main.py peers approve ID [--code C]` (or `revoke ID`): ask this machine's node, over
+    127.0.0.1 (the node takes approvals from its own machine only), to let a machine that asks
+    to join in (or refuse it), or to approve or revoke a peer."""
     if not is_identifier(node_id):
         log.error("%r is not a node id (1 to 64 letters, digits and ._:-); `python main.py peers` "
                   "lists them", node_id)
         return 1
     url = f"http://127.0.0.1:{config.api.port}{APPROVE_PATH}"
-    reply = ask_node(config, url, {"node_id": node_id, "approved": approved})
+    payload: dict[str, Any] = {"node_id": node_id, "approved": approved}
+    if code:
+        payload["code"] = code
+    reply = ask_node(config, url, payload)
     if reply is None:
         return 1
-    if reply.status in (404, 405):
+    if reply.status in (404, 405) and reply.error_code != "no_join_request":
         log.error("the node at %s has no approval route: is it running with --federation?", url)
         return 1
     if reply.status != 200:
         log.error("%s answered %d: %s", url, reply.status, reply.error)
         return 1
     out = plain_console()
+    join = reply.body.get("join")
+    if isinstance(join, dict):
+        if join.get("state") == "approved":
+            out.print(f"{join.get('name') or node_id} ({node_id}) may join: the swarm key is "
+                      f"sealed to the machine showing code {join.get('code')}; it becomes a "
+                      "member within a second.", soft_wrap=True)
+        else:
+            out.print(f"the join request of {node_id} is refused; it does not ask this swarm "
+                      "again until it restarts.", soft_wrap=True)
+        return 0
     state = reply.body.get("state")
+    if state is None and not reply.body.get("approve_peers"):
+        log.error("no machine %s asks to join here (an expired request cannot be approved: "
+                  "that machine asks again, with a new code; `python main.py peers` lists the "
+                  "requests)", node_id)
+        return 1
     done = "approved" if approved else "no longer approved"
     where = (f"its state is now {state}" if state
              else "not seen yet: it is used once it answers" if approved else "not seen yet")
@@ -176,6 +228,9 @@ def run_command(swarm_key: str, previous: tuple[str, ...], cache_dir: Path, acti
     ring = loaded.ring
     where = (f"{loaded.path} (mode 0600" + (", just generated)" if loaded.generated else ")")
              if loaded.source == "file" else f"set by {_CONFIGURED}")
+    if loaded.source == "file" and end_solo(loaded.path):
+        print("(this node now counts its key as shared: it no longer asks to join other swarms)",
+              file=out)
     print(f"swarm key    {ring.current.text}", file=out)
     print(f"fingerprint  {ring.fingerprint}", file=out)
     print(f"from         {where}", file=out)

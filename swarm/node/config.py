@@ -87,6 +87,7 @@ class ModelConfig:
     threads: int = 0
     queue_depth: int = 8
     cache_dir: str = "~/.cache/local-swarm"
+    store_limit_gb: float = 50.0  # models fetched from peers, least recently used evicted first
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class FederationConfig:
     approve_peers: bool = False  # peers with the key wait for `main.py peers approve ID`
     coordinator_priority: int = 0  # higher wins the coordinator election
     coordinator: bool = True  # False: never take the coordinator role (still votes, follows)
+    fetch_limit_mb_s: float = 0.0  # cap on fetching a model from peers, MB/s (0: no cap)
+    fetch_wait_s: float = 30.0  # how long to look for peers holding a model this node lacks
+    pairing: bool = True  # join by approval: ask while fresh, take join requests as a member
+    join_request_ttl_s: float = 300.0  # a join request not approved by then is gone
     # Secrets: kept out of repr so a logged config never shows them (network/trust/swarm_key.py).
     swarm_key: str = field(default="", repr=False)
     previous_swarm_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -154,8 +159,12 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "consensus.timeout_s": _fraction,
     "consensus.score": _choice(*SCORE_MODES),
     "federation.heartbeat_interval_s": lambda v: 0.05 <= v <= 10.0,
+    "model.store_limit_gb": lambda v: 0.0 < v <= 1e6,
+    "federation.fetch_limit_mb_s": lambda v: 0.0 <= v <= 1e6,
+    "federation.fetch_wait_s": lambda v: 0.0 < v <= 3600.0,
     "federation.node_id": _node_id,
     "federation.coordinator_priority": _between(-1000, 1000),
+    "federation.join_request_ttl_s": lambda v: 1.0 <= v <= 3600.0,
     "log_level": _choice(*LOG_LEVELS),
 }
 

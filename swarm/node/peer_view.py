@@ -1,14 +1,15 @@
-"""How peers look to a person: the rich table of `/v1/federation/peers` rows, and why one is missing."""
+"""How peers look to a person: the rich table of `/v1/federation/peers` rows, and why one is missing
+(the live view of the whole swarm is swarm_view.py)."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
+_JOIN_ADVICE = ("in another swarm: to join it, approve this machine from one of its members "
+                "(`python main.py peers approve ID` there), or paste its key "
+                "(`python main.py swarm-key --set -`)")
 _STATE_STYLE = {"alive": "green", "self": "bold cyan", "joining": "yellow", "suspect": "yellow",
                 "dead": "red", "foreign": "magenta", "pending": "blue"}
 
@@ -22,7 +23,7 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
     table = Table(title=title, expand=False)
     for column, justify in (("node", "left"), ("coord", "center"), ("state", "left"),
                             ("address", "left"), ("model", "left"), ("load", "right"),
-                            ("queue", "right"),
+                            ("queue", "right"), ("tok/s", "right"),
                             ("score", "right"), ("last seen", "right"), ("note", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -30,13 +31,48 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
         style = _STATE_STYLE.get(state, "")
         address = f"{row.get('address') or '-'}:{row.get('api_port') or '-'}"
         seen = row.get("last_seen_s_ago")
+        note = _note(row)
         table.add_row(
             str(row.get("node_id", "?")), "yes" if row.get("coordinator") is True else "",
             f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
-            _cell(row.get("queue_depth")), _cell(row.get("bench_score"), "{:.1f}"),
-            "now" if row.get("self") else _cell(seen, "{:.1f}s ago"), _cell(row.get("reason")))
+            _cell(row.get("queue_depth")), _cell(row.get("tok_s"), "{:.1f}"),
+            _cell(row.get("bench_score"), "{:.1f}"),
+            "now" if row.get("self") else _cell(seen, "{:.1f}s ago"), _cell(note))
     return table
+
+
+def _note(row: Mapping[str, Any]) -> str:
+    """A row's reason, with how to join when the peer is in another swarm."""
+    reason = str(row.get("reason") or "")
+    if row.get("state") == "foreign" and "another swarm" in reason:
+        return f"{reason}; {_JOIN_ADVICE}"
+    return reason
+
+
+def join_lines(view: Mapping[str, Any]) -> list[str]:
+    """What a person reads of `GET /v1/federation/joins`: each machine asking to join here with
+    its code and the command that lets it in, and this node's own request while it asks."""
+    lines: list[str] = []
+    for request in view.get("requests") or ():
+        node_id, code = request.get("node_id"), request.get("code")
+        if request.get("state") == "pending" and code:
+            lines.append(f"{request.get('name') or node_id} ({node_id}) asks to join; code "
+                         f"{code}; approve with `python main.py peers approve {node_id}` once "
+                         "that machine shows the same code (expires in "
+                         f"{float(request.get('expires_in_s') or 0):.0f} s)")
+        elif request.get("state") == "approved":
+            lines.append(f"{request.get('name') or node_id} ({node_id}) was approved (code "
+                         f"{code}) and is joining")
+    joining = view.get("joining")
+    if isinstance(joining, Mapping) and joining.get("code"):
+        members = ", ".join(joining.get("members") or ())
+        lines.append(f"this machine asks to join swarm {joining.get('swarm')} (via {members}); "
+                     f"code {joining.get('code')}: approve it on one of them with `python "
+                     f"main.py peers approve {view.get('node_id')}`")
+    elif view.get("pairing") == "fresh" and view.get("reason"):
+        lines.append(f"this machine is new (its key never left it): {view.get('reason')}")
+    return lines
 
 
 def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
@@ -51,7 +87,7 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
         state, reason = row.get("state"), row.get("reason") or ""
         who = f"{row.get('node_id')} at {row.get('address')}:{row.get('api_port')}"
         if state == "foreign":
-            hints.append(f"{who} is foreign and never used: {reason}.")
+            hints.append(f"{who} is foreign and never used: {_note(row)}.")
         elif state == "pending":
             hints.append(f"{who} holds the swarm key but is not approved, so it is never used: "
                          f"if you know that machine, run `python main.py peers approve "
@@ -72,18 +108,3 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
                      "the same LAN, that UDP port 5353 (mDNS) is not blocked, or list them with "
                      "--peer HOST:PORT.")
     return hints
-
-
-async def show_live(rows: Callable[[], Sequence[Mapping[str, Any]]], changed: asyncio.Event,
-                    console: Console, refresh_s: float = 1.0) -> None:
-    """Keep a live peer table at the bottom of the terminal until cancelled (redrawn on change
-    and every `refresh_s` so 'last seen' ages; rich's Live redraws in place, without flicker)."""
-    with Live(render_peers(rows()), console=console, auto_refresh=False,
-              transient=True) as live:
-        while True:
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=refresh_s)
-            except TimeoutError:
-                pass
-            changed.clear()
-            live.update(render_peers(rows()), refresh=True)

@@ -17,12 +17,13 @@ from aiohttp_sse import EventSourceResponse
 
 from consensus.candidates import Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
+from network.api.dashboard.ledger import Ledger, RequestRecord, votes_of
 from network.api.errors import as_request_error
 from network.api.limits import ClientLimiter, parse_json_body
 from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
 from network.coordination.chooser import fill, spread
-from network.federation.forwarding import RouteForwarder
+from network.federation.forwarding import SERVED_BY_HEADER, RouteForwarder
 from swarm.engine.backend import (
     Completion,
     ContextOverflowError,
@@ -93,35 +94,101 @@ async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
     response.stop_streaming()
 
 
+@dataclasses.dataclass
+class Trace:
+    """What one request did, filled in while it is served and recorded in the ledger after:
+    its strategy, the `swarm` report it answered with, its token counts."""
+
+    api: str
+    endpoint: str
+    id: str = ""
+    strategy: str = "route"
+    model: str = ""
+    report: dict[str, Any] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    forwarded_to: str | None = None
+    failure: tuple[int, str] | None = None  # an error sent after the 200 (in the stream)
+    at: float = dataclasses.field(default_factory=time.time)
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def decided(self, decision: Decision) -> None:
+        """A consensus outcome: its report and the winner's tokens."""
+        self.report = decision.to_dict()
+        if decision.completion is not None:
+            self.prompt_tokens = decision.completion.prompt_tokens
+            self.completion_tokens = decision.completion.completion_tokens
+
+    def fail(self, exc: BaseException) -> None:
+        """A failure told to the client inside a stream that had already answered 200."""
+        known = as_request_error(exc)
+        self.failure = (known.status, str(known)) if known else (500, "internal error")
+
+    def record(self, ledger: Ledger | None, status: int, error: str | None = None) -> None:
+        """Add this request to `ledger` (nothing without one)."""
+        if ledger is None:
+            return
+        report = self.report or {}
+        votes = votes_of(report, ledger.node_id)
+        winner = next((v.node for v in votes if v.winner), None)
+        ledger.record(RequestRecord(
+            id=self.id, at=self.at, api=self.api, endpoint=self.endpoint, strategy=self.strategy,
+            model=self.model, status=status,
+            duration_ms=round((time.perf_counter() - self.started) * 1000.0, 1),
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+            winner=winner or self.forwarded_to, candidates=votes,
+            error=None if error is None else error[:500], forwarded_to=self.forwarded_to,
+            early_stop=bool(report.get("early_stop"))))
+
+    @asynccontextmanager
+    async def recorded(self, ledger: Ledger | None) -> AsyncIterator[Trace]:
+        """Record the request once served, with the status its failure maps to."""
+        try:
+            yield self
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.record(ledger, 499, "the client went away")
+            raise
+        except Exception as exc:
+            known = as_request_error(exc)
+            self.record(ledger, known.status if known else 500,
+                        str(known) if known else "internal error")
+            raise
+        else:
+            self.record(ledger, *(self.failure or (200, None)))
+
+
 class CompletionRoutes:
-    """POST /v1/chat/completions and /v1/completions."""
+    """POST /v1/chat/completions and /v1/completions; each request is recorded in `ledger`."""
 
     def __init__(self, pool: InstancePool, api: ApiConfig, defaults: ConsensusConfig,
                  consensus: ConsensusService | None = None,
-                 forwarder: RouteForwarder | None = None) -> None:
+                 forwarder: RouteForwarder | None = None, ledger: Ledger | None = None) -> None:
         self.pool = pool
         self.forwarder = forwarder
         self.api = api
         self.defaults = defaults
         self.consensus = consensus or ConsensusService(lambda: pool.instances, spread)
         self.limiter = ClientLimiter(api.max_concurrent_per_client)
+        self.ledger = ledger
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
-        async with self.limiter.hold(request.remote or "unknown"):
+        async with self.limiter.hold(request.remote or "unknown"), \
+                Trace("openai", request.path).recorded(self.ledger) as trace:
             parsed = parse_chat(await _json_body(request),
                                 max_tokens_limit=self.api.max_tokens_limit, max_n=self.api.max_n)
-            return await self._serve(request, parsed, chat=True)
+            return await self._serve(request, parsed, trace, chat=True)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/completions."""
-        async with self.limiter.hold(request.remote or "unknown"):
+        async with self.limiter.hold(request.remote or "unknown"), \
+                Trace("openai", request.path).recorded(self.ledger) as trace:
             parsed = parse_completion(await _json_body(request),
                                       max_tokens_limit=self.api.max_tokens_limit,
                                       max_n=self.api.max_n)
-            return await self._serve(request, parsed, chat=False)
+            return await self._serve(request, parsed, trace, chat=False)
 
-    async def _check_prompt(self, parsed: ParsedRequest, chat: bool) -> None:
+    async def check_prompt(self, parsed: ParsedRequest, chat: bool) -> None:
         """400 when the prompt is over `[api] max_prompt_tokens` or does not fit the context;
         the tokenizer runs off the event loop."""
         tokens = await self.pool.prompt_tokens(parsed.generation)
@@ -135,15 +202,20 @@ class CompletionRoutes:
         except ContextOverflowError as exc:
             raise RequestError(str(exc), param=param, code="context_length_exceeded") from None
 
-    def _model_name(self, parsed: ParsedRequest) -> str:
-        wanted = parsed.model
+    def model_name(self, parsed: ParsedRequest) -> str:
+        """The model a request names, checked against this node's (404 when another)."""
+        return self.check_model(parsed.model)
+
+    def check_model(self, wanted: str | None) -> str:
+        """This node's model id when `wanted` names it (or an alias, or nothing); else 404."""
         if wanted and wanted.lower() not in (self.pool.model_id.lower(), *MODEL_ALIASES):
             raise RequestError(f"the model {wanted!r} does not exist; this node serves "
                                f"{self.pool.model_id!r}", status=404, param="model",
                                code="model_not_found")
         return self.pool.model_id
 
-    def _options(self, parsed: ParsedRequest) -> SwarmOptions:
+    def options(self, parsed: ParsedRequest) -> SwarmOptions:
+        """The request's `swarm` field over the configured defaults (400 when invalid)."""
         try:
             options = options_from(parsed.swarm, self.defaults, self.api.max_n)
             if options.strategy != "route":
@@ -157,31 +229,35 @@ class CompletionRoutes:
                                "for the number of candidates", param="n")
         return options
 
-    async def _serve(self, request: web.Request, parsed: ParsedRequest,
+    async def _serve(self, request: web.Request, parsed: ParsedRequest, trace: Trace,
                      chat: bool) -> web.StreamResponse:
-        model = self._model_name(parsed)
-        options = self._options(parsed)
+        model = self.model_name(parsed)
+        options = self.options(parsed)
         rid = fmt.new_id("chatcmpl" if chat else "cmpl")
+        trace.id, trace.model, trace.strategy = rid, model, options.strategy
         build = fmt.chat_completion if chat else fmt.text_completion
         logprobs = parsed.generation.params.logprobs
-        await self._check_prompt(parsed, chat)
+        await self.check_prompt(parsed, chat)
         if options.strategy != "route":
             if self.consensus.saturated():
                 # Every queue is full: refuse now rather than fan out and wait (or stream a 200).
                 raise PoolBusyError(retry_after_s=1)
             if parsed.stream:
-                return await self._stream_decision(request, parsed, options, model, rid, chat)
+                return await self._stream_decision(request, parsed, options, model, rid, chat,
+                                                   trace)
             decision = await self.consensus.decide(parsed.generation, options,
                                                    parsed.response_format)
+            trace.decided(decision)
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
                                            {"swarm": decision.to_dict()}, logprobs))
         if self.forwarder is not None and parsed.n == 1:
             relayed = await self.forwarder.maybe_forward(request)
             if relayed is not None:
+                trace.forwarded_to = relayed.headers.get(SERVED_BY_HEADER)
                 return relayed
         if parsed.stream:
-            return await self._stream_route(request, parsed, model, rid, chat)
+            return await self._stream_route(request, parsed, model, rid, chat, trace)
         instances = fill(self.pool.instances, parsed.n)
         started = time.perf_counter()
         latencies = [0.0] * parsed.n
@@ -194,12 +270,13 @@ class CompletionRoutes:
         async with task_group() as tg:
             tasks = [tg.create_task(one(i)) for i in range(parsed.n)]
         choices = [t.result() for t in tasks]
-        return web.json_response(build(rid, model, choices,
-                                       {"swarm": _route_report(instances, latencies, choices)},
-                                       logprobs))
+        trace.report = _route_report(instances, latencies, choices)
+        trace.prompt_tokens = choices[0].prompt_tokens
+        trace.completion_tokens = sum(c.completion_tokens for c in choices)
+        return web.json_response(build(rid, model, choices, {"swarm": trace.report}, logprobs))
 
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
-                            rid: str, chat: bool) -> web.StreamResponse:
+                            rid: str, chat: bool, trace: Trace) -> web.StreamResponse:
         chunks = fmt.ChunkBuilder(rid, model, chat)
         instances = fill(self.pool.instances, parsed.n)
         streams = [instances[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
@@ -207,19 +284,27 @@ class CompletionRoutes:
         first = await anext(aiter(streams[0]))
         response = EventSourceResponse(sep="\n", ping_interval=10, allow_all_methods=True)
         await response.prepare(request)
+        started = time.perf_counter()
         try:
-            await self._pump_route(response, parsed, chunks, streams, first, chat,
-                                   request.transport)
+            totals = await self._pump_route(response, parsed, chunks, streams, first, chat,
+                                            request.transport)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # the 200 is gone: the error travels as the last event
             await _send_error(response, exc)
+            trace.fail(exc)
+            return response
+        trace.prompt_tokens, trace.completion_tokens = totals["prompt"], totals["completion"]
+        trace.report = {"strategy": "route", "winner": instances[0].source_id, "candidates": [
+            {"source": instances[i].source_id, "tokens": totals["per_choice"][i],
+             "latency_ms": round((time.perf_counter() - started) * 1000.0, 1), "valid": True}
+            for i in range(parsed.n)]}
         return response
 
     async def _pump_route(self, response: EventSourceResponse, parsed: ParsedRequest,
                           chunks: fmt.ChunkBuilder, streams: list[Any], first: Any,
-                          chat: bool, transport: Any) -> None:
-        totals = {"prompt": 0, "completion": 0}
+                          chat: bool, transport: Any) -> dict[str, Any]:
+        totals: dict[str, Any] = {"prompt": 0, "completion": 0, "per_choice": [0] * parsed.n}
         offsets = [0] * parsed.n
         params = parsed.generation.params
 
@@ -227,6 +312,7 @@ class CompletionRoutes:
             if isinstance(event, StreamEnd):
                 totals["prompt"] = event.prompt_tokens
                 totals["completion"] += event.completion_tokens
+                totals["per_choice"][index] = event.completion_tokens
                 await emit(response, json.dumps(chunks.finish(index, event.finish_reason)),
                            transport)
                 return
@@ -254,6 +340,7 @@ class CompletionRoutes:
                        transport)
         await response.send("[DONE]")
         response.stop_streaming()
+        return totals
 
     @staticmethod
     async def _fan_in(streams: list[Any], first: Any, n: int, send: Any) -> None:
@@ -277,7 +364,7 @@ class CompletionRoutes:
 
     async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
                                options: SwarmOptions, model: str, rid: str,
-                               chat: bool) -> web.StreamResponse:
+                               chat: bool, trace: Trace) -> web.StreamResponse:
         """Keep the stream alive with SSE comments while candidates run, then stream the winner."""
         chunks = fmt.ChunkBuilder(rid, model, chat)
         response = EventSourceResponse(sep="\n", ping_interval=2, allow_all_methods=True)
@@ -289,7 +376,9 @@ class CompletionRoutes:
             raise
         except Exception as exc:  # ConsensusError and bugs alike: the 200 is already sent
             await _send_error(response, exc)
+            trace.fail(exc)
             return response
+        trace.decided(decision)
         winner = decision.completion
         assert winner is not None
         if chat:

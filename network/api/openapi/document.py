@@ -83,7 +83,8 @@ def openapi_document(app: web.Application, config: ApiConfig) -> dict[str, Any]:
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Local Swarm node", "version": "0.1.0",
-                 "description": "OpenAI-compatible API of one node; /v1/federation/* are the "
+                 "description": "OpenAI-compatible API of one node, with Ollama's (/api/*) and "
+                                "the dashboard's; /v1/federation/* are the "
                                 "routes peers use (present with --federation)."},
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": paths,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from network.api.openapi.surfaces import SURFACE_OPERATIONS
 from network.membership.records import PeerState
 from network.trust.signing import (
     KEY_ID_HEADER,
@@ -24,6 +25,10 @@ from network.wire.paths import (
     CANCEL_PATH,
     ELECTION_PATH,
     HEALTH_PATH,
+    JOIN_PATH,
+    JOIN_REVEAL_PATH,
+    JOIN_WAIT_PATH,
+    JOINS_PATH,
     PEERS_PATH,
     PLAN_PATH,
     VOTE_PATH,
@@ -174,14 +179,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "content": _json(_ref("PeerList"))}, **error_responses(400, 401, 403)}},
     (APPROVE_PATH, "post"): {
         "operationId": "federationApprove", "tags": ["federation"],
-        "summary": "Approve (or revoke) a peer's node id (--approve-peers); this machine only",
+        "summary": "Approve (or revoke) a machine asking to join, or a peer's node id "
+                   "(--approve-peers); this machine only",
         "description": "Accepted only from a loopback address (`python main.py peers approve "
-                       "ID`); needs the API key when [api] keys is set. Approving an id not "
-                       "seen yet is allowed; `state` is then null.",
+                       "ID`); needs the API key when [api] keys is set. When ID has a join "
+                       "request here, approving seals the swarm key to it (`join` says so) and "
+                       "revoking refuses it. Approving an id not seen yet is allowed; `state` "
+                       "is then null.",
         "requestBody": {"required": True, "content": _json(_ref("ApproveRequest"))},
         "responses": {"200": {"description": "The approval as stored, and the peer's state",
                               "content": _json(_ref("ApproveReply"))},
-                      **error_responses(400, 401, 403, 409, 413, 500, notes={
+                      **error_responses(400, 401, 403, 404, 409, 413, 500, notes={
+                          404: "A code was given and no join request of ID shows it",
+                          409: "The approved list is full, or several join requests claim ID "
+                               "(give the code)",
                           500: "The approval could not be saved"})}},
     (VOTE_PATH, "post"): {
         "operationId": "federationVote", "tags": ["federation"],
@@ -237,4 +248,44 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                           MSGPACK: {"schema": _ref("SwarmPlan")}}},
                       **error_responses(401, 403, 503, notes={
                           503: "No coordinator plan yet (this node does not lead)"})}},
+    (JOIN_PATH, "post"): {
+        "operationId": "federationJoin", "tags": ["federation", "pairing"],
+        "summary": "A fresh machine asks to join this swarm (unsigned; rate-limited per address)",
+        "description": "Answers with the swarm's one-time public key for the joiner's "
+                       "commitment (the same on every member). Refused with 403 when pairing "
+                       "is off, 409 when this node asks to join elsewhere, 429 beyond 5 "
+                       "hellos from one address (then one per 10 s) or 16 waiting requests.",
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("JoinHello")},
+                                                      MSGPACK: {"schema": _ref("JoinHello")}}},
+        "responses": {"200": {"description": "The offer", "content": {
+            JSON: {"schema": _ref("JoinOffer")}, MSGPACK: {"schema": _ref("JoinOffer")}}},
+                      **error_responses(400, 403, 409, 413, 415, 429)}},
+    (JOIN_REVEAL_PATH, "post"): {
+        "operationId": "federationJoinReveal", "tags": ["federation", "pairing"],
+        "summary": "The joiner opens its commitment; the request now shows its code here",
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("JoinReveal")},
+                                                      MSGPACK: {"schema": _ref("JoinReveal")}}},
+        "responses": {"200": {"description": "The request, pending", "content": {
+            JSON: {"schema": _ref("JoinStatus")}, MSGPACK: {"schema": _ref("JoinStatus")}}},
+                      **error_responses(400, 404, 409, 413, 415, notes={
+                          404: "No such join request (expired, refused or never made)"})}},
+    (JOIN_WAIT_PATH, "post"): {
+        "operationId": "federationJoinWait", "tags": ["federation", "pairing"],
+        "summary": "Wait (long poll, at most 25 s) for the decision on a join request",
+        "description": "Approved answers carry the swarm key sealed to the joiner's one-time "
+                       "key (ChaCha20-Poly1305 under an X25519 exchange): only that joiner "
+                       "opens it.",
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("JoinWait")},
+                                                      MSGPACK: {"schema": _ref("JoinWait")}}},
+        "responses": {"200": {"description": "pending, approved or refused", "content": {
+            JSON: {"schema": _ref("JoinStatus")}, MSGPACK: {"schema": _ref("JoinStatus")}}},
+                      **error_responses(400, 404, 413, 415, 429, notes={
+                          404: "No such join request (expired, refused or never made)"})}},
+    (JOINS_PATH, "get"): {
+        "operationId": "federationJoins", "tags": ["federation", "pairing"],
+        "summary": "The join requests this node holds, with their codes, and its own request",
+        "responses": {"200": {"description": "Pairing state and join requests",
+                              "content": _json(_ref("JoinList"))},
+                      **error_responses(401, 403)}},
+    **SURFACE_OPERATIONS,  # the dashboard and the Ollama routes (surfaces.py)
 }

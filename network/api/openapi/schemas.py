@@ -10,8 +10,18 @@ from typing import Any
 
 from consensus.service import SWARM_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
+from network.api.openapi.surfaces import SURFACE_SCHEMAS
 from network.wire import fields
 from network.wire.election import MAX_PLAN_MEMBERS, MAX_REPLY_MESSAGES, MAX_SCORE
+from network.wire.pairing import (
+    COMMITMENT_BYTES,
+    JOIN_STATES,
+    MAX_JOINER_NAME,
+    MAX_WAIT_S,
+    NONCE_BYTES,
+    PAIRING_STATES,
+    PUBLIC_KEY_BYTES,
+)
 
 _ID = {"type": "string", "pattern": f"^{fields.ID_PATTERN.pattern}$", "maxLength": fields.MAX_ID_CHARS}
 _USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
@@ -45,6 +55,14 @@ _TURN = {"type": "array", "prefixItems": [{"type": "string", "maxLength": 32},
                                           {"type": "string", "maxLength": fields.MAX_TEXT_CHARS}],
          "minItems": 2, "maxItems": 2}
 _WIRE_VERSION = {"const": 1, "description": "wire version"}
+
+
+def _blob(size: int) -> dict[str, Any]:
+    chars = (size * 8 + 5) // 6
+    return {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "minLength": chars,
+            "maxLength": chars, "description": f"{size} bytes, unpadded base64url"}
+
+
 _TERM = {"type": "integer", "minimum": 0, "maximum": fields.MAX_TERM}
 _SCORE = {"type": "number", "minimum": 0, "maximum": MAX_SCORE}
 _PRIORITY = {"type": ["integer", "null"], "minimum": -fields.MAX_PRIORITY, "maximum": fields.MAX_PRIORITY,
@@ -109,7 +127,12 @@ SCHEMAS: dict[str, Any] = {
         "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
         "vram_gb": {"type": "number"}, "term": {"type": "integer"},
         "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
-        "nonce": {"type": ["string", "null"]}}},
+        "nonce": {"type": ["string", "null"]},
+        "pairing": {"enum": list(PAIRING_STATES)},
+        "tok_s": {"type": "number", "minimum": 0,
+                  "description": "decode speed of one instance over its last generations"},
+        "tokens": {"type": "integer", "minimum": 0,
+                   "description": "completion tokens generated since start, for anyone"}}},
     "PeerList": {"type": "object", "required": ["object", "node_id", "data"], "properties": {
         "object": {"const": "list"}, "node_id": {"type": "string"},
         "term": {"type": ["integer", "null"], "description": "this node's election term"},
@@ -159,10 +182,15 @@ SCHEMAS: dict[str, Any] = {
         "latency_s": {"type": "number"}, "node_id": _ID}},
     "ApproveRequest": {"type": "object", "required": ["node_id"], "properties": {
         "node_id": _ID,
-        "approved": {"type": "boolean", "default": True, "description": "false revokes"}}},
+        "approved": {"type": "boolean", "default": True,
+                     "description": "false revokes (or refuses a join request)"},
+        "code": {"type": "string", "maxLength": 32,
+                 "description": "the join code the machine shows, when two requests claim "
+                                "one node id"}}},
     "ApproveReply": {"type": "object", "required": ["node_id", "approved", "state"],
                      "properties": {"node_id": {"type": "string"}, "approved": {"type": "boolean"},
                                     "state": {"type": ["string", "null"]},
+                                    "join": {"type": ["object", "null"]},
                                     "approve_peers": {"type": "boolean"}}},
     "CancelRequest": {"type": "object", "required": ["v", "request_id"],
                       "properties": {"v": _WIRE_VERSION, "request_id": _ID}},
@@ -187,4 +215,37 @@ SCHEMAS: dict[str, Any] = {
                            "weight": _SCORE}}},
         "consensus": {"type": "array", "items": _ID, "maxItems": MAX_PLAN_MEMBERS,
                       "description": "member node ids, the preferred consensus sources first"}}},
+    "JoinHello": {"type": "object", "required": ["v", "node_id", "name", "swarm", "commitment"],
+                  "properties": {"v": _WIRE_VERSION, "node_id": _ID,
+                                 "name": {"type": "string", "maxLength": MAX_JOINER_NAME},
+                                 "swarm": _ID, "commitment": _blob(COMMITMENT_BYTES)}},
+    "JoinOffer": {"type": "object", "required": ["v", "node_id", "swarm", "member_key",
+                                                 "expires_s"],
+                  "properties": {"v": _WIRE_VERSION, "node_id": _ID, "swarm": _ID,
+                                 "member_key": _blob(PUBLIC_KEY_BYTES),
+                                 "expires_s": {"type": "number"}}},
+    "JoinReveal": {"type": "object", "required": ["v", "node_id", "commitment", "joiner_key",
+                                                  "nonce"],
+                   "properties": {"v": _WIRE_VERSION, "node_id": _ID,
+                                  "commitment": _blob(COMMITMENT_BYTES),
+                                  "joiner_key": _blob(PUBLIC_KEY_BYTES),
+                                  "nonce": _blob(NONCE_BYTES)}},
+    "JoinWait": {"type": "object", "required": ["v", "node_id", "commitment"],
+                 "properties": {"v": _WIRE_VERSION, "node_id": _ID,
+                                "commitment": _blob(COMMITMENT_BYTES),
+                                "wait_s": {"type": "number", "minimum": 0,
+                                           "maximum": MAX_WAIT_S}}},
+    "JoinStatus": {"type": "object", "required": ["v", "state"], "properties": {
+        "v": _WIRE_VERSION, "state": {"enum": list(JOIN_STATES)},
+        "sealed": {"type": "string", "description": "approved only: the swarm key, sealed"},
+        "expires_s": {"type": "number"}}},
+    "JoinList": {"type": "object", "required": ["node_id", "pairing", "requests"], "properties": {
+        "node_id": _ID, "pairing": {"enum": list(PAIRING_STATES)}, "swarm": {"type": "string"},
+        "requests": {"type": "array", "items": {"type": "object", "properties": {
+            "node_id": _ID, "name": {"type": "string"}, "address": {"type": "string"},
+            "state": {"enum": ["offered", "pending", "approved"]},
+            "code": {"type": ["string", "null"]}, "age_s": {"type": "number"},
+            "expires_in_s": {"type": "number"}}}},
+        "joining": {"type": ["object", "null"]}, "reason": {"type": "string"}}},
+    **SURFACE_SCHEMAS,  # the dashboard's and the Ollama routes' (surfaces.py)
 }

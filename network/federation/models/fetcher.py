@@ -1,0 +1,340 @@
+"""Fetch a model from the peers that hold it: ranged pieces from several peers at once, each
+checked against the manifest as it arrives, into the store's partial folder; resumable.
+
+Every holder gets `streams` concurrent requests; a piece whose source fails (gone, timed out,
+truncated) goes back first in line for any source; a source whose bytes do not match a piece's
+hash is banned for the rest of the download and named in the log with the file. Checked pieces
+are recorded after each one, so a crash (or a stop) resumes where it was: the recorded pieces are
+re-hashed from disk first. Every file's whole sha256 is checked before the model enters the
+store; nothing unchecked is ever loaded. A `TokenBucket` caps the whole download's rate.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from filelock import Timeout
+
+from network.federation.client import FederationClient, peer_url
+from network.wire.paths import BLOB_PATH
+from swarm.errors import PeerError
+from swarm.models.library import Entry, ModelLibrary
+from swarm.models.manifest import FileEntry, Manifest
+from swarm.models.schedule import Piece, PieceSchedule, TokenBucket
+from swarm.models.store import ModelError
+from swarm.models.tensors import block_ranges, header_length, tensor_spans
+
+log = logging.getLogger(__name__)
+
+STREAMS_PER_PEER = 2  # ranged requests in flight per holder
+RETRIES = 3  # consecutive failures before a holder is given up
+READ_TIMEOUT_S = 20.0  # a piece whose bytes stop coming for this long is given back
+REPORT_EVERY = 0.1  # log a progress line at every tenth of the model
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A peer that holds the model: its node id (for signing) and API address."""
+
+    node_id: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class FetchProgress:
+    """Where a download stands: bytes checked so far, of the total, at a rate, and from whom."""
+
+    name: str
+    done_bytes: int
+    total_bytes: int
+    rate_bytes_s: float
+    peers: tuple[str, ...]
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the rate so far (None before any bytes came)."""
+        if self.rate_bytes_s <= 0:
+            return None
+        return (self.total_bytes - self.done_bytes) / self.rate_bytes_s
+
+
+@dataclass
+class _Run:
+    manifest: Manifest
+    folder: os.PathLike[str]
+    schedule: PieceSchedule
+    started: float
+    start_bytes: int
+    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    gone: dict[str, str] = field(default_factory=dict)  # holder -> last failure
+    saving: asyncio.Lock = field(default_factory=asyncio.Lock)  # one progress write at a time
+    reported: int = 0
+
+
+class ModelFetcher:
+    """Downloads models into `library` over `client` (signed requests), at most `rate_bytes_s`
+    (0: no cap), reporting each checked piece to `on_progress`."""
+
+    def __init__(self, library: ModelLibrary, client: FederationClient, *,
+                 rate_bytes_s: float = 0.0, streams: int = STREAMS_PER_PEER,
+                 read_timeout_s: float = READ_TIMEOUT_S,
+                 on_progress: Callable[[FetchProgress], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.library = library
+        self.client = client
+        self.bucket = TokenBucket(rate_bytes_s, max(rate_bytes_s / 4, 1 << 16))
+        self.streams = streams
+        self.read_timeout_s = read_timeout_s
+        self.on_progress = on_progress or (lambda _p: None)
+        self.clock = clock
+
+    async def fetch(self, manifest: Manifest, holders: list[Holder]) -> Entry:
+        """The model in the store: already there, or fetched from `holders` now. `PeerError`
+        (naming each holder's failure) when they cannot deliver it; `ModelError` when a file
+        fails its final check."""
+        lock = self.library.lock(manifest)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("another process on this machine is fetching %s: waiting for it",
+                     manifest.name)
+            await asyncio.to_thread(lock.acquire)
+        try:
+            held = await asyncio.to_thread(self.library.find, manifest.digest)
+            if held is not None:
+                return held
+            return await self._fetch(manifest, holders)
+        finally:
+            lock.release()
+
+    async def fetch_blocks(self, manifest: Manifest, holders: list[Holder], file_name: str,
+                           blocks: range, *, shared: bool = False) -> Path:
+        """For a span server: only the tensors of `blocks` (and with `shared`, the embeddings,
+        final norm and head) of one safetensors file of the model, read from its header's
+        offsets. Whole pieces are fetched (so every byte is checked against the manifest) into
+        a sparse copy of the file in the store's partial folder, whose path is returned:
+        `safetensors.safe_open` reads the chosen tensors from it as from the full file."""
+        index = next((i for i, f in enumerate(manifest.files) if f.name == file_name), None)
+        if index is None or not file_name.endswith(".safetensors"):
+            raise ModelError(f"{manifest.name} has no safetensors file {file_name!r}")
+        item = manifest.files[index]
+        path = self.library.partial_dir(manifest) / item.name
+        lock = self.library.lock(manifest)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            await self._download(manifest, holders, _covering(manifest, index, [(0, 8)]))
+            prefix = await asyncio.to_thread(_read, path, 0, 8)
+            head_end = 8 + header_length(prefix)
+            await self._download(manifest, holders, _covering(manifest, index, [(0, head_end)]))
+            head = await asyncio.to_thread(_read, path, 0, head_end)
+            ranges = block_ranges(tensor_spans(head, item.size), blocks, shared=shared)
+            await self._download(manifest, holders, _covering(manifest, index, ranges))
+        finally:
+            lock.release()
+        return path
+
+    async def _fetch(self, manifest: Manifest, holders: list[Holder]) -> Entry:
+        await asyncio.to_thread(self.library.make_room, manifest)
+        run = await self._download(manifest, holders)
+        await asyncio.to_thread(_verify, manifest, run.folder)
+        entry = await asyncio.to_thread(self.library.commit, manifest)
+        self._report(run, final=True)
+        return entry
+
+    async def _download(self, manifest: Manifest, holders: list[Holder],
+                        only: set[Piece] | None = None) -> _Run:
+        """Fetch every piece of `manifest` (or those in `only`) into its partial folder."""
+        folder = self.library.partial_dir(manifest)
+        done = await asyncio.to_thread(_resume, self.library, manifest, folder)
+        sizes = {(fi, pi): end - start for fi, item in enumerate(manifest.files)
+                 for pi in range(len(item.pieces))
+                 for start, end in [item.piece_span(pi, manifest.piece_bytes)]
+                 if only is None or (fi, pi) in only}
+        schedule = PieceSchedule.of(sizes, done)
+        run = _Run(manifest, folder, schedule, self.clock(), schedule.done_bytes)
+        if done:
+            log.info("resuming %s: %d of %d MB already here", manifest.name,
+                     schedule.done_bytes >> 20, schedule.total_bytes >> 20)
+        async with asyncio.TaskGroup() as workers:
+            for holder in holders:
+                for _ in range(self.streams):
+                    workers.create_task(self._worker(run, holder),
+                                        name=f"fetch-{holder.node_id}")
+        if not schedule.complete:
+            why = {**run.gone, **schedule.banned}
+            reasons = "; ".join(f"{node}: {reason}" for node, reason in sorted(why.items()))
+            raise PeerError(f"could not fetch model {manifest.name}: "
+                            f"{reasons or 'no peer holds it'}")
+        return run
+
+    async def _worker(self, run: _Run, holder: Holder) -> None:
+        schedule, node = run.schedule, holder.node_id
+        failures = 0
+        while True:
+            async with run.cond:
+                await run.cond.wait_for(lambda: bool(schedule.pending) or not schedule.in_flight
+                                        or node in run.gone or node in schedule.banned)
+                if node in run.gone:
+                    return
+                piece = schedule.take(node)
+                if piece is None:
+                    return  # banned, or nothing left to fetch
+            item = run.manifest.files[piece[0]]
+            try:
+                data = await self._get(run.manifest, item, piece, holder)
+                ok = await asyncio.to_thread(_write, run.folder, run.manifest, item, piece, data)
+            except PeerError as exc:
+                failures += 1
+                async with run.cond:
+                    schedule.give_back(piece)
+                    if failures >= RETRIES and node not in run.gone:
+                        run.gone[node] = str(exc)
+                        log.warning("fetching %s: giving up on peer %s (%s); other peers go on",
+                                    item.name, node, exc)
+                    run.cond.notify_all()
+                if node in run.gone:
+                    return
+                await asyncio.sleep(0.2 * failures)  # a short back-off before asking it again
+                continue
+            except BaseException:
+                async with run.cond:
+                    schedule.give_back(piece)
+                    run.cond.notify_all()
+                raise
+            async with run.cond:
+                if ok:
+                    failures = 0
+                    schedule.finish(piece)
+                else:
+                    schedule.give_back(piece)
+                    start, end = item.piece_span(piece[1], run.manifest.piece_bytes)
+                    why = f"sent corrupted bytes of {item.name} (bytes {start}-{end - 1})"
+                    schedule.ban(node, why)
+                    log.warning("fetching %s: peer %s %s; no more pieces from it",
+                                run.manifest.name, node, why)
+                run.cond.notify_all()
+            if not ok:
+                return
+            async with run.saving:  # the newest record wins; a resume re-checks it anyway
+                await asyncio.to_thread(self.library.save_progress, run.manifest,
+                                        sorted(schedule.done))
+            self._report(run)
+
+    async def _get(self, manifest: Manifest, item: FileEntry, piece: Piece,
+                   holder: Holder) -> bytes:
+        """One piece's bytes from `holder`, within the rate cap; `PeerError` on any failure."""
+        start, end = item.piece_span(piece[1], manifest.piece_bytes)
+        url = peer_url(holder.address, holder.port, BLOB_PATH + item.sha256)
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity",
+                   **self.client.sign(holder.node_id, "GET", url, b"")}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.client.connect_timeout_s,
+                                        sock_read=self.read_timeout_s)
+        want = end - start
+        data = bytearray()
+        try:
+            async with self.client.session().get(url, headers=headers, timeout=timeout) as reply:
+                if reply.status not in (200, 206) or (reply.status == 200 and want != item.size):
+                    raise PeerError(f"{item.name}: answered {reply.status} to a range request",
+                                    node_id=holder.node_id, status=reply.status)
+                async for chunk in reply.content.iter_any():
+                    data += chunk
+                    if len(data) > want:
+                        raise PeerError(f"{item.name}: sent more than the {want} bytes asked",
+                                        node_id=holder.node_id)
+                    pause = self.bucket.wait(self.clock(), len(chunk))
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            raise PeerError(f"{item.name}: {what}", node_id=holder.node_id) from exc
+        if len(data) != want:
+            raise PeerError(f"{item.name}: truncated piece ({len(data)} of {want} bytes)",
+                            node_id=holder.node_id)
+        return bytes(data)
+
+    def _report(self, run: _Run, final: bool = False) -> None:
+        schedule = run.schedule
+        elapsed = max(self.clock() - run.started, 1e-6)
+        progress = FetchProgress(run.manifest.name, schedule.done_bytes, schedule.total_bytes,
+                                 (schedule.done_bytes - run.start_bytes) / elapsed,
+                                 tuple(sorted(set(schedule.in_flight.values()))))
+        self.on_progress(progress)
+        step = max(1, int(schedule.total_bytes * REPORT_EVERY))
+        mark = schedule.done_bytes // step
+        if final or mark > run.reported:
+            run.reported = mark
+            eta = progress.eta_s
+            log.info("fetching %s: %d%% (%.1f of %.1f MB) at %.1f MB/s, %s left, from %s",
+                     run.manifest.name, 100 * schedule.done_bytes // max(1, schedule.total_bytes),
+                     schedule.done_bytes / 1e6, schedule.total_bytes / 1e6,
+                     progress.rate_bytes_s / 1e6, "?" if eta is None else f"{eta:.0f} s",
+                     ", ".join(progress.peers) or "-")
+
+
+def _covering(manifest: Manifest, index: int, ranges: list[tuple[int, int]]) -> set[Piece]:
+    """The pieces of file `index` that overlap any of the byte ranges [start, end)."""
+    step = manifest.piece_bytes
+    return {(index, p) for start, end in ranges if end > start
+            for p in range(start // step, (end - 1) // step + 1)}
+
+
+def _read(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        return fh.read(length)
+
+
+def _resume(library: ModelLibrary, manifest: Manifest, folder: os.PathLike[str]) -> set[Piece]:
+    """Make every partial file its full (sparse) size; the recorded pieces that still check out."""
+    claimed = library.progress(manifest)
+    kept: set[Piece] = set()
+    for fi, item in enumerate(manifest.files):
+        path = os.path.join(folder, item.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path) or os.path.getsize(path) != item.size:
+            with open(path, "wb") as fh:
+                fh.truncate(item.size)
+            continue
+        with open(path, "rb") as fh:
+            for pi, expected in enumerate(item.pieces):
+                if (fi, pi) not in claimed:
+                    continue
+                start, end = item.piece_span(pi, manifest.piece_bytes)
+                data = os.pread(fh.fileno(), end - start, start)
+                if hashlib.sha256(data).hexdigest() == expected:
+                    kept.add((fi, pi))
+    return kept
+
+
+def _write(folder: os.PathLike[str], manifest: Manifest, item: FileEntry, piece: Piece,
+           data: bytes) -> bool:
+    """Check one piece against the manifest and write it in place; False when it does not match."""
+    if hashlib.sha256(data).hexdigest() != item.pieces[piece[1]]:
+        return False
+    start, _end = item.piece_span(piece[1], manifest.piece_bytes)
+    fd = os.open(os.path.join(folder, item.name), os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, start)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _verify(manifest: Manifest, folder: os.PathLike[str]) -> None:
+    """Every file's whole sha256, before the model may enter the store."""
+    for item in manifest.files:
+        digest = hashlib.sha256()
+        with open(os.path.join(folder, item.name), "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != item.sha256:
+            raise ModelError(f"{manifest.name}: {item.name} does not match its sha256 after the "
+                             "download (the manifest's piece hashes disagree with it); not loaded")

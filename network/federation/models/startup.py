@@ -1,0 +1,54 @@
+"""Before a node loads its model: with --federation and `--model NAME` this machine lacks, find
+the peers that hold NAME and fetch it into the store, so the loader finds it there (main.py calls
+this first)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from swarm.node.config import Config
+
+log = logging.getLogger("local_swarm")
+
+
+async def fetch_missing_model(config: Config) -> None:
+    """With --federation and `--model NAME` that this machine lacks: find the peers that hold
+    it, fetch it into the store (a progress bar; resumable), so the loader finds it there."""
+    from network.discovery.lan import bind_addresses
+    from network.federation.client import FederationClient
+    from network.federation.models.fetcher import FetchProgress, ModelFetcher
+    from network.federation.models.finder import ModelFinder
+    from network.trust.identity import load_identity
+    from network.trust.swarm_key import load_keys
+    from swarm.engine.loader import is_model_name, model_library
+    from swarm.errors import PeerError
+    from swarm.models.store import ModelError
+    from swarm.node.terminal import transfer_bar
+
+    fed, wanted = config.federation, config.model.path
+    if not fed.enabled or not is_model_name(wanted):
+        return
+    library = model_library(config)
+    if await asyncio.to_thread(library.find, wanted) is not None:
+        return
+    _host, lan = bind_addresses(config.api.host, True, "api.host" in config.explicit)
+    keys = load_keys(fed.swarm_key, fed.previous_swarm_keys, config.cache_path)
+    identity = load_identity(config.cache_path, fed.node_id, keys.ring.fingerprint)
+    client = FederationClient(keys=keys.ring)
+    try:
+        log.info("looking for peers that hold model %s", wanted)
+        finder = ModelFinder(fed, identity, keys.ring, client, lan)
+        manifest, holders = await finder.find(wanted, fed.fetch_wait_s)
+        log.info("fetching %s (%s, %.1f MB, %s) from %s", manifest.name, manifest.format,
+                 manifest.size / 1e6, manifest.digest[:12], ", ".join(h.node_id for h in holders))
+        with transfer_bar(f"fetching {manifest.name}", manifest.size) as bar:
+            def show(progress: FetchProgress) -> None:
+                bar(progress.done_bytes, progress.peers)
+
+            fetcher = ModelFetcher(library, client, rate_bytes_s=fed.fetch_limit_mb_s * 1e6,
+                                   on_progress=show)
+            await fetcher.fetch(manifest, holders)
+    except PeerError as exc:
+        raise ModelError(str(exc)) from exc
+    finally:
+        await client.close()
