@@ -64,6 +64,7 @@ from bench.netns_nodes import (  # noqa: E402
 PHASES = ("idle", "join", "load", "route")
 MAX_NODES = 50  # scripted nodes; the load phase runs real models and stops at MAX_MODEL_NODES
 MAX_MODEL_NODES = 8
+START_BATCH = 5  # idle nodes start this many at a time, each batch answering before the next
 
 # ---------------------------------------------------------------------------------------------
 # The agent: runs inside namespace n1, reads one JSON command per line, answers "RESULT {json}".
@@ -351,9 +352,15 @@ def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
 
     with NetnsLan(args.nodes) as lan:
         agent = Agent(lan, __file__)
-        nodes = [Node(lan, i, f"i{i}", scripted(args.latency), logdir)
-                 for i in range(1, args.nodes + 1)]
+        nodes: list[Node] = []
         try:
+            for first in range(1, args.nodes + 1, START_BATCH):  # not 50 imports at once
+                batch = [Node(lan, i, f"i{i}", scripted(args.latency), logdir)
+                         for i in range(first, min(first + START_BATCH, args.nodes + 1))]
+                nodes += batch
+                for n in batch:
+                    if not agent.ask({"op": "health", "url": n.url, "timeout": 90}, 100)["ok"]:
+                        raise RuntimeError(f"{n.node_id} never answered /health")
             mesh = agent.ask({"op": "wait_alive", "timeout": 60 + 3 * args.nodes,
                               "nodes": [[n.url, n.node_id] for n in nodes]}, 90 + 3 * args.nodes)
             if not mesh["ok"]:
