@@ -87,9 +87,11 @@ def greedy(backend, text: str, max_tokens: int, result: Result) -> tuple[list[in
     """Token ids and text of one greedy answer; its decode time goes into `result`."""
     ids, pieces, stamps = [], [], []
     for event in backend.stream(_request(text, max_tokens), threading.Event()):
+        pieces.append(event.text)
+        if event.token_id < 0:
+            continue  # held-back text at the end, no token
         stamps.append(time.perf_counter())
         ids.append(event.token_id)
-        pieces.append(event.text)
     if len(stamps) > 1:
         result.tokens += len(stamps) - 1
         result.seconds += stamps[-1] - stamps[0]

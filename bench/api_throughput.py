@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.node_process import start_node  # noqa: E402
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams  # noqa: E402
 from swarm.engine.loader import llamacpp_available, load_backends, plan_from_config  # noqa: E402
 from swarm.node.config import load_config  # noqa: E402
@@ -68,20 +68,10 @@ def _flags(label: str) -> tuple[str, str, str]:
     return engine, "--dtype" if engine == "transformers" else "--quant", weights
 
 
-def start_node(label: str, threads: int) -> tuple[subprocess.Popen[str], str]:
-    """Start `python main.py` on a free loopback port and return it with its URL."""
+def start_configured(label: str, threads: int) -> tuple[subprocess.Popen[str], str]:
+    """Start `python main.py` on a free loopback port for ENGINE:WEIGHTS and return its URL."""
     engine, flag, weights = _flags(label)
-    proc = subprocess.Popen(
-        [sys.executable, "main.py", "--port", "0", "--backend", engine, flag, weights,
-         "--threads", str(threads)],
-        cwd=ROOT, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "200"})
-    for line in proc.stderr:  # type: ignore[union-attr]
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-            return proc, match.group(1)
-    raise RuntimeError("the node did not start")
+    return start_node(["--backend", engine, flag, weights, "--threads", str(threads)])
 
 
 def compare(label: str, tokens: int, rounds: int, threads: int) -> dict[str, float]:
@@ -90,7 +80,7 @@ def compare(label: str, tokens: int, rounds: int, threads: int) -> dict[str, flo
     key = "model.dtype" if flag == "--dtype" else "model.quant"
     config = load_config(cli={"model.backend": engine, key: weights, "model.threads": threads})
     backend = load_backends(plan_from_config(config), config)[0]
-    proc, url = start_node(label, threads)
+    proc, url = start_configured(label, threads)
     direct, http = [], []
     try:
         with httpx.Client(base_url=url, timeout=120) as client:

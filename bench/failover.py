@@ -18,16 +18,21 @@ Per repetition, with N nodes in n2..n(N+1):
   3. freeze: SIGSTOP the coordinator (a hung process on a host that still accepts TCP: heartbeats
      see a busy peer, not a dead one); time until the others agree on another; SIGCONT, and time
      until all N agree on a single coordinator (the thawed one must step down).
+  4. follower: pull a follower's cable for --follower-cut-s (4 s: a Wi-Fi drop, a closed lid),
+     plug it back, and watch every node meanwhile: count coordinator moves (any node but the cut
+     one naming another coordinator or term, the sitting one not saying "coordinator", the cut
+     one leading anyone but itself or following another; goal 0), how long after the heal the
+     cut one still said it leads itself (solo), and when it followed the sitting one again.
 After each measured agreement the agent keeps watching for --hold-s and counts every break of
 it (a flap). A repetition that does not converge within --timeout-s (10 s) is a failure.
 Goal: p95 <= 2 s for both (anchor: exo 1.x campaigns for 3 s before a new master).
 
 Run as root (or with user namespaces):
-  python bench/failover.py [--nodes 3] [--reps 20] [--hold-s 1.0] [--only kill,cut,freeze]
+  python bench/failover.py [--nodes 3] [--reps 20] [--hold-s 1.0] [--only kill,cut,freeze,follower]
   python bench/failover.py --reps 5 --keep-logs     # quick look, node logs kept
 Takes about 6 s per repetition on 2 cores (crash detection ~0.6 s, cut detection ~1.1 s, a
 restart ~1 s, two 1 s holds, the settling waits): 129 s measured for kill and cut; freeze adds
-about 4 s per repetition.
+about 4 s per repetition, follower about 11 s.
 """
 from __future__ import annotations
 
@@ -62,7 +67,7 @@ from bench.netns_nodes import (  # noqa: E402
     scripted,
 )
 
-PHASES = ("kill", "cut", "freeze")
+PHASES = ("kill", "cut", "freeze", "follower")
 GOAL_S = 2.0
 ANCHOR = "exo 1.x campaigns for 3 s"
 
@@ -182,7 +187,8 @@ class Bench:
         self.res: dict[str, Any] = {"kill": [], "kill_rejoin": [], "cut_elect": [], "cut": [],
                                     "freeze_elect": [], "thaw": [],
                                     "failures": [], "flaps": 0, "flap_evidence": [],
-                                    "displaced": 0, "dual": []}
+                                    "displaced": 0, "dual": [], "follower_moves": 0,
+                                    "follower_solo": [], "follower_rejoin": []}
 
     def by_id(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -284,6 +290,37 @@ class Bench:
               flush=True)
         return self.settle(f"{phase} rep {rep} after {back_word}")
 
+    def follower_rep(self, rep: int, state: dict) -> dict:
+        """Cut a follower for --follower-cut-s and plug it back, watching every node throughout."""
+        leader = self.by_id(state["coordinator"])
+        followers = [n for n in self.nodes if n is not leader]
+        cut = followers[rep % len(followers)]
+        hold = self.args.follower_cut_s + 6.0
+        self.agent.send(agree_cmd(self.nodes, 10, announce=True, hold_s=hold,
+                                  want=leader.node_id, term=state["term"]))
+        self.agent.out.expect("WATCHING", 30)
+        self.lan.cut(cut.i)
+        cut.note("--- cable cut")
+        time.sleep(self.args.follower_cut_s)  # the outage itself: a bench's scripted fault
+        healed_at = time.time()
+        self.lan.heal(cut.i)
+        cut.note("--- cable healed")
+        watched = self.agent.result(hold + 60)
+        moves, solo_s, rejoined = follower_outcome(watched, leader.node_id, cut.node_id,
+                                                   state["term"], healed_at - watched["t0"])
+        self.res["follower_moves"] += moves
+        self.res["follower_solo"].append(solo_s)
+        if rejoined is None:
+            self.res["failures"].append(f"follower rep {rep}: {cut.node_id} never followed "
+                                        f"{leader.node_id} again: {watched['views']}")
+        else:
+            self.res["follower_rejoin"].append(rejoined)
+        back = "never" if rejoined is None else f"{rejoined:.2f} s"
+        print(f"  rep {rep + 1}: follower {cut.node_id} cut {self.args.follower_cut_s:.0f} s -> "
+              f"back under {leader.node_id} {back} after the heal; moves {moves}; said solo "
+              f"{solo_s:.2f} s after the heal", flush=True)
+        return self.settle(f"follower rep {rep}", leader.node_id)
+
     def run(self, phases: list[str]) -> None:
         state = self.settle("start")
         print(f"  {len(self.nodes)} nodes agree: {state['coordinator']} leads term "
@@ -295,11 +332,45 @@ class Bench:
                 state = self.cut_rep(rep, state)
             if "freeze" in phases:
                 state = self.freeze_rep(rep, state)
+            if "follower" in phases:
+                state = self.follower_rep(rep, state)
 
     def close(self) -> None:
         for n in self.nodes:
             n.stop()
         self.agent.close()
+
+
+def follower_outcome(watched: dict, leader: str, cut: str, term: int,
+                     heal_s: float) -> tuple[int, float, float | None]:
+    """From an `agree` result watched across a follower's cut (its timeline of [seconds, node id,
+    view] per change, and when each node answered again): (coordinator moves, seconds the cut one
+    said it leads itself after the heal, seconds from the heal until it followed the sitting
+    leader for good, seen from outside; None if it never did)."""
+    changes = watched["changes"]
+    back = [at for at, node in watched["returns"] if node == cut and at >= heal_s]
+    moves, solo_s, rejoined = 0, 0.0, (back[0] - heal_s if back else None)
+    bad: dict[str, bool] = {}
+    solo_since: float | None = None
+    for at, node, view in changes:
+        if view is None:
+            continue
+        same = (view["coordinator"], view["term"]) == (leader, term)
+        if node == cut:
+            leads = view["role"] == "coordinator"
+            wrong = (leads and not view.get("solo")) or (
+                not leads and view["coordinator"] not in (None, leader))
+            if leads and view.get("solo") and at >= heal_s and solo_since is None:
+                solo_since = at
+            elif not leads and solo_since is not None:
+                solo_s, solo_since = solo_s + at - solo_since, None
+            rejoined = (at - heal_s if same and view["role"] == "follower" and at >= heal_s
+                        else None if at >= heal_s else rejoined)
+        else:
+            wrong = not same or (view["role"] == "coordinator") != (node == leader)
+        moves += wrong and not bad.get(node, False)
+        bad[node] = wrong
+    return moves, solo_s, rejoined
 
 
 _BECAME = re.compile(r"this node is now the coordinator \(term (\d+)\)")
@@ -329,10 +400,13 @@ def report(args: argparse.Namespace, phases: list[str], res: dict,
     if "freeze" in phases:
         table.row("freeze: SIGSTOP coordinator -> others agree", res["freeze_elect"])
         table.row("freeze: SIGCONT -> all agree on one", res["thaw"])
+    if "follower" in phases:
+        table.row("follower: heal -> follows the sitting one", res["follower_rejoin"])
+        table.row("follower: says solo after the heal (time)", res["follower_solo"])
     print()
     became = sum(c[0] for c in counts.values())
     stepped = sum(c[1] for c in counts.values())
-    expected = args.reps * len(phases) + 1
+    expected = args.reps * len([p for p in phases if p != "follower"]) + 1
     print(f"elections won (log lines): {became} (one per measured failover plus the first = "
           f"{expected}); step-downs: {stepped}; per node {counts}")
     print(f"flaps (an agreement broken within {args.hold_s} s): {res['flaps']}; restarts that "
@@ -349,6 +423,11 @@ def report(args: argparse.Namespace, phases: list[str], res: dict,
             p95 = pct(xs, .95)
             goals.append(f"GOAL {name} p95 {fmt(p95)} <= {GOAL_S} s ({ANCHOR}): "
                          f"{'MET' if p95 <= GOAL_S else 'MISSED'} [{len(xs)} runs]")
+    if "follower" in phases:
+        moves = res["follower_moves"]
+        goals.append(f"GOAL coordinator moves when a follower is cut {args.follower_cut_s:.0f} s "
+                     f"and returns: {moves} == 0: {'MET' if moves == 0 else 'MISSED'} "
+                     f"[{len(res['follower_solo'])} runs]")
     print()
     for g in goals:
         print(g)
@@ -364,6 +443,8 @@ def main() -> int:
                         help="a repetition that does not converge by then fails (default 10)")
     parser.add_argument("--latency", type=float, default=0.05,
                         help="scripted seconds per answer (default 0.05)")
+    parser.add_argument("--follower-cut-s", type=float, default=4.0,
+                        help="follower phase: how long its cable stays out (default 4)")
     add_phase_options(parser, PHASES)
     args = parser.parse_args()
     phases = chosen_phases(parser, args, PHASES)

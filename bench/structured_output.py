@@ -15,10 +15,7 @@ import argparse
 import itertools
 import json
 import os
-import re
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +26,10 @@ from jsonschema import validate
 from pydantic import BaseModel, Field
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.node_process import start_node  # noqa: E402
 
 PROMPTS = ("Describe a person as JSON.", "What is the capital of France?",
            "Give me a recipe as JSON.", "Invent a pet and describe it.")
@@ -50,18 +51,6 @@ class Person(BaseModel):
     name: str = Field(max_length=30)
     age: int
 
-
-def start_node(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """`python main.py` on a free loopback port, with its URL."""
-    proc = subprocess.Popen([sys.executable, "main.py", "--port", "0", *extra], cwd=ROOT,
-                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            env={**os.environ, "COLUMNS": "200"})
-    for line in proc.stderr:  # type: ignore[union-attr]
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-            return proc, match.group(1)
-    raise RuntimeError("the node did not start")
 
 
 def ask(client: openai.OpenAI, prompt: str, response_format: dict, strategy: str,

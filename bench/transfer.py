@@ -1,6 +1,6 @@
 """Model transfer rate between namespace hosts, against raw TCP between the same hosts.
 
-    python bench/transfer.py [--mb 256] [--cap-mbit 400] [--runs 2]
+    python bench/transfer.py [--mb 256] [--cap-mbit 400] [--runs 2] [--streams N]
 
 Three hosts on a namespace LAN (tests/netns.py): n1 and n3 serve a model file with the real
 routes (`ModelRoutes` over a `ModelLibrary`, signed requests), n2 fetches it with the real
@@ -77,10 +77,10 @@ def raw_fetch(host: str, nbytes: int) -> None:
     print(json.dumps({"bytes": got, "seconds": time.perf_counter() - start}), flush=True)
 
 
-def fetch(manifest_json: str, holders_json: str) -> None:
+def fetch(manifest_json: str, holders_json: str, streams_arg: int) -> None:
     """Fetch the model from the holders into a fresh store; print the rate."""
     from network.federation.client import FederationClient
-    from network.federation.models.fetcher import Holder, ModelFetcher
+    from network.federation.models.fetcher import STREAMS_PER_PEER, Holder, ModelFetcher
     from network.trust.swarm_key import KeyRing, SwarmKey
     from swarm.models.library import ModelLibrary
     from swarm.models.manifest import Manifest
@@ -88,10 +88,11 @@ def fetch(manifest_json: str, holders_json: str) -> None:
     async def run() -> dict[str, float]:
         manifest = Manifest.from_wire(json.loads(manifest_json))
         holders = [Holder(n, a, PORT) for n, a in json.loads(holders_json)]
+        streams = streams_arg or STREAMS_PER_PEER
         library = ModelLibrary(Path(tempfile.mkdtemp()) / "store", 1 << 40)
         client = FederationClient(keys=KeyRing(SwarmKey.parse(KEY, "bench key")))
         start = time.perf_counter()
-        await ModelFetcher(library, client).fetch(manifest, holders)
+        await ModelFetcher(library, client, streams=streams).fetch(manifest, holders)
         seconds = time.perf_counter() - start
         await client.close()
         return {"bytes": manifest.size, "seconds": seconds}
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=256, help="model file size (MB)")
     parser.add_argument("--cap-mbit", type=int, default=400, help="each source link's cap")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=0,
+                        help="ranged requests in flight per source (default: the fetcher's)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, NetnsLan(3) as lan:
@@ -151,12 +154,13 @@ def main() -> None:
             cap(lan, 1, mbit)
             cap(lan, 3, mbit)
             raw = rate(["--raw-fetch", lan.addr(1), str(nbytes)])
-            single = rate(["--fetch", manifest, one])
-            double = rate(["--fetch", manifest, two])
+            single = rate(["--fetch", manifest, one, str(args.streams)])
+            double = rate(["--fetch", manifest, two, str(args.streams)])
             rows.append((f"{mbit} Mbit/s per source" if mbit else "no cap (veth)", raw, single,
                          double))
     print(f"model {nbytes / 1e6:.0f} MB, median of {args.runs} runs, load {load:.2f} "
-          f"(1-min average at start), {os.cpu_count()} cores")
+          f"(1-min average at start), {os.cpu_count()} cores, streams per source: "
+          f"{args.streams or 'default'}")
     print(f"{'links':<22} {'raw TCP':>9} {'1 source':>9} {'2 sources':>10} {'1 src/raw':>10} "
           f"{'2 src/1':>8}   (MB/s)")
     for name, raw, single, double in rows:
@@ -172,6 +176,6 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "--raw-fetch":
         raw_fetch(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--fetch":
-        fetch(sys.argv[2], sys.argv[3])
+        fetch(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         main()

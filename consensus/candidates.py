@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from consensus.normalize import normalize_answer
 from swarm.engine.backend import Completion
 from swarm.errors import LocalSwarmError
 
@@ -80,10 +81,20 @@ class Decision:
                 return group.weight
         return None
 
+    def voted_on(self) -> str | None:
+        """What the outcome was decided on: the kind of answer (`tool_call`, `json`, `letter`,
+        `number` or `text`, consensus/normalize.py) of the winning group, or of the winner."""
+        if self.groups:
+            return self.groups[0].kind
+        if self.winner is None or self.winner.completion is None:
+            return None
+        return normalize_answer(self.winner.completion.text).kind
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON `swarm` object of an API response."""
         return {
             "strategy": self.strategy,
+            "voted_on": self.voted_on(),
             "winner": self.winner.source if self.winner is not None else None,
             "winner_index": self.candidates.index(self.winner) if self.winner is not None else None,
             "candidates": [
@@ -91,6 +102,8 @@ class Decision:
                     "source": c.source,
                     "latency_ms": round(c.latency_s * 1000.0, 1),
                     "tokens": c.completion.completion_tokens if c.completion is not None else 0,
+                    "kind": normalize_answer(c.completion.text).kind
+                    if c.completion is not None else None,
                     "score": _finite(c.score),
                     "votes": self.votes_of(c) if c.arrival != NEVER_ARRIVED else None,
                     "valid": c.valid,

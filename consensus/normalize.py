@@ -1,6 +1,10 @@
 """Answer normalisation for voting: one comparable key per answer, and similarity groups of keys.
 
 An answer is keyed by the first of these that applies, in this order:
+  tool_call  tool calls (an answer written under the tool-call grammar, swarm/engine/tools.py):
+          the set of (function, arguments), arguments re-serialised with sorted keys, so two
+          candidates that call the same functions with the same arguments vote together,
+          whatever order or ids;
   json    a JSON object or array (``` fences stripped), re-serialised with sorted keys;
   letter  a multiple-choice option: "(B)", "B)", "Answer: b", "the answer is C", or just "b.";
   number  the first number in the sentence of the last "answer" or "####" (its last "=" if any:
@@ -60,6 +64,7 @@ from consensus.sentences import (
     first_sentence,
     normalize_text,
 )
+from swarm.engine.toolcalls import read_answer
 
 TEXT_SIMILARITY = 0.8
 
@@ -103,7 +108,7 @@ def canonical_json(text: str) -> str | None:
         return None
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep to be an answer worth grouping
         return None
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -182,8 +187,29 @@ def final_number(text: str) -> str | None:
         return None
 
 
+def canonical_calls(text: str) -> str | None:
+    """The calls of a tool-call answer as canonical JSON (sorted), or None for a text answer."""
+    content, calls, complete = read_answer(text, new_id=str)
+    if content is not None or not calls:
+        return None
+    entries = []
+    for call in calls:
+        try:
+            arguments = json.loads(call.arguments) if complete or call is not calls[-1] else None
+        except ValueError:
+            arguments = None
+        entries.append(json.dumps({"name": call.name, "arguments": arguments
+                                   if arguments is not None else call.arguments},
+                                  sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    return "[" + ",".join(sorted(entries)) + "]"
+
+
 def normalize_answer(text: str) -> AnswerKey:
-    """The voting key of an answer: JSON, else option letter, else final number, else text."""
+    """The voting key of an answer: tool calls, else JSON, else option letter, else final
+    number, else text."""
+    calls = canonical_calls(text)
+    if calls is not None:
+        return AnswerKey("tool_call", calls)
     as_json = canonical_json(text)
     if as_json is not None:
         return AnswerKey("json", as_json)

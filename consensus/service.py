@@ -13,7 +13,7 @@ from consensus.candidates import SCORE_MODES, STRATEGIES, Decision
 from consensus.runner import Ask, ask_source, run_consensus
 from consensus.validators import build_validator
 from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
-from swarm.engine.source import Source
+from swarm.engine.source import Source, serves
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,9 @@ class ConsensusService:
                      response_format: dict[str, Any] | None) -> Decision:
         """Gather candidates and return the Decision; raises ConsensusError / ConsensusTimeout."""
         validator = build_validator(response_format, regex=options.regex,
-                                    require_finished=options.strategy == "first_valid")
-        sources = self._chosen(options.n)
+                                    require_finished=options.strategy == "first_valid",
+                                    tools=request.tools)
+        sources = self._chosen(options.n, request.needs)
         judging = options.strategy == "best_of_n" and options.score == "judge"
         decision = await run_consensus(
             options.strategy, sources, request, self._ask, n=options.n,
@@ -132,6 +133,6 @@ class ConsensusService:
         sources = list(self._sources())
         return bool(sources) and all(s.capacity() == 0 for s in sources)
 
-    def _chosen(self, n: int) -> list[Source]:
-        """The `n` sources to ask, as the chooser spreads them."""
-        return list(self._choose(self._sources(), n))
+    def _chosen(self, n: int, needs: frozenset[str] = frozenset()) -> list[Source]:
+        """The `n` sources to ask, as the chooser spreads them over those that serve `needs`."""
+        return list(self._choose([s for s in self._sources() if serves(s, needs)], n))

@@ -11,6 +11,8 @@ from jsonschema.validators import validator_for
 
 from consensus.normalize import strip_fences
 from swarm.engine.backend import Completion
+from swarm.engine.toolcalls import read_answer
+from swarm.engine.tools import ToolUse
 
 Validator = Callable[[Completion], tuple[bool, str]]
 OK = "ok"
@@ -33,8 +35,8 @@ def nonempty(completion: Completion) -> tuple[bool, str]:
 def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
         return json.loads(strip_fences(text)), None
-    except ValueError as exc:
-        return None, f"not JSON: {exc}"
+    except (ValueError, RecursionError) as exc:  # a candidate (a peer's, say) nested too deep
+        return None, f"not JSON: {type(exc).__name__}: {exc}"
 
 
 def json_object(completion: Completion) -> tuple[bool, str]:
@@ -85,6 +87,30 @@ def regex(pattern: str) -> Validator:
     return check
 
 
+def tool_calls(use: ToolUse, text: Validator) -> Validator:
+    """A validator for an answer to a request with tools: calls must be complete, name a
+    function the request lets the model call, and carry arguments that match its parameters
+    schema; a text answer must pass `text`, and is invalid when a call was required."""
+    callable_ = {t.name: json_schema(t.schema()) for t in use.callable()}
+    must_call = use.choice in ("required", "function")
+
+    def check(completion: Completion) -> tuple[bool, str]:
+        content, calls, complete = read_answer(completion.text, new_id=str)
+        if content is not None:
+            return (False, "a tool call was required") if must_call else text(completion)
+        if not complete:
+            return False, "the last tool call was cut off"
+        for call in calls:
+            if call.name not in callable_:
+                return False, f"calls {call.name!r}, which the request does not offer"
+            valid, why = callable_[call.name](Completion(call.arguments, (), (), "stop", 0))
+            if not valid:
+                return False, f"{call.name} arguments: {why}"
+        return True, OK
+
+    return check
+
+
 def all_of(*validators: Validator) -> Validator:
     """A validator passing when every one of `validators` passes; the first failure's reason."""
 
@@ -106,12 +132,14 @@ def build_validator(
     regex: str | None = None,
     *,
     require_finished: bool = True,
+    tools: ToolUse | None = None,
 ) -> Validator:
     """The validator for an OpenAI `response_format` plus an optional regex; ValueError if bad.
 
     Shapes: None or {"type": "text"}; {"type": "json_object"};
     {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}} (no schema: any object).
-    `require_finished` makes truncated ("length") answers invalid.
+    `require_finished` makes truncated ("length") answers invalid; with `tools`, an answer
+    that is calls is checked as calls (`tool_calls`), a text answer as above.
     """
     parts: list[Validator] = [finished_nonempty if require_finished else nonempty]
     kind = (response_format or {}).get("type", "text")
@@ -132,4 +160,5 @@ def build_validator(
         raise ValueError(f"unsupported response_format type {kind!r}")
     if regex is not None:
         parts.append(_regex(regex))
-    return parts[0] if len(parts) == 1 else all_of(*parts)
+    validator = parts[0] if len(parts) == 1 else all_of(*parts)
+    return validator if tools is None else tool_calls(tools, validator)

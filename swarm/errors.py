@@ -13,10 +13,12 @@
     │   ├── messages.WireDecodeError    (peer data that is not a valid message)
     │   ├── txt.TxtError                (an mDNS record that is not a valid advert)
     │   └── probe.ProbeFailed           (a heartbeat probe got no valid answer)
-    │       └── probe.ProbeRefused      (signed with another swarm's key)
+    │       ├── probe.ProbeRefused      (signed with another swarm's key)
+    │       └── probe.NetworkUnreachable (this node's own network is down)
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)
     │   ├── PoolBusyError               (every instance's queue is full: 429)
+    │   │   └── InstanceClosedError     (the node is shutting down)
     │   └── scripted.ScriptedError      (a scripted test backend told to fail)
     └── ConsensusError         no candidate gave a usable answer (502, or 429 when all were busy)
         └── ConsensusTimeout            (the deadline passed before a quorum: 504)
@@ -86,3 +88,12 @@ class PoolBusyError(EngineError):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"all instances are busy; retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
+
+
+class InstanceClosedError(PoolBusyError):
+    """The instance is closing (the node shuts down): busy for good, so callers send the work
+    elsewhere or answer 429 as for full queues."""
+
+    def __init__(self, index: int) -> None:
+        EngineError.__init__(self, f"instance {index} is closed: the node is shutting down")
+        self.retry_after_s = 1

@@ -21,10 +21,13 @@ def node_config():
 
 @pytest.fixture(scope="session")
 def transformers_pool(node_config):
-    """One real transformers instance of the embedded model."""
-    from swarm.engine.loader import load_backends, plan_from_config
+    """One real transformers instance of the embedded model (skips where it is not installed)."""
+    from swarm.engine.loader import load_backends, plan_from_config, transformers_available
     from swarm.engine.pool import InstancePool
+    from tests.engines import NO_TRANSFORMERS
 
+    if not transformers_available():
+        pytest.skip(NO_TRANSFORMERS)
     pool = InstancePool(load_backends(plan_from_config(node_config), node_config),
                         queue_depth=4)
     yield pool

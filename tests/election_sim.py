@@ -6,14 +6,21 @@ crashes (refused probes) or `detect_cut` after a partition cuts it off (connect 
 SUSPECT for part of that time. Its advertised term and coordinator reach each observer within one
 heartbeat interval (two when that heartbeat is lost). Restarts keep the node id and reset its state;
 `Fault.remember` says whether the term and vote were persisted (both variants are tested).
+
+A sleep is a Mac closing its lid: the node runs nothing and nobody reaches it for `duration`, and
+its monotonic clock (the one the core is given) stands still meanwhile, so each node keeps its own
+clock (`local`). On waking its view is the stale one it fell asleep with until fresh heartbeats
+arrive, and, as the driver does on seeing the wall clock leap ahead (network/coordination/wake.py),
+it first re-enters the start-up grace (`rest`).
 """
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from network.coordination.election import (
     Candidate,
@@ -25,6 +32,7 @@ from network.coordination.election import (
     Send,
     boot,
     receive,
+    rest,
     step,
 )
 
@@ -44,13 +52,14 @@ class SimConfig:
 
 @dataclass(frozen=True)
 class Fault:
-    """One scheduled change: crash or restart `node`, or set partition `groups` (one per node)."""
+    """One scheduled change: crash, restart or put to sleep `node`, or set partition `groups`."""
 
     at: float
-    kind: str  # "crash" | "restart" | "partition"
+    kind: str  # "crash" | "restart" | "partition" | "sleep"
     node: int = 0
-    groups: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()  # partition: one group per node
     remember: bool = True  # restart: keep the persisted term and vote
+    duration: float = 0.0  # sleep: how long
 
 
 @dataclass
@@ -68,6 +77,8 @@ class Sim:
     groups: list[int] = field(init=False)  # partition group per node
     term_floor: list[int] = field(init=False)  # lowest term each node may still hold
     boots: list[int] = field(init=False)
+    lag: list[float] = field(init=False)  # how far each node's monotonic clock is behind (sleeps)
+    asleep: list[bool] = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.candidates)
@@ -83,6 +94,8 @@ class Sim:
         self.groups = [0] * n
         self.term_floor = [0] * n
         self.boots = [0] * n
+        self.lag = [0.0] * n
+        self.asleep = [False] * n
         self._disk: list[tuple[int, int, str | None]] = [(0, 0, None)] * n  # persisted term and vote
         for i in range(n):
             if i not in self.down_at_start:
@@ -93,18 +106,26 @@ class Sim:
 
     # -- topology ---------------------------------------------------------------------------
     def up(self, i: int) -> bool:
-        """True while node i runs."""
+        """True while node i runs (asleep or not)."""
         return self.states[i] is not None
 
+    def awake(self, i: int) -> bool:
+        """True while node i runs and is not asleep."""
+        return self.up(i) and not self.asleep[i]
+
+    def local(self, i: int) -> float:
+        """Node i's monotonic clock now."""
+        return self.now - self.lag[i]
+
     def reachable(self, a: int, b: int) -> bool:
-        """True when a and b run and share a partition group."""
-        return a != b and self.up(a) and self.up(b) and self.groups[a] == self.groups[b]
+        """True when a and b are awake and share a partition group."""
+        return a != b and self.awake(a) and self.awake(b) and self.groups[a] == self.groups[b]
 
     def components(self) -> list[list[int]]:
-        """Running nodes grouped by partition (the real connected components)."""
+        """Awake nodes grouped by partition (the real connected components)."""
         by: dict[int, list[int]] = {}
         for i in range(len(self.candidates)):
-            if self.up(i):
+            if self.awake(i):
                 by.setdefault(self.groups[i], []).append(i)
         return list(by.values())
 
@@ -119,7 +140,7 @@ class Sim:
                 version = self._link[a][b]
                 if now_ok:
                     self._at(self._delay(self.config.detect_up), self._see, a, b, version)
-                elif self.up(a):
+                elif self.awake(a):
                     span = self.config.detect_crash if cause == "crash" else self.config.detect_cut
                     gone = self._delay(span)
                     self._at(self.rng.uniform(self.now, gone), self._suspect, a, b, version)
@@ -138,13 +159,34 @@ class Sim:
         elif fault.kind == "crash" and self.up(fault.node):
             self.states[fault.node] = None
             self.views[fault.node] = {}
+            self.asleep[fault.node] = False
         elif fault.kind == "restart":
             self.states[fault.node] = None
+            self.asleep[fault.node] = False
             self._start(fault.node, fault.remember)
+        elif fault.kind == "sleep" and self.awake(fault.node):
+            self.asleep[fault.node] = True
+            self._at(self.now + fault.duration, self._wake_up, fault.node, self.boots[fault.node],
+                     self.now)
         self._relink(before, fault.kind, fault.node if fault.kind == "restart" else None)
         if fault.kind == "restart":
-            self._run(fault.node, step(self.states[fault.node], (), self.now,  # type: ignore[arg-type]
+            self._run(fault.node, step(self.states[fault.node], (), self.local(fault.node),  # type: ignore[arg-type]
                                        self.config.timings))
+
+    def _wake_up(self, i: int, boot_no: int, since: float) -> None:
+        """The lid opens: the monotonic clock missed the sleep; the view is the stale one."""
+        if self.boots[i] != boot_no or not self.asleep[i] or self.states[i] is None:
+            return
+        before = self._matrix()
+        self.asleep[i] = False
+        self.lag[i] += self.now - since
+        self.states[i] = rest(self.states[i], self.local(i))  # type: ignore[arg-type]
+        self._wake[i] = None
+        self._relink(before, "sleep", None)
+        for b in [b for b in self.views[i] if not self.reachable(i, b)]:  # gone while it slept
+            self._link[i][b] += 1
+            self._at(self._delay(self.config.detect_cut), self._drop, i, b, self._link[i][b])
+        self._step(i)
 
     def _start(self, i: int, remember: bool) -> None:
         self.boots[i] += 1
@@ -153,7 +195,7 @@ class Sim:
         if not remember:
             self.term_floor[i] = 0
             self._disk[i] = (0, 0, None)
-        self.states[i] = boot(self.candidates[i], self.now, *self._disk[i])
+        self.states[i] = boot(self.candidates[i], self.local(i), *self._disk[i])
 
     # -- events -----------------------------------------------------------------------------
     def _delay(self, span: tuple[float, float]) -> float:
@@ -165,7 +207,7 @@ class Sim:
     def _entry(self, b: int, suspect_since: float | None = None) -> PeerView:
         s = self.states[b]
         assert s is not None
-        return PeerView(self.candidates[b], s.term, s.coordinator, suspect_since)
+        return PeerView(self.candidates[b], s.term, s.coordinator, suspect_since, s.solo)
 
     def _see(self, a: int, b: int, version: int) -> None:
         if self._link[a][b] == version and self.reachable(a, b):
@@ -174,12 +216,13 @@ class Sim:
 
     def _suspect(self, a: int, b: int, version: int) -> None:
         old = self.views[a].get(b)
-        if self._link[a][b] == version and old is not None and old.suspect_since is None:
-            self.views[a][b] = PeerView(old.candidate, old.term, old.coordinator, self.now)
+        if (self._link[a][b] == version and self.awake(a) and old is not None
+                and old.suspect_since is None):
+            self.views[a][b] = replace(old, suspect_since=self.local(a))
             self._step(a)
 
     def _drop(self, a: int, b: int, version: int) -> None:
-        if self._link[a][b] == version and self.views[a].pop(b, None) is not None:
+        if self._link[a][b] == version and self.awake(a) and self.views[a].pop(b, None) is not None:
             self._step(a)
 
     def _refresh(self, a: int, b: int) -> None:
@@ -196,18 +239,19 @@ class Sim:
         if self.boots[to] == boot_no and self.reachable(sender, to):
             s = self.states[to]
             assert s is not None
-            self._run(to, receive(s, tuple(self.views[to].values()), send.message, self.now,
+            self._run(to, receive(s, tuple(self.views[to].values()), send.message, self.local(to),
                                   self.config.timings))
 
     def _timer(self, i: int, boot_no: int, when: float) -> None:
-        if self.boots[i] == boot_no and self._wake[i] == when:
+        if self.boots[i] == boot_no and self._wake[i] == when and self.awake(i):
             self._wake[i] = None
-            self._step(i)
+            self._step(i, when)  # `when` itself: now - lag may round to just before it
 
-    def _step(self, i: int) -> None:
+    def _step(self, i: int, at_least: float = -math.inf) -> None:
         s = self.states[i]
-        if s is not None:
-            self._run(i, step(s, tuple(self.views[i].values()), self.now, self.config.timings))
+        if s is not None and self.awake(i):
+            now = max(self.local(i), at_least)
+            self._run(i, step(s, tuple(self.views[i].values()), now, self.config.timings))
 
     def _run(self, i: int, d: Decision) -> None:
         old, new = self.states[i], d.state
@@ -225,7 +269,7 @@ class Sim:
                     self._at(self._delay(self.config.latency), self._deliver, j, self.boots[j], i, send)
         if d.wake_at is not None and d.wake_at != self._wake[i]:
             self._wake[i] = d.wake_at
-            self._at(d.wake_at, self._timer, i, self.boots[i], d.wake_at)
+            self._at(d.wake_at + self.lag[i], self._timer, i, self.boots[i], d.wake_at)
 
     def _advertise(self, b: int) -> None:
         """Observers see b's new term and coordinator at their next answered heartbeat."""
@@ -253,14 +297,15 @@ class Sim:
         return [i for i in component if self.states[i].role is Role.COORDINATOR]  # type: ignore[union-attr]
 
     def settled(self) -> bool:
-        """Every component with an eligible node has one coordinator that all its nodes follow."""
+        """Every component with an eligible node has one coordinator that all its nodes follow,
+        and leads by vote (not `solo`) unless it is alone."""
         for comp in self.components():
             leads = self.coordinators(comp)
             if not any(self.candidates[i].eligible for i in comp):
                 if leads:
                     return False
                 continue
-            if len(leads) != 1:
+            if len(leads) != 1 or (len(comp) > 1 and self.states[leads[0]].solo):  # type: ignore[union-attr]
                 return False
             lead = self.candidates[leads[0]].node_id
             if any(self.states[i].coordinator != lead for i in comp):  # type: ignore[union-attr]

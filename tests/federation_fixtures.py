@@ -53,19 +53,19 @@ async def until(predicate: Callable[[], bool], within_s: float = 5.0,
         raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
 
 
-ElectionView = tuple[int, str | None, int | None]
+ElectionView = tuple[int, str | None, int | None, bool]
 
 
 @dataclass
 class ScriptedElection:
     """An `Election` (network/federation/server.py) that answers as told: `handler` answers each
     message (none: nothing), `current_plan` is the plan it publishes, `view` its (term,
-    coordinator, priority), and `given_role` its role (derived from the view when None)."""
+    coordinator, priority, solo), and `given_role` its role (derived from the view when None)."""
 
     node_id: str
     handler: Callable[[Message], Awaitable[Sequence[Message]]] | None = None
     current_plan: Callable[[], SwarmPlan | None] | None = None
-    view: ElectionView = (0, None, 0)
+    view: ElectionView = (0, None, 0, False)
     given_role: Role | None = None
 
     @property
@@ -109,7 +109,7 @@ def scripted_election(node_id: str, election: Any = None, plan: Any = None,
     """The election of a test node from the parts a test gives (None when it gives none)."""
     if election is None and plan is None and election_view is None and election_role is None:
         return None
-    return ScriptedElection(node_id, election, plan, election_view or (0, None, 0), election_role)
+    return ScriptedElection(node_id, election, plan, election_view or (0, None, 0, False), election_role)
 
 
 @dataclass

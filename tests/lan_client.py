@@ -55,7 +55,7 @@ def until(url: str, node_id: str, wanted: set[str], deadline_s: float) -> dict[s
 def election_view(body: dict[str, Any]) -> dict[str, Any]:
     """The election fields of one /v1/federation/peers answer, plus who its rows say leads."""
     return {"coordinator": body.get("coordinator"), "role": body.get("role"),
-            "term": body.get("term"),
+            "term": body.get("term"), "solo": body.get("solo"),
             "rows_leading": sorted(r["node_id"] for r in body.get("data", ())
                                    if r.get("coordinator") is True and r.get("state") == "alive")}
 
@@ -93,19 +93,30 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
     """Poll every node of spec["nodes"] ([[url, node_id], ...]) every spec["every_s"] (0.02 s;
     looks overlap, each bounded by spec["look_timeout_s"], 0.5 s, so one unreachable node does not
     slow the others) until `agreed_leader` holds or spec["deadline_s"] passes; then keep looking
-    for spec["hold_s"] (0) and count every time the agreement broke ("flaps"). Calls
+    for spec["hold_s"] (0; with spec["hold_until_stdin"], until a line on stdin) and count every
+    time the agreement broke ("flaps"). Calls
     `on_watching` after the first look at every node (the caller may then trigger its event).
     "at" is the wall time of the answer that completed the agreement; "changes" lists every
-    change of a node's election view (seconds since the first look)."""
+    change of a node's election view (seconds since the first look), "returns" every node that
+    answered again after looks that got no answer ([seconds, node id])."""
     nodes: list[tuple[str, str]] = [(u, i) for u, i in spec["nodes"]]
     every_s = float(spec.get("every_s", 0.02))
     look_timeout_s = float(spec.get("look_timeout_s", 0.5))
     hold_s = float(spec.get("hold_s", 0.0))
+    stopped = threading.Event()
+
+    def wait_stdin() -> None:
+        sys.stdin.readline()
+        stopped.set()
+
+    if spec.get("hold_until_stdin"):  # hold (up to hold_s) until a line or EOF on stdin
+        threading.Thread(target=wait_stdin, daemon=True).start()
     views: dict[str, dict[str, Any] | None] = {i: None for _u, i in nodes}
     sent: dict[str, float] = {i: -1.0 for _u, i in nodes}
     changes: list[list[Any]] = []
     result: dict[str, Any] = {"ok": False, "at": None, "coordinator": None, "term": None,
-                              "flaps": 0, "broken": [], "holding": None}
+                              "flaps": 0, "broken": [], "holding": None, "returns": []}
+    missing: set[str] = set()  # nodes whose last look got no answer
     t0 = [time.time()]
     hold_until = [float("inf")]
 
@@ -136,7 +147,11 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
             response = await client.get(url + "/v1/federation/peers", timeout=look_timeout_s)
             view = election_view(response.json())
         except (httpx.HTTPError, ValueError, KeyError):
+            missing.add(node_id)
             return  # unreachable or not answering yet: keep the last view
+        if node_id in missing and len(result["returns"]) < 400:  # answering again
+            missing.discard(node_id)
+            result["returns"].append([round(time.time() - t0[0], 3), node_id])
         seen(node_id, at_sent, view)
 
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=len(nodes) * 4)
@@ -147,7 +162,7 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
             t0[0] = time.time()
             on_watching()
             end = time.monotonic() + float(spec["deadline_s"])
-            while time.monotonic() < min(end, hold_until[0]):
+            while time.monotonic() < min(end, hold_until[0]) and not stopped.is_set():
                 for u, i in nodes:
                     task = asyncio.create_task(look(client, u, i))
                     looks.add(task)

@@ -80,6 +80,30 @@ def netns_available() -> tuple[bool, str]:
     return True, "network namespaces available"
 
 
+def in_private_network(setup: str, code: str, timeout_s: float = 60) -> Any:
+    """Run `setup` (shell, e.g. `ip` commands) then `python -c code` in a fresh `unshare --net`
+    namespace, and return the JSON after the child's last "RESULT " line; skip (with the reason)
+    where no namespace can be made (macOS, no user namespaces)."""
+    import json
+    import sys
+
+    import pytest
+
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("network namespaces unavailable: unshare or ip not installed")
+    unshare_flags, _ = _user_ns_flags()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(["unshare", *unshare_flags, "--net", "--", "sh", "-c",
+                           f'{setup} && exec "$0" -c "$1"', sys.executable, code], cwd=root,
+                          env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    if done.returncode != 0 and "unshare" in done.stderr and "not permitted" in done.stderr:
+        pytest.skip(f"network namespaces unavailable: {done.stderr.strip()}")
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, f"scenario failed ({done.returncode}):\n{done.stderr}"
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
 class NodeOutput:
     """The stdout lines of a spawned node, read by a thread so tests can wait with a deadline."""
 
@@ -165,6 +189,12 @@ class NetnsLan:
         proc = subprocess.Popen(self.command(i, argv), **popen_kwargs)
         self._spawned.append(proc)
         return proc
+
+    def ip(self, i: int, *args: str) -> None:
+        """Run `ip ARGS` in node i's namespace (e.g. give its eth0 another address)."""
+        self._check(i)
+        subprocess.run(["nsenter", "-t", str(self.holder_pid), *self._nsenter_flags, "-m",
+                        "ip", "-n", f"n{i}", *args], check=True, capture_output=True, timeout=10)
 
     def cut(self, i: int) -> None:
         """Pull node i's cable: its bridge port goes down (mDNS never notices)."""

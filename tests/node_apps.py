@@ -66,7 +66,7 @@ def federated_app(pool: InstancePool, api: ApiConfig | None = None,
     app = build_app(pool, api or ApiConfig(), consensus, forwarder=forwarder, verifier=verifier)
     membership = Membership(node_id, 1, "")
     election = ScriptedElection(node_id, refusing_voter(node_id), lambda: solo_plan(node_id),
-                                (1, node_id, 0))
+                                (1, node_id, 0, False))
     member = StaticMember(NodeIdentity(node_id, "boot1", "host"), membership, api_port=17615,
                           election=election)
     routes = FederationRoutes(member, pool, ram_gb=8.0, vram_gb=0.0, verifier=verifier)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -10,11 +11,25 @@ from typing import Any
 from aiohttp import web
 
 
-class ServerThread:
-    """Serves `make_app()` on an ephemeral loopback port until `stop()`."""
+def ipv6_loopback() -> str | None:
+    """Why ::1 cannot be bound here, or None when it can (it is the second client address the
+    tests use: macOS loopback has 127.0.0.1 only, not the rest of 127.0.0.0/8)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError as exc:
+        return f"no IPv6 loopback (::1) here, so no second local client address: {exc}"
+    return None
 
-    def __init__(self, make_app: Callable[[], web.Application]) -> None:
+
+class ServerThread:
+    """Serves `make_app()` on an ephemeral loopback port until `stop()`; with `ipv6`, on ::1 too
+    (same port), as `url6`."""
+
+    def __init__(self, make_app: Callable[[], web.Application], *, ipv6: bool = False) -> None:
         self._make_app = make_app
+        self._ipv6 = ipv6
+        self.url6 = ""
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="test-server", daemon=True)
@@ -34,6 +49,9 @@ class ServerThread:
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
+        if self._ipv6:
+            await web.TCPSite(self._runner, "::1", port).start()
+            self.url6 = f"http://[::1]:{port}"
 
     def start(self) -> ServerThread:
         """Start serving and wait until the port is bound."""

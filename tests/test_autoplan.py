@@ -4,12 +4,16 @@ from __future__ import annotations
 import dataclasses
 import io
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from swarm.models.store import ModelError
+from swarm.sizing import apple
 from swarm.sizing.autoplan import Plan, choose_plan, estimate_instance_bytes, render_plan
 from swarm.sizing.hardware import GIB, HardwareInfo
+from swarm.sizing.placement import benchmark_devices
 from swarm.sizing.results import BenchmarkResult
 
 MB = 10**6
@@ -27,15 +31,29 @@ def bench(backend: str = "llamacpp", peak: int = 200 * MB, threads: int = 1) -> 
 @st.composite
 def hardware(draw) -> HardwareInfo:
     logical = draw(st.integers(1, 256))
+    physical = draw(st.integers(1, logical))
     total = draw(st.integers(128 * 2**20, 2**40))
-    gpus = draw(st.lists(st.tuples(st.sampled_from(["RTX", "A100"]), st.integers(0, 80 * GIB)),
-                         max_size=2))
+    if draw(st.booleans()):  # an Apple Silicon Mac: no CUDA, maybe split cores, a GPU share
+        performance = draw(st.integers(0, physical))
+        efficiency = physical - performance if performance else 0
+        gpus: list[tuple[str, int]] = []
+        apple_gpu = draw(st.integers(0, total))
+    else:
+        performance = efficiency = apple_gpu = 0
+        gpus = draw(st.lists(st.tuples(st.sampled_from(["RTX", "A100"]),
+                                       st.integers(0, 80 * GIB)), max_size=2))
     return HardwareInfo(
-        cpu_count_logical=logical, cpu_count_physical=draw(st.integers(1, logical)),
+        cpu_count_logical=logical, cpu_count_physical=physical,
         cpu_model="cpu", ram_total_bytes=total, ram_available_bytes=draw(st.integers(0, total)),
         cuda_devices=tuple(gpus), mps_available=draw(st.booleans()),
-        cpu_count_usable=draw(st.integers(0, logical)),
+        cpu_count_usable=draw(st.integers(0, logical)), performance_cores=performance,
+        efficiency_cores=efficiency, apple_gpu_bytes=apple_gpu,
     )
+
+
+def measured_on(device: str, score: float, backend: str = "llamacpp",
+                threads: int = 1) -> BenchmarkResult:
+    return dataclasses.replace(bench(backend, threads=threads), device=device, score=score)
 
 
 plan_args = st.fixed_dictionaries({
@@ -44,6 +62,9 @@ plan_args = st.fixed_dictionaries({
     "model_bytes": st.integers(0, 50 * 10**9),
     "bench": st.none() | st.builds(bench, st.sampled_from(["llamacpp", "transformers"]),
                                    st.integers(0, 20 * 10**9), st.integers(1, 8)),
+    "measured": st.lists(st.builds(measured_on, st.sampled_from(["cpu", "metal", "mps", "cuda"]),
+                                   st.floats(0, 500),
+                                   st.sampled_from(["llamacpp", "transformers"])), max_size=4),
     "llamacpp_gpu": st.booleans(),
     "headroom_fraction": st.floats(0.0, 0.95),
     "max_instances": st.integers(1, 16),
@@ -53,8 +74,12 @@ plan_args = st.fixed_dictionaries({
 
 
 def budget(hw: HardwareInfo, plan: Plan, headroom: float) -> int:
-    available = (hw.cuda_devices[0][1] if hw.cuda_devices else 0) if plan.device == "cuda" \
-        else hw.ram_available_bytes
+    if plan.device == "cuda":
+        available = hw.cuda_devices[0][1] if hw.cuda_devices else 0
+    elif plan.device in ("metal", "mps") and hw.apple_gpu_bytes:
+        available = min(hw.apple_gpu_bytes, hw.ram_available_bytes)
+    else:
+        available = hw.ram_available_bytes
     return int(available * (1 - headroom))
 
 
@@ -64,6 +89,7 @@ def test_plans_never_oversubscribe_and_fit_memory_or_warn(hw, args):
     assert plan.threads_per_instance >= 1 and plan.instances >= 1
     assert plan.threads_per_instance * plan.instances <= hw.cores
     assert plan.instances <= args["max_instances"]
+    assert plan.instances <= {"cpu": hw.cores, "cuda": 2, "metal": 2, "mps": 1}[plan.device]
     assert plan.memory_budget_bytes == budget(hw, plan, args["headroom_fraction"])
     fits = plan.instances * plan.instance_bytes <= plan.memory_budget_bytes
     assert fits or (plan.instances == 1 and plan.warnings)
@@ -80,12 +106,25 @@ def test_backend_device_and_dtype_follow_the_rules(hw, args):
     plan = choose_plan(hw, **args)
     fast = args["llamacpp_available"] and args["model_is_gguf"]
     assert plan.backend == ("llamacpp" if fast else "transformers")
-    if plan.backend == "llamacpp" and not args["llamacpp_gpu"]:
-        assert plan.device == "cpu"
+
+    def cpu_won(gpu: str) -> bool:
+        on_gpu, on_cpu = ([r.score for r in args["measured"]
+                           if r.backend == plan.backend and r.device == d] for d in (gpu, "cpu"))
+        return bool(on_gpu and on_cpu) and max(on_cpu) > max(on_gpu)
+
+    if plan.backend == "llamacpp":
+        if not args["llamacpp_gpu"]:
+            assert plan.device == "cpu"
+        elif hw.cuda_devices:
+            assert plan.device == "cuda"
+        elif hw.apple_gpu_bytes:
+            assert plan.device == ("cpu" if cpu_won("metal") else "metal")
+        else:
+            assert plan.device == "cpu"
     elif hw.cuda_devices:
         assert plan.device == "cuda"
     elif hw.mps_available:
-        assert plan.device == "mps"
+        assert plan.device == ("cpu" if cpu_won("mps") else "mps")
     else:
         assert plan.device == "cpu"
     if plan.backend == "transformers":
@@ -191,3 +230,114 @@ def test_the_embedded_model_runs_as_f16_and_says_why_and_at_what_cost():
     small = choose_plan(tight, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
                         embedded=True)
     assert small.dtype == "gguf" and any("only it fits memory" in r for r in small.reasons)
+
+
+# ---- Macs: the plans --auto prints for the sysctl values a Mac gives ---------------------------
+
+M2_SYSCTL = ("hw.perflevel0.physicalcpu: 8\nhw.perflevel1.physicalcpu: 4\n"
+             "machdep.cpu.brand_string: Apple M2 Pro\nkern.memorystatus_level: 62\n")
+
+
+def mac(sysctl_text: str = M2_SYSCTL, *, ram_gib: int = 16, machine: str = "arm64",
+        psutil_available: int = 5 * GIB, logical: int = 12, torch: bool = False) -> HardwareInfo:
+    """What `hardware.probe` builds on a Mac from these answers (see swarm/sizing/apple.py)."""
+    values = apple.parse_sysctl(sysctl_text)
+    total = ram_gib * GIB
+    performance, efficiency = apple.core_split(values)
+    silicon = apple.is_apple_silicon("Darwin", machine)
+    return HardwareInfo(
+        cpu_count_logical=logical, cpu_count_physical=logical, cpu_model=apple.brand(values),
+        ram_total_bytes=total, ram_available_bytes=apple.available_bytes(total, psutil_available,
+                                                                         values),
+        mps_available=silicon and torch, system="Darwin", machine=machine,
+        cpu_count_usable=logical, performance_cores=performance, efficiency_cores=efficiency,
+        apple_gpu_bytes=apple.unified_gpu_bytes(total, values) if silicon else 0)
+
+
+def text_of(plan: Plan) -> str:
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(render_plan(plan))
+    return out.getvalue()
+
+
+def test_an_m2_with_a_metal_build_offloads_to_metal_with_two_instances_on_performance_cores():
+    hw = mac()
+    assert (hw.cores, hw.apple_gpu_bytes) == (8, int(16 * GIB * 2 / 3))
+    plan = choose_plan(hw, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=True, embedded=True)
+    assert (plan.backend, plan.device, plan.dtype, plan.instances, plan.threads_per_instance) == \
+        ("llamacpp", "metal", "f16", 2, 4)
+    text = text_of(plan)
+    assert "llamacpp on metal" in text and "offloads every layer to the Apple GPU" in text
+    assert "8 performance cores" in text and "4 efficiency cores are left out" in text
+    assert "at most 2 on one GPU" in text and "10.7 GiB of unified memory" in text
+    assert not plan.warnings
+
+
+def test_metal_stays_when_the_benchmark_finds_it_faster_and_says_both_numbers():
+    measured = [measured_on("metal", 240.0, threads=8), measured_on("cpu", 60.0),
+                measured_on("cpu", 110.0, threads=8)]
+    plan = choose_plan(mac(), llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=True, measured=measured)
+    assert plan.device == "metal"
+    text = " ".join(plan.reasons)
+    assert "benchmark (llamacpp on metal, 8 threads)" in text and "score 240.0" in text
+    assert "compared with cpu (8 threads)" in text and "score 110.0" in text
+
+
+def test_the_cpu_wins_when_the_benchmark_finds_it_faster_than_metal():
+    measured = [measured_on("metal", 90.0, threads=8), measured_on("cpu", 70.0),
+                measured_on("cpu", 130.0, threads=8)]
+    plan = choose_plan(mac(), llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=True, measured=measured)
+    assert (plan.device, plan.instances, plan.threads_per_instance) == ("cpu", 8, 1)
+    assert any("faster than metal" in r and "130.0 against 90.0" in r for r in plan.reasons)
+
+
+def test_a_build_without_metal_plans_the_cpu_and_says_how_to_rebuild():
+    plan = choose_plan(mac(), llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=False)
+    assert (plan.device, plan.instances, plan.threads_per_instance) == ("cpu", 8, 1)
+    assert any("no GPU offload" in r and "-DGGML_METAL=on" in r for r in plan.reasons)
+
+
+def test_an_intel_mac_has_no_apple_gpu_and_counts_every_core():
+    intel = mac("machdep.cpu.brand_string: Intel(R) Core(TM) i7-9750H CPU @ 2.60GHz\n",
+                machine="x86_64", logical=6)
+    assert (intel.cores, intel.apple_gpu_bytes, intel.performance_cores) == (6, 0, 0)
+    plan = choose_plan(intel, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=False)
+    assert (plan.device, plan.instances) == ("cpu", 6)
+
+
+def test_transformers_on_mps_runs_one_instance_and_says_why():
+    plan = choose_plan(mac(torch=True), llamacpp_available=False, model_is_gguf=True,
+                       model_bytes=98 * MB)
+    assert (plan.backend, plan.device, plan.dtype, plan.instances) == \
+        ("transformers", "mps", "float16", 1)
+    assert plan.threads_per_instance == 8
+    assert any("pytorch#197805" in r for r in plan.reasons)
+
+
+def test_no_installed_engine_is_a_clear_model_error():
+    with pytest.raises(ModelError, match=r"transformers engine is not installed.*\[transformers\]"):
+        choose_plan(BOX, llamacpp_available=False, model_is_gguf=True, model_bytes=98 * MB,
+                    transformers_available=False)
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        choose_plan(BOX, llamacpp_available=True, model_is_gguf=False, model_bytes=98 * MB,
+                    transformers_available=False)
+
+
+def test_a_gpu_never_gets_more_instances_than_cores():
+    one = dataclasses.replace(mac(), performance_cores=1, efficiency_cores=1, cpu_count_physical=2,
+                              cpu_count_logical=2, cpu_count_usable=2)
+    plan = choose_plan(one, llamacpp_available=True, model_is_gguf=True, model_bytes=98 * MB,
+                       llamacpp_gpu=True)
+    assert (plan.device, plan.instances, plan.threads_per_instance) == ("metal", 1, 1)
+
+
+def test_the_benchmark_compares_metal_and_mps_with_the_cpu_only():
+    assert benchmark_devices("metal") == ("metal", "cpu")
+    assert benchmark_devices("mps") == ("mps", "cpu")
+    assert benchmark_devices("cuda") == ("cuda",)
+    assert benchmark_devices("cpu") == ("cpu",)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from swarm.engine.backend import Backend, GenerationRequest, TokenEvent
-from swarm.sizing.benchmark import default_threads_options, run_benchmark
+from swarm.sizing.benchmark import MIN_TOKENS, default_threads_options, run_benchmark
 from swarm.sizing.hardware import HardwareInfo, fingerprint
 from swarm.sizing.results import (
     BenchmarkCache,
@@ -59,6 +60,9 @@ class FakeBackend:
                 raise RuntimeError("boom")
             yield TokenEvent(" tok", k, -0.5)
 
+    def embed(self, texts):
+        raise NotImplementedError("the benchmark never embeds")
+
     def close(self) -> None:
         self.closed = True
 
@@ -72,6 +76,23 @@ class Factory:
         backend = FakeBackend(threads, self.fail)
         self.made.append(backend)
         return backend
+
+
+def test_a_crawling_configuration_is_timed_within_its_budget():
+    """A clock that moves one second per look: the first prompt is cut once the budget is spent
+    and MIN_TOKENS are decoded, and the later prompts are skipped, so one configuration costs
+    about its budget however slow it is; its rate is still what was measured (1 tok/s)."""
+    ticks = itertools.count()
+    factory = Factory()
+    progress = Progress(console=Console(file=io.StringIO()))
+    with progress:
+        [measured] = run_benchmark(factory, (2,), prompts=("a", "b", "c"), max_tokens=64,
+                                   budget_s=10.0, clock=lambda: float(next(ticks)),
+                                   progress=progress)
+        assert progress.tasks[0].finished
+    assert factory.made[0].streams == 2  # warm-up and the first prompt only
+    assert measured.decode_tok_s == pytest.approx(1.0)
+    assert next(ticks) < 2 * (MIN_TOKENS + 10 + 5)  # warm-up + budget + a few looks
 
 
 def result(**changes) -> BenchmarkResult:

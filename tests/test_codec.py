@@ -37,7 +37,7 @@ heartbeats = st.builds(
     capabilities=st.lists(small, max_size=5).map(tuple), bench_score=unit(0, 1e12),
     ram_gb=unit(0, 1e6), vram_gb=unit(0, 1e6), term=st.integers(0, 2**63 - 1),
     coordinator=st.none() | ids, priority=st.none() | st.integers(-1000, 1000),
-    nonce=st.none() | small)
+    solo=st.booleans(), nonce=st.none() | small)
 turns = st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), texts),
                  min_size=1, max_size=4).map(tuple)
 vote_requests = st.one_of(
@@ -154,6 +154,13 @@ def test_heartbeat_priority_defaults_to_zero_and_none_means_never_coordinator() 
                      coordinator="a")
     assert beat.to_wire()["priority"] == -7
     assert codec.decode(codec.encode(beat, JSON), JSON, Heartbeat) == beat
+
+
+def test_heartbeat_solo_defaults_to_false_and_must_be_a_boolean() -> None:
+    assert codec.decode(msgpack.packb(_hb()), MSGPACK, Heartbeat).solo is False  # older peers
+    assert codec.decode(msgpack.packb(_hb(solo=True)), MSGPACK, Heartbeat).solo is True
+    with pytest.raises(WireDecodeError, match="Heartbeat.solo"):
+        codec.decode(msgpack.packb(_hb(solo=1)), MSGPACK, Heartbeat)
 
 
 def test_format_tricks_are_refused() -> None:

@@ -203,6 +203,32 @@ async def test_a_crashed_coordinator_is_replaced_and_on_return_does_not_displace
             await node.stop()
 
 
+async def test_a_two_node_swarm_fails_over_and_the_returning_node_follows(tmp_path):
+    """Two nodes: the coordinator dies, the survivor leads (alone, so solo: no new term); the
+    dead one comes back and follows it, and the survivor's role is confirmed by vote."""
+    nodes = make_swarm(tmp_path, ["a", "b"], KEY, scores={"a": 5.0, "b": 1.0})
+
+    def election(name: str) -> Coordinator:
+        return nodes[name].federation.coordinator
+
+    try:
+        for node in nodes.values():
+            await node.start()
+        both = list(nodes.values())
+        await until(lambda: agreed(both) == "a", 10.0, "a to lead")
+        term = election("a").state.term
+        await nodes["a"].stop()
+        await until(lambda: election("b").role is Role.COORDINATOR, 5.0, "b to take over alone")
+        assert election("b").state.solo and election("b").state.term == term  # won nothing
+        await nodes["a"].start()  # better ranked, yet it follows the sitting coordinator
+        await until(lambda: agreed(both) == "b" and not election("b").state.solo, 10.0,
+                    "a to follow b, and b's role confirmed by vote")
+        assert election("b").state.term > term and election("a").state.coordinator == "b"
+    finally:
+        for node in nodes.values():
+            await node.stop()
+
+
 async def test_with_api_keys_nodes_still_elect_and_read_the_plan_by_signature(tmp_path, http):
     keyed = {"api.keys": ["sk-test"]}
     nodes = make_swarm(tmp_path, ["a", "b", "c"], KEY, extra=dict.fromkeys("abc", keyed),

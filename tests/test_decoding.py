@@ -1,6 +1,7 @@
 """Stop strings and incremental detokenisation behave the same however the text is split."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -41,4 +42,21 @@ def test_detokenizer_reassembles_utf8_split_across_tokens(text):
     data = text.encode()
     tokens = list(data)  # one byte per token: the worst case for multi-byte characters
     detok = IncrementalDetokenizer(lambda ids: bytes(ids).decode("utf-8", errors="replace"))
-    assert "".join(detok.push(t) for t in tokens) == text
+    assert "".join(detok.push(t) for t in tokens) + detok.flush() == text
+
+
+@pytest.mark.parametrize("text", ["\ufffd", "ok \ufffd", "\ufffd\ufffd", "a\ufffdb"])
+def test_detokenizer_keeps_a_real_replacement_character(text):
+    """U+FFFD the model really wrote (EF BF BD) is held like an unfinished character, then given
+    by the next token or by flush at the end: never dropped."""
+    detok = IncrementalDetokenizer(lambda ids: bytes(ids).decode("utf-8", errors="replace"))
+    deltas = [detok.push(t) for t in text.encode()]
+    assert "".join(deltas) + detok.flush() == text
+    assert detok.flush() == detok.flush()  # flush only reads
+
+
+def test_detokenizer_flush_gives_the_undecodable_tail():
+    """A stream cut inside a character (max_tokens) ends with U+FFFD, as decoding it whole does."""
+    detok = IncrementalDetokenizer(lambda ids: bytes(ids).decode("utf-8", errors="replace"))
+    data = "né".encode()[:-1]
+    assert "".join(detok.push(t) for t in data) + detok.flush() == data.decode(errors="replace")

@@ -346,3 +346,28 @@ async def test_a_missing_peers_file_is_watched_for(tmp_path: Path) -> None:
 def test_a_bad_command_line_peer_is_an_error() -> None:
     with pytest.raises(ValueError, match="nope"):
         StaticPeers(["nope"], None, Queue())
+
+
+def test_what_lan_devices_can_make_a_node_keep_is_bounded(caplog) -> None:
+    """Names flooded over mDNS: events pending, names remembered for their goodbye and names
+    noted as ignored all stop at their bounds, and a name is warned about once (no zeroconf runs:
+    the bounded parts are driven directly)."""
+    from zeroconf import ServiceStateChange
+
+    from network.discovery import mdns
+
+    discovery = MdnsDiscovery(advert("node-a"), LOOPBACK, LOOPBACK, Recorder())
+    caplog.set_level(logging.DEBUG, logger="network.discovery.mdns")
+    for k in range(mdns.MAX_PENDING + 50):
+        discovery._on_state_change(None, "", f"x{k}._local-swarm._tcp.local.",  # type: ignore[arg-type]
+                                   ServiceStateChange.Added)
+    assert discovery._queue.qsize() == mdns.MAX_PENDING
+    for k in range(mdns.MAX_NAMES + 500):
+        discovery._remember(f"n{k}._local-swarm._tcp.local.", f"node-{k}")
+        discovery._ignore(f"bad{k}._local-swarm._tcp.local.", "bad TXT record")
+    discovery._ignore("bad0._local-swarm._tcp.local.", "bad TXT record")
+    assert len(discovery._known) == mdns.MAX_NAMES and f"n{mdns.MAX_NAMES + 499}" in next(
+        reversed(discovery._known))  # the newest kept, the oldest forgotten
+    assert len(discovery._noted) == mdns.MAX_NAMES
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == mdns.MAX_NAMES  # each noted name (dropped events too) warned once

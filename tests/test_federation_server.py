@@ -20,7 +20,7 @@ from network.trust.signing import NONCE_HEADER, Verdict, check_reply
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import CancelRequest, Heartbeat, VoteReply
+from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply
 from network.wire.txt import PeerAdvert
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
@@ -63,7 +63,7 @@ async def test_health_is_json_by_default_and_echoes_the_nonce(node, http):
     assert (beat.node_id, beat.boot_id, beat.nonce, beat.api_port) == ("node-a", "boot1", "n-1.x",
                                                                        node.port)
     assert beat.model_id == "scripted" and beat.instances == 1 and beat.load == 0.0
-    assert beat.capabilities == ("chat", "completions", "vote") and beat.bench_score == 12.5
+    assert beat.capabilities == CAPABILITIES and beat.bench_score == 12.5
     assert beat.ram_gb == 24.0 and beat.term == 0 and beat.coordinator is None
 
 
@@ -130,7 +130,7 @@ async def test_peers_lists_self_first_then_the_table(table_node, http):
                    "api_port": 17615, "model": "scripted", "load": 0.0, "queue_depth": 0,
                    "bench_score": 0.0, "ram_gb": 64.0, "vram_gb": 24.0, "last_seen_s_ago": 1.0,
                    "boot_id": "b1", "reason": "answering", "term": 0, "coordinator": False,
-                   "tok_s": 0.0, "tokens": 0}
+                   "solo": False, "tok_s": 0.0, "tokens": 0}
     assert me["term"] == 0 and me["coordinator"] is False
     joiner = {row["node_id"]: row for row in rows}["joiner"]
     assert joiner["term"] is None and joiner["coordinator"] is False
@@ -293,7 +293,7 @@ async def leader(voter) -> AsyncIterator[Node]:
     """node-a leading term 4 (priority 3), with a plan and an election handler."""
     async with federation_node(InstancePool([ScriptedBackend()]), election=voter,
                                plan=lambda: PLAN,
-                               election_view=(4, "node-a", 3)) as served:
+                               election_view=(4, "node-a", 3, False)) as served:
         yield served
 
 
@@ -383,22 +383,25 @@ async def test_a_failing_handler_is_500_and_long_answers_are_cut_to_8(http):
 async def test_heartbeat_and_rows_carry_the_election_view(leader, http):
     async with http.get(leader.url + "/v1/federation/health") as r:
         beat = codec.decode(await r.read(), r.content_type, Heartbeat)
-    assert (beat.term, beat.coordinator, beat.priority) == (4, "node-a", 3)
+    assert (beat.term, beat.coordinator, beat.priority, beat.solo) == (4, "node-a", 3, False)
     me = leader.routes.rows(None)[0]
     assert me["self"] and me["term"] == 4 and me["coordinator"] is True
     async with http.get(leader.url + "/v1/federation/peers") as r:
         body = await r.json()
     assert (body["term"], body["coordinator"], body["role"]) == (4, "node-a", "coordinator")
+    leader.member.election = ScriptedElection("node-a", view=(4, "node-a", 3, True))
+    async with http.get(leader.url + "/v1/federation/health") as r:  # leading itself only
+        assert codec.decode(await r.read(), r.content_type, Heartbeat).solo is True
 
 
 async def test_peers_name_the_role_given_or_derived(node, http):
     async with http.get(node.url + "/v1/federation/peers") as r:  # no election at all
         assert {k: (await r.json())[k] for k in ("term", "coordinator", "role")} == {
             "term": None, "coordinator": None, "role": None}
-    node.member.election = ScriptedElection("node-a", view=(2, "node-b", 0))
+    node.member.election = ScriptedElection("node-a", view=(2, "node-b", 0, False))
     assert node.routes.election_status() == {"term": 2, "coordinator": "node-b",
-                                             "role": "follower"}
-    node.member.election = ScriptedElection("node-a", view=(3, None, 0),
+                                             "role": "follower", "solo": False}
+    node.member.election = ScriptedElection("node-a", view=(3, None, 0, False),
                                             given_role=Role.CANDIDATE)
     assert node.routes.election_status()["role"] == "candidate"
 
@@ -411,7 +414,7 @@ def test_peer_rows_mark_a_peer_that_leads_by_its_heartbeat():
         m.heartbeat_ok(node_id, Heartbeat(node_id=node_id, boot_id="b1", protocol=1,
                                           api_port=1, term=6, coordinator=coordinator), 1.0)
     member = StaticMember(NodeIdentity("node-a", "boot1", "host"), m, api_port=1,
-                          election=ScriptedElection("node-a", view=(6, "lead", None)))
+                          election=ScriptedElection("node-a", view=(6, "lead", None, False)))
     routes = FederationRoutes(member, InstancePool([ScriptedBackend()]), clock=lambda: 2.0)
     rows = {row["node_id"]: row for row in routes.rows(None)}
     assert [(r["term"], r["coordinator"]) for r in rows.values()] == [

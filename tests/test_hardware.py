@@ -95,3 +95,43 @@ def test_summary_fields_fit_a_txt_record():
     gpu = summary_fields(dataclasses.replace(BOX, cuda_devices=(("RTX 4090", 24 * GIB),)))
     assert gpu["gpu"] == "RTX 4090:24.0"
     assert all(len(k) + len(v) + 1 < 255 for k, v in gpu.items())
+
+
+M2 = dataclasses.replace(BOX, cpu_count_logical=12, cpu_count_physical=12, cpu_count_usable=12,
+                         cpu_model="Apple M2 Pro", ram_total_bytes=16 * GIB, system="Darwin",
+                         machine="arm64", performance_cores=8, efficiency_cores=4,
+                         apple_gpu_bytes=16 * GIB * 2 // 3)
+
+
+def test_an_apple_silicon_mac_counts_performance_cores_and_reports_its_gpu_share():
+    assert M2.cores == 8
+    assert dataclasses.replace(M2, cpu_count_usable=6).cores == 6
+    assert M2.gpu_memory_bytes == M2.apple_gpu_bytes  # what peers filter on as vram_gb
+    assert summary(M2) == ("12 cores (8 performance, 4 efficiency), 16.0 GiB RAM, "
+                           "Apple GPU (10.7 GiB of unified memory)")
+    assert summary_fields(M2)["gpu"] == "apple:10.7"
+    cuda = dataclasses.replace(BOX, cuda_devices=(("A", 8 * GIB), ("B", 16 * GIB)))
+    assert cuda.gpu_memory_bytes == 24 * GIB and BOX.gpu_memory_bytes == 0
+
+
+def test_apple_fields_change_the_fingerprint_only_where_they_are_set():
+    assert fingerprint(BOX) == fingerprint(dataclasses.replace(BOX, performance_cores=0))
+    assert fingerprint(M2) != fingerprint(dataclasses.replace(M2, performance_cores=0,
+                                                              efficiency_cores=0))
+    assert fingerprint(M2) != fingerprint(dataclasses.replace(M2, apple_gpu_bytes=0))
+
+
+def test_the_probe_imports_torch_only_where_a_cuda_driver_is_visible():
+    """Never on macOS or a Linux without a GPU driver (1 to 2 s and ~300 MB at every start)."""
+    import platform
+    import subprocess
+
+    from swarm.sizing.hardware import _may_have_gpu
+
+    code = ("import sys; from swarm.sizing.hardware import probe; probe(); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    system = platform.system()
+    expected = system == "Linux" and _may_have_gpu(system)
+    assert done.stdout.strip() == str(expected)

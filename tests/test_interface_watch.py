@@ -20,7 +20,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from network.discovery.interfaces import Entry, InterfaceWatcher, changed, read_psutil, snapshot
+from network.discovery.interfaces import (
+    CONFIRM_READS,
+    LINK_LOCAL_CONFIRM_READS,
+    Entry,
+    Follow,
+    InterfaceWatcher,
+    changed,
+    follow,
+    read_psutil,
+    snapshot,
+)
+from network.discovery.lan import lan_address, lan_rank
 from network.discovery.mdns import DiscoveryUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +137,8 @@ def test_unwatched_interfaces_never_matter(addrs: dict[str, list[Addr]], stats: 
 def test_the_psutil_reader_returns_what_snapshot_takes() -> None:
     """Read-only: the real interfaces of wherever the tests run (nothing is sent)."""
     addrs, stats = read_psutil()
-    assert "lo" in addrs or not addrs  # Linux names loopback lo
+    loopback = [a for entries in addrs.values() for a in entries if a.address == "127.0.0.1"]
+    assert loopback or not addrs  # Linux names it lo, macOS lo0
     ipv4 = [a.address for entries in addrs.values() for a in entries if a.family == socket.AF_INET]
     assert {e.address for e in snapshot(addrs, stats, ipv4)} == set(ipv4)
 
@@ -335,6 +347,122 @@ async def test_the_real_sleep_drives_it_too() -> None:
 def test_a_bad_interval_is_refused() -> None:
     with pytest.raises(ValueError):
         InterfaceWatcher([WIFI], Callback(), interval_s=0)
+
+
+# ---- following the machine to a new LAN address ----------------------------------------------
+
+NEW = "192.168.1.77"
+
+
+@given(st.lists(st.none() | st.sampled_from([WIFI, NEW, "10.0.0.9", "169.254.3.3"]),
+                max_size=40))
+def test_follow_moves_only_after_enough_reads_in_a_row_of_one_new_address(reads) -> None:
+    state, bound = Follow(WIFI), WIFI
+    run: list[str | None] = []
+    for located in reads:
+        run = run + [located] if run and run[-1] == located else [located]
+        state, target = follow(state, located)
+        if target is None:
+            continue
+        needed = CONFIRM_READS if lan_rank(target) == 0 else LINK_LOCAL_CONFIRM_READS
+        assert target == located != bound and len(run) >= needed
+        state, bound, run = Follow(target), target, []  # the move succeeded
+    assert state.bound == bound
+
+
+def test_a_failed_move_is_tried_again_at_the_next_read() -> None:
+    state, target = follow(Follow(WIFI, NEW, CONFIRM_READS), NEW)
+    assert target == NEW and state.bound == WIFI  # still bound where it was
+    assert follow(state, NEW)[1] == NEW
+    assert follow(state, None) == (Follow(WIFI), None)  # gone again: start over
+
+
+class Moves:
+    """Records the addresses `on_moved` was called with; raises `fail` when set."""
+
+    def __init__(self) -> None:
+        self.to: list[str] = []
+        self.fail: BaseException | None = None
+
+    async def __call__(self, address: str) -> None:
+        self.to.append(address)
+        if self.fail is not None:
+            raise self.fail
+
+
+@pytest.fixture
+async def following() -> Any:
+    net, ticker, callback, moves = FakeNet(), Ticker(), Callback(), Moves()
+    watcher = InterfaceWatcher([WIFI], callback, on_moved=moves, read=net.read,
+                               locate=lambda addrs, stats: lan_address(addrs, stats, None),
+                               wait=ticker.wait)
+    await watcher.start()
+    try:
+        yield net, ticker, callback, moves, watcher
+    finally:
+        await watcher.close()
+
+
+async def test_a_new_dhcp_address_is_followed_after_two_reads(
+        following: Any, caplog: pytest.LogCaptureFixture) -> None:
+    net, ticker, callback, moves, watcher = following
+    caplog.set_level(logging.INFO, "network.discovery.interfaces")
+    net.addrs["wlan0"] = [v4(NEW)]
+    await ticker.tick()
+    assert moves.to == [] and callback.reasons == [f"{WIFI} left wlan0"]
+    await ticker.tick()
+    assert moves.to == [NEW] and watcher.watched == (NEW,)
+    assert watcher.last == {Entry("wlan0", NEW, True)}
+    for _ in range(3):
+        await ticker.tick()
+    assert moves.to == [NEW] and callback.reasons == [f"{WIFI} left wlan0"]
+    assert f"this machine's LAN address moved from {WIFI} to {NEW}; listening and announcing " \
+           "there now" in _records(caplog, logging.INFO)
+    net.drop_wifi()  # after the move, the new address is the one watched
+    await ticker.tick()
+    assert callback.reasons[-1] == f"{NEW} left wlan0"
+
+
+async def test_asleep_and_back_on_the_same_address_never_moves(following: Any) -> None:
+    net, ticker, callback, moves, _watcher = following
+    net.drop_wifi()
+    for _ in range(5):
+        await ticker.tick()
+    net.wifi_back()
+    await ticker.tick()
+    assert moves.to == [] and callback.reasons == [f"{WIFI} left wlan0",
+                                                   f"{WIFI} appeared on wlan0"]
+
+
+async def test_a_self_assigned_address_waits_for_dhcp_before_moving(following: Any) -> None:
+    net, ticker, _callback, moves, _watcher = following
+    net.addrs["wlan0"] = [v4("169.254.3.3")]
+    for _ in range(LINK_LOCAL_CONFIRM_READS - 1):
+        await ticker.tick()
+    net.addrs["wlan0"] = [v4(NEW)]  # the lease arrives: move there, never to 169.254
+    await ticker.tick()
+    await ticker.tick()
+    assert moves.to == [NEW]
+
+
+async def test_a_move_that_fails_is_logged_once_and_retried(
+        following: Any, caplog: pytest.LogCaptureFixture) -> None:
+    net, ticker, _callback, moves, watcher = following
+    moves.fail = OSError(49, "Can't assign requested address")
+    net.addrs["wlan0"] = [v4(NEW)]
+    for _ in range(4):
+        await ticker.tick()
+    assert moves.to == [NEW, NEW, NEW] and watcher.watched == (WIFI,)
+    warnings = _records(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "Can't assign requested address" in warnings[0]
+    moves.fail = None
+    await ticker.tick()
+    assert moves.to == [NEW] * 4 and watcher.watched == (NEW,)
+
+
+def test_following_needs_the_bound_address() -> None:
+    with pytest.raises(ValueError, match="bound address"):
+        InterfaceWatcher([], Callback(), on_moved=Moves())
 
 
 # ---- owned by Federation -----------------------------------------------------------------------

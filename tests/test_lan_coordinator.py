@@ -217,3 +217,44 @@ def test_a_restarted_follower_rejoins_under_the_sitting_coordinator(lan_of_three
                        hold_s=1.0)
     assert steady["ok"] and steady["flaps"] == 0 and steady["held"], (steady, logs(nodes))
     assert all(v["term"] == first["term"] for v in steady["views"].values()), steady["views"]
+
+
+def hold(seconds: float) -> None:
+    """Keep a fault in place for its scripted length (the scenario's own clock, not a wait for a
+    condition)."""
+    threading.Event().wait(seconds)
+
+
+def test_a_follower_cut_off_for_4_s_returns_under_the_sitting_coordinator_three_times(lan_of_three):
+    """The issue's laptop: a follower's link drops for 4 s and comes back, three times. Alone, it
+    may lead itself (solo); it never raises the term, the sitting coordinator and the other
+    follower never move, and each time it follows the sitting coordinator again."""
+    lan, nodes, first = lan_of_three
+    leader = next(n for n in nodes if n.node_id == first["coordinator"])
+    cut = max((n for n in nodes if n is not leader), key=lambda n: n.node_id)
+    other = next(n for n in nodes if n not in (leader, cut))
+    steady = Background(lan, "agree", spec([leader, other], 5, want=leader.node_id,
+                                           term=first["term"], hold_s=120.0,
+                                           hold_until_stdin=True))
+    assert steady.ready()["watching"]
+    for round_no in range(3):
+        lan.cut(cut.i)
+        cut_at = time.time()
+        gone = client(lan, "until", leader.url, cut.node_id, "dead", "10")
+        assert gone["ok"], (gone, logs(nodes))
+        hold(max(0.0, cut_at + 4.0 - time.time()))
+        lan.heal(cut.i)
+        healed_at = time.time()
+        back = agreement(lan, nodes, 15, want=leader.node_id, term=first["term"], rows=True)
+        assert back["ok"], (round_no, back, logs(nodes))
+        solo = [c for c in back["changes"] if c[1] == cut.node_id and c[2] is not None
+                and c[2]["role"] == "coordinator"]
+        print(f"round {round_no + 1}: {cut.node_id} cut 4 s, back under {leader.node_id} "
+              f"(term {first['term']}) {back['at'] - healed_at:.3f} s after the heal; it said "
+              f"solo coordinator in {len(solo)} looks after the heal")
+        assert all(c[2].get("solo") for c in solo), solo  # only ever leading itself
+    result = steady.result(stop=True, timeout=60)
+    assert result["ok"] and result["flaps"] == 0 and result["held"], (result, logs(nodes))
+    moved = [c for c in result["changes"] if c[2] is not None
+             and (c[2]["coordinator"], c[2]["term"]) != (leader.node_id, first["term"])]
+    assert not moved, (moved, logs(nodes))

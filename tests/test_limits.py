@@ -12,7 +12,7 @@ from network.api.openai.schema import MAX_MESSAGE_CHARS, MAX_MESSAGES
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.node.config import ApiConfig
-from tests.server import ServerThread, wait_until
+from tests.server import ServerThread, ipv6_loopback, wait_until
 
 ASK = [{"role": "user", "content": "Capital of France?"}]
 SLOW = "slow " * 200  # 200 tokens at 20 ms: runs until the test lets go
@@ -23,10 +23,13 @@ def served():
     """Start servers over scripted pools; stop them all at the end."""
     servers: list[ServerThread] = []
 
-    def start(pool: InstancePool, api: ApiConfig | None = None) -> httpx.Client:
-        server = ServerThread(lambda: build_app(pool, api or ApiConfig())).start()
+    def start(pool: InstancePool, api: ApiConfig | None = None, *,
+              ipv6: bool = False) -> httpx.Client:
+        server = ServerThread(lambda: build_app(pool, api or ApiConfig()), ipv6=ipv6).start()
         servers.append(server)
-        return httpx.Client(base_url=server.url, timeout=30)
+        client = httpx.Client(base_url=server.url, timeout=30)
+        client.url6 = server.url6  # type: ignore[attr-defined]
+        return client
 
     yield start
     for server in servers:
@@ -68,10 +71,11 @@ def test_context_overflow_is_checked_before_route_mode_too(served):
     assert backend.requests == []
 
 
+@pytest.mark.skipif(ipv6_loopback() is not None, reason=str(ipv6_loopback()))
 def test_concurrent_requests_per_client_are_bounded_by_address(served):
     pool = InstancePool([ScriptedBackend([SLOW], token_latency_s=0.02) for _ in range(2)],
                         queue_depth=8)
-    http = served(pool, ApiConfig(max_concurrent_per_client=2))
+    http = served(pool, ApiConfig(max_concurrent_per_client=2), ipv6=True)
     body = {"messages": ASK, "stream": True}
     with ExitStack() as streams:
         for _ in range(2):
@@ -82,9 +86,8 @@ def test_concurrent_requests_per_client_are_bounded_by_address(served):
         error = error_of(third, 429)
         assert error["code"] == "rate_limit_exceeded" and third.headers["Retry-After"] == "1"
         assert error_of(http.post("/v1/completions", json={"prompt": "x"}), 429)
-        # Another address on the same machine is another client.
-        other = httpx.Client(base_url=str(http.base_url), timeout=30,
-                             transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        # Another address on the same machine is another client (::1: macOS has no 127.0.0.2).
+        other = httpx.Client(base_url=http.url6, timeout=30)
         with other:
             assert other.post("/v1/chat/completions",
                               json={"messages": ASK, "max_tokens": 1}).status_code == 200

@@ -62,3 +62,26 @@ def test_context_overflow(backend):
     with pytest.raises(ContextOverflowError):
         list(backend.stream(ask("word " * (backend.context_length + 10), max_tokens=4),
                             threading.Event()))
+
+
+def test_a_prompt_evaluated_in_chunks_gives_the_same_logits_as_in_one_batch(backend):
+    from swarm.engine.llamacpp_backend import prompt_chunks
+
+    assert prompt_chunks(list(range(33)), 16) == [list(range(16)), list(range(16, 33))]
+    assert prompt_chunks(list(range(5)), 16) == [list(range(5))]
+    for content in ("What is the capital of France?", "Count from one to ten. " * 6):
+        ids = backend.llm.tokenize(backend.prompt_text(ask(content)).encode(), add_bos=False,
+                                   special=True)
+        backend.llm.reset()
+        backend.llm.eval(ids)
+        whole = backend._logits().copy()
+        backend.llm.reset()
+        for chunk in prompt_chunks(ids):
+            backend.llm.eval(chunk)
+        assert (backend._logits() == whole).all()
+
+
+def test_a_cancel_during_the_prompt_stops_before_the_first_token(backend):
+    cancel = threading.Event()
+    cancel.set()
+    assert list(backend.stream(ask("Count to fifty. " * 20, max_tokens=5), cancel)) == []

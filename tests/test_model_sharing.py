@@ -22,7 +22,7 @@ from network.wire.paths import BLOB_PATH, MODELS_PATH
 from swarm.engine.loader import model_library, model_source
 from swarm.errors import PeerError
 from swarm.models.manifest import PIECE_BYTES
-from swarm.models.store import ModelSource
+from swarm.models.store import ModelError, ModelSource
 from swarm.node.config import load_config
 from tests.swarm_nodes import SwarmNode, make_swarm, running
 
@@ -68,6 +68,30 @@ async def test_a_node_without_the_model_fetches_it_from_two_peers_hash_equal(tmp
         assert sha(source.path) == sha(model_file)
         assert tmp_path / "b" / "store" in source.path.parents
         await fetch_missing_model(config)  # held now: nothing to do, nothing asked
+
+
+async def test_model_swarm_serves_the_model_most_peers_hold(tmp_path, model_file):
+    nodes = make_swarm(tmp_path, ["a", "c", "d"], KEY)
+    nodes["a"].source = nodes["c"].source = ModelSource(model_file, "tiny-model")
+    other = tmp_path / "shared" / "other-model.gguf"
+    other.write_bytes(os.urandom(PIECE_BYTES // 2))
+    nodes["d"].source = ModelSource(other, "other-model")
+    async with running(nodes):
+        config = fetching_config(tmp_path, list(nodes.values()), **{"model.path": "swarm"})
+        chosen = await fetch_missing_model(config)
+        source = model_source(chosen)
+        assert source.model_id == "tiny-model"  # two peers hold it, one holds the other
+        assert sha(source.path) == sha(model_file)
+        again = await fetch_missing_model(config)  # held now: asked, not fetched again
+        assert again.model.path == chosen.model.path
+        assert model_source(again).path == source.path
+
+
+async def test_model_swarm_with_no_peer_says_so(tmp_path):
+    config = fetching_config(tmp_path, [], **{"model.path": "swarm",
+                                              "federation.fetch_wait_s": 0.5})
+    with pytest.raises(ModelError, match="--model swarm: no peer serves a model"):
+        await fetch_missing_model(config)
 
 
 async def test_a_peer_lost_mid_transfer_leaves_the_rest_to_the_other(tmp_path, model_file,

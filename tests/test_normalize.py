@@ -221,6 +221,13 @@ def test_json_validators() -> None:
         json_schema({"type": "no-such-type"})
 
 
+def test_a_candidate_nested_too_deep_is_invalid_not_a_crash() -> None:
+    deep = "[" * 200_000 + "]" * 200_000  # a peer's vote text may be anything up to its bound
+    valid, reason = json_object(_done(deep))
+    assert not valid and "RecursionError" in reason
+    assert normalize_answer(deep) is not None  # grouped as text, not as JSON
+
+
 def test_regex_searches() -> None:
     assert regex(r"\d+")(_done("it is 42."))[0]
     assert not regex(r"^\d+$")(_done("it is 42."))[0]

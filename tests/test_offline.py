@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engines import needs_transformers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 GUARDED = textwrap.dedent("""
@@ -40,6 +42,7 @@ GUARDED = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@needs_transformers
 def test_conversion_and_generation_never_touch_the_network(tmp_path):
     script = GUARDED.format(root=str(ROOT), cache=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -9,6 +9,7 @@ import time
 import aiohttp
 import httpx
 
+from network.federation.pairing import MAX_REFUSED
 from network.membership.table import PeerState
 from network.trust.exchange import JoinerExchange
 from network.trust.swarm_key import key_path, read_key_file, solo_path
@@ -112,6 +113,9 @@ async def test_a_refused_machine_gets_nothing_and_stops_asking(tmp_path, capsys)
         assert a.pairing.requests() == [] and stored_key(b) == own
         assert b.pairing.asking is None and b.pairing.state() == "fresh"
         assert a.state_of("b") is PeerState.FOREIGN
+        for k in range(MAX_REFUSED):  # a device showing (and refusing with) many fingerprints
+            b.pairing.note_refusal(f"{k:064x}")
+        assert len(b.pairing.refused) == MAX_REFUSED and KEY.fingerprint not in b.pairing.refused
 
 
 async def test_under_approve_peers_one_approval_also_approves_the_peer(tmp_path):

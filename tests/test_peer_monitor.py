@@ -289,11 +289,13 @@ async def test_a_foreign_peer_is_never_probed(running) -> None:
 
 async def test_a_multi_homed_peer_is_kept_where_it_answers(running) -> None:
     monitor, membership, changes = running
-    peer = await FakePeer("multi-h").start()  # listens on 127.0.0.1 only: 127.0.0.2 refuses
-    monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
+    # It listens on 127.0.0.1 only: its first address, ::1, refuses (or does not exist here);
+    # any machine has both loopbacks' names, where macOS has no 127.0.0.2.
+    peer = await FakePeer("multi-h").start()
+    monitor.on_discovery(Found(peer.advert(), "::1", ("::1", "127.0.0.1")))
     joined = await changes.wait_for(ChangeKind.JOINED, "multi-h", 1.0)
     assert joined.peer.address == Address("127.0.0.1", peer.port)
-    monitor.on_discovery(Found(peer.advert(), "127.0.0.2", ("127.0.0.2", "127.0.0.1")))
+    monitor.on_discovery(Found(peer.advert(), "::1", ("::1", "127.0.0.1")))
     assert membership.get("multi-h").address == Address("127.0.0.1", peer.port)  # no flapping back
     await peer.crash()
 
@@ -392,3 +394,30 @@ async def test_a_peer_whose_clock_is_far_off_is_reported_once(running, caplog) -
     assert len(warnings) == 1 and "NTP" in warnings[0]
     assert re.search(r"is \+(89|90|91) s off ours", warnings[0]), warnings[0]  # Date: 1 s steps
     await peer.crash()
+
+
+async def test_probed_addresses_stay_bounded_however_many_a_lan_device_advertises(client) -> None:
+    """A device floods mDNS with node ids, each listing many addresses: at most MAX_ADDRESSES
+    are probed per peer, and an evicted peer's addresses are no longer probed."""
+    from network.membership.monitor import MAX_ADDRESSES
+
+    timings = Timings(interval_s=0.05, suspect_after_s=0.1)
+    changes = Changes()
+    membership = Membership(ME.node_id, ME.protocol, FP, self_boot_id=ME.boot_id,
+                            timings=timings, max_peers=2)
+    monitor = PeerMonitor(membership, ME, timings, keys=RING, on_change=changes,
+                          session=client.session)
+    await monitor.start()
+    hosts = tuple(f"127.0.0.{k}" for k in range(2, 40))  # nothing listens on port 9 there
+    try:
+        for n in range(8):
+            node = f"flood-{n}"
+            advert = PeerAdvert(node_id=node, boot_id="b", protocol=ME.protocol, api_port=9,
+                                fingerprint=FP)
+            monitor.on_discovery(Found(advert, hosts[0], hosts))
+            if membership.get(node) is not None:  # tracked: it dies (refused), making room
+                await changes.wait_for(ChangeKind.UNREACHABLE, node, 5.0)
+            assert len(monitor._targets) <= membership.max_peers * MAX_ADDRESSES
+        assert len({t.node_id for t in monitor._targets.values()}) <= membership.max_peers
+    finally:
+        await monitor.close()

@@ -32,6 +32,8 @@ def test_the_coordinator_is_marked():
     assert "coord" in out
     lead = next(line for line in out.splitlines() if "n2" in line)
     assert "yes" in lead and "yes" not in next(line for line in out.splitlines() if "n1" in line)
+    alone = text([SELF, {**PEER, "coordinator": True, "solo": True}])
+    assert "alone" in next(line for line in alone.splitlines() if "n2" in line)
 
 
 def test_hints_explain_foreign_unreachable_duplicate_and_no_mdns():

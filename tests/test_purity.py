@@ -9,6 +9,9 @@ from tests.module_imports import module_path, reachable
 
 PURE_CORES = (
     "network.coordination.election",  # the coordinator election
+    "network.coordination.turns",
+    "network.coordination.records",
+    "network.coordination.wake",  # sleep detection from two clock readings
     "network.coordination.plan",  # the coordinator's swarm plan
     "network.coordination.chooser",  # where a request goes
     "network.membership.table",  # the peer table
@@ -30,6 +33,7 @@ PURE_CORES = (
     "network.trust.joins",
     "network.trust.join_target",
     "swarm.engine.source",  # the Source seam
+    "swarm.sizing.apple",  # what a Mac's sysctl says (cores, chip, GPU memory)
 )
 FORBIDDEN = frozenset({"asyncio", "aiohttp", "socket", "time", "random", "threading",
                        "zeroconf", "psutil", "torch", "llama_cpp"})

@@ -37,7 +37,8 @@ def test_remote_sources_come_from_routable_voting_peers():
                                           load=0.5, queue_depth=1, bench_score=3.0,
                                           capabilities=capabilities), 1.0)
     sources = [RemoteSource.from_peer(p, voter) for p in m.peers()]
-    assert sources == [None, RemoteSource("voter", Address("10.0.0.7", 8), voter, 0.5, 1, 3.0)]
+    assert sources == [None, RemoteSource("voter", Address("10.0.0.7", 8), voter, 0.5, 1, 3.0,
+                                             capabilities=frozenset({"vote"}))]
     source = sources[1]
     assert source is not None and isinstance(source, Source)
     assert (source.source_id, source.load(), source.capacity()) == ("voter", 1.5, None)

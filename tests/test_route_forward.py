@@ -1,6 +1,7 @@
 """Route mode across nodes: a busy node relays whole requests (streamed or not) to an idle peer."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.node.config import ApiConfig
 from tests.forward_pair import ASK, ForwardPair
+from tests.server import wait_until
 from tests.swarm_keys import OTHER, OTHER_KEY, RING, signed
 
 
@@ -139,6 +141,52 @@ async def test_verifying_a_forward_twice_is_not_a_replay():
                 False, False, "replayed_request"]  # a second request with the same nonce
     finally:
         await runner.cleanup()
+
+
+def test_a_forwarded_reply_over_the_peer_message_limit_is_served_locally(pair):
+    """The peer's whole reply is read and parsed under the limits of every peer message: over
+    them (a small limit stands in for a huge reply here), the node serves the request itself."""
+    assert pair.forwarder is not None
+    pair.forwarder.client.max_reply_bytes = 100
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        with pair.a_busy(http):
+            response = http.post("/v1/chat/completions", json={**ASK, "max_tokens": 3})
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("slow")
+
+
+def test_decode_json_keeps_the_wire_limits():
+    from network.wire import codec
+
+    assert codec.decode_json(b'{"swarm": {"node": "b"}, "choices": [1, 2]}')["choices"] == [1, 2]
+    for bad in (b"[" * 50 + b"]" * 50, b'{"a": 1, "a": 2}', b"{NaN", b'{"x": NaN}',
+                b"[" * 200_000 + b"]" * 200_000):
+        with pytest.raises(codec.WireDecodeError):
+            codec.decode_json(bad)
+    with pytest.raises(codec.WireDecodeError, match="over"):
+        codec.decode_json(b" " * (codec.MAX_BYTES + 1))
+
+
+def test_embeddings_and_tools_go_only_to_peers_that_serve_them(pair):
+    embed = {"model": "default", "input": ["a b", "c"]}
+    tools = {**ASK, "max_tokens": 3, "tools": [{"type": "function",
+                                                "function": {"name": "f"}}]}
+    listed = dataclasses.replace(pair.peers[0], capabilities=frozenset({"embeddings", "tools"}))
+    with httpx.Client(base_url=pair.server_a.url, timeout=30) as http:
+        pair.peers = [listed]
+        with pair.a_busy(http):
+            reply = http.post("/v1/embeddings", json=embed).json()
+            assert pair.forwarded == 1 and len(reply["data"]) == 2
+            assert http.post("/v1/chat/completions", json=tools).status_code == 200
+            assert pair.forwarded == 2
+        # the busy stream was dropped: wait until A has let it go before making A busy again
+        wait_until(lambda: pair.pool_a.instances[0].active == 0, timeout=60,
+                   what="A to be idle")
+        pair.peers = [dataclasses.replace(listed, capabilities=frozenset())]
+        with pair.a_busy(http):  # an older peer lists neither: A serves both itself
+            assert http.post("/v1/embeddings", json=embed).status_code == 200
+            assert http.post("/v1/chat/completions", json=tools).status_code == 200
+            assert pair.forwarded == 2
 
 
 def test_a_busy_node_forwards_ollama_requests_too_and_records_who_served(pair):

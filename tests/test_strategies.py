@@ -234,12 +234,15 @@ def test_decision_to_dict_shape() -> None:
     body = decision.to_dict()
     json.dumps(body, allow_nan=False)
     assert body["strategy"] == "weighted_vote" and body["winner"] == "s0"
-    assert body["early_stop"] is False
+    assert body["early_stop"] is False and body["voted_on"] == "number"
     rows = body["candidates"]
-    assert set(rows[0]) == {"source", "latency_ms", "tokens", "score", "votes", "valid", "error"}
+    assert set(rows[0]) == {"source", "latency_ms", "tokens", "kind", "score", "votes", "valid",
+                            "error"}
     assert rows[0]["votes"] == 2.0 and rows[0]["tokens"] == 3 and rows[0]["latency_ms"] == 0.0
-    assert rows[2] == {"source": "peer/x", "latency_ms": 300.0, "tokens": 0, "score": None,
-                       "votes": None, "valid": False, "error": "cancelled: decided early"}
+    assert rows[0]["kind"] == "number"
+    assert rows[2] == {"source": "peer/x", "latency_ms": 300.0, "tokens": 0, "kind": None,
+                       "score": None, "votes": None, "valid": False,
+                       "error": "cancelled: decided early"}
     assert rows[3]["error"] == "invalid: bad" and rows[3]["votes"] is None
     empty = Decision("best_of_n", None, (make(0, "", logprob=-math.inf),))
     json.dumps(empty.to_dict(), allow_nan=False)

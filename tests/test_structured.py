@@ -119,3 +119,16 @@ def test_what_cannot_be_enforced_or_reported_is_400(http, body):
     response = http.post("/v1/chat/completions", json={"messages": FRANCE, **body})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_replacement_character_the_model_writes_last_is_kept(client, stream):
+    """U+FFFD at the very end (forced by a regex) is a real character, not half of one."""
+    body = dict(model="default", messages=[{"role": "user", "content": "Is the sun hot?"}],
+                temperature=0, max_tokens=8, extra_body={"swarm": {"regex": "^(yes|no) \ufffd$"}})
+    if stream:
+        chunks = client.chat.completions.create(stream=True, **body)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        text = client.chat.completions.create(**body).choices[0].message.content
+    assert text in ("yes \ufffd", "no \ufffd")

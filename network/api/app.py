@@ -12,8 +12,10 @@ from consensus.service import ConsensusService
 from network.api.auth import auth_middleware
 from network.api.dashboard.routes import DashboardRoutes
 from network.api.dashboard.watch import SwarmWatch
+from network.api.embeddings import Embedder
 from network.api.errors import error_middleware
 from network.api.ollama.routes import OllamaRoutes
+from network.api.openai.embeddings import EmbeddingRoutes
 from network.api.openai.routes import CompletionRoutes
 from network.api.openapi.document import openapi_route
 from network.federation.changes import Changes
@@ -109,7 +111,11 @@ def build_app(pool: InstancePool, config: ApiConfig, consensus: ConsensusConfig 
     app.router.add_get("/v1/models", status.models)
     app.router.add_post("/v1/chat/completions", completions.chat)
     app.router.add_post("/v1/completions", completions.completions)
+    embedder = Embedder(pool, config)
+    embeddings = EmbeddingRoutes(embedder, completions.check_model,
+                                 completions.limiter, forwarder)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
     app.router.add_get("/openapi.json", openapi_route(config))
     DashboardRoutes(watch).add_to(app)
-    OllamaRoutes(completions).add_to(app)
+    OllamaRoutes(completions, embedder).add_to(app)
     return app

@@ -18,10 +18,15 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _busy(error: str | None) -> bool:
+    """True for a candidate that failed on full queues or on an instance closing (shutdown)."""
+    return any(name in (error or "") for name in ("PoolBusyError", "InstanceClosedError"))
+
+
 def consensus_error(exc: ConsensusError) -> RequestError:
-    """The client-facing error when no candidate won: 429 if all were busy, 504 on the deadline,
-    else 502 naming each candidate's failure."""
-    if exc.candidates and all("PoolBusyError" in (c.error or "") for c in exc.candidates):
+    """The client-facing error when no candidate won: 429 if all were busy (or their node shuts
+    down), 504 on the deadline, else 502 naming each candidate's failure."""
+    if exc.candidates and all(_busy(c.error) for c in exc.candidates):
         return RequestError(str(exc), status=429, code="rate_limit_exceeded",
                             type_="rate_limit_error", headers={"Retry-After": "1"})
     if isinstance(exc, ConsensusTimeout):

@@ -28,10 +28,12 @@ from network.coordination.election import (
     Send,
     boot,
     receive,
+    rest,
     step,
 )
 from network.coordination.plan import build_plan
 from network.coordination.store import ElectionStore
+from network.coordination.wake import Reading, away
 from network.membership.table import Membership, Peer, PeerState
 from network.wire.address import Address
 from network.wire.election import PlanMember, SwarmPlan
@@ -69,7 +71,7 @@ def peer_view(peer: Peer) -> PeerView | None:
     except ValueError:
         return None
     return PeerView(candidate, beat.term, beat.coordinator,
-                    peer.since if peer.state is PeerState.SUSPECT else None)
+                    peer.since if peer.state is PeerState.SUSPECT else None, beat.solo)
 
 
 class Coordinator:
@@ -115,9 +117,17 @@ class Coordinator:
         """FOLLOWER, CANDIDATE or COORDINATOR."""
         return self.state.role
 
-    def election_view(self) -> tuple[int, str | None, int | None]:
-        """(term, coordinator followed, priority): what this node's heartbeat advertises."""
-        return self.state.term, self.state.coordinator, self.me.priority
+    def election_view(self) -> tuple[int, str | None, int | None, bool]:
+        """(term, coordinator followed, priority, solo): what this node's heartbeat advertises."""
+        return self.state.term, self.state.coordinator, self.me.priority, self.state.solo
+
+    def rest(self, why: str) -> None:
+        """Re-enter the start-up grace now (asleep, stopped, or the network down): see `rest`."""
+        if self.clock() >= self.state.started + self.timings.startup_grace_s:  # once per absence
+            log.info("%s: waiting %.1f s for a fresh view before electing", why,
+                     self.timings.startup_grace_s)
+        self._apply(Decision(rest(self.state, self.clock()), (), None))
+        self.poke()
 
     def view(self) -> list[PeerView]:
         """The live part of the peer table as the election core sees it."""
@@ -192,11 +202,16 @@ class Coordinator:
         return list(plan.consensus)
 
     async def _run(self) -> None:
+        last, delay = Reading(self.wall_clock(), self.clock()), 0.0
         while True:
             self._poked.clear()
-            decision = step(self.state, self.view(), self.clock(), self.timings)
+            now = Reading(self.wall_clock(), self.clock())
+            missed = away(last, now, delay)
+            if missed:
+                self.rest(f"this machine was away for {missed:.1f} s (asleep or stopped)")
+            decision = step(self.state, self.view(), now.mono, self.timings)
             self._apply(decision)
-            delay = self.tick_s
+            last, delay = now, self.tick_s
             if decision.wake_at is not None:
                 delay = min(delay, max(0.0, decision.wake_at - self.clock()))
             try:
@@ -211,15 +226,22 @@ class Coordinator:
         if self.store is not None and (old.term, old.voted_term, old.voted_for) != (
                 new.term, new.voted_term, new.voted_for):
             self.store.save(new.term, new.voted_term, new.voted_for)
-        if (old.role, old.coordinator, old.term) != (new.role, new.coordinator, new.term):
+        if (old.role, old.coordinator, old.term, old.solo) != (new.role, new.coordinator,
+                                                                new.term, new.solo):
             self._announce_change(old, new)
         for send in decision.sends:
             self._send(send)
 
     def _announce_change(self, old: ElectionState, new: ElectionState) -> None:
-        if new.role is Role.COORDINATOR and old.role is not Role.COORDINATOR:
+        led, leads = old.role is Role.COORDINATOR, new.role is Role.COORDINATOR
+        if leads and new.solo and not (led and old.solo):
+            log.info("no peer in view: this node leads only itself meanwhile (term %d)", new.term)
+        elif leads and not new.solo and (not led or old.solo):
             log.info("this node is now the coordinator (term %d)", new.term)
-        elif old.role is Role.COORDINATOR and new.role is not Role.COORDINATOR:
+        elif led and not leads and old.solo:
+            log.info("no longer leading only itself: following %s (term %d)",
+                     new.coordinator or "nobody yet", new.term)
+        elif led and not leads:
             log.info("stepped down as coordinator: %s leads term %d", new.coordinator, new.term)
         elif new.coordinator != old.coordinator and new.coordinator is not None:
             log.info("coordinator is %s (term %d)", new.coordinator, new.term)

@@ -1,10 +1,17 @@
-"""Re-announce on mDNS when the interfaces behind the advertised addresses change.
+"""Re-announce on mDNS when the interfaces behind the advertised address change, and follow the
+machine to its new address when it gets one.
 
 zeroconf never notices a Wi-Fi drop or a re-plugged cable: its sockets stay as they were and peers
 do not re-find the node until it announces again. `InterfaceWatcher` polls the machine's interfaces
 (psutil), reduces them to a `Snapshot` of the advertised addresses, and calls its callback once per
 change (`changed` decides, purely). The address leaving and coming back are two changes, so the
 callback runs again after it returns: that second call is the one peers need.
+
+A Mac that wakes on another network, or gets a new DHCP lease, has a new LAN address: with
+`on_moved`, the watcher also locates the address the node should use now (`lan.lan_address`) and,
+once the same new address is seen on `confirm_reads` reads in a row (longer for a link-local one,
+which macOS assigns while DHCP is still pending), awaits `on_moved(address)`, which rebinds and
+re-announces there (`follow` decides, purely).
 """
 from __future__ import annotations
 
@@ -12,17 +19,19 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
 
+from network.discovery.lan import IfAddrs, IfStats, default_route_source, lan_address, lan_rank
+
 log = logging.getLogger(__name__)
 
-IfAddrs = Mapping[str, Iterable[Any]]  # psutil.net_if_addrs(): name -> [snicaddr]
-IfStats = Mapping[str, Any]  # psutil.net_if_stats(): name -> snicstats (has .isup)
 Reader = Callable[[], tuple[IfAddrs, IfStats]]
+Locator = Callable[[IfAddrs, IfStats], str | None]
+CONFIRM_READS = 2  # reads in a row that must show the same new address before moving there
+LINK_LOCAL_CONFIRM_READS = 10  # 20 s: a self-assigned 169.254 address while DHCP is pending
 
 
 @dataclass(frozen=True, order=True)
@@ -74,8 +83,40 @@ def changed(previous: Snapshot, current: Snapshot) -> str | None:
 
 
 def read_psutil() -> tuple[IfAddrs, IfStats]:
-    """This machine's interfaces, as psutil reports them."""
+    """This machine's interfaces, as psutil reports them (raises OSError when it cannot)."""
     return psutil.net_if_addrs(), psutil.net_if_stats()
+
+
+def locate(addrs: IfAddrs, stats: IfStats) -> str | None:
+    """The LAN address this machine should use now (its default route's, see `lan.lan_address`)."""
+    return lan_address(addrs, stats, default_route_source())
+
+
+@dataclass(frozen=True)
+class Follow:
+    """Where the node is bound, and a new address seen `seen` reads in a row (not moved to yet)."""
+
+    bound: str
+    candidate: str | None = None
+    seen: int = 0
+
+
+def follow(state: Follow, located: str | None, confirm_reads: int = CONFIRM_READS) -> tuple[
+        Follow, str | None]:
+    """The next state, and the address to move to now (None: stay where it is bound).
+
+    Nothing moves while no address is found (asleep, Wi-Fi off) or the bound one is found; a new
+    address must be seen on `confirm_reads` reads in a row (a link-local one on
+    `LINK_LOCAL_CONFIRM_READS`). The state keeps `bound` until the move succeeds (`Follow(new)`),
+    so a move that failed is tried again at the next read.
+    """
+    if located is None or located == state.bound:
+        return Follow(state.bound), None
+    seen = state.seen + 1 if located == state.candidate else 1
+    needed = confirm_reads if lan_rank(located) == 0 else max(confirm_reads,
+                                                               LINK_LOCAL_CONFIRM_READS)
+    nxt = Follow(state.bound, located, seen)
+    return nxt, (located if seen >= needed else None)
 
 
 class InterfaceWatcher:
@@ -83,18 +124,27 @@ class InterfaceWatcher:
     `on_change(reason)` once and log it. A failing callback is logged once (then at DEBUG) and retried
     at the next read, so a refresh that failed still happens after the address is back.
 
-    `read` and `wait` are injected for tests (defaults: psutil and `asyncio.sleep`).
+    With `on_moved`, it also follows the machine to a new LAN address (module doc): the first
+    watched address is the bound one; after a move, the new address is the one watched.
+    `read`, `locate` and `wait` are injected for tests (defaults: psutil, the default route's
+    address and `asyncio.sleep`).
     """
 
     def __init__(self, watched_addresses: Iterable[str],
                  on_change: Callable[[str], Awaitable[None]], *, interval_s: float = 2.0,
-                 read: Reader = read_psutil,
+                 on_moved: Callable[[str], Awaitable[None]] | None = None,
+                 read: Reader = read_psutil, locate: Locator = locate,
                  wait: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.watched = tuple(watched_addresses)
+        if on_moved is not None and not self.watched:
+            raise ValueError("following the LAN address needs the bound address to start from")
         self.interval_s = interval_s
         self._on_change = on_change
+        self._on_moved = on_moved
+        self._follow = Follow(self.watched[0]) if self.watched else None
+        self._locate = locate
         self._read = read
         self._wait = wait
         self._last: Snapshot | None = None
@@ -123,10 +173,14 @@ class InterfaceWatcher:
                 await task
 
     async def check(self) -> str | None:
-        """One read: when the snapshot changed, run the callback; returns the reason (or None)."""
-        current = self._current()
-        if current is None:
+        """One read: when the address moved, run `on_moved`; else when the snapshot changed, run
+        the callback; returns the reason (or None)."""
+        read = self._read_safely()
+        if read is None:
             return None
+        if self._on_moved is not None and (moved := await self._moved(*read)):
+            return moved
+        current = snapshot(*read, self.watched)
         if self._last is None:
             self._last = current
             return None
@@ -154,13 +208,43 @@ class InterfaceWatcher:
             await self._wait(self.interval_s)
             await self.check()
 
-    def _current(self) -> Snapshot | None:
+    async def _moved(self, addrs: IfAddrs, stats: IfStats) -> str | None:
+        """Follow the machine to a new LAN address (module doc); the reason when it moved."""
+        assert self._follow is not None and self._on_moved is not None
+        old = self._follow.bound
+        self._follow, target = follow(self._follow, self._locate(addrs, stats))
+        if target is None:
+            return None
+        reason = f"this machine's LAN address moved from {old} to {target}"
         try:
-            addrs, stats = self._read()
-        except OSError as exc:
+            await self._on_moved(target)
+        except Exception as exc:  # the callback is someone else's: log it, retry next read
+            if not self._failing:
+                self._failing = True
+                log.warning("%s but listening and announcing there failed: %s (retrying every "
+                            "%.1f s)", reason, exc, self.interval_s,
+                            exc_info=not isinstance(exc, OSError | RuntimeError))
+            else:
+                log.debug("moving to %s failed again: %s", target, exc)
+            return reason
+        self._failing = False
+        self._follow = Follow(target)
+        self.watched = (target,)
+        self._last = snapshot(addrs, stats, self.watched)
+        log.info("%s; listening and announcing there now", reason)
+        return reason
+
+    def _read_safely(self) -> tuple[IfAddrs, IfStats] | None:
+        try:
+            read = self._read()
+        except (OSError, RuntimeError) as exc:  # psutil on macOS can raise ENXIO around sleep
             if not self._read_failing:
                 self._read_failing = True
                 log.warning("cannot read the network interfaces: %s", exc)
             return None
         self._read_failing = False
-        return snapshot(addrs, stats, self.watched)
+        return read
+
+    def _current(self) -> Snapshot | None:
+        read = self._read_safely()
+        return None if read is None else snapshot(*read, self.watched)

@@ -24,6 +24,10 @@ from swarm.errors import ConfigError
 log = logging.getLogger(__name__)
 
 RESOLVE_TIMEOUT_MS = 3000
+# Bounds on what any device on the LAN can make us keep, by advertising names (see THREAT_MODEL.md)
+MAX_NAMES = 1024  # service names remembered (for their goodbye) and bad names noted (logged once)
+MAX_RESOLVING = 64  # names being resolved at once; more wait for their next announcement
+MAX_PENDING = 4096  # browser events not yet dispatched; more are dropped (heartbeats still decide)
 _LABEL_BYTES = 63
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+", re.ASCII)
 
@@ -105,15 +109,15 @@ class MdnsDiscovery:
         self._zc: AsyncZeroconf | None = None
         self._info = self._service_info(f"{self._label}.{SERVICE_TYPE}", advert)
         self._browser: AsyncServiceBrowser | None = None
-        self._queue: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue(MAX_PENDING)
         self._dispatcher: asyncio.Task[None] | None = None
         self._announcing: asyncio.Task[None] | None = None
         self._resolving: dict[str, asyncio.Task[None]] = {}  # the latest resolve per name
         self._resolvers: set[asyncio.Task[None]] = set()  # every resolve not yet finished
         self._registered = False
         self._advertise = advertise  # False: browse only (a node looking for a model to fetch)
-        self._known: dict[str, str] = {}  # service name -> node id, for Gone
-        self._garbage: set[str] = set()
+        self._known: dict[str, str] = {}  # service name -> node id, for Gone (oldest dropped)
+        self._noted: set[str] = set()  # names already logged as ignored (not past MAX_NAMES)
 
     @property
     def name(self) -> str:
@@ -219,8 +223,12 @@ class MdnsDiscovery:
 
     def _on_state_change(self, zeroconf: Zeroconf, service_type: str, name: str,
                          state_change: ServiceStateChange) -> None:
-        """zeroconf's synchronous browser callback: only enqueue."""
-        self._queue.put_nowait((name, state_change))
+        """zeroconf's synchronous browser callback: only enqueue (a flood beyond the bound is
+        dropped: mDNS only says a peer exists, heartbeats decide)."""
+        try:
+            self._queue.put_nowait((name, state_change))
+        except asyncio.QueueFull:
+            self._ignore(name, f"more than {MAX_PENDING} mDNS events pending")
 
     async def _dispatch(self, zc: Zeroconf) -> None:
         while True:
@@ -234,6 +242,9 @@ class MdnsDiscovery:
                 node_id = self._known.pop(name, None)
                 if node_id is not None:
                     self._emit(Gone(node_id))
+                continue
+            if len(self._resolving) >= MAX_RESOLVING:
+                self._ignore(name, f"{MAX_RESOLVING} names already being resolved")
                 continue
             task = asyncio.create_task(self._resolve(zc, name), name=f"mdns-resolve {name}")
             self._resolving[name] = task
@@ -250,14 +261,12 @@ class MdnsDiscovery:
     async def _resolve(self, zc: Zeroconf, name: str) -> None:
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         if not await info.async_request(zc, RESOLVE_TIMEOUT_MS, DNSQuestionType.QM):
-            log.info("no answer resolving %s within %d ms", name, RESOLVE_TIMEOUT_MS)
+            self._ignore(name, f"no answer resolving it within {RESOLVE_TIMEOUT_MS} ms", logging.INFO)
             return
         try:
             advert = txt.decode(dict[bytes | str, bytes | str | None](info.properties.items()))
         except txt.TxtError as exc:
-            if name not in self._garbage:
-                self._garbage.add(name)
-                log.warning("ignoring %s: bad TXT record (%s)", name, exc)
+            self._ignore(name, f"bad TXT record ({exc})")
             return
         if advert.node_id == self._advert.node_id:
             if advert.boot_id == self._advert.boot_id:
@@ -265,10 +274,26 @@ class MdnsDiscovery:
             log.warning("%s claims our node id %s (boot %s)", name, advert.node_id, advert.boot_id)
         addresses = tuple(info.parsed_addresses(IPVersion.V4Only))
         if not addresses:
-            log.info("ignoring %s: no IPv4 address advertised", name)
+            self._ignore(name, "no IPv4 address advertised", logging.INFO)
             return
-        self._known[name] = advert.node_id
+        self._remember(name, advert.node_id)
         self._emit(Found(advert, addresses[0], addresses))
+
+    def _remember(self, name: str, node_id: str) -> None:
+        """Keep a name's node id for its goodbye; past MAX_NAMES the oldest is forgotten (its
+        goodbye is then missed: heartbeats still tell that it left)."""
+        self._known.pop(name, None)
+        self._known[name] = node_id
+        while len(self._known) > MAX_NAMES:
+            del self._known[next(iter(self._known))]
+
+    def _ignore(self, name: str, why: str, level: int = logging.WARNING) -> None:
+        """Log an ignored name once (at `level`; at debug again, and once MAX_NAMES are noted)."""
+        if name in self._noted or len(self._noted) >= MAX_NAMES:
+            log.debug("ignoring %s: %s", name, why)
+            return
+        self._noted.add(name)
+        log.log(level, "ignoring %s: %s (further ones logged at debug)", name, why)
 
     def _emit(self, event: DiscoveryEvent) -> None:
         try:

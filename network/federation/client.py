@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -35,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_S = 2.0  # a best-effort cancel gives up after this long
 CLOSE_GRACE_S = 1.0  # `close()` lets pending cancels finish for this long, then stops them
+BULK_KEEPALIVE_S = 15.0  # an idle kept-alive bulk connection is closed after this long
 
 
 def peer_url(address: str, port: int, path: str) -> URL:
@@ -62,6 +62,7 @@ class FederationClient:
         self.max_reply_bytes = max_reply_bytes
         self.close_grace_s = close_grace_s
         self._session: aiohttp.ClientSession | None = None
+        self._bulk: aiohttp.ClientSession | None = None
         self._cancels: set[asyncio.Task[None]] = set()
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count()
@@ -81,6 +82,16 @@ class FederationClient:
                 connector=aiohttp.TCPConnector(force_close=True, limit=0),
                 trust_env=False, auto_decompress=False)
         return self._session
+
+    def bulk_session(self) -> aiohttp.ClientSession:
+        """A second session for bulk transfers (model files): connections are kept alive, so
+        the ranged requests of a download reuse a warm TCP connection (no handshake, no slow
+        start, no close per piece) instead of the probes' fresh one each time."""
+        if self._bulk is None or self._bulk.closed:
+            self._bulk = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=BULK_KEEPALIVE_S),
+                trust_env=False, auto_decompress=False)
+        return self._bulk
 
     def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
@@ -111,7 +122,7 @@ class FederationClient:
             async with self.session().request(method, url, data=body,
                                               headers={**(headers or {}), **signature},
                                               timeout=self._timeout(timeout_s)) as response:
-                raw = await self._read(response, node_id)
+                raw = await self.read_body(response, node_id)
                 if response.status != 200:
                     raise PeerError(f"{url.path} answered {response.status}: "
                                     f"{_error_message(raw)}", status=response.status, node_id=node_id)
@@ -124,7 +135,8 @@ class FederationClient:
             what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             raise PeerError(f"{url.path} {what}", node_id=node_id) from exc
 
-    async def _read(self, response: aiohttp.ClientResponse, node_id: str) -> bytes:
+    async def read_body(self, response: aiohttp.ClientResponse, node_id: str) -> bytes:
+        """A peer's whole answer, refused (PeerError) past `max_reply_bytes`."""
         if (response.content_length or 0) > self.max_reply_bytes:
             raise PeerError(f"reply of {response.content_length} bytes is over the limit", node_id=node_id)
         body = bytearray()
@@ -168,8 +180,8 @@ class FederationClient:
         _kind, raw = await self._exchange("POST", url, node_id, timeout_s, body, signed=True,
                                           headers={"Content-Type": codec.MSGPACK})
         try:
-            return bool(json.loads(raw)["cancelled"])
-        except (ValueError, KeyError, TypeError) as exc:
+            return bool(codec.decode_json(raw)["cancelled"])
+        except (codec.WireDecodeError, KeyError, TypeError) as exc:
             raise PeerError("bad cancel reply", node_id=node_id) from exc
 
     async def election(self, address: str, port: int, node_id: str, message: Message,
@@ -257,15 +269,16 @@ class FederationClient:
         for task in list(self._cancels):
             task.cancel()
         await asyncio.gather(*list(self._cancels), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._bulk):
+            if session is not None:
+                await session.close()
+        self._session = self._bulk = None
 
 
 def _error_message(raw: bytes) -> str:
     """The message of an OpenAI-style error body, else a short prefix of the raw body."""
     try:
-        body: Any = json.loads(raw)
+        body: Any = codec.decode_json(raw)
         return str(body["error"]["message"])[:300]
-    except (ValueError, KeyError, TypeError):
+    except (codec.WireDecodeError, KeyError, TypeError):
         return raw[:100].decode("utf-8", "replace")

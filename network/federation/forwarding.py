@@ -11,7 +11,6 @@ seeing the refusal, serves the request locally: no loop, no lost request.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import NoReturn
 
@@ -24,6 +23,7 @@ from network.federation.gate import refusal, verify_signed
 from network.federation.sources import RemoteSource, SwarmSources
 from network.trust.signing import Verdict, Verifier
 from network.trust.swarm_key import KeyRing
+from network.wire import codec
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,17 @@ class RouteForwarder:
         self.in_flight: dict[str, int] = {}
         self._warned: set[str] = set()
 
-    async def maybe_forward(self, request: web.Request) -> web.StreamResponse | None:
-        """Relay `request` to a less-loaded peer and return the relayed response, or None;
-        a forwarded header without a valid swarm signature is refused (401/403)."""
+    async def maybe_forward(self, request: web.Request,
+                            needs: frozenset[str] = frozenset()) -> web.StreamResponse | None:
+        """Relay `request` to a less-loaded peer that serves `needs` (features such as tools)
+        and return the relayed response, or None; a forwarded header without a valid swarm
+        signature is refused (401/403)."""
         if request.headers.get(FORWARDED_HEADER):
             verdict = await verify_signed(request, self.verifier)
             if not verdict.ok:
                 self.refuse(request, verdict)
             return None  # one hop only: the peer that received it serves it
-        target = route(self.sources.local(), self.sources.remote(), self.in_flight)
+        target = route(self.sources.local(), self.sources.remote(needs), self.in_flight)
         if target is None:
             return None
         self.in_flight[target.node_id] = self.in_flight.get(target.node_id, 0) + 1
@@ -101,8 +103,10 @@ class RouteForwarder:
         headers = {h: upstream.headers[h] for h in _RELAYED_HEADERS if h in upstream.headers}
         headers[SERVED_BY_HEADER] = node_id
         if not upstream.headers.get("Content-Type", "").startswith(_STREAMS):
-            raw = await upstream.read()
-            body = json.loads(raw) if raw else {}
+            # Read and parsed under the limits of every other peer message (PeerError beyond:
+            # the request is then served here).
+            raw = await self.client.read_body(upstream, node_id)
+            body = codec.decode_json(raw, max_bytes=self.client.max_reply_bytes) if raw else {}
             if isinstance(body, dict) and isinstance(body.get("swarm"), dict):
                 body["swarm"]["node"] = node_id
             return web.json_response(body, status=upstream.status,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import platform
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
 from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.discovery.privacy import firewall_hint, read_firewall
 from network.federation.changes import Changes
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
@@ -39,7 +41,11 @@ class Federation:
                  pool: InstancePool, addresses: list[str], hardware: str, bench_score: float,
                  on_change: Callable[[Change], None] | None = None,
                  election_store: ElectionStore | None = None,
-                 approved: Callable[[str], bool] | None = None) -> None:
+                 approved: Callable[[str], bool] | None = None,
+                 rebind: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """`addresses`: the one LAN address bound and advertised. `rebind(address)`, when given,
+        moves the API there; the node then follows its machine to a new LAN address (a wake on
+        another network, a new DHCP lease): rebind, then re-announce on mDNS from there."""
         if identity.fingerprint != keys.fingerprint:
             raise ValueError("the identity must advertise the current swarm key's fingerprint")
         self.config = config
@@ -48,6 +54,7 @@ class Federation:
         self.pool = pool
         self.addresses = addresses
         self.bench_score = bench_score
+        self._rebind = rebind
         self.timings = Timings(interval_s=config.heartbeat_interval_s,
                                suspect_after_s=max(1.0, 2 * config.heartbeat_interval_s))
         self.membership = Membership(identity.node_id, identity.protocol, identity.fingerprint,
@@ -61,7 +68,8 @@ class Federation:
         self._listeners: list[Callable[[Change], None]] = []
         self.pairing_state: Callable[[], str] = str  # what the advert says of pairing ("" off)
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
-                                   on_change=self._changed, session=self.client.session)
+                                   on_change=self._changed, session=self.client.session,
+                                   on_network_down=self._network_down)
         self.beacon: Beacon | None = None  # started with the heartbeat to push (`start`)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
@@ -80,6 +88,7 @@ class Federation:
         self._reannouncing: asyncio.Task[None] | None = None
         self._announced_term = self.coordinator.state.term
         self.mdns_reason = "turned off (--no-mdns)" if not config.mdns else "not started"
+        self.firewall = ""  # what macOS's firewall means for peers reaching us ("" off or unknown)
 
     @property
     def api_port(self) -> int:
@@ -111,6 +120,10 @@ class Federation:
         With `heartbeat` (this node's, as its health route serves it), push it to every peer
         each interval over UDP on `api_port` of `hosts` (the API's listening addresses)."""
         self._api_port = api_port
+        system = platform.system()
+        self.firewall = firewall_hint(system, await asyncio.to_thread(read_firewall, system)) or ""
+        if self.firewall:
+            log.warning("%s", self.firewall)
         await self.monitor.start()
         if heartbeat is not None and hosts:
             self.beacon = Beacon(self.identity.node_id, self.keys, self.timings.interval_s,
@@ -120,9 +133,20 @@ class Federation:
                 self.beacon = None
         await self.coordinator.start()
         await self.static.start()
-        if not self.config.mdns:
+        if self.config.mdns:
+            await self._start_mdns()
+        if self.mdns is None and self._rebind is None:
             return
-        self.mdns = MdnsDiscovery(self.advert(api_port), self.addresses, self.addresses,
+        # A Wi-Fi drop or a re-plugged cable leaves zeroconf deaf and silent: re-announce then;
+        # a new LAN address: move there.
+        self.interface_watch = InterfaceWatcher(
+            self.addresses, self._refresh_mdns,
+            on_moved=self._moved if self._rebind is not None else None)
+        await self.interface_watch.start()
+
+    async def _start_mdns(self) -> None:
+        """Advertise and browse on our address; a failure degrades to manual peers, with why."""
+        self.mdns = MdnsDiscovery(self.advert(self._api_port), self.addresses, self.addresses,
                                   self.monitor.on_discovery, name=self.identity.name)
         try:
             await self.mdns.start()
@@ -132,15 +156,32 @@ class Federation:
             self.mdns_reason = exc.reason
             log.warning("mDNS discovery unavailable (%s); using manual peers only "
                         "(--peer HOST:PORT or --peers-file)", exc.reason)
-            return
-        # A Wi-Fi drop or a re-plugged cable leaves zeroconf deaf and silent: re-announce then.
-        self.interface_watch = InterfaceWatcher(self.addresses, self._refresh_mdns)
-        await self.interface_watch.start()
 
     async def _refresh_mdns(self, reason: str) -> None:
-        """Rescan mDNS interfaces and re-announce (the interface watcher's callback)."""
+        """Rescan mDNS interfaces and re-announce (the interface watcher's callback); start mDNS
+        if it could not start before (no interface yet, after a wake or a move)."""
         if self.mdns is not None:
             await self.mdns.refresh_interfaces()
+        elif self.config.mdns:
+            await self._start_mdns()
+
+    async def _moved(self, address: str) -> None:
+        """The machine's LAN address is now `address`: move the API there, then mDNS (zeroconf is
+        pinned to its interfaces, so it restarts there: peers see the node's new address)."""
+        assert self._rebind is not None
+        await self._rebind(address)
+        previous, self.addresses = self.addresses, [address]
+        if self.beacon is not None:  # heartbeat datagrams move with the API
+            await self.beacon.move(previous[0] if previous else "", address)
+        if not self.config.mdns:
+            return
+        if self._reannouncing is not None:
+            self._reannouncing.cancel()
+            await asyncio.gather(self._reannouncing, return_exceptions=True)
+        old, self.mdns = self.mdns, None
+        if old is not None:
+            await old.close()  # the goodbye may not leave the old address: peers re-find us anyway
+        await self._start_mdns()
 
     def _changed(self, change: Change) -> None:
         if change.kind in _QUIET:
@@ -181,6 +222,11 @@ class Federation:
     def readvertise(self) -> None:
         """Announce the advert again (its swarm key or pairing state changed)."""
         self._reannounce()
+
+    def _network_down(self) -> None:
+        """Every peer is unreachable from our side (Wi-Fi off, cable out, waking from sleep):
+        take no part in elections until the network is back and the view fresh again."""
+        self.coordinator.rest("this node's network is unreachable")
 
     def _election_changed(self, state: ElectionState) -> None:
         """A new term or coordinator: refresh views and the TXT record's term."""
@@ -230,7 +276,8 @@ class Federation:
         """What `main.py peers` needs to explain a missing peer."""
         return {"mdns": self.mdns is not None, "mdns_reason": self.mdns_reason,
                 "addresses": self.addresses, "manual": [str(a) for a in self.static.addresses()],
-                "unanswered": self.monitor.unanswered(), "ignored": dict(self.ignored)}
+                "unanswered": self.monitor.unanswered(), "ignored": dict(self.ignored),
+                "firewall": self.firewall}
 
     async def close(self) -> None:
         """Say goodbye on mDNS first, then stop probing and close the peer client."""

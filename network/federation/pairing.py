@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IDLE_S = 2.0  # a fresh node with nobody to ask looks again this often (and at every change)
 RETRY_S = 5.0  # after a failed attempt
+MAX_REFUSED = 256  # swarms remembered as having refused this node; the oldest is forgotten
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Pairing:
         self.node_id = federation.identity.node_id
         self.host = JoinHost(self.node_id, keys.ring.fingerprint, ttl_s=self.ttl_s)
         self.solo = self.enabled and keys.solo()
-        self.refused: set[str] = set()  # swarms that refused this node (not asked again)
+        self.refused: dict[str, None] = {}  # swarms that refused this node (not asked again)
         self.asking: dict[str, Any] | None = None  # the attempt under way, for the views
         self.reason = "" if self.solo else "this node is a member (its key was shared or set)"
         self.joined_at: float | None = None  # wall clock, when this node adopted a swarm's key
@@ -171,13 +172,21 @@ class Pairing:
             if outcome.kind == "refused":
                 log.warning("swarm %s refused this machine (on %s); it is not asked again "
                             "until this node restarts", target.swarm, outcome.member)
-                self.refused.add(target.swarm)
+                self.note_refusal(target.swarm)
             elif outcome.kind == "expired":
                 log.info("the request to join swarm %s expired (%s); asking again",
                          target.swarm, outcome.reason)
             else:
                 log.info("could not ask swarm %s: %s", target.swarm, outcome.reason)
                 await self._idle(RETRY_S)
+
+    def note_refusal(self, swarm: str) -> None:
+        """Ask `swarm` no more; a device can show any number of fingerprints and refuse each, so
+        only the latest `MAX_REFUSED` are remembered."""
+        self.refused.pop(swarm, None)
+        self.refused[swarm] = None
+        while len(self.refused) > MAX_REFUSED:
+            del self.refused[next(iter(self.refused))]
 
     def _showing(self, swarm: str, code: str, members: tuple[str, ...], expires_s: float) -> None:
         self.asking = {"swarm": swarm, "members": list(members), "code": code,

@@ -56,8 +56,8 @@ class Election(Protocol):
         """FOLLOWER, CANDIDATE or COORDINATOR."""
         ...
 
-    def election_view(self) -> tuple[int, str | None, int | None]:
-        """(term, coordinator followed, configured priority), as the heartbeat tells them."""
+    def election_view(self) -> tuple[int, str | None, int | None, bool]:
+        """(term, coordinator followed, configured priority, solo), as the heartbeat tells them."""
         ...
 
     def plan_revision(self) -> str:
@@ -146,7 +146,8 @@ class FederationRoutes:
         """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
         current key's)."""
         election = self.member.election
-        term, coordinator, priority = election.election_view() if election else (0, None, 0)
+        term, coordinator, priority, solo = (election.election_view() if election
+                                             else (0, None, 0, False))
         return Heartbeat(
             node_id=self.identity.node_id, boot_id=self.identity.boot_id,
             protocol=self.identity.protocol, api_port=self.member.api_port,
@@ -154,7 +155,7 @@ class FederationRoutes:
             instances=len(self.pool.instances), load=self.pool.load(),
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
-            term=term, coordinator=coordinator, priority=priority, nonce=nonce,
+            term=term, coordinator=coordinator, priority=priority, solo=solo, nonce=nonce,
             plan=election.plan_revision() if election else "",
             suspects=self.membership.suspects(self.clock()),
             pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens())
@@ -191,12 +192,14 @@ class FederationRoutes:
                                   "data": [r for r in rows if row_passes(r, request.query)]})
 
     def election_status(self) -> dict[str, Any]:
-        """This node's term, the coordinator it follows and its role (None without an election)."""
+        """This node's term, the coordinator it follows, its role (None without an election) and
+        whether it leads only itself (solo)."""
         election = self.member.election
         if election is None:
-            return {"term": None, "coordinator": None, "role": None}
-        term, coordinator, _priority = election.election_view()
-        return {"term": term, "coordinator": coordinator, "role": election.role.value}
+            return {"term": None, "coordinator": None, "role": None, "solo": False}
+        term, coordinator, _priority, solo = election.election_view()
+        return {"term": term, "coordinator": coordinator, "role": election.role.value,
+                "solo": solo}
 
     async def vote(self, request: web.Request) -> web.Response:
         """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""

@@ -43,6 +43,7 @@ class RemoteSource:
     queue_depth: int = 0
     score: float = 0.0
     timeout_s: float = VOTE_TIMEOUT_S
+    capabilities: frozenset[str] = frozenset()  # what it serves, from its heartbeat
 
     @property
     def source_id(self) -> str:
@@ -78,7 +79,8 @@ class RemoteSource:
         if not peer.routable or beat is None or not beat.votes:
             return None
         return cls(node_id=peer.node_id, endpoint=peer.endpoint, voter=voter, busy=beat.load,
-                   queue_depth=beat.queue_depth, score=beat.bench_score)
+                   queue_depth=beat.queue_depth, score=beat.bench_score,
+                   capabilities=frozenset(beat.capabilities))
 
 
 class SwarmSources:
@@ -96,9 +98,10 @@ class SwarmSources:
         """This node's instances."""
         return list(self.pool.instances)
 
-    def remote(self) -> list[RemoteSource]:
-        """The peers a request may use now."""
-        return honour_plan(self._peers(), self._plan(), self.pool.node_id)
+    def remote(self, needs: frozenset[str] = frozenset()) -> list[RemoteSource]:
+        """The peers a request (that needs the features `needs`) may use now."""
+        return [r for r in honour_plan(self._peers(), self._plan(), self.pool.node_id)
+                if needs <= r.capabilities]
 
     def __call__(self) -> list[Source]:
         """Every source a request may use now, this node's first."""
@@ -123,7 +126,7 @@ class FederatedAsk:
         except PeerError as exc:
             failure = exc
         await self._sleep(self.backoff_s)
-        other = fallback(self.sources.local(), self.sources.remote(), source.node_id)
+        other = fallback(self.sources.local(), self.sources.remote(request.needs), source.node_id)
         if other is None:
             raise failure
         self.retries += 1

@@ -59,6 +59,8 @@ class Beacon(asyncio.DatagramProtocol):
         self._seq = 0
         self._everyone_with = b""  # the heartbeat last sent to every peer
         self._transports: list[asyncio.DatagramTransport] = []
+        self._hosts: tuple[str, ...] = ()
+        self._port = 0
         self._sender: asyncio.Task[None] | None = None
         self._decoded: dict[str, tuple[bytes, Heartbeat]] = {}
         self._warned: set[Any] = set()
@@ -68,7 +70,8 @@ class Beacon(asyncio.DatagramProtocol):
         """Listen on `port` (UDP) on each of `hosts` and start sending; False (logged) when the
         port cannot be had: the monitor then probes every peer over HTTP, as before beats."""
         loop = asyncio.get_running_loop()
-        for host in dict.fromkeys(hosts):
+        self._hosts, self._port = tuple(dict.fromkeys(hosts)), port
+        for host in self._hosts:
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: self, local_addr=(host, port), family=socket.AF_INET)
@@ -80,6 +83,12 @@ class Beacon(asyncio.DatagramProtocol):
         if self._transports:
             self._sender = asyncio.create_task(self._send_rounds(), name="beacon")
         return bool(self._transports)
+
+    async def move(self, old: str, new: str) -> None:
+        """Listen on `new` instead of `old` (the API moved to a new LAN address)."""
+        hosts = tuple(new if host == old else host for host in self._hosts)
+        await self.close()
+        await self.start(hosts, self._port)
 
     @property
     def address(self) -> tuple[str, int] | None:

@@ -19,8 +19,8 @@ import aiohttp
 
 from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
 from network.membership.ledger import BeatLedger
-from network.membership.probe import HealthProbe, ProbeFailed, ProbeRefused
-from network.membership.table import Change, Membership, Peer, PeerState, Timings
+from network.membership.probe import HealthProbe, NetworkUnreachable, ProbeFailed, ProbeRefused
+from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.membership.target import Target, answered, failed, refused
 from network.trust.identity import NodeIdentity
 from network.trust.signing import MAX_SKEW_S
@@ -29,13 +29,14 @@ from network.wire.address import Address
 from network.wire.beat import Beat
 from network.wire.messages import Heartbeat
 
-__all__ = ["PeerMonitor", "ProbeFailed", "ProbeRefused"]
+__all__ = ["NetworkUnreachable", "PeerMonitor", "ProbeFailed", "ProbeRefused"]
 
 log = logging.getLogger(__name__)
 
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
 TICKS_PER_INTERVAL = 4  # how often per interval stopped beats are noticed (silence: half as often)
+MAX_ADDRESSES = 8  # addresses probed per peer (an mDNS record may list any number)
 
 
 class PeerMonitor:
@@ -52,7 +53,8 @@ class PeerMonitor:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 session: Callable[[], aiohttp.ClientSession]) -> None:
+                 session: Callable[[], aiohttp.ClientSession],
+                 on_network_down: Callable[[], None] | None = None) -> None:
         if timings != membership.timings:
             raise ValueError("PeerMonitor and its Membership must use the same Timings")
         self._membership = membership
@@ -60,6 +62,7 @@ class PeerMonitor:
         self._wall_clock = wall_clock
         self._timings = timings
         self._on_change = on_change
+        self._on_network_down = on_network_down  # every member's last probe: network unreachable
         self._clock = clock
         self._rng = rng or random.Random()
         self._targets: dict[Address, Target] = {}
@@ -137,7 +140,8 @@ class PeerMonitor:
     def _found(self, event: Found, now: float) -> None:
         """Track the peer at the address it answers on (else its first) and probe all of them."""
         node_id, port = event.advert.node_id, event.advert.api_port
-        addresses = [Address(host, port) for host in (event.addresses or (event.address,))]
+        hosts = (event.addresses or (event.address,))[:MAX_ADDRESSES]
+        addresses = [Address(host, port) for host in hosts]
         peer = self._membership.get(node_id)
         keep = next((a for a in addresses if peer is not None and a == peer.address),
                     addresses[0])
@@ -229,11 +233,21 @@ class PeerMonitor:
             self._emit(refused(self._membership, target, exc, self._clock(), me))
             return False
         except ProbeFailed as exc:
+            target.unreachable = isinstance(exc, NetworkUnreachable)
             self._emit(failed(self._membership, target, str(exc), self._clock()))
+            if target.unreachable:
+                self._check_network()
             peer = self._membership.get(target.node_id) if target.node_id else None
             return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
+        target.unreachable = False
         self._emit(answered(self._membership, target, heartbeat, self._clock(), me))
         return False
+
+    def _check_network(self) -> None:
+        """Tell the owner when every known peer's last probe found our own network down."""
+        known = [t for t in self._targets.values() if t.node_id is not None]
+        if self._on_network_down is not None and known and all(t.unreachable for t in known):
+            self._on_network_down()
 
     def _beating(self, target: Target) -> bool:
         """True when the peer at this address is a member whose beats keep coming."""
@@ -291,6 +305,10 @@ class PeerMonitor:
 
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
+            if change.kind is ChangeKind.FORGOTTEN:  # evicted or gone: stop probing it (mDNS)
+                for target in [t for t in self._targets.values() if t.node_id == change.node_id]:
+                    target.mdns = False
+                    self._drop_if_unused(target)
             try:
                 self._on_change(change)
             except Exception:

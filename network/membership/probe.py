@@ -6,7 +6,9 @@ refused connection is a crash, an accepted one a live host, however slow its ans
 """
 from __future__ import annotations
 
+import errno
 import logging
+import platform
 import secrets
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
+from network.discovery.privacy import local_network_hint
 from network.membership.records import Timings
 from network.trust.signing import KEY_ID_HEADER, MAX_SKEW_S, check_reply
 from network.trust.swarm_key import KeyRing
@@ -28,10 +31,16 @@ log = logging.getLogger(__name__)
 MAX_HEARTBEAT_BYTES = 64 * 1024
 MAX_SKEW_WARNINGS = 1024  # addresses remembered as already warned about their clock
 _ACCEPT = f"{codec.MSGPACK}, {codec.JSON};q=0.5"
+# Our own side has no network: no route (Wi-Fi off, cable out), the interface or address gone.
+LOCAL_ERRNOS = frozenset({errno.ENETUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL})
 
 
 class ProbeFailed(PeerError):
     """One probe got no valid heartbeat; the message is the reason shown in the peer table."""
+
+
+class NetworkUnreachable(ProbeFailed):
+    """This node's own network is down (no route, no interface, no address): not the peer's fault."""
 
 
 class ProbeRefused(ProbeFailed):
@@ -54,6 +63,7 @@ class HealthProbe:
         self._session = session
         self._wall_clock = wall_clock
         self._skewed: set[Address] = set()  # addresses already warned about their clock
+        self._privacy_warned = False  # macOS Local Network privacy: warned once
 
     async def __call__(self, address: Address) -> Heartbeat:
         """One GET of the heartbeat at `address`, signed over a fresh nonce; every way it can go
@@ -85,7 +95,9 @@ class HealthProbe:
                 heartbeat = codec.decode(bytes(body), kind, Heartbeat,
                                          max_bytes=MAX_HEARTBEAT_BYTES)
         except aiohttp.ClientConnectorError as exc:
-            raise ProbeFailed(f"connect failed ({exc.os_error.strerror or exc})") from exc
+            if exc.os_error.errno in LOCAL_ERRNOS:
+                raise NetworkUnreachable(f"connect failed ({exc.os_error.strerror})") from exc
+            raise ProbeFailed(self._connect_failed(exc.os_error, address)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise ProbeFailed(f"no TCP accept in {t.connect_timeout_s} s") from exc
         except TimeoutError as exc:
@@ -99,6 +111,18 @@ class HealthProbe:
         if heartbeat.nonce != nonce:
             raise ProbeFailed("heartbeat does not echo our nonce")
         return heartbeat
+
+    def _connect_failed(self, error: OSError, address: Address) -> str:
+        """The reason a connect failed; on macOS, with what to allow (logged once as a warning)."""
+        reason = f"connect failed ({error.strerror or error})"
+        hint = local_network_hint(platform.system(), error.errno, address.host)
+        if hint is None:
+            return reason
+        if not self._privacy_warned:
+            self._privacy_warned = True
+            log.warning("cannot reach the peer at %s (No route to host): macOS keeps this app off "
+                        "the local network; %s", address, hint)
+        return f"{reason}: {hint}"
 
     def _check_clock(self, address: Address, date: str | None) -> None:
         """Warn once per address when a peer's clock (its HTTP Date) is far enough off ours that

@@ -69,12 +69,13 @@ def self_row(beat: Heartbeat, address: str | None) -> dict[str, Any]:
             "bench_score": beat.bench_score, "ram_gb": beat.ram_gb, "vram_gb": beat.vram_gb,
             "last_seen_s_ago": 0.0, "boot_id": beat.boot_id, "reason": "this node",
             "term": beat.term, "coordinator": beat.coordinator == beat.node_id,
-            "tok_s": beat.tok_s, "tokens": beat.tokens}
+            "solo": beat.solo, "tok_s": beat.tok_s, "tokens": beat.tokens}
 
 
 def peer_row(peer: Peer, now: float) -> dict[str, Any]:
     """One `/v1/federation/peers` row for a tracked peer (heartbeat fields None until it answers);
-    `coordinator` is True when its last heartbeat names itself the coordinator."""
+    `coordinator` is True when its last heartbeat names itself the coordinator, `solo` when it
+    leads only itself."""
     beat = peer.heartbeat
     return {"node_id": peer.node_id, "self": False, "state": peer.state.value,
             "address": peer.address.host,
@@ -87,4 +88,5 @@ def peer_row(peer: Peer, now: float) -> dict[str, Any]:
             "boot_id": peer.advert.boot_id, "reason": peer.reason,
             "term": beat.term if beat else None,
             "coordinator": bool(beat and beat.coordinator == peer.node_id),
+            "solo": bool(beat and beat.solo),
             "tok_s": beat.tok_s if beat else None, "tokens": beat.tokens if beat else None}

@@ -29,6 +29,7 @@ class Target:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     failure: str = ""  # last failure while the node id is still unknown
+    unreachable: bool = False  # the last probe found this node's own network down
     resting: bool = False  # not probing: its peer's beats keep coming (the tick wakes it)
     check: bool = False  # probe it once even though it beats: another peer suspects it
 

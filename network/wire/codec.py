@@ -10,7 +10,7 @@ import msgpack
 from network.wire.fields import WireDecodeError, WireMessage
 
 __all__ = ["JSON", "MAX_BYTES", "MAX_DEPTH", "MSGPACK", "WIRE_VERSION", "WireDecodeError",
-           "decode", "deeper_than", "encode", "media_type"]
+           "decode", "decode_json", "deeper_than", "encode", "media_type"]
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -75,6 +75,23 @@ def decode(data: bytes, content_type: str | None, cls: type[M], *,
         raise
     except (ValueError, TypeError) as exc:
         raise WireDecodeError(f"{cls.__name__}: {exc}") from exc
+
+
+def decode_json(data: bytes, *, max_bytes: int = MAX_BYTES) -> Any:
+    """A peer's plain JSON body that is not a wire message (the OpenAI reply to a forwarded
+    request), under the same limits: size, nesting, keys per map, no duplicate keys, no NaN;
+    every failure raises `WireDecodeError`."""
+    if len(data) > max_bytes:
+        raise WireDecodeError(f"body of {len(data)} bytes is over the {max_bytes}-byte limit")
+    try:
+        obj = _parse_json(bytes(data))
+    except WireDecodeError:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise WireDecodeError(f"malformed JSON body ({type(exc).__name__}: {exc})") from exc
+    if deeper_than(obj, MAX_DEPTH):
+        raise WireDecodeError(f"containers nested deeper than {MAX_DEPTH}")
+    return obj
 
 
 def _unpack(data: bytes, max_bytes: int) -> Any:

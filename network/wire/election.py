@@ -34,12 +34,6 @@ _priority = fields.optional(fields.integer(-MAX_PRIORITY, MAX_PRIORITY))
 _score = fields.number(0.0, MAX_SCORE)
 
 
-def _flag(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
-    return value
-
-
 def _candidate_wire(candidate: Candidate) -> dict[str, Any]:
     return {"node_id": candidate.node_id, "priority": candidate.priority,
             "score": float(candidate.score)}
@@ -81,7 +75,7 @@ def decode_message(data: object, where: str = "ElectionMessage") -> Message:
         return Claim(term, f.get("candidate", _candidate))
     if kind == "ack":
         return Ack(term, f.get("voter", fields.ident()), f.get("candidate", fields.ident()),
-                   f.get("granted", _flag), f.get("seen_term", _term, 0))
+                   f.get("granted", fields.flag), f.get("seen_term", _term, 0))
     return Announce(term, f.get("coordinator", _candidate))
 
 

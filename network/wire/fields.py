@@ -27,6 +27,7 @@ MAX_COUNT = 2**31 - 1
 MAX_TERM = 2**63 - 1
 MAX_PRIORITY = 1000  # coordinator priority: -1000..1000, or None (never coordinator)
 MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's own limit)
+MAX_TOOLS = 128  # tools per request, and tool calls per turn (OpenAI's own limit on tools)
 MAX_PIECE_HEX = 64  # one token's bytes as hex (32 bytes)
 MAX_BEAT_BYTES = 1200  # one pushed heartbeat datagram: fits one Ethernet frame, never fragments
 MAX_REVISION_CHARS = 32  # a plan revision (hex digits)
@@ -116,6 +117,13 @@ def number(lo: float, hi: float) -> Check[float]:
     return check
 
 
+def flag(value: object, where: str) -> bool:
+    """true or false (not a number)."""
+    if not isinstance(value, bool):
+        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
+    return value
+
+
 def choice(allowed: tuple[str, ...]) -> Check[str]:
     """One of the strings `allowed`."""
     def check(value: object, where: str) -> str:
@@ -150,11 +158,32 @@ def turn(value: object, where: str) -> tuple[str, str]:
     return text(32)(value[0], f"{where}.role"), text(MAX_TEXT_CHARS)(value[1], f"{where}.content")
 
 
-def flag(value: object, where: str) -> bool:
-    """A boolean."""
-    if not isinstance(value, bool):
-        raise WireDecodeError(f"{where}: expected true or false, got {type(value).__name__}")
-    return value
+def tool_spec(value: object, where: str) -> tuple[str, str, str]:
+    """One tool: a [name, description, parameters as JSON Schema text] triple."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise WireDecodeError(f"{where}: expected a [name, description, parameters] triple")
+    return (text(MAX_NAME_CHARS)(value[0], f"{where}[0]"),
+            text(MAX_TEXT_CHARS)(value[1], f"{where}[1]"),
+            text(MAX_TEXT_CHARS)(value[2], f"{where}[2]"))
+
+
+def tool_call(value: object, where: str) -> tuple[str, str, str]:
+    """One tool call: an [id, function name, arguments as JSON text] triple."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise WireDecodeError(f"{where}: expected an [id, name, arguments] triple")
+    return (text(MAX_NAME_CHARS)(value[0], f"{where}[0]"),
+            text(MAX_NAME_CHARS)(value[1], f"{where}[1]"),
+            text(MAX_TEXT_CHARS)(value[2], f"{where}[2]"))
+
+
+def tool_turn(value: object, where: str) -> tuple[int, str, tuple[tuple[str, str, str], ...]]:
+    """The tool part of one chat turn: [turn index, the tool call id it answers ("" if none),
+    the calls it made as [id, name, arguments] triples]."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise WireDecodeError(f"{where}: expected a [turn, tool_call_id, calls] triple")
+    return (integer(0, MAX_TURNS - 1)(value[0], f"{where}[0]"),
+            text(MAX_NAME_CHARS)(value[1], f"{where}[1]"),
+            seq(tool_call, MAX_TOOLS)(value[2], f"{where}[2]"))
 
 
 def hex_bytes(value: object, where: str) -> str:

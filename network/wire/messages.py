@@ -2,6 +2,7 @@
 network/wire/fields.py) and ignores unknown keys."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from network.wire.fields import (
     MAX_TERM,
     MAX_TEXT_CHARS,
     MAX_TOKENS,
+    MAX_TOOLS,
     MAX_TOP_LOGPROBS,
     MAX_TURNS,
     Fields,
@@ -33,6 +35,8 @@ from network.wire.fields import (
     optional,
     seq,
     text,
+    tool_spec,
+    tool_turn,
     turn,
 )
 from network.wire.pairing import pairing_state
@@ -44,9 +48,13 @@ from swarm.engine.backend import (
     TopLogprob,
 )
 from swarm.engine.constraint import Constraint, problem
+from swarm.engine.embedding import EMBEDDINGS_FEATURE
+from swarm.engine.tools import TOOLS_FEATURE, Tool, ToolCall, ToolUse, tool_constraint
 
 VOTE_CAPABILITY = "vote"  # a node that answers POST /v1/federation/vote
-CAPABILITIES = ("chat", "completions", VOTE_CAPABILITY)  # what this version's nodes offer
+# What this version's nodes offer: a request that needs a feature goes only to peers listing it.
+CAPABILITIES = ("chat", "completions", VOTE_CAPABILITY, TOOLS_FEATURE, EMBEDDINGS_FEATURE)
+TOOL_CHOICES = ("auto", "none", "required", "function")
 _NO_PRIORITY: int | None = 0  # an absent Heartbeat.priority (typed for `Fields.get`)
 
 
@@ -77,6 +85,7 @@ class Heartbeat(NodeHeader):
     term: int = 0
     coordinator: str | None = None
     priority: int | None = 0  # the election's configured priority; None: never coordinator
+    solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
     plan: str = ""  # the revision of the plan this node publishes as coordinator ("" otherwise)
     suspects: tuple[str, ...] = ()  # peers it suspects or saw die just now: others check them
@@ -112,6 +121,7 @@ class Heartbeat(NodeHeader):
             term=f.get("term", integer(0, MAX_TERM), 0),
             coordinator=f.get("coordinator", optional(ident()), None),
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
+            solo=f.get("solo", flag, False),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
             plan=f.get("plan", text(MAX_REVISION_CHARS), ""),
             suspects=f.get("suspects", seq(ident(), MAX_SUSPECTS), ()),
@@ -121,9 +131,17 @@ class Heartbeat(NodeHeader):
         )
 
 
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class VoteRequest:
-    """Ask a peer for one candidate: chat turns or a raw prompt (exactly one), and sampling."""
+    """Ask a peer for one candidate: chat turns or a raw prompt (exactly one), and sampling;
+    with tools, the tools and the tool part of the turns that have one (`tool_turns`)."""
 
     request_id: str
     messages: tuple[tuple[str, str], ...] = ()
@@ -137,6 +155,11 @@ class VoteRequest:
     constraint: str = ""
     logprobs: bool = False
     top_logprobs: int = 0
+    tools: tuple[tuple[str, str, str], ...] = ()  # (name, description, parameters schema)
+    tool_choice: str = "auto"
+    tool_function: str | None = None  # the function tool_choice "function" names
+    parallel_tool_calls: bool = True
+    tool_turns: tuple[tuple[int, str, tuple[tuple[str, str, str], ...]], ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         """The message as plain msgpack/JSON types (tuples become arrays)."""
@@ -160,6 +183,11 @@ class VoteRequest:
             constraint=f.get("constraint", text(MAX_TEXT_CHARS), ""),
             logprobs=f.get("logprobs", flag, False),
             top_logprobs=f.get("top_logprobs", integer(0, MAX_TOP_LOGPROBS), 0),
+            tools=f.get("tools", seq(tool_spec, MAX_TOOLS), ()),
+            tool_choice=f.get("tool_choice", choice(TOOL_CHOICES), "auto"),
+            tool_function=f.get("tool_function", optional(text(MAX_NAME_CHARS)), None),
+            parallel_tool_calls=f.get("parallel_tool_calls", flag, True),
+            tool_turns=f.get("tool_turns", seq(tool_turn, MAX_TURNS), ()),
         )
         if (request.prompt is None) == (not request.messages):
             raise WireDecodeError("VoteRequest: needs exactly one of messages or prompt")
@@ -169,7 +197,31 @@ class VoteRequest:
         if constraint is not None and (why := problem(constraint)):
             raise WireDecodeError(f"VoteRequest.constraint: cannot be enforced: "
                                   f"{why.splitlines()[0][:200]}")
+        if any(i >= len(request.messages) for i, _, _ in request.tool_turns):
+            raise WireDecodeError("VoteRequest.tool_turns: a turn index past the messages")
+        use = request._tool_use()
+        if use is not None:
+            if request.prompt is not None:
+                raise WireDecodeError("VoteRequest.tools: tools need chat messages")
+            if use.choice == "function" and not use.callable():
+                raise WireDecodeError("VoteRequest.tool_function: not one of the tools")
+            if not all(isinstance(_json_or_none(t.parameters), dict) for t in use.tools):
+                raise WireDecodeError("VoteRequest.tools: parameters must be a JSON object")
+            try:
+                why = problem(tool_constraint(use, constraint))
+            except ValueError as exc:  # a schema that is not JSON, or a regex beside tools
+                why = str(exc)
+            if why:
+                raise WireDecodeError(f"VoteRequest.tools: cannot be enforced: "
+                                      f"{why.splitlines()[0][:200]}")
         return request
+
+    def _tool_use(self) -> ToolUse | None:
+        if not self.tools:
+            return None
+        return ToolUse(tuple(Tool(n, d, p) for n, d, p in self.tools),
+                       self.tool_choice, self.tool_function,  # type: ignore[arg-type]
+                       self.parallel_tool_calls)
 
     def _constraint(self) -> Constraint | None:
         if self.constraint_kind is None:
@@ -181,23 +233,39 @@ class VoteRequest:
         """The vote a node sends to a peer for one local `GenerationRequest`."""
         p = request.params
         c = request.constraint
+        use = request.tools
         return cls(request_id=request_id,
                    messages=tuple((m.role, m.content) for m in request.messages),
                    prompt=request.prompt, max_tokens=p.max_tokens, temperature=p.temperature,
                    top_p=p.top_p, seed=p.seed, stop=p.stop,
                    constraint_kind=c.kind if c is not None else None,
                    constraint=c.source if c is not None else "", logprobs=p.logprobs,
-                   top_logprobs=p.top_logprobs)
+                   top_logprobs=p.top_logprobs,
+                   tools=tuple((t.name, t.description, t.parameters) for t in use.tools)
+                   if use is not None else (),
+                   tool_choice=use.choice if use is not None else "auto",
+                   tool_function=use.function if use is not None else None,
+                   parallel_tool_calls=use.parallel if use is not None else True,
+                   tool_turns=tuple((i, m.tool_call_id or "",
+                                     tuple((t.id, t.name, t.arguments) for t in m.tool_calls))
+                                    for i, m in enumerate(request.messages)
+                                    if m.tool_calls or m.tool_call_id is not None))
 
     def to_generation(self) -> GenerationRequest:
         """The `GenerationRequest` a peer runs for this vote."""
+        extra = {i: (call_id, calls) for i, call_id, calls in self.tool_turns}
+        messages = []
+        for i, (role, content) in enumerate(self.messages):
+            call_id, calls = extra.get(i, ("", ()))
+            messages.append(ChatMessage(role, content, tuple(ToolCall(*c) for c in calls),
+                                        call_id or None))
         return GenerationRequest(
-            messages=tuple(ChatMessage(role, content) for role, content in self.messages),
+            messages=tuple(messages),
             prompt=self.prompt,
             params=SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
                                   top_p=self.top_p, seed=self.seed, stop=self.stop,
                                   logprobs=self.logprobs, top_logprobs=self.top_logprobs),
-            constraint=self._constraint())
+            constraint=self._constraint(), tools=self._tool_use())
 
 
 @dataclass(frozen=True, kw_only=True)

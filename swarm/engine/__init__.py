@@ -2,8 +2,12 @@
 answerer implements, local or not (`source.py`), the llama.cpp, transformers and scripted backends,
 the decode loop both real engines share (`sampler.py`: sampling, logprobs), structured output
 enforced while decoding (`constraint.py`, the one llguidance user), engine-independent decoding
-helpers (`decoding.py`), the loader that turns a plan into loaded backends (`loader.py`) and the
-instance pool, whose instances are sources (`pool.py`). torch, transformers, llama_cpp and
+helpers (`decoding.py`), tool calls (`tools.py`: the records and the grammar that holds calls to
+their schemas; `toolcalls.py`: reading answers as calls, whole or streamed; `toolprompt.py`: tools
+and tool turns in the chat template, or the fallback format), embeddings (`embedding.py`: pooling
+and batching; `llamacpp_embedding.py`: llama.cpp's embeddings context), the loader that turns a
+plan into loaded backends (`loader.py`) and the instance pool, whose instances are sources
+(`pool.py`). torch, transformers, llama_cpp and
 llguidance are imported lazily, inside the code that needs them.
 
 May import: `swarm.models`, `swarm.errors`, and `swarm.node.config` (the loader reads the

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from swarm.engine.constraint import Constraint
+from swarm.engine.embedding import Embeddings
+from swarm.engine.tools import TOOLS_FEATURE, ToolCall, ToolUse, tool_constraint
 from swarm.errors import RequestError
 
 if TYPE_CHECKING:
@@ -32,10 +34,13 @@ def check_context(prompt_tokens: int, max_tokens: int, context_length: int) -> N
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One chat turn as OpenAI sends it (content already flattened to text)."""
+    """One chat turn as OpenAI sends it (content already flattened to text): an assistant turn
+    may carry the `tool_calls` it made, a `tool` turn the `tool_call_id` it answers."""
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,34 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """A prompt (chat messages, or raw text for /v1/completions), how to sample it, and what
-    the output must match (enforced while decoding)."""
+    """A prompt (chat messages, or raw text for /v1/completions), how to sample it, what a text
+    answer must match (`constraint`, enforced while decoding) and the tools the model may call."""
 
     messages: tuple[ChatMessage, ...] = ()
     prompt: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
     constraint: Constraint | None = None
+    tools: ToolUse | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (not self.messages):
             raise ValueError("a GenerationRequest needs exactly one of messages or prompt")
+        if self.tools is not None and self.prompt is not None:
+            raise ValueError("tools need chat messages, not a raw prompt")
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The features a source must serve to answer this request (a peer lists its own in
+        its heartbeat's capabilities)."""
+        return frozenset({TOOLS_FEATURE}) if self.tools is not None else frozenset()
+
+    @property
+    def decode_constraint(self) -> Constraint | None:
+        """What decoding enforces: the tool-call grammar when tools are offered (a text answer
+        within it still matches `constraint`), else `constraint`."""
+        if self.tools is None:
+            return self.constraint
+        return tool_constraint(self.tools, self.constraint)
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,11 @@ class Backend(Protocol):
         Raises `ContextOverflowError` before the first token when the prompt does not fit.
         Stop strings are the caller's job (see swarm.engine.decoding.StopMatcher).
         """
+        ...
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """One pooled, unit-length vector per text (swarm/engine/embedding.py); ValueError for
+        an empty text or one longer than the context."""
         ...
 
     def close(self) -> None:

@@ -40,16 +40,19 @@ class ConstraintError(RequestError):
 
 @dataclass(frozen=True)
 class Constraint:
-    """What the whole output must match: a JSON Schema (`source` is the schema as JSON text) or a
-    regular expression that must match somewhere in it (`re.search`'s meaning)."""
+    """What the whole output must match: a JSON Schema (`source` is the schema as JSON text), a
+    regular expression that must match somewhere in it (`re.search`'s meaning), or tool calls
+    (`source` is the Lark grammar of swarm/engine/tools.py)."""
 
-    kind: Literal["json_schema", "regex"]
+    kind: Literal["json_schema", "regex", "tool_calls"]
     source: str
 
     def grammar(self) -> str:
         """The llguidance grammar for this constraint."""
         from llguidance import LLMatcher
 
+        if self.kind == "tool_calls":
+            return LLMatcher.grammar_from_lark(self.source)
         if self.kind == "json_schema":
             return LLMatcher.grammar_from_json_schema(
                 self.source, defaults=dict(JSON_STYLE))  # type: ignore[arg-type]  # a TypedDict
@@ -150,18 +153,32 @@ class Guide:
     """One generation's grammar state: masks logits before each pick, follows each token.
 
     JSON must end within `max_tokens`: once the tokens left come down to one per open string,
-    array or object plus `CLOSING_MARGIN`, the mask narrows to closing tokens (made only of `"`,
-    `]` and `}`; inside a string, starting with its closing quote; outside, without a quote if
-    the grammar allows one) wherever the grammar allows any, so open values close instead of
-    running out."""
+    array or object plus `margin`, the mask narrows to closing tokens (made only of `"`, `]` and
+    `}`; inside a string, starting with its closing quote; outside, without a quote if the
+    grammar allows one) wherever the grammar allows any, so open values close instead of running
+    out; and at the top level, where the grammar allows the end and fewer tokens are left than a
+    new value needs (`restart` to open it, plus `margin`), only the end (no new tool call that
+    could not finish). For tool calls (`gate`: the opener) the JSON scan starts only once the answer opens
+    with a call; a text answer is left alone."""
 
     def __init__(self, matcher: Any, vocab_size: int, closers: Closers | None,
-                 piece: Callable[[int], bytes]) -> None:
+                 piece: Callable[[int], bytes], *, margin: int = CLOSING_MARGIN,
+                 gate: bytes = b"", eos: tuple[int, ...] = (), restart: int = 0,
+                 end: bytes = b"") -> None:
         self._matcher = matcher
         self._bits = np.zeros((vocab_size + 31) // 32, dtype=np.int32)
         self._closers = closers
         self._piece = piece
         self._json = JsonDepth() if closers is not None else None
+        self._margin = margin
+        self._gate = gate
+        self._head = b""  # the answer's first bytes, until the gate is passed or failed
+        self._eos = np.array(eos, dtype=np.int64)
+        self._restart = restart  # tokens a new value takes before its own JSON opens
+        self._end = end  # what ends one value (a tool call), when the answer may hold several
+        self._value = bytearray()  # the open value, as written
+        self._values: set[bytes] = set()
+        self._repeated = False
 
     def allowed(self, size: int, tokens_left: int) -> np.ndarray:
         """A bool array over `size` logits: True where the grammar allows the token now."""
@@ -173,8 +190,16 @@ class Guide:
         n = min(size, bits.size)
         allowed[:n] = bits[:n].astype(bool)
         scan, closers = self._json, self._closers
-        if (scan is None or closers is None or scan.escaped
-                or tokens_left > scan.depth + CLOSING_MARGIN):
+        if scan is None or closers is None or scan.escaped or self._gate:
+            return allowed
+        if (scan.depth == 0 and self._eos.size
+                and tokens_left <= self._margin + self._restart):
+            ending = np.zeros(size, dtype=bool)
+            ends = self._eos[self._eos < n]
+            ending[ends] = allowed[ends]
+            if ending.any():
+                return ending
+        if tokens_left > scan.depth + self._margin:
             return allowed
         for kind in ((closers.quoted,) if scan.in_string else (closers.bare, closers.quoted)):
             closing = np.zeros(size, dtype=bool)
@@ -187,14 +212,32 @@ class Guide:
         """Follow a sampled token; ConstraintError if the grammar cannot (its limits ran out)."""
         if not self._matcher.consume_token(token):
             raise ConstraintError(f"cannot enforce the constraint: {self._matcher.get_error()}")
-        if self._json is not None:
-            self._json.feed(self._piece(token))
+        if self._json is None:
+            return
+        data = self._piece(token)
+        if self._gate:
+            self._head += data
+            if not self._gate.startswith(self._head[:len(self._gate)]):
+                self._json = None  # a text answer: nothing to close
+                return
+            if len(self._head) < len(self._gate):
+                return
+            data, self._gate = self._head, b""
+        self._json.feed(data)
+        if self._end:
+            self._value += data
+            if self._json.depth == 0 and self._value.endswith(self._end):
+                value = bytes(self._value).lstrip(b"\n")
+                self._repeated = value in self._values
+                self._values.add(value)
+                self._value.clear()
 
     @property
     def finished(self) -> bool:
-        """True once the grammar admits no further token (only the end of the sequence)."""
-        return bool(self._matcher.is_stopped())
-
+        """True once the grammar admits no further token (only the end of the sequence), or
+        once a tool call repeated an earlier one exactly: a small model that starts looping on
+        its call does not stop by itself (the reader drops the repeat, toolcalls.py)."""
+        return self._repeated or bool(self._matcher.is_stopped())
 
 class Guides:
     """Makes `Guide`s for one backend and reads its tokens' bytes; the llguidance tokenizer
@@ -231,5 +274,17 @@ class Guides:
         matcher = LLMatcher(self.tokenizer, constraint.grammar(), log_level=0)
         if matcher.is_error():
             raise ConstraintError(f"cannot enforce the constraint: {matcher.get_error()}")
-        closers = self.closers() if constraint.kind == "json_schema" else None
-        return Guide(matcher, self.tokenizer.vocab_size, closers, self.piece)
+        if constraint.kind == "regex":
+            return Guide(matcher, self.tokenizer.vocab_size, None, self.piece)
+        if constraint.kind == "json_schema":
+            return Guide(matcher, self.tokenizer.vocab_size, self.closers(), self.piece)
+        from swarm.engine.tools import CLOSER, HEAD, MIDDLE, NAME_TOKENS, OPENER, SEPARATOR, TAIL
+
+        # A call's JSON closes, then its frame must still be written: keep tokens for it; and
+        # a new call first writes its frame's head and a name.
+        frame = len(self.tokenizer.tokenize_str(TAIL + CLOSER))
+        head = len(self.tokenizer.tokenize_str(SEPARATOR + OPENER + HEAD + MIDDLE))
+        return Guide(matcher, self.tokenizer.vocab_size, self.closers(), self.piece,
+                     margin=CLOSING_MARGIN + frame, gate=OPENER.encode(),
+                     eos=tuple(self.tokenizer.eos_tokens), restart=head + NAME_TOKENS,
+                     end=(TAIL + CLOSER).encode())

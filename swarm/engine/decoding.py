@@ -49,7 +49,12 @@ class StopMatcher:
 
 
 class IncrementalDetokenizer:
-    """Turns token ids into text deltas without splitting multi-byte characters."""
+    """Turns token ids into text deltas without splitting multi-byte characters.
+
+    A text ending in U+FFFD is held back: it is an incomplete UTF-8 sequence that the next token
+    may finish, or a real U+FFFD (or undecodable bytes) that it follows. The next delta or
+    `flush`, at the end of the stream, gives it: the deltas joined are always the whole decode.
+    """
 
     def __init__(self, decode: Callable[[list[int]], str]) -> None:
         self._decode = decode
@@ -71,3 +76,7 @@ class IncrementalDetokenizer:
         else:
             self._emitted = len(text)
         return delta
+
+    def flush(self) -> str:
+        """The text still held back once the stream has ended (a trailing U+FFFD), or ""."""
+        return self._decode(self._ids[self._prefix_start :])[self._emitted :]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +11,25 @@ import numpy as np
 
 from swarm.engine.backend import GenerationRequest, TokenEvent, check_context
 from swarm.engine.constraint import Guides
+from swarm.engine.embedding import Embeddings
+from swarm.engine.llamacpp_embedding import LlamaEmbedder
 from swarm.engine.sampler import generate
+from swarm.engine.toolprompt import template_messages
 
 log = logging.getLogger(__name__)
+
+
+PROMPT_CHUNK = 16  # prompt tokens evaluated between two looks at `cancel`
+
+
+def prompt_chunks(ids: list[int], size: int = PROMPT_CHUNK) -> list[list[int]]:
+    """`ids` in pieces of `size`, a lone last token joined to the piece before it: llama.cpp
+    takes another code path for one-token batches, and its logits would differ in the last bits
+    from one whole-prompt batch (multi-token pieces match it exactly; see the tests)."""
+    pieces = [ids[i:i + size] for i in range(0, len(ids), size)]
+    if len(pieces) > 1 and len(pieces[-1]) == 1:
+        pieces[-2:] = [pieces[-2] + pieces[-1]]
+    return pieces
 
 
 class LlamaCppBackend:
@@ -42,7 +58,10 @@ class LlamaCppBackend:
         if eot is not None:
             self._eos.add(int(eot))
         self._guides = Guides(self._lltokenizer)
+        self._threads = threads
+        self._embedder: LlamaEmbedder | None = None
         template = meta.get("tokenizer.chat_template")
+        self._template = template or None
         self._formatter = None
         if template:
             vocab = self.llm
@@ -55,13 +74,16 @@ class LlamaCppBackend:
             )
 
     def prompt_text(self, request: GenerationRequest) -> str:
-        """Apply the model's own chat template (from the GGUF), or pass a raw prompt through."""
+        """Apply the model's own chat template (from the GGUF), with the request's tools
+        (swarm/engine/toolprompt.py), or pass a raw prompt through."""
         if request.prompt is not None:
             return request.prompt
-        messages: list[Any] = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages, tools = template_messages(request.messages, request.tools, self._template)
         if self._formatter is None:
             return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        return self._formatter(messages=messages).prompt
+        turns: list[Any] = messages
+        functions: Any = tools
+        return self._formatter(messages=turns, tools=functions).prompt
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens in `text` (special tokens parsed, no BOS added)."""
@@ -83,16 +105,30 @@ class LlamaCppBackend:
         return self._logits()
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[TokenEvent]:
-        """Yield tokens until EOS, `max_tokens`, `cancel` or the end of the constraint."""
+        """Yield tokens until EOS, `max_tokens`, `cancel` (checked before every prompt batch and
+        every token) or the end of the constraint."""
         ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
         check_context(len(ids), request.params.max_tokens, self.context_length)
         self.llm.reset()
-        self.llm.eval(ids)
+        for chunk in prompt_chunks(ids):  # a cancel lands between chunks, not after the prompt
+            if cancel.is_set():
+                return
+            self.llm.eval(chunk)
         yield from generate(
             request, cancel, first=self._logits(), feed=self._feed, eos=self._eos,
             decode=lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"),
             guides=self._guides)
 
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Pooled, unit-length embeddings of `texts` (swarm/engine/llamacpp_embedding.py)."""
+        ids = [self.llm.tokenize(t.encode(), add_bos=False, special=True) for t in texts]
+        if self._embedder is None:
+            self._embedder = LlamaEmbedder(self._lib, self.llm.model, threads=self._threads,
+                                           context_length=self.context_length)
+        return self._embedder.embed(ids)
+
     def close(self) -> None:
-        """Free the llama.cpp context and weights."""
+        """Free the llama.cpp contexts and weights."""
+        if self._embedder is not None:
+            self._embedder.close()
         self.llm.close()

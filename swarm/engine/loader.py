@@ -1,6 +1,7 @@
 """Turn a configuration into loaded backends: pick the engine, convert once, load N instances."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -18,7 +19,7 @@ from swarm.models.store import (
     ensure_transformers_folder,
     resolve_model,
 )
-from swarm.node.config import Config
+from swarm.node.config import SWARM_MODEL, Config
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,48 @@ class LoadPlan:
 
     source: ModelSource
     backend: str
-    device: str
+    device: str  # transformers: cpu, cuda, mps; llama.cpp: cpu, or cuda, mps, metal, gpu (offload)
     dtype: str
     instances: int
     threads: int
     embedded: bool = False  # the embedded default model (its file's hash is known)
 
 
+GPU_DEVICES = frozenset({"cuda", "mps", "metal", "gpu"})  # llama.cpp offloads every layer on these
+TRANSFORMERS_MISSING = ("the transformers engine is not installed: pip install -e '.[transformers]' "
+                        "(PyTorch has no build for Intel Macs that transformers 5 accepts: use "
+                        "the llama.cpp engine there; see README)")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def llamacpp_available() -> bool:
     """True when llama-cpp-python is installed (it is an optional extra)."""
-    return importlib.util.find_spec("llama_cpp") is not None
+    return _installed("llama_cpp")
+
+
+def transformers_available() -> bool:
+    """True when torch and transformers are installed (the optional `transformers` extra)."""
+    return _installed("torch") and _installed("transformers")
+
+
+@functools.cache
+def llamacpp_gpu_offload() -> bool:
+    """True when the installed llama.cpp build can offload layers (CUDA or Metal); asks it."""
+    if not llamacpp_available():
+        return False
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception as exc:  # a broken build must not stop --auto: plan for the CPU
+        log.warning("cannot ask llama.cpp whether it can offload to a GPU: %s", exc)
+        return False
 
 
 def choose_backend(requested: str, source: ModelSource) -> str:
@@ -55,9 +88,14 @@ def choose_backend(requested: str, source: ModelSource) -> str:
         if not source.is_gguf:
             raise ModelError(f"backend llamacpp needs a .gguf model, not {source.path}")
         return "llamacpp"
-    if requested == "auto":
-        return "llamacpp" if source.is_gguf and llamacpp_available() else "transformers"
-    return requested
+    if requested == "auto" and source.is_gguf and llamacpp_available():
+        return "llamacpp"
+    if not transformers_available():
+        why = ("" if requested != "auto" else
+               "llama-cpp-python is not installed, and " if source.is_gguf else
+               "the model is not a GGUF file (llama.cpp reads only those), and ")
+        raise ModelError(why + TRANSFORMERS_MISSING)
+    return "transformers"
 
 
 def llamacpp_quant(requested: str, embedded: bool) -> str:
@@ -77,9 +115,11 @@ def model_library(config: Config) -> ModelLibrary:
 def is_model_name(path: str) -> bool:
     """True when `--model` names a model (to find in the store, or fetch from peers) rather
     than a file or folder on this machine: no such file here, and no path separator in it
-    (served model ids never have one)."""
+    (served model ids never have one). `swarm` always names the swarm's model (a folder of
+    that name is `./swarm`)."""
     looks_like_path = any(sep in path for sep in ("/", "\\")) or path.startswith(("~", "."))
-    return bool(path) and not looks_like_path and not Path(path).expanduser().exists()
+    return path == SWARM_MODEL or (bool(path) and not looks_like_path
+                                   and not Path(path).expanduser().exists())
 
 
 def model_source(config: Config) -> ModelSource:
@@ -88,6 +128,9 @@ def model_source(config: Config) -> ModelSource:
     path = config.model.path
     if not is_model_name(path):
         return resolve_model(path or None)
+    if path == SWARM_MODEL:
+        raise ModelError(f"--model {SWARM_MODEL} serves the model the swarm's peers hold: start "
+                         "the node with --federation (and the swarm key) to find and fetch it")
     entry = model_library(config).find(path)
     if entry is None:
         raise ModelError(f"--model {path}: no such file or folder, and no model of that name in "
@@ -96,11 +139,13 @@ def model_source(config: Config) -> ModelSource:
     return model_library(config).source(entry)
 
 
-def plan_from_config(config: Config) -> LoadPlan:
-    """The load plan that the configuration asks for, with `auto` values resolved."""
+def plan_from_config(config: Config, cores: int | None = None) -> LoadPlan:
+    """The load plan that the configuration asks for, with `auto` values resolved; threads
+    default to `cores` / instances (`cores`: the probe's, performance cores only on Apple
+    Silicon; default every CPU)."""
     source = model_source(config)
     backend = choose_backend(config.model.backend, source)
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1
     instances = config.model.instances
     threads = config.model.threads or max(1, cores // instances)
     if instances * threads > cores:
@@ -112,9 +157,7 @@ def plan_from_config(config: Config) -> LoadPlan:
 
         device = pick_device(device)
     elif device == "auto":
-        import llama_cpp
-
-        device = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"
+        device = "gpu" if llamacpp_gpu_offload() else "cpu"
     dtype = config.model.dtype
     # A copy of the embedded file fetched from a peer is run as the embedded model is.
     embedded = not config.model.path or source.digest == EMBEDDED_SHA256
@@ -140,7 +183,7 @@ def load_backend(plan: LoadPlan, config: Config, progress: Progress | None = Non
         from swarm.engine.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(path or model_file(plan, config, progress), plan.source.model_id,
-                               threads=plan.threads, gpu=plan.device in ("cuda", "mps", "gpu"))
+                               threads=plan.threads, gpu=plan.device in GPU_DEVICES)
     from swarm.engine.transformers_backend import TransformersBackend
 
     folder = ensure_transformers_folder(plan.source, config.cache_path, progress)

@@ -1,6 +1,12 @@
 """The local instance pool: N loaded backends, each a `Source` with its own thread and bounded
 queue. Which instance takes a request is the chooser's decision (network/coordination/chooser.py);
-an instance only refuses work past its slots."""
+an instance only refuses work past its slots (or once closing).
+
+Thread safety: only an instance's worker thread generates; `Instance.use()` counts every thread
+inside the engine (the worker, and token counting from `InstancePool.prompt_tokens`), and closing
+cancels every job, then frees the engine only once that count is zero. A job cancelled while
+queued never reaches the engine; a running one stops at its next token (or prompt chunk), and
+releases its queue slot only when the worker has let go of the engine."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +14,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 
 from swarm.engine.backend import (
@@ -23,15 +30,17 @@ from swarm.engine.backend import (
     check_context,
 )
 from swarm.engine.decoding import StopMatcher
+from swarm.engine.embedding import Embeddings
 from swarm.engine.source import LOCAL_NODE, Answer
-from swarm.errors import PoolBusyError
+from swarm.errors import InstanceClosedError, PoolBusyError
 
-__all__ = ["Instance", "InstancePool", "PoolBusyError", "StreamEnd"]
+__all__ = ["Instance", "InstanceClosedError", "InstancePool", "PoolBusyError", "StreamEnd"]
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
 RECENT_GENERATIONS = 16  # generations the decode speed (`InstancePool.tok_s`) is measured over
+CLOSE_WAIT_S = 1.0  # how long closing waits for workers to leave the engine before freeing it
 
 
 class Instance:
@@ -50,6 +59,11 @@ class Instance:
         self.tokens = 0  # completion tokens generated here, for anyone (usage accounting)
         self.recent: deque[tuple[int, float]] = deque(maxlen=RECENT_GENERATIONS)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}")
+        self._state = threading.Condition()
+        self._users = 0  # threads inside the engine now
+        self._jobs: dict[threading.Event, Callable[[object], None]] = {}  # held jobs: cancel, emit
+        self._closed = False
+        self._freed = False
 
     @property
     def source_id(self) -> str:
@@ -64,12 +78,34 @@ class Instance:
         """Requests this instance still takes before refusing with `PoolBusyError`."""
         return max(self.slots - self.active, 0)
 
-    def _run(self, request: GenerationRequest, cancel: threading.Event, emit) -> None:
+    @contextmanager
+    def use(self) -> Iterator[Backend]:
+        """Hold the engine for one blocking call; raises `InstanceClosedError` once closing."""
+        with self._state:
+            if self._closed:
+                raise InstanceClosedError(self.index)
+            self._users += 1
         try:
-            prompt = self.backend.count_tokens(self.backend.prompt_text(request))
-            emit(prompt)
-            for event in self.backend.stream(request, cancel):
-                emit(event)
+            yield self.backend
+        finally:
+            with self._state:
+                self._users -= 1
+                self._state.notify_all()
+
+    def _run(self, request: GenerationRequest, cancel: threading.Event, emit) -> None:
+        """The worker's side of one job (runs in the instance's thread)."""
+        try:
+            if not cancel.is_set():  # a job cancelled while queued never reaches the engine
+                with self.use() as backend:
+                    emit(backend.count_tokens(backend.prompt_text(request)))
+                    events = backend.stream(request, cancel)
+                    try:
+                        for event in events:
+                            emit(event)
+                    finally:  # the generator's own cleanup runs here, inside the engine's use
+                        getattr(events, "close", lambda: None)()
+            if self._closed:
+                raise InstanceClosedError(self.index)
         except BaseException as exc:  # crosses the thread boundary to the awaiting consumer
             emit(exc)
         finally:
@@ -82,13 +118,20 @@ class Instance:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
-        self.active += 1
 
         def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                cancel.set()
 
-        future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
-        future.add_done_callback(lambda _f: self._release())
+        with self._state:
+            if self._closed:
+                raise InstanceClosedError(self.index)
+            self._jobs[cancel] = emit
+            future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
+        self.active += 1
+        future.add_done_callback(lambda _f: self._release(cancel))
         stops = StopMatcher(request.params.stop)
         count = 0
         prompt_tokens = 0
@@ -104,7 +147,7 @@ class Instance:
                     prompt_tokens = item
                     continue
                 assert isinstance(item, TokenEvent)
-                count += 1
+                count += item.token_id >= 0  # an event of text alone (id -1) is no token
                 text = stops.feed(item.text)
                 if stops.stopped:
                     cancel.set()
@@ -119,7 +162,8 @@ class Instance:
             finish: FinishReason = "length" if count >= request.params.max_tokens else "stop"
             yield StreamEnd(finish, prompt_tokens, count)
         finally:
-            # The consumer left (finished, disconnected or cancelled): free the compute.
+            # The consumer left (finished, disconnected or cancelled): the worker stops at its
+            # next token and frees the slot (`_release`) once it has let go of the engine.
             cancel.set()
             self.tokens += count
             if count:
@@ -151,14 +195,65 @@ class Instance:
         return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
                                  end.prompt_tokens, tuple(pieces), tuple(top)), self.source_id)
 
-    def _release(self) -> None:
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` on this instance's thread (it queues with generations, and counts in
+        its load); PoolBusyError when its slots are full, InstanceClosedError once closing."""
+        if self.active >= self.slots:
+            raise PoolBusyError(retry_after_s=max(1, self.active - self.slots + 1))
+        loop = asyncio.get_running_loop()
+        job = threading.Event()  # a batch is never cut midway: this only keys the held job
+        with self._state:
+            if self._closed:
+                raise InstanceClosedError(self.index)
+            self._jobs[job] = lambda _item: None
+            future = loop.run_in_executor(self._executor, self._embed, list(texts))
+        self.active += 1
+        future.add_done_callback(lambda _f: self._release(job))
+        try:
+            # A client that leaves does not stop a batch midway: the slot stays taken until it ends.
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled() and self._closed:  # dropped from the queue by begin_close
+                raise InstanceClosedError(self.index) from None
+            raise
+
+    def _embed(self, texts: list[str]) -> Embeddings:
+        with self.use() as backend:
+            return backend.embed(texts)
+
+    def _release(self, cancel: threading.Event) -> None:
         self.active -= 1
         self.served += 1
+        with self._state:
+            self._jobs.pop(cancel, None)
 
-    def close(self) -> None:
-        """Stop the worker thread and free the model."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self.backend.close()
+    def begin_close(self) -> None:
+        """Take no more work and cancel every job, queued or running (does not wait): each
+        consumer gets `InstanceClosedError` at once (a 429 while the server still answers), and
+        the worker stops at its next token or prompt batch."""
+        with self._state:
+            self._closed = True
+            for cancel, emit in self._jobs.items():
+                cancel.set()
+                emit(InstanceClosedError(self.index))
+        self._executor.shutdown(wait=False)
+
+    def finish_close(self, deadline: float, free: bool = True) -> bool:
+        """Wait (until the `time.monotonic()` deadline) for every thread to leave the engine, then
+        free it (unless `free` is False: a process about to exit); True when no thread is left
+        inside. A worker still inside after the deadline keeps the engine: it is leaked rather
+        than freed under a running thread."""
+        with self._state:
+            idle = self._state.wait_for(lambda: self._users == 0,
+                                        max(0.0, deadline - time.monotonic()))
+            if not idle:
+                log.warning("instance %d: a worker is still inside the engine; not freeing it",
+                            self.index)
+            freeing = idle and free and not self._freed
+            self._freed = self._freed or freeing
+        if freeing:
+            self.backend.close()
+        return idle
 
 
 class InstancePool:
@@ -171,6 +266,7 @@ class InstancePool:
         self.node_id = node_id
         self.instances = [Instance(i, b, queue_depth, node_id=node_id, score=score)
                           for i, b in enumerate(backends)]
+        self._closing_since: float | None = None
 
     @property
     def model_id(self) -> str:
@@ -209,10 +305,11 @@ class InstancePool:
 
     async def prompt_tokens(self, request: GenerationRequest) -> int:
         """The request's prompt length in the model's tokens, counted off the event loop."""
-        backend = self.instances[0].backend
+        instance = self.instances[0]
 
         def count() -> int:
-            return backend.count_tokens(backend.prompt_text(request))
+            with instance.use() as backend:
+                return backend.count_tokens(backend.prompt_text(request))
 
         return await asyncio.to_thread(count)
 
@@ -223,7 +320,17 @@ class InstancePool:
         check_context(tokens, request.params.max_tokens, self.context_length)
         return tokens
 
-    def close(self) -> None:
-        """Close every instance."""
+    def begin_close(self) -> None:
+        """Refuse new work and cancel all work on every instance (does not wait)."""
+        if self._closing_since is None:
+            self._closing_since = time.monotonic()
         for instance in self.instances:
-            instance.close()
+            instance.begin_close()
+
+    def close(self, wait_s: float = CLOSE_WAIT_S, free: bool = True) -> bool:
+        """Cancel all work on every instance, wait for the workers to let go of their engines (at
+        most `wait_s` after `begin_close`), and free them (`free=False` leaves that to the exit of
+        the process); True when every worker has let go."""
+        self.begin_close()
+        deadline = self._closing_since + wait_s  # type: ignore[operator]
+        return all([instance.finish_close(deadline, free) for instance in self.instances])

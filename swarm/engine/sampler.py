@@ -74,10 +74,12 @@ def generate(request: GenerationRequest, cancel: threading.Event, *, first: np.n
              feed: Callable[[int], np.ndarray], eos: frozenset[int] | set[int],
              decode: Callable[[list[int]], str], guides: Guides) -> Iterator[TokenEvent]:
     """Yield tokens from the logits after the prompt (`first`) until EOS, `max_tokens`, `cancel`
-    or the end of the request's constraint; `feed(token)` returns the logits after a token."""
+    or the end of the request's constraint; `feed(token)` returns the logits after a token. Text
+    the last token left held back comes last, in an event without a token (id -1)."""
     params = request.params
     sampler = Sampler(params)
-    guide = guides.start(request.constraint) if request.constraint is not None else None
+    constraint = request.decode_constraint
+    guide = guides.start(constraint) if constraint is not None else None
     detok = IncrementalDetokenizer(decode)
     logits: Any = first
     for step in range(params.max_tokens):
@@ -87,7 +89,7 @@ def generate(request: GenerationRequest, cancel: threading.Event, *, first: np.n
         allowed = guide.allowed(logits.size, left) if guide is not None else None
         token, logprob = sampler.pick(logits, allowed)
         if token in eos:
-            return
+            break
         if guide is not None:
             guide.advance(token)
         piece = guides.piece(token) if params.logprobs else b""
@@ -95,6 +97,9 @@ def generate(request: GenerationRequest, cancel: threading.Event, *, first: np.n
                if params.top_logprobs else ())
         yield TokenEvent(detok.push(token), token, logprob, piece, top)
         if guide is not None and guide.finished:
-            return
+            break
         if step + 1 < params.max_tokens:
             logits = feed(token)
+    tail = detok.flush()  # a trailing U+FFFD the last token left held back
+    if tail:
+        yield TokenEvent(tail, -1, 0.0)

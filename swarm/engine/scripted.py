@@ -7,7 +7,10 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
+
 from swarm.engine.backend import GenerationRequest, TokenEvent
+from swarm.engine.embedding import Embeddings, normalize
 from swarm.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,18 @@ class ScriptedBackend:
         if self.fail and self.fail_after_tokens >= len(tokens):
             raise self._failure()
         self._count("finished")
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """A unit vector of 8 per text, drawn from a generator seeded by the text (the same text,
+        the same vector); tokens are words. Fails like `stream` when told to fail."""
+        if self.fail:
+            raise self._failure()
+        if any(not t.split() for t in texts):
+            raise ValueError("cannot embed an input of no tokens")
+        rows = [normalize(np.random.default_rng(zlib.crc32(t.encode())).standard_normal(8))
+                for t in texts]
+        return Embeddings(np.array(rows, dtype=np.float32).reshape(len(texts), 8),
+                          tuple(self.count_tokens(t) for t in texts))
 
     def _count(self, what: str) -> None:
         with self._lock:

@@ -32,6 +32,14 @@ class Answer:
     answered_by: str
 
 
+def serves(source: object, needs: frozenset[str]) -> bool:
+    """True when `source` serves requests that need the features `needs`
+    (`GenerationRequest.needs`): a peer lists what it serves in its heartbeat (`capabilities`);
+    this machine's instances, which run this node's own code, serve everything."""
+    offered = getattr(source, "capabilities", None)
+    return offered is None or needs <= offered
+
+
 @runtime_checkable
 class Ranked(Protocol):
     """What the chooser reads of a source: who and where it is, how fast, how busy, how full."""

@@ -16,7 +16,9 @@ PEER_ACTIONS = ("approve", "revoke")
 
 # flag -> (dotted config key, argparse keyword arguments)
 _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1)"}),
+    "--host": ("api.host", {"metavar": "ADDR", "help": "address to bind (default 127.0.0.1; with "
+                                               "--federation, the LAN address, followed as it "
+                                               "changes)"}),
     "--port": ("api.port", {"type": int, "help": "API port (default 17615; 0 picks a free one)"}),
     "--api-key": ("api.keys", {"action": "append", "metavar": "KEY",
                                "help": "require this Bearer key on /v1/* (repeatable); `peers` "
@@ -25,12 +27,14 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                "help": "HF model folder or .gguf file (default: embedded "
                                        "SmolLM2-135M-Instruct); or the name a peer serves it "
                                        "under: with --federation it is fetched from the peers "
-                                       "that hold it"}),
+                                       "that hold it; `swarm`: the model most peers hold"}),
     "--backend": ("model.backend", {"choices": BACKENDS,
                                     "help": "inference engine (auto: llama.cpp for GGUF when "
                                             "installed)"}),
     "--device": ("model.device", {"choices": DEVICES,
-                                  "help": "torch device for the transformers backend"}),
+                                  "help": "torch device for the transformers backend; for "
+                                          "llama.cpp, cuda or mps offloads every layer to the "
+                                          "GPU (Metal on a Mac)"}),
     "--dtype": ("model.dtype", {"choices": DTYPES,
                                 "help": "weights dtype for the transformers backend"}),
     "--quant": ("model.quant", {"choices": QUANTS,
@@ -42,7 +46,8 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--instances": ("model.instances", {"type": int, "metavar": "N",
                                         "help": "local model instances (default 1)"}),
     "--threads": ("model.threads", {"type": int, "metavar": "N",
-                                    "help": "threads per instance (0: cores / instances)"}),
+                                    "help": "threads per instance (0: cores / instances; "
+                                                    "performance cores on Apple Silicon)"}),
     "--queue-depth": ("model.queue_depth", {"type": int, "metavar": "N",
                                             "help": "requests waiting per instance before 429"}),
     "--cache-dir": ("model.cache_dir", {"metavar": "DIR",

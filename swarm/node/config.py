@@ -71,7 +71,12 @@ class ApiConfig:
     max_n: int = 16
     max_prompt_tokens: int = 32768
     max_concurrent_per_client: int = 64
+    max_embedding_inputs: int = 2048
+    max_embedding_tokens: int = 8192
     keys: tuple[str, ...] = ()
+
+
+SWARM_MODEL = "swarm"  # --model swarm: serve the model the swarm's peers hold (with --federation)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "api.max_n": _positive,
     "api.max_prompt_tokens": _positive,
     "api.max_concurrent_per_client": _positive,
+    "api.max_embedding_inputs": _positive,
+    "api.max_embedding_tokens": _positive,
     "model.backend": _choice(*BACKENDS),
     "model.device": _choice(*DEVICES),
     "model.dtype": _choice(*DTYPES),

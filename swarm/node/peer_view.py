@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from network.discovery.privacy import LOCAL_NETWORK_HINT
+
 _JOIN_ADVICE = ("in another swarm: to join it, approve this machine from one of its members "
                 "(`python main.py peers approve ID` there), or paste its key "
                 "(`python main.py swarm-key --set -`)")
@@ -33,7 +35,8 @@ def render_peers(rows: Sequence[Mapping[str, Any]], title: str = "peers") -> Tab
         seen = row.get("last_seen_s_ago")
         note = _note(row)
         table.add_row(
-            str(row.get("node_id", "?")), "yes" if row.get("coordinator") is True else "",
+            str(row.get("node_id", "?")),
+            ("alone" if row.get("solo") else "yes") if row.get("coordinator") is True else "",
             f"[{style}]{state}[/]" if style else state, address,
             _cell(row.get("model")), _cell(row.get("load"), "{:.0%}"),
             _cell(row.get("queue_depth")), _cell(row.get("tok_s"), "{:.1f}"),
@@ -79,6 +82,11 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
                        discovery: Mapping[str, Any]) -> list[str]:
     """Sentences that explain why an expected peer may be missing, from what this node sees."""
     hints: list[str] = []
+    if any(LOCAL_NETWORK_HINT in str(row.get("reason") or "") for row in rows):
+        hints.append("macOS blocks this node's connections to the LAN (No route to host): "
+                     f"{LOCAL_NETWORK_HINT}.")
+    if discovery.get("firewall"):
+        hints.append(f"{discovery['firewall']}.")
     if not discovery.get("mdns"):
         reason = discovery.get("mdns_reason") or "turned off (--no-mdns)"
         hints.append(f"mDNS discovery is not running: {reason}. Peers are found only through "
@@ -105,6 +113,7 @@ def missing_peer_hints(rows: Sequence[Mapping[str, Any]],
         hints.append(f"manual peer {address} does not answer: {reason}.")
     if not any(not r.get("self") for r in rows):
         hints.append("No peer seen yet. Check that the other machines run with --federation on "
-                     "the same LAN, that UDP port 5353 (mDNS) is not blocked, or list them with "
-                     "--peer HOST:PORT.")
+                     "the same LAN, that UDP port 5353 (mDNS) is not blocked (on a Mac: Local "
+                     "Network access for the terminal app, and the firewall allowing Python), or "
+                     "list them with --peer HOST:PORT.")
     return hints

@@ -7,6 +7,11 @@ what one more instance costs. On Linux the kernel's high-water mark (VmHWM) is r
 RSS with psutil every 20 ms. The loading spike is included on purpose: instances load one after
 another, and the planner would rather over- than under-estimate.
 
+Time: each configuration is timed for at most `DEFAULT_BUDGET_S` once `MIN_TOKENS` are decoded
+(later prompts are skipped, a long answer is cut): a configuration that crawls (oversubscribed
+cores on a busy machine; the CPU beside Metal on a Mac) has shown its rate by then, and the first
+start of `--auto` stays bounded however many configurations it compares.
+
 What is measured, its score and its cache are swarm/sizing/results.py's.
 """
 from __future__ import annotations
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 64
+DEFAULT_BUDGET_S = 10.0  # module doc: timing one configuration, once MIN_TOKENS are decoded
+MIN_TOKENS = 8
 DEFAULT_PROMPTS = (
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
     "Explain how a bicycle works to a ten-year-old.",
@@ -111,32 +118,46 @@ def _request(prompt: str, max_tokens: int) -> GenerationRequest:
                              params=SamplingParams(max_tokens=max_tokens, temperature=0.0))
 
 
-def _time_stream(backend: Backend, request: GenerationRequest) -> tuple[float | None, int, float]:
-    """(seconds to the first token or None, tokens after the first, seconds after the first)."""
+def _time_stream(backend: Backend, request: GenerationRequest, clock: Callable[[], float],
+                 deadline: float = float("inf"), decoded: int = 0,
+                 ) -> tuple[float | None, int, float]:
+    """(seconds to the first token or None, tokens after the first, seconds after the first);
+    cut at `deadline` once `decoded` + the tokens after the first reach `MIN_TOKENS`."""
     cancel = threading.Event()
-    started = time.perf_counter()
+    started = clock()
     first: float | None = None
+    last = started
     count = 0
-    for _event in backend.stream(request, cancel):
-        now = time.perf_counter()
+    for event in backend.stream(request, cancel):
+        if event.token_id < 0:
+            continue  # held-back text at the end, no token
+        last = clock()
         if first is None:
-            first = now
+            first = last
         count += 1
+        if last > deadline and decoded + count - 1 >= MIN_TOKENS:
+            cancel.set()  # the backend stops at its next step
     if first is None:
         return None, 0, 0.0
-    return first - started, count - 1, time.perf_counter() - first
+    return first - started, count - 1, last - first
 
 
 def _measure(backend: Backend, threads: int, prompts: Sequence[str], max_tokens: int,
-             step: Callable[[str], None]) -> BenchmarkResult:
-    """Warm up once, then time every prompt on one loaded backend."""
+             step: Callable[[str], None], budget_s: float,
+             clock: Callable[[], float]) -> BenchmarkResult:
+    """Warm up once, then time the prompts on one loaded backend, within `budget_s` (module doc)."""
     step("warming up")
-    _time_stream(backend, _request(prompts[0], min(8, max_tokens)))
+    _time_stream(backend, _request(prompts[0], min(MIN_TOKENS, max_tokens)), clock)
+    deadline = clock() + budget_s
     ttfts: list[float] = []
     decode_tokens = 0
     decode_s = 0.0
     for i, prompt in enumerate(prompts):
-        ttft, tokens, seconds = _time_stream(backend, _request(prompt, max_tokens))
+        if i > 0 and clock() > deadline and decode_tokens >= MIN_TOKENS:
+            step("out of time")
+            continue
+        ttft, tokens, seconds = _time_stream(backend, _request(prompt, max_tokens), clock,
+                                             deadline, decode_tokens)
         if ttft is not None:
             ttfts.append(ttft)
             decode_tokens += tokens
@@ -157,11 +178,16 @@ def run_benchmark(
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     progress: Progress | None = None,
+    device: str = "cpu",
+    budget_s: float = DEFAULT_BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[BenchmarkResult]:
-    """Load one instance per thread count, warm up, time greedy answers, close; one result each.
+    """Load one instance per thread count, warm up, time greedy answers (for about `budget_s`
+    each, module doc), close; one result each.
 
-    `backend_factory(threads)` loads a backend. Errors propagate after the backend is closed.
-    `progress`, if given, must already be started; one task is added and completed.
+    `backend_factory(threads)` loads a backend running on `device` (recorded in each result).
+    Errors propagate after the backend is closed. `progress`, if given, must already be started;
+    one task is added and completed.
     """
     if not prompts or max_tokens < 1 or not threads_options:
         raise ValueError("run_benchmark needs prompts, threads options and max_tokens >= 1")
@@ -172,7 +198,7 @@ def run_benchmark(
         def step(stage: str, advance: int = 1, threads: int = threads) -> None:
             if progress is not None and task is not None:
                 progress.update(task, advance=advance,
-                                description=f"benchmark, {threads} thread(s): {stage}")
+                                description=f"benchmark, {device}, {threads} thread(s): {stage}")
 
         step("loading", advance=0)
         gc.collect()  # let the previous configuration's memory go before taking the baseline
@@ -180,12 +206,12 @@ def run_benchmark(
             backend = backend_factory(threads)
             try:
                 step("loaded")
-                result = _measure(backend, threads, prompts, max_tokens, step)
+                result = _measure(backend, threads, prompts, max_tokens, step, budget_s, clock)
             finally:
                 backend.close()
-        result = replace(result, peak_rss_bytes=peak.growth)
-        log.info("benchmark %s, %d thread(s): first token %.0f ms, %.1f tok/s, %.0f MB, score %.1f",
-                 result.backend, threads, result.ttft_s * 1000, result.decode_tok_s,
+        result = replace(result, peak_rss_bytes=peak.growth, device=device)
+        log.info("benchmark %s on %s, %d thread(s): first token %.0f ms, %.1f tok/s, %.0f MB, "
+                 "score %.1f", result.backend, device, threads, result.ttft_s * 1000, result.decode_tok_s,
                  result.peak_rss_bytes / 1e6, result.score)
         results.append(result)
     if progress is not None and task is not None:

@@ -1,4 +1,9 @@
-"""What this machine has: cores, RAM and GPUs, probed once, fingerprinted and summarised."""
+"""What this machine has: cores, RAM and GPUs, probed once, fingerprinted and summarised.
+
+The probe never imports torch just to look (1 to 2 s and about 300 MB): on Linux only when a GPU
+driver is visible, on macOS never (Apple Silicon's GPU and its share of unified memory come from
+`sysctl`, see `apple.py`; torch is asked only when something else already loaded it).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +17,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from swarm.sizing import apple
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +42,30 @@ class HardwareInfo:
     machine: str = ""
     platform: str = ""
     cpu_count_usable: int = 0
+    performance_cores: int = 0  # Apple Silicon's fast cores (0: one kind of core, or unknown)
+    efficiency_cores: int = 0
+    apple_gpu_bytes: int = 0  # unified memory an Apple Silicon GPU may use (0: no Apple GPU)
 
     @property
     def cores(self) -> int:
-        """Cores the planner may fill: physical cores, capped by the CPUs this process may use."""
-        cores = self.cpu_count_physical or self.cpu_count_logical or 1
+        """Cores the planner may fill: physical cores (only the performance cores of a chip that
+        also has efficiency cores), capped by the CPUs this process may use."""
+        cores = self.performance_cores or self.cpu_count_physical or self.cpu_count_logical or 1
         if self.cpu_count_usable:
             cores = min(cores, self.cpu_count_usable)
         return max(1, cores)
 
+    @property
+    def gpu_memory_bytes(self) -> int:
+        """GPU memory to report to peers and filters: every CUDA device's, else the Apple GPU's
+        share of unified memory, else 0."""
+        return sum(total for _name, total in self.cuda_devices) or self.apple_gpu_bytes
 
-def _cpu_model() -> str:
+
+def _cpu_model(sysctl: dict[str, str]) -> str:
     """The CPU's marketing name, or the best the platform offers ("" when unknown)."""
+    if apple.brand(sysctl):
+        return apple.brand(sysctl)
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -54,6 +74,8 @@ def _cpu_model() -> str:
                     return value.strip()
     except OSError:
         pass
+    if apple.is_apple_silicon(platform.system(), platform.machine()):
+        return "Apple Silicon"  # platform.processor() says only "arm"
     return platform.processor() or platform.machine()
 
 
@@ -88,6 +110,28 @@ def _may_have_gpu(system: str) -> bool:
     return True
 
 
+def _torch_installed() -> bool:
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _apple_gpu(machine: str) -> tuple[bool, int]:
+    """(MPS usable, torch's recommended GPU memory or 0) on a Mac, without importing torch: when
+    torch is not loaded yet, an arm64 Mac with torch installed has MPS (macOS 12.3 and later)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return apple.is_apple_silicon("Darwin", machine) and _torch_installed(), 0
+    try:
+        if not torch.backends.mps.is_available():
+            return False, 0
+        return True, int(torch.mps.recommended_max_memory())
+    except Exception as exc:  # an old or broken torch must not stop the node from starting
+        log.debug("torch MPS probe failed: %s", exc)
+        return apple.is_apple_silicon("Darwin", machine), 0
+
+
 def _gpus(system: str) -> tuple[tuple[tuple[str, int], ...], bool]:
     """CUDA devices and MPS availability as torch sees them; nothing when torch is missing."""
     if sys.modules.get("torch") is None:
@@ -112,20 +156,53 @@ def _gpus(system: str) -> tuple[tuple[tuple[str, int], ...], bool]:
         return (), False
 
 
-def probe(*, gpus: bool = True) -> HardwareInfo:
-    """Probe cores, RAM and (with `gpus`, through torch if installed) CUDA and MPS; never raises."""
+def _psutil(call: str, *args: Any, **kwargs: Any) -> Any:
+    """`psutil.<call>(...)`, or None when it fails (psutil on macOS can raise around sleep)."""
     import psutil
 
-    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
-    physical = psutil.cpu_count(logical=False) or logical
-    memory = psutil.virtual_memory()
-    system = platform.system()
-    cuda, mps = _gpus(system) if gpus else ((), False)
+    try:
+        return getattr(psutil, call)(*args, **kwargs)
+    except (OSError, RuntimeError) as exc:
+        log.warning("psutil.%s failed: %s", call, exc)
+        return None
+
+
+def _memory() -> tuple[int, int]:
+    """(total, available) RAM in bytes; from sysconf, with half counted available, if psutil fails."""
+    memory = _psutil("virtual_memory")
+    if memory is not None:
+        return int(memory.total), int(memory.available)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        total = 0
+    return total, total // 2
+
+
+def probe(*, gpus: bool = True) -> HardwareInfo:
+    """Probe cores, RAM and (with `gpus`) CUDA through torch if installed and a driver is
+    visible, or an Apple GPU through sysctl; never raises."""
+    system, machine = platform.system(), platform.machine()
+    sysctl = apple.read_sysctl() if system == "Darwin" else {}
+    logical = _psutil("cpu_count", logical=True) or os.cpu_count() or 1
+    physical = _psutil("cpu_count", logical=False) or logical
+    total, available = _memory()
+    performance, efficiency = apple.core_split(sysctl)
+    cuda: tuple[tuple[str, int], ...] = ()
+    mps, apple_gpu = False, 0
+    if system == "Darwin":
+        available = apple.available_bytes(total, available, sysctl)
+        if gpus and apple.is_apple_silicon(system, machine):
+            mps, recommended = _apple_gpu(machine)
+            apple_gpu = apple.unified_gpu_bytes(total, sysctl, recommended)
+    elif gpus:
+        cuda, mps = _gpus(system)
     info = HardwareInfo(
-        cpu_count_logical=logical, cpu_count_physical=physical, cpu_model=_cpu_model(),
-        ram_total_bytes=int(memory.total), ram_available_bytes=int(memory.available),
-        cuda_devices=cuda, mps_available=mps, system=system, machine=platform.machine(),
+        cpu_count_logical=logical, cpu_count_physical=physical, cpu_model=_cpu_model(sysctl),
+        ram_total_bytes=total, ram_available_bytes=available,
+        cuda_devices=cuda, mps_available=mps, system=system, machine=machine,
         platform=platform.platform(), cpu_count_usable=_usable_cpus(logical),
+        performance_cores=performance, efficiency_cores=efficiency, apple_gpu_bytes=apple_gpu,
     )
     log.debug("hardware: %s", info)
     return info
@@ -148,6 +225,9 @@ def fingerprint(hw: HardwareInfo, extra: Mapping[str, object] | None = None) -> 
         "mps": hw.mps_available,
         "system": hw.system,
         "machine": hw.machine,
+        # Added for Apple Silicon; left out when 0 so other machines keep their fingerprint.
+        **({"performance": hw.performance_cores} if hw.performance_cores else {}),
+        **({"apple_gpu_gib": round(hw.apple_gpu_bytes / GIB)} if hw.apple_gpu_bytes else {}),
         "extra": {str(k): v for k, v in (extra or {}).items()},
     }
     blob = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
@@ -160,7 +240,9 @@ def _gib(n: int) -> str:
 
 def _cores_text(hw: HardwareInfo) -> str:
     text = f"{hw.cpu_count_physical} cores"
-    if hw.cpu_count_logical != hw.cpu_count_physical:
+    if hw.performance_cores:
+        text += f" ({hw.performance_cores} performance, {hw.efficiency_cores} efficiency)"
+    elif hw.cpu_count_logical != hw.cpu_count_physical:
         text += f" ({hw.cpu_count_logical} threads)"
     if hw.cpu_count_usable and hw.cpu_count_usable < min(hw.cpu_count_physical, hw.cpu_count_logical):
         text = f"{hw.cpu_count_usable} usable of {text}"
@@ -170,6 +252,8 @@ def _cores_text(hw: HardwareInfo) -> str:
 def _gpu_text(hw: HardwareInfo) -> str:
     if hw.cuda_devices:
         return ", ".join(f"{name} {_gib(total)} GiB" for name, total in hw.cuda_devices)
+    if hw.apple_gpu_bytes:
+        return f"Apple GPU ({_gib(hw.apple_gpu_bytes)} GiB of unified memory)"
     return "Apple MPS" if hw.mps_available else "no GPU"
 
 
@@ -179,9 +263,12 @@ def summary(hw: HardwareInfo) -> str:
 
 
 def summary_fields(hw: HardwareInfo) -> dict[str, str]:
-    """Short string fields for an mDNS TXT record: cores, RAM in GiB, GPU ("none", "mps", names)."""
+    """Short string fields for an mDNS TXT record: cores, RAM in GiB, GPU ("none", "mps",
+    "apple:<GiB>", names)."""
     if hw.cuda_devices:
         gpu = ";".join(f"{name}:{_gib(total)}" for name, total in hw.cuda_devices)
+    elif hw.apple_gpu_bytes:
+        gpu = f"apple:{_gib(hw.apple_gpu_bytes)}"
     else:
         gpu = "mps" if hw.mps_available else "none"
     return {"cores": str(hw.cores), "ram": _gib(hw.ram_total_bytes), "gpu": gpu,

@@ -36,6 +36,7 @@ class BenchmarkResult:
     peak_rss_bytes: int
     score: float
     measured_at: str
+    device: str = "cpu"  # where the layers ran: "cpu", "metal", "mps", "cuda"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -48,7 +49,7 @@ class BenchmarkResult:
                    threads=int(data["threads"]), instances=int(data["instances"]),
                    ttft_s=float(data["ttft_s"]), decode_tok_s=float(data["decode_tok_s"]),
                    peak_rss_bytes=int(data["peak_rss_bytes"]), score=float(data["score"]),
-                   measured_at=str(data["measured_at"]))
+                   measured_at=str(data["measured_at"]), device=str(data.get("device", "cpu")))
 
 
 def composite_score(decode_tok_s: float, ttft_s: float) -> float:

@@ -17,12 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from consensus.candidates import STRATEGIES
+from network.api.embeddings import Embedder
 from network.api.errors import as_request_error
 from network.api.limits import parse_json_body
 from network.api.ollama import schema
 from network.api.openai import format as fmt
-from network.api.openai.routes import CompletionRoutes, Trace
+from network.api.openai.routes import CompletionRoutes
 from network.api.openai.schema import ParsedRequest
+from network.api.openai.trace import Trace
 from network.coordination.chooser import fill
 from network.federation.forwarding import SERVED_BY_HEADER
 from swarm.engine.backend import StreamEnd
@@ -41,19 +43,21 @@ def _now() -> str:
 class OllamaRoutes:
     """/api/*: Ollama's endpoints, served by `openai`'s pool, consensus, forwarder and ledger."""
 
-    def __init__(self, openai: CompletionRoutes) -> None:
+    def __init__(self, openai: CompletionRoutes, embedder: Embedder) -> None:
         self.openai = openai
+        self.embedder = embedder
         self.pool = openai.pool
         self.started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
     def add_to(self, app: web.Application) -> None:
-        """Register the six routes."""
+        """Register the seven routes."""
         app.router.add_get("/api/version", self.version)
         app.router.add_get("/api/tags", self.tags)
         app.router.add_get("/api/ps", self.running)
         app.router.add_post("/api/show", self.show)
         app.router.add_post("/api/chat", self.chat)
         app.router.add_post("/api/generate", self.generate)
+        app.router.add_post("/api/embed", self.embed)
 
     def _details(self) -> dict[str, Any]:
         return {"parent_model": "", "format": self.pool.backend_name, "family": "",
@@ -114,6 +118,25 @@ class OllamaRoutes:
             if parsed is None:  # Ollama: an empty prompt loads the model
                 return self._loaded(body["model"], chat=False)
             return await self._serve(request, parsed, tag, trace, chat=False)
+
+    async def embed(self, request: web.Request) -> web.Response:
+        """POST /api/embed: the same embeddings as /v1/embeddings (network/api/embeddings.py),
+        in Ollama's shape, routed whatever the tag; `truncate` is not done (an input over the
+        limit is a 400)."""
+        async with self.openai.limiter.hold(request.remote or "unknown"):
+            started = time.perf_counter_ns()
+            body = schema.check(schema.EMBED_SCHEMA, parse_json_body(await request.read()))
+            base, tag = schema.split_model(body["model"])
+            schema.swarm_field(tag, {})  # an unknown tag is a 404; a strategy tag still routes
+            self.openai.check_model(base or None)
+            texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+            dimensions = body.get("dimensions")
+            result = await self.embedder.embed(
+                texts, int(dimensions) if dimensions is not None else None)
+            return web.json_response({
+                "model": body["model"], "embeddings": result.vectors.tolist(),
+                "total_duration": time.perf_counter_ns() - started, "load_duration": 0,
+                "prompt_eval_count": result.prompt_tokens})
 
     def _loaded(self, model: str, chat: bool) -> web.Response:
         """The answer to a request that only loads `model` (this node keeps it loaded); it must

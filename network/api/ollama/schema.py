@@ -68,7 +68,18 @@ SHOW_SCHEMA: dict[str, Any] = {
     "type": "object", "properties": {"model": _MODEL, "name": _MODEL,
                                      "verbose": {"type": ["boolean", "null"]}},
 }
-_VALIDATORS = {id(s): Draft202012Validator(s) for s in (CHAT_SCHEMA, GENERATE_SCHEMA, SHOW_SCHEMA)}
+EMBED_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["model", "input"],
+    "properties": {"model": _MODEL,
+                   "input": {"oneOf": [{"type": "string", **_TEXT},
+                                       {"type": "array", "minItems": 1,
+                                        "items": {"type": "string", **_TEXT}}]},
+                   "truncate": {"type": ["boolean", "null"]},
+                   "dimensions": {"type": ["integer", "null"], "minimum": 1},
+                   "options": {"type": ["object", "null"]}, "keep_alive": {}},
+}
+_VALIDATORS = {id(s): Draft202012Validator(s)
+               for s in (CHAT_SCHEMA, GENERATE_SCHEMA, SHOW_SCHEMA, EMBED_SCHEMA)}
 
 
 def check(schema: dict[str, Any], body: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from swarm.engine.backend import Completion, TopLogprob
+from swarm.engine.toolcalls import ToolCallReader, ToolEvent, read_answer
 
 
 def new_id(kind: str) -> str:
@@ -65,19 +66,40 @@ def _logprobs_of(c: Completion, chat: bool, wanted: bool) -> dict[str, Any] | No
     return (chat_logprobs if chat else text_logprobs)(c.pieces, c.logprobs, c.top)
 
 
+def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """One entry of a message's `tool_calls`."""
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": arguments}}
+
+
+def assistant_message(c: Completion, tools: bool) -> tuple[dict[str, Any], str]:
+    """A chat choice's message and finish reason; with `tools`, an answer that is calls becomes
+    `tool_calls` (finish reason "tool_calls", or "length" when the last was cut off)."""
+    message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
+    if not tools:
+        return message, _finish(c.finish_reason)
+    content, calls, complete = read_answer(c.text)
+    if content is not None:
+        return message, _finish(c.finish_reason)
+    message["content"] = None
+    message["tool_calls"] = [tool_call(t.id, t.name, t.arguments) for t in calls]
+    return message, "tool_calls" if complete and calls else _finish(c.finish_reason)
+
+
 def chat_completion(rid: str, model: str, choices: Sequence[Completion],
                     extra: dict[str, Any] | None = None,
-                    logprobs: bool = False) -> dict[str, Any]:
+                    logprobs: bool = False, tools: bool = False) -> dict[str, Any]:
     """A `chat.completion` object with one choice per completion (`logprobs`: with each
-    token's log-probability)."""
+    token's log-probability; `tools`: calls read as `tool_calls`)."""
+    replies = [assistant_message(c, tools) for c in choices]
     body: dict[str, Any] = {
         "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "system_fingerprint": None,
-        "choices": [{"index": i, "message": {"role": "assistant", "content": c.text,
-                                              "refusal": None},
+        "choices": [{"index": i, "message": message,
                      "logprobs": _logprobs_of(c, True, logprobs),
-                     "finish_reason": _finish(c.finish_reason)}
-                    for i, c in enumerate(choices)],
+                     "finish_reason": reason}
+                    for i, (c, (message, reason)) in enumerate(zip(choices, replies,
+                                                                   strict=True))],
         "usage": usage(choices[0].prompt_tokens if choices else 0,
                        sum(c.completion_tokens for c in choices)),
     }
@@ -87,7 +109,7 @@ def chat_completion(rid: str, model: str, choices: Sequence[Completion],
 
 def text_completion(rid: str, model: str, choices: Sequence[Completion],
                     extra: dict[str, Any] | None = None,
-                    logprobs: bool = False) -> dict[str, Any]:
+                    logprobs: bool = False, tools: bool = False) -> dict[str, Any]:
     """A `text_completion` object with one choice per completion."""
     body: dict[str, Any] = {
         "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
@@ -102,11 +124,15 @@ def text_completion(rid: str, model: str, choices: Sequence[Completion],
 
 
 class ChunkBuilder:
-    """Builds the streaming chunks of one response (chat or text completion)."""
+    """Builds the streaming chunks of one response (chat or text completion); with `tools`, each
+    chat choice's deltas are read for tool calls (swarm/engine/toolcalls.py) and sent as OpenAI
+    streams them: a call's id and name, then pieces of its arguments."""
 
-    def __init__(self, rid: str, model: str, chat: bool) -> None:
+    def __init__(self, rid: str, model: str, chat: bool, tools: bool = False) -> None:
         self.rid, self.model, self.chat = rid, model, chat
         self.created = int(time.time())
+        self._readers: dict[int, ToolCallReader] | None = {} if tools and chat else None
+        self._held_logprobs: dict[int, list[dict[str, Any]]] = {}
         # A delta chunk is sent per token: its JSON is this prefix, the choice, and "]}".
         head = json.dumps(self._wrap([]))
         self._prefix = head[:head.index('"choices": [') + len('"choices": [')]
@@ -147,6 +173,51 @@ class ChunkBuilder:
             choice = {"index": index, "text": "", "logprobs": None,
                       "finish_reason": _finish(reason)}
         return self._wrap([choice])
+
+    def deltas(self, index: int, text: str,
+               logprobs: dict[str, Any] | None = None) -> list[str]:
+        """The chunks (JSON) for more text of choice `index`: one delta, or, with tools, what
+        the text says so far (content, a call's start, arguments; nothing while undecided:
+        its logprobs ride on the next chunk)."""
+        if self._readers is None:
+            return [self.delta_json(index, text, logprobs)]
+        reader = self._readers.setdefault(index, ToolCallReader())
+        if logprobs is not None:
+            self._held_logprobs.setdefault(index, []).extend(logprobs["content"])
+        return [json.dumps(c) for c in self._tool_chunks(index, reader.feed(text))]
+
+    def end(self, index: int, reason: str) -> list[str]:
+        """The chunks (JSON) that close choice `index`: what was held back, then the finish
+        (reason "tool_calls" when the answer was complete calls)."""
+        reader = self._readers.get(index) if self._readers is not None else None
+        if reader is None:
+            return [json.dumps(self.finish(index, reason))]
+        out = [json.dumps(c) for c in self._tool_chunks(index, reader.close())]
+        if reader.is_calls and reader.calls and reader.complete:
+            reason = "tool_calls"
+        final = self.finish(index, reason)
+        final["choices"][0]["logprobs"] = self._take_logprobs(index)
+        return [*out, json.dumps(final)]
+
+    def _take_logprobs(self, index: int) -> dict[str, Any] | None:
+        held = self._held_logprobs.pop(index, None)
+        return {"content": held, "refusal": None} if held else None
+
+    def _tool_chunks(self, index: int, events: list[ToolEvent]) -> list[dict[str, Any]]:
+        chunks = []
+        for event in events:
+            if event.kind == "text":
+                delta: dict[str, Any] = {"content": event.text}
+            elif event.kind == "call":
+                delta = {"tool_calls": [{"index": event.index,
+                                         **tool_call(event.call_id, event.text, "")}]}
+            else:
+                delta = {"tool_calls": [{"index": event.index,
+                                         "function": {"arguments": event.text}}]}
+            chunks.append(self._wrap([{"index": index, "delta": delta,
+                                       "logprobs": self._take_logprobs(index),
+                                       "finish_reason": None}]))
+        return chunks
 
     def usage(self, prompt_tokens: int, completion_tokens: int,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -8,8 +8,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -17,18 +15,18 @@ from aiohttp_sse import EventSourceResponse
 
 from consensus.candidates import Decision
 from consensus.service import ConsensusService, SwarmOptions, options_from
-from network.api.dashboard.ledger import Ledger, RequestRecord, votes_of
-from network.api.errors import as_request_error
+from network.api.dashboard.ledger import Ledger
 from network.api.limits import ClientLimiter, parse_json_body
 from network.api.openai import format as fmt
 from network.api.openai.schema import ParsedRequest, parse_chat, parse_completion
+from network.api.openai.streaming import pump_route, send_error, task_group
+from network.api.openai.trace import Trace
 from network.coordination.chooser import fill, spread
 from network.federation.forwarding import SERVED_BY_HEADER, RouteForwarder
 from swarm.engine.backend import (
     Completion,
     ContextOverflowError,
     GenerationRequest,
-    StreamEnd,
     check_context,
 )
 from swarm.engine.pool import Instance, InstancePool
@@ -38,20 +36,6 @@ from swarm.node.config import ApiConfig, ConsensusConfig
 log = logging.getLogger(__name__)
 
 MODEL_ALIASES = ("default", "local-swarm")
-SSE_BUFFER_LIMIT = 1 << 16  # bytes a stream may have unsent before a write waits, with a timeout
-
-
-@asynccontextmanager
-async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
-    """A TaskGroup that re-raises its first failure bare, so the error middleware can map it."""
-    try:
-        async with asyncio.TaskGroup() as tg:
-            yield tg
-    except BaseExceptionGroup as group:
-        first: BaseException = group
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
 
 
 def _seeded(generation: GenerationRequest, index: int) -> GenerationRequest:
@@ -70,91 +54,6 @@ def _route_report(instances: list[Instance], latencies: list[float],
                             "tokens": c.completion_tokens, "score": None, "votes": None,
                             "valid": True, "error": None}
                            for i, t, c in zip(instances, latencies, choices, strict=True)]}
-
-
-async def emit(response: EventSourceResponse, data: str, transport: Any = None) -> None:
-    """One SSE event of one-line JSON. Written straight to the socket while its buffer has room
-    (the common case: one write per token, no timer); through `send` and its stalled-client
-    timeout once the client stops reading (or when the `transport` is not known)."""
-    if transport is not None and transport.get_write_buffer_size() < SSE_BUFFER_LIMIT:
-        await response.write(b"data: " + data.encode() + b"\n\n")
-    else:
-        await response.send(data)
-
-
-async def _send_error(response: EventSourceResponse, exc: Exception) -> None:
-    """End a stream that already sent its 200 with an OpenAI error event and `[DONE]`."""
-    error = as_request_error(exc)
-    if error is None:
-        log.error("stream failed after it started", exc_info=exc)
-        error = RequestError("internal error; see the node's log", status=500,
-                             type_="server_error")
-    await response.send(json.dumps(error.body()))
-    await response.send("[DONE]")
-    response.stop_streaming()
-
-
-@dataclasses.dataclass
-class Trace:
-    """What one request did, filled in while it is served and recorded in the ledger after:
-    its strategy, the `swarm` report it answered with, its token counts."""
-
-    api: str
-    endpoint: str
-    id: str = ""
-    strategy: str = "route"
-    model: str = ""
-    report: dict[str, Any] | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    forwarded_to: str | None = None
-    failure: tuple[int, str] | None = None  # an error sent after the 200 (in the stream)
-    at: float = dataclasses.field(default_factory=time.time)
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-
-    def decided(self, decision: Decision) -> None:
-        """A consensus outcome: its report and the winner's tokens."""
-        self.report = decision.to_dict()
-        if decision.completion is not None:
-            self.prompt_tokens = decision.completion.prompt_tokens
-            self.completion_tokens = decision.completion.completion_tokens
-
-    def fail(self, exc: BaseException) -> None:
-        """A failure told to the client inside a stream that had already answered 200."""
-        known = as_request_error(exc)
-        self.failure = (known.status, str(known)) if known else (500, "internal error")
-
-    def record(self, ledger: Ledger | None, status: int, error: str | None = None) -> None:
-        """Add this request to `ledger` (nothing without one)."""
-        if ledger is None:
-            return
-        report = self.report or {}
-        votes = votes_of(report, ledger.node_id)
-        winner = next((v.node for v in votes if v.winner), None)
-        ledger.record(RequestRecord(
-            id=self.id, at=self.at, api=self.api, endpoint=self.endpoint, strategy=self.strategy,
-            model=self.model, status=status,
-            duration_ms=round((time.perf_counter() - self.started) * 1000.0, 1),
-            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-            winner=winner or self.forwarded_to, candidates=votes,
-            error=None if error is None else error[:500], forwarded_to=self.forwarded_to,
-            early_stop=bool(report.get("early_stop"))))
-
-    @asynccontextmanager
-    async def recorded(self, ledger: Ledger | None) -> AsyncIterator[Trace]:
-        """Record the request once served, with the status its failure maps to."""
-        try:
-            yield self
-        except (asyncio.CancelledError, ConnectionResetError):
-            self.record(ledger, 499, "the client went away")
-            raise
-        except Exception as exc:
-            known = as_request_error(exc)
-            self.record(ledger, known.status if known else 500,
-                        str(known) if known else "internal error")
-            raise
-        else:
-            self.record(ledger, *(self.failure or (200, None)))
 
 
 class CompletionRoutes:
@@ -237,6 +136,7 @@ class CompletionRoutes:
         trace.id, trace.model, trace.strategy = rid, model, options.strategy
         build = fmt.chat_completion if chat else fmt.text_completion
         logprobs = parsed.generation.params.logprobs
+        tools = parsed.generation.tools is not None
         await self.check_prompt(parsed, chat)
         if options.strategy != "route":
             if self.consensus.saturated():
@@ -250,9 +150,9 @@ class CompletionRoutes:
             trace.decided(decision)
             assert decision.completion is not None
             return web.json_response(build(rid, model, [decision.completion],
-                                           {"swarm": decision.to_dict()}, logprobs))
+                                           {"swarm": decision.to_dict()}, logprobs, tools))
         if self.forwarder is not None and parsed.n == 1:
-            relayed = await self.forwarder.maybe_forward(request)
+            relayed = await self.forwarder.maybe_forward(request, parsed.generation.needs)
             if relayed is not None:
                 trace.forwarded_to = relayed.headers.get(SERVED_BY_HEADER)
                 return relayed
@@ -273,11 +173,12 @@ class CompletionRoutes:
         trace.report = _route_report(instances, latencies, choices)
         trace.prompt_tokens = choices[0].prompt_tokens
         trace.completion_tokens = sum(c.completion_tokens for c in choices)
-        return web.json_response(build(rid, model, choices, {"swarm": trace.report}, logprobs))
+        return web.json_response(build(rid, model, choices, {"swarm": trace.report}, logprobs,
+                                       tools))
 
     async def _stream_route(self, request: web.Request, parsed: ParsedRequest, model: str,
                             rid: str, chat: bool, trace: Trace) -> web.StreamResponse:
-        chunks = fmt.ChunkBuilder(rid, model, chat)
+        chunks = fmt.ChunkBuilder(rid, model, chat, parsed.generation.tools is not None)
         instances = fill(self.pool.instances, parsed.n)
         streams = [instances[i].stream(_seeded(parsed.generation, i)) for i in range(parsed.n)]
         # The first event comes before the 200 so that bad prompts still get a 4xx.
@@ -286,12 +187,12 @@ class CompletionRoutes:
         await response.prepare(request)
         started = time.perf_counter()
         try:
-            totals = await self._pump_route(response, parsed, chunks, streams, first, chat,
+            totals = await pump_route(response, parsed, chunks, streams, first, chat,
                                             request.transport)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # the 200 is gone: the error travels as the last event
-            await _send_error(response, exc)
+            await send_error(response, exc)
             trace.fail(exc)
             return response
         trace.prompt_tokens, trace.completion_tokens = totals["prompt"], totals["completion"]
@@ -301,72 +202,11 @@ class CompletionRoutes:
             for i in range(parsed.n)]}
         return response
 
-    async def _pump_route(self, response: EventSourceResponse, parsed: ParsedRequest,
-                          chunks: fmt.ChunkBuilder, streams: list[Any], first: Any,
-                          chat: bool, transport: Any) -> dict[str, Any]:
-        totals: dict[str, Any] = {"prompt": 0, "completion": 0, "per_choice": [0] * parsed.n}
-        offsets = [0] * parsed.n
-        params = parsed.generation.params
-
-        async def send(index: int, event: Any) -> None:
-            if isinstance(event, StreamEnd):
-                totals["prompt"] = event.prompt_tokens
-                totals["completion"] += event.completion_tokens
-                totals["per_choice"][index] = event.completion_tokens
-                await emit(response, json.dumps(chunks.finish(index, event.finish_reason)),
-                           transport)
-                return
-            logprobs = None
-            if params.logprobs and event.token_id >= 0:
-                logprobs = (fmt.chat_logprobs if chat else fmt.text_logprobs)(
-                    [event.piece], [event.logprob], [event.top] if params.top_logprobs else [],
-                    *(() if chat else (offsets[index],)))
-            if event.text or logprobs is not None:
-                offsets[index] += len(event.text)
-                await emit(response, chunks.delta_json(index, event.text, logprobs), transport)
-
-        if chat:
-            for i in range(parsed.n):
-                await emit(response, json.dumps(chunks.role(i)), transport)
-        await send(0, first)
-        if parsed.n == 1:  # the common case: no fan-in, one task, one hop per token
-            async with aclosing(streams[0]) as events:
-                async for event in events:
-                    await send(0, event)
-        else:
-            await self._fan_in(streams, first, parsed.n, send)
-        if parsed.include_usage:
-            await emit(response, json.dumps(chunks.usage(totals["prompt"], totals["completion"])),
-                       transport)
-        await response.send("[DONE]")
-        response.stop_streaming()
-        return totals
-
-    @staticmethod
-    async def _fan_in(streams: list[Any], first: Any, n: int, send: Any) -> None:
-        """Send the events of `n` streams as they come, until each has ended."""
-        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-
-        async def pump(index: int) -> None:
-            async with aclosing(streams[index]) as events:
-                async for event in events:
-                    await queue.put((index, event))
-
-        async with task_group() as tg:
-            pumps = [tg.create_task(pump(i)) for i in range(n)]
-            ended = 1 if isinstance(first, StreamEnd) else 0
-            while ended < n:
-                index, event = await queue.get()
-                ended += isinstance(event, StreamEnd)
-                await send(index, event)
-            for task in pumps:
-                task.cancel()
-
     async def _stream_decision(self, request: web.Request, parsed: ParsedRequest,
                                options: SwarmOptions, model: str, rid: str,
                                chat: bool, trace: Trace) -> web.StreamResponse:
         """Keep the stream alive with SSE comments while candidates run, then stream the winner."""
-        chunks = fmt.ChunkBuilder(rid, model, chat)
+        chunks = fmt.ChunkBuilder(rid, model, chat, parsed.generation.tools is not None)
         response = EventSourceResponse(sep="\n", ping_interval=2, allow_all_methods=True)
         await response.prepare(request)
         try:
@@ -375,7 +215,7 @@ class CompletionRoutes:
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # ConsensusError and bugs alike: the 200 is already sent
-            await _send_error(response, exc)
+            await send_error(response, exc)
             trace.fail(exc)
             return response
         trace.decided(decision)
@@ -386,11 +226,16 @@ class CompletionRoutes:
         if parsed.generation.params.logprobs:  # the whole answer at once, with its logprobs
             logprobs = (fmt.chat_logprobs if chat else fmt.text_logprobs)(
                 winner.pieces, winner.logprobs, winner.top)
-            await response.send(json.dumps(chunks.delta(0, winner.text, logprobs)))
+            for data in chunks.deltas(0, winner.text, logprobs):
+                await response.send(data)
         for piece in ([] if parsed.generation.params.logprobs
                       else re.findall(r"\s*\S+|\s+$", winner.text)):
-            await response.send(json.dumps(chunks.delta(0, piece)))
-        final = chunks.finish(0, winner.finish_reason)
+            for data in chunks.deltas(0, piece):
+                await response.send(data)
+        *held, last = chunks.end(0, winner.finish_reason)
+        for data in held:
+            await response.send(data)
+        final = json.loads(last)
         final["swarm"] = decision.to_dict()
         await response.send(json.dumps(final))
         if parsed.include_usage:

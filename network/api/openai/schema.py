@@ -8,6 +8,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from consensus.service import SWARM_SCHEMA
+from network.api.openai.tools import MESSAGE_FIELDS, TOOL_FIELDS, tool_use, turn_call_id, turn_calls
 from network.wire.fields import MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TOP_LOGPROBS, MAX_TURNS
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.engine.constraint import Constraint, json_constraint, regex_constraint
@@ -55,7 +56,9 @@ CHAT_SCHEMA: dict[str, Any] = {
         "messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": {
             "type": "object", "required": ["role"],
             "properties": {"role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
-                           "content": _CONTENT, "name": {"type": "string"}}}},
+                           "content": _CONTENT, "name": {"type": "string"},
+                           **MESSAGE_FIELDS}}},
+        **TOOL_FIELDS,
         "response_format": {"type": ["object", "null"], "required": ["type"],
                             "properties": {"type": {"enum": ["text", "json_object",
                                                              "json_schema"]},
@@ -185,9 +188,12 @@ def _common(body: dict[str, Any], generation: GenerationRequest, max_n: int) -> 
         raise RequestError(f"n must be at most {max_n}, got {n}", param="n", code="invalid_value")
     options = body.get("stream_options") or {}
     swarm = dict(body.get("swarm") or {})
-    constraint = request_constraint(body.get("response_format"), swarm.get("regex"))
+    regex = swarm.get("regex")
+    constraint = request_constraint(body.get("response_format"),
+                                    regex if not body.get("tools") else None)
+    tools = tool_use(body, constraint, regex) if generation.messages else None
     return ParsedRequest(
-        generation=replace(generation, constraint=constraint),
+        generation=replace(generation, constraint=constraint, tools=tools),
         model=body.get("model"),
         n=n,
         stream=bool(body.get("stream")),
@@ -203,7 +209,8 @@ def parse_chat(body: Any, *, max_tokens_limit: int, max_n: int,
     _check(CHAT_SCHEMA, body)
     messages = tuple(
         ChatMessage(m["role"] if m["role"] != "developer" else "system",
-                    _text(m.get("content"), f"messages.{i}.content"))
+                    _text(m.get("content"), f"messages.{i}.content"),
+                    turn_calls(m, f"messages.{i}"), turn_call_id(m, f"messages.{i}"))
         for i, m in enumerate(body["messages"])
     )
     params = _sampling(body, max_tokens_limit, default_max_tokens)

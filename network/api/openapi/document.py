@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from network.api.auth import Auth, required_auth
+from network.api.openai.embeddings import EMBEDDINGS_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
 from network.api.openapi.operations import OPERATIONS, error_responses
 from network.api.openapi.schemas import SCHEMAS
@@ -52,6 +53,17 @@ def _bounded(schema: dict[str, Any], config: ApiConfig) -> dict[str, Any]:
     return schema
 
 
+def _bounded_embeddings(config: ApiConfig) -> dict[str, Any]:
+    """The embeddings request schema with this node's limit on inputs per request written in
+    (the limit on tokens per input is the model's to count: it is in the description)."""
+    schema = copy.deepcopy(EMBEDDINGS_SCHEMA)
+    schema["properties"]["input"]["oneOf"][1]["maxItems"] = config.max_embedding_inputs
+    schema["properties"]["input"]["description"] = (
+        f"a string or a list of at most {config.max_embedding_inputs} strings, each at most "
+        f"{config.max_embedding_tokens} of the model's tokens (and within its context)")
+    return schema
+
+
 def _security(method: str, path: str) -> list[dict[str, list[str]]]:
     """The OpenAPI security of one operation when [api] keys is set (network/api/auth.py)."""
     rules = {required_auth(method, path, query) for query in ({}, {"nonce": "n"})}
@@ -80,6 +92,7 @@ def openapi_document(app: web.Application, config: ApiConfig) -> dict[str, Any]:
     schemas = dict(SCHEMAS)
     schemas["ChatRequest"] = _bounded(CHAT_SCHEMA, config)
     schemas["CompletionRequest"] = _bounded(COMPLETION_SCHEMA, config)
+    schemas["EmbeddingRequest"] = _bounded_embeddings(config)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Local Swarm node", "version": "0.1.0",

@@ -152,6 +152,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "content": {JSON: {"schema": _ref("TextCompletion")},
                                           SSE: {"schema": _SSE_EVENT}}},
                       **error_responses(400, 401, 403, 404, 413, 429, 502, 504)}},
+    ("/v1/embeddings", "post"): {
+        "operationId": "createEmbedding",
+        "summary": "Embeddings of a string or a list of strings from the serving model",
+        "description": "One unit-length vector per input: the position-weighted mean of the "
+                       "model's last hidden states (swarm/engine/embedding.py). `dimensions` "
+                       "keeps the first d components, normalised again; `encoding_format: "
+                       "base64` sends little-endian float32. Inputs per request and tokens per "
+                       "input are bounded by [api] max_embedding_inputs and "
+                       "max_embedding_tokens. " + _FORWARDED,
+        "requestBody": {"required": True, "content": _json(_ref("EmbeddingRequest"))},
+        "responses": {"200": {"description": "The vectors, in input order",
+                              "content": _json(_ref("EmbeddingList"))},
+                      **error_responses(400, 401, 403, 404, 413, 429, 500)}},
     (HEALTH_PATH, "get"): {
         "operationId": "federationHealth", "tags": ["federation"],
         "summary": "The heartbeat: identity, load and capacity (msgpack when Accept asks)",

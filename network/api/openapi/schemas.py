@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensus.service import SWARM_SCHEMA
+from network.api.openai.embeddings import EMBEDDINGS_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
 from network.api.openapi.surfaces import SURFACE_SCHEMAS
 from network.wire import fields
@@ -28,14 +29,26 @@ _USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "
           "properties": {k: {"type": "integer", "minimum": 0}
                          for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
 _FINISH = {"enum": ["stop", "length"]}
+_CHAT_FINISH = {"enum": ["stop", "length", "tool_calls"]}
+_TOOL_CALL = {"type": "object", "required": ["id", "type", "function"], "properties": {
+    "id": {"type": "string"}, "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name", "arguments"],
+                 "properties": {"name": {"type": "string"},
+                                "arguments": {"type": "string",
+                                              "description": "JSON matching the function's "
+                                                             "parameters schema"}}}}}
 _SWARM_REPORT = {
     "type": "object", "description": "How the answer was chosen",
     "required": ["strategy", "candidates"],
     "properties": {
         "strategy": {"type": "string"}, "winner": {"type": ["string", "null"]},
         "early_stop": {"type": "boolean"},
+        "voted_on": {"enum": ["tool_call", "json", "letter", "number", "text", None],
+                     "description": "the kind of answer the outcome was decided on: tool "
+                                    "calls (same functions and arguments) or text"},
         "candidates": {"type": "array", "items": {"type": "object", "properties": {
             "source": {"type": "string"}, "latency_ms": {"type": "number"},
+            "kind": {"enum": ["tool_call", "json", "letter", "number", "text", None]},
             "tokens": {"type": ["integer", "null"]}, "score": {"type": ["number", "null"]},
             "votes": {"type": ["number", "null"]}, "valid": {"type": "boolean"},
             "error": {"type": ["string", "null"]}}}}}}
@@ -108,9 +121,28 @@ SCHEMAS: dict[str, Any] = {
     "CompletionRequest": COMPLETION_SCHEMA,
     "ChatCompletion": _completion("chat.completion", {
         "type": "object", "required": ["index", "message", "finish_reason"],
-        "properties": {"index": {"type": "integer"}, "finish_reason": _FINISH,
+        "properties": {"index": {"type": "integer"}, "finish_reason": _CHAT_FINISH,
                        "message": {"type": "object", "properties": {
-                           "role": {"const": "assistant"}, "content": {"type": "string"}}}}}),
+                           "role": {"const": "assistant"},
+                           "content": {"type": ["string", "null"],
+                                       "description": "null when the answer is tool calls"},
+                           "tool_calls": {"type": "array", "items": _TOOL_CALL}}}}}),
+    "EmbeddingRequest": EMBEDDINGS_SCHEMA,
+    "EmbeddingList": {"type": "object", "required": ["object", "data", "model", "usage"],
+                      "properties": {
+        "object": {"const": "list"}, "model": {"type": "string"},
+        "data": {"type": "array", "items": {
+            "type": "object", "required": ["object", "index", "embedding"],
+            "properties": {"object": {"const": "embedding"}, "index": {"type": "integer"},
+                           "embedding": {"oneOf": [
+                               {"type": "array", "items": {"type": "number"}},
+                               {"type": "string", "contentEncoding": "base64",
+                                "description": "little-endian float32"}]}}}},
+        "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"],
+                  "properties": {"prompt_tokens": {"type": "integer", "minimum": 0},
+                                 "total_tokens": {"type": "integer", "minimum": 0}}},
+        "swarm": {"type": "object", "properties": {"strategy": {"const": "route"},
+                                                   "source": {"type": "string"}}}}},
     "TextCompletion": _completion("text_completion", {
         "type": "object", "required": ["index", "text", "finish_reason"],
         "properties": {"index": {"type": "integer"}, "text": {"type": "string"},
@@ -127,6 +159,8 @@ SCHEMAS: dict[str, Any] = {
         "bench_score": {"type": "number"}, "ram_gb": {"type": "number"},
         "vram_gb": {"type": "number"}, "term": {"type": "integer"},
         "coordinator": {"type": ["string", "null"]}, "priority": _PRIORITY,
+        "solo": {"type": "boolean", "description": "it leads only itself: no peer was in view "
+                 "when it took the role"},
         "nonce": {"type": ["string", "null"]},
         "pairing": {"enum": list(PAIRING_STATES)},
         "tok_s": {"type": "number", "minimum": 0,
@@ -140,6 +174,8 @@ SCHEMAS: dict[str, Any] = {
                         "description": "the coordinator this node follows (its own id when "
                                        "it leads)"},
         "role": {"enum": ["coordinator", "follower", "candidate", None]},
+        "solo": {"type": "boolean", "description": "this node leads only itself (no peer in "
+                 "view): it never takes the role from one that others follow"},
         "discovery": {"type": "object"},
         "data": {"type": "array", "items": {
             "type": "object", "required": ["node_id", "self", "state"],
@@ -154,7 +190,9 @@ SCHEMAS: dict[str, Any] = {
                            "term": {"type": ["integer", "null"]},
                            "coordinator": {"type": "boolean", "description": "this node's "
                                            "coordinator (self), or a peer leading by its own "
-                                           "heartbeat"}}}}}},
+                                           "heartbeat"},
+                           "solo": {"type": "boolean",
+                                    "description": "it leads only itself"}}}}}},
     "VoteRequest": {
         "type": "object", "required": ["v", "request_id"],
         "description": "exactly one of messages (non-empty) or prompt",
@@ -171,7 +209,19 @@ SCHEMAS: dict[str, Any] = {
             "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "seed": {"type": ["integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1},
             "stop": {"type": "array", "items": {"type": "string", "maxLength": fields.MAX_NAME_CHARS},
-                     "maxItems": fields.MAX_STOP}}},
+                     "maxItems": fields.MAX_STOP},
+            "tools": {"type": "array", "maxItems": fields.MAX_TOOLS,
+                      "description": "[name, description, parameters as JSON Schema text]",
+                      "items": {"type": "array", "items": {"type": "string"},
+                                "minItems": 3, "maxItems": 3}},
+            "tool_choice": {"enum": ["auto", "none", "required", "function"]},
+            "tool_function": {"type": ["string", "null"],
+                              "description": "the function tool_choice 'function' names"},
+            "parallel_tool_calls": {"type": "boolean"},
+            "tool_turns": {"type": "array", "maxItems": fields.MAX_TURNS,
+                           "description": "[turn index, tool_call_id it answers or '', "
+                                          "[[id, name, arguments], ...] it made]",
+                           "items": {"type": "array", "minItems": 3, "maxItems": 3}}}},
     "VoteReply": {"type": "object", "required": [
         "v", "request_id", "text", "logprobs", "finish_reason", "prompt_tokens",
         "completion_tokens", "latency_s", "node_id"], "properties": {

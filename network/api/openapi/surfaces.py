@@ -65,6 +65,7 @@ SURFACE_SCHEMAS: dict[str, Any] = {
     "OllamaChatRequest": ollama.CHAT_SCHEMA,
     "OllamaGenerateRequest": ollama.GENERATE_SCHEMA,
     "OllamaShowRequest": ollama.SHOW_SCHEMA,
+    "OllamaEmbedRequest": ollama.EMBED_SCHEMA,
     "OllamaModelList": _MODEL_LIST,
     "SwarmSnapshot": {"type": "object", "required": ["object", "node_id", "version", "nodes"],
                       "properties": {"object": {"const": "swarm.snapshot"},
@@ -137,6 +138,19 @@ SURFACE_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": {"description": "The model's details",
                               "content": {JSON: {"schema": _OBJECT}}},
                       **_errors(400, 401, 404, 413, body="OllamaError")}},
+    ("/api/embed", "post"): {
+        "operationId": "ollamaEmbed", "tags": ["ollama"],
+        "summary": "Embeddings, as POST /v1/embeddings makes them, in Ollama's shape",
+        "requestBody": {"required": True,
+                        "content": {JSON: {"schema": _ref("OllamaEmbedRequest")}}},
+        "responses": {"200": {"description": "One unit vector per input", "content": {JSON: {
+            "schema": {"type": "object", "required": ["model", "embeddings"], "properties": {
+                "model": {"type": "string"},
+                "embeddings": {"type": "array", "items": {"type": "array",
+                                                          "items": {"type": "number"}}},
+                "total_duration": {"type": "integer"}, "load_duration": {"type": "integer"},
+                "prompt_eval_count": {"type": "integer"}}}}}},
+                      **_errors(400, 401, 404, 413, 429, body="OllamaError")}},
     ("/api/chat", "post"): _generate("ollamaChat", "OllamaChatRequest", "Ollama chat"),
     ("/api/generate", "post"): _generate("ollamaGenerate", "OllamaGenerateRequest",
                                          "Ollama completion of a prompt"),

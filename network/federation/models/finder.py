@@ -3,13 +3,13 @@ the node itself runs them (manual peers, mDNS browsing without advertising, the 
 probes), then each live peer's signed `GET /v1/federation/models`.
 
 The holders of the model are the live peers whose manifest `wanted` names (its name, a file's
-stem or a digest prefix) with the digest most of them hold. A peer's answer that is not valid
-is logged once and skipped.
+stem or a digest prefix) with the digest most of them hold; `wanted` None (`--model swarm`)
+names any model, so the one most peers hold wins. A peer's answer that is not valid is logged
+once and skipped.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,12 +21,13 @@ from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, Membership, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.swarm_key import KeyRing
+from network.wire import codec
 from network.wire.paths import MODELS_PATH
 from network.wire.txt import PeerAdvert
 from swarm.errors import PeerError
 from swarm.models.manifest import Manifest, ManifestError
 from swarm.models.store import ModelError
-from swarm.node.config import FederationConfig
+from swarm.node.config import SWARM_MODEL, FederationConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,14 @@ class Offer:
     manifests: tuple[Manifest, ...]
 
 
-def choose(wanted: str, offers: Iterable[Offer]) -> tuple[Manifest, list[Holder]] | None:
-    """The manifest `wanted` names that the most peers hold (ties: an exact name first, then
-    the smaller digest), and those peers; None when no peer holds it. Pure."""
+def choose(wanted: str | None,
+           offers: Iterable[Offer]) -> tuple[Manifest, list[Holder]] | None:
+    """The manifest `wanted` names (None: any) that the most peers hold (ties: an exact name
+    first, then the smaller digest), and those peers; None when no peer holds it. Pure."""
     by_digest: dict[str, tuple[Manifest, list[Holder]]] = {}
     for offer in offers:
         for manifest in offer.manifests:
-            if manifest.matches(wanted):
+            if wanted is None or manifest.matches(wanted):
                 entry = by_digest.setdefault(manifest.digest, (manifest, []))
                 if offer.holder not in entry[1]:
                     entry[1].append(offer.holder)
@@ -63,7 +65,7 @@ async def ask_models(client: FederationClient, holder: Holder) -> Offer:
     raw = await client.read_signed(holder.address, holder.port, holder.node_id, MODELS_PATH,
                                    ASK_TIMEOUT_S)
     try:
-        data = json.loads(raw)["data"]
+        data = codec.decode_json(raw)["data"]  # the limits of every peer message
         if not isinstance(data, list):
             raise TypeError("data is not a list")
         return Offer(holder, tuple(Manifest.from_wire(m) for m in data))
@@ -94,8 +96,10 @@ class ModelFinder:
     def _changed(self, _change: Change) -> None:
         self.found.set()
 
-    async def find(self, wanted: str, wait_s: float) -> tuple[Manifest, list[Holder]]:
-        """The model and its holders, within `wait_s`; `ModelError` saying what was seen."""
+    async def find(self, wanted: str | None,
+                   wait_s: float) -> tuple[Manifest, list[Holder]]:
+        """The model `wanted` names (None: the one most peers hold) and its holders, within
+        `wait_s`; `ModelError` saying what was seen."""
         static = StaticPeers(self.config.peers, self.config.peers_file or None,
                              self.monitor.on_discovery)
         mdns = None
@@ -121,7 +125,9 @@ class ModelFinder:
             seen = ", ".join(f"{o.holder.node_id} ({', '.join(m.name for m in o.manifests) or 'none'})"
                              for o in self.offers.values())
             failed = "; ".join(f"{n}: {why}" for n, why in self.failures.items())
-            raise ModelError(f"--model {wanted}: no peer serves it within {wait_s:.0f} s "
+            what = f"--model {wanted}: no peer serves it" if wanted is not None \
+                else f"--model {SWARM_MODEL}: no peer serves a model"
+            raise ModelError(f"{what} within {wait_s:.0f} s "
                              f"(peers and their models: {seen or 'no peer found'}"
                              f"{'; failed: ' + failed if failed else ''})") from None
         finally:
@@ -130,7 +136,7 @@ class ModelFinder:
             await static.close()
             await self.monitor.close()
 
-    async def _gather(self, wanted: str) -> tuple[Manifest, list[Holder]]:
+    async def _gather(self, wanted: str | None) -> tuple[Manifest, list[Holder]]:
         first_hit: float | None = None
         loop = asyncio.get_running_loop()
         while True:
