@@ -16,6 +16,8 @@ PURE_CORES = (
     "network.coordination.chooser",  # where a request goes
     "network.membership.table",  # the peer table
     "network.membership.records",
+    "network.membership.roster",
+    "network.membership.suspicion",  # whose fault a failed probe is, suspicion's probe budget
     "network.membership.ledger",  # which pushed heartbeats to take
     "consensus.strategies",  # the consensus decisions
     "consensus.normalize",  # answer keys for voting

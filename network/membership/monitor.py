@@ -17,9 +17,17 @@ from collections.abc import Callable
 
 import aiohttp
 
-from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
+from network.discovery.mdns import DiscoveryEvent
+from network.membership.address_book import MAX_ADDRESSES, AddressBook
 from network.membership.ledger import BeatLedger
-from network.membership.probe import HealthProbe, NetworkUnreachable, ProbeFailed, ProbeRefused
+from network.membership.probe import (
+    HealthProbe,
+    NetworkUnreachable,
+    ProbeFailed,
+    ProbeRefused,
+    ProbeTimedOut,
+)
+from network.membership.suspicion import LoopLag, ProbeBudget, blame
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.membership.target import Target, answered, failed, refused
 from network.trust.identity import NodeIdentity
@@ -29,14 +37,14 @@ from network.wire.address import Address
 from network.wire.beat import Beat
 from network.wire.messages import Heartbeat
 
-__all__ = ["NetworkUnreachable", "PeerMonitor", "ProbeFailed", "ProbeRefused"]
+__all__ = ["MAX_ADDRESSES", "NetworkUnreachable", "PeerMonitor", "ProbeFailed", "ProbeRefused"]
 
 log = logging.getLogger(__name__)
 
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
 TICKS_PER_INTERVAL = 4  # how often per interval stopped beats are noticed (silence: half as often)
-MAX_ADDRESSES = 8  # addresses probed per peer (an mDNS record may list any number)
+SUSPECT_PROBES = 4  # probes other members' suspicions may set off per interval (and at once)
 
 
 class PeerMonitor:
@@ -65,14 +73,17 @@ class PeerMonitor:
         self._on_network_down = on_network_down  # every member's last probe: network unreachable
         self._clock = clock
         self._rng = rng or random.Random()
-        self._targets: dict[Address, Target] = {}
         self._shared_session = session  # the node's one peer session (FederationClient.session)
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._retired: set[asyncio.Task[None]] = set()  # cancelled probers not yet finished
         self.probe = HealthProbe(identity.node_id, keys, timings, lambda: self._session,
                                  wall_clock=wall_clock)
         self.ledger = BeatLedger(MAX_SKEW_S, membership.max_peers)
+        self.book = AddressBook(membership, self.ledger, self._emit)
+        self._targets = self.book.targets  # every probed address, by address
+        self.lag = LoopLag()  # how late this process's timers run (a starved loop)
+        self._budget = ProbeBudget(gap_s=timings.interval_s, rate=SUSPECT_PROBES / timings.interval_s,
+                                   burst=SUSPECT_PROBES)
 
     def snapshot(self) -> tuple[Peer, ...]:
         """Every tracked peer, sorted by node id."""
@@ -94,8 +105,7 @@ class PeerMonitor:
 
     def unanswered(self) -> dict[str, str]:
         """Manual addresses that never answered, with the last reason (for `main.py peers`)."""
-        return {str(t.address): t.failure for t in self._targets.values()
-                if t.static and t.node_id is None and t.failure}
+        return self.book.unanswered()
 
     async def start(self) -> None:
         """Take the node's peer session and start probing every address known so far. Its
@@ -104,6 +114,7 @@ class PeerMonitor:
         if self._session is not None:
             raise RuntimeError("PeerMonitor already started")
         self._session = self._shared_session()
+        self.book.spawn = self._spawn
         self._ticker = asyncio.create_task(self._tick(), name="membership-tick")
         for target in self._targets.values():
             self._spawn(target)
@@ -111,92 +122,30 @@ class PeerMonitor:
     async def close(self) -> None:
         """Stop every prober."""
         tasks = [t.task for t in self._targets.values() if t.task]
-        tasks += [t for t in (self._ticker, *self._retired) if t is not None]
+        tasks += [t for t in (self._ticker, *self.book.retired) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for target in self._targets.values():
             target.task = None
         self._ticker = None
+        self.book.spawn = None
         self._session = None  # the session is its owner's (the peer client) to close
 
     def on_discovery(self, event: DiscoveryEvent) -> None:
         """Apply one discovery event (mDNS or manual); a new or updated peer is probed at once."""
-        now = self._clock()
-        if isinstance(event, Found):
-            self._found(event, now)
-        elif isinstance(event, Gone):
-            self._emit(self._membership.removed(event.node_id))
-            self.ledger.forget(event.node_id)
-            for target in list(self._targets.values()):
-                if target.mdns and target.node_id == event.node_id:
-                    target.mdns = False
-                    self._drop_if_unused(target)
-        elif isinstance(event, AddressAdded):
-            self.add_address(event.address.host, event.address.port)
-        elif isinstance(event, AddressRemoved):
-            self.remove_address(event.address.host, event.address.port)
-
-    def _found(self, event: Found, now: float) -> None:
-        """Track the peer at the address it answers on (else its first) and probe all of them."""
-        node_id, port = event.advert.node_id, event.advert.api_port
-        hosts = (event.addresses or (event.address,))[:MAX_ADDRESSES]
-        addresses = [Address(host, port) for host in hosts]
-        peer = self._membership.get(node_id)
-        keep = next((a for a in addresses if peer is not None and a == peer.address),
-                    addresses[0])
-        self._emit(self._membership.discovered(event.advert, keep, now))
-        for other in list(self._targets.values()):
-            if other.mdns and other.node_id == node_id and other.address not in addresses:
-                other.mdns = False
-                self._drop_if_unused(other)
-        if self._membership.get(node_id) is None:
-            return  # ignored: our own id, or the table is full
-        for address in addresses:
-            target = self._target(address, node_id)
-            target.mdns, target.node_id = True, node_id
-            target.wake.set()
+        self.book.on_discovery(event, self._clock())
 
     def add_address(self, host: str, port: int) -> None:
         """Probe a manual peer address; its first heartbeat tells us who it is."""
-        target = self._target(Address(host, port), None)
-        target.static = True
-        target.wake.set()
+        self.book.add_address(host, port)
 
     def remove_address(self, host: str, port: int) -> None:
         """Stop probing a manual address; a peer known only through it is forgotten."""
-        target = self._targets.get(Address(host, port))
-        if target is None or not target.static:
-            return
-        target.static = False
-        peer = self._membership.get(target.node_id) if target.node_id else None
-        elsewhere = any(t is not target and t.node_id == target.node_id
-                        for t in self._targets.values())
-        if peer is not None and peer.address == target.address and not target.mdns \
-                and not elsewhere:
-            self._emit(self._membership.removed(peer.node_id))
-        self._drop_if_unused(target)
-
-    def _target(self, address: Address, node_id: str | None) -> Target:
-        target = self._targets.get(address)
-        if target is None:
-            target = self._targets[address] = Target(address, node_id)
-            if self._session is not None:
-                self._spawn(target)
-        return target
+        self.book.remove_address(host, port)
 
     def _spawn(self, target: Target) -> None:
         target.task = asyncio.create_task(self._probe_loop(target), name=f"probe {target.address}")
-
-    def _drop_if_unused(self, target: Target) -> None:
-        if target.static or target.mdns:
-            return
-        del self._targets[target.address]
-        task, target.task = target.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            self._retired.add(task)
-            task.add_done_callback(self._retired.discard)
 
     async def _probe_loop(self, target: Target) -> None:
         interval = self._timings.interval_s
@@ -227,8 +176,19 @@ class PeerMonitor:
         if peer is not None and peer.state is PeerState.FOREIGN and not target.static:
             return False  # foreign peers are never probed; a new advert (Found) can change that
         me = self._identity.node_id
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             heartbeat = await self.probe(target.address)
+        except ProbeTimedOut as exc:
+            now = loop.time()
+            if not blame(True, now - started, exc.timeout_s, self.lag.worst(started, now)):
+                log.debug("probe of %s discarded: %s while this node's loop ran late",
+                          target.address, exc)
+                return False  # not the peer's fault; probe again in an interval, not sooner
+            target.unreachable = False
+            self._emit(failed(self._membership, target, str(exc), self._clock(), timed_out=True))
+            return self._suspected(target)
         except ProbeRefused as exc:
             self._emit(refused(self._membership, target, exc, self._clock(), me))
             return False
@@ -237,11 +197,15 @@ class PeerMonitor:
             self._emit(failed(self._membership, target, str(exc), self._clock()))
             if target.unreachable:
                 self._check_network()
-            peer = self._membership.get(target.node_id) if target.node_id else None
-            return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
+            return self._suspected(target)
         target.unreachable = False
         self._emit(answered(self._membership, target, heartbeat, self._clock(), me))
         return False
+
+    def _suspected(self, target: Target) -> bool:
+        """True when a miss left the peer at `target` suspect or joining (confirm soon)."""
+        peer = self._membership.get(target.node_id) if target.node_id else None
+        return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
 
     def _check_network(self) -> None:
         """Tell the owner when every known peer's last probe found our own network down."""
@@ -276,9 +240,13 @@ class PeerMonitor:
             log.debug("beat %d of %s not taken: %s", beat.seq, beat.sender, why)
             return
         self._emit(self._membership.heartbeat_ok(beat.sender, heartbeat, now))
+        if not heartbeat.suspects:
+            return
+        at = asyncio.get_running_loop().time()
         for node_id in heartbeat.suspects:  # check them over HTTP now, not at our next look
-            for target in self._targets.values():
-                if target.resting and target.node_id == node_id:
+            targets = [t for t in self._targets.values() if t.node_id == node_id]
+            if targets and self._budget.allow(node_id, at):  # bounded: a storm cannot starve us
+                for target in targets:
                     target.check = True
                     target.wake.set()
 
@@ -292,8 +260,12 @@ class PeerMonitor:
         return [p.address for p in peers if p.node_id in watchers]
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self._timings.interval_s / TICKS_PER_INTERVAL
         for count in itertools.count():
-            await asyncio.sleep(self._timings.interval_s / TICKS_PER_INTERVAL)
+            due = loop.time() + period
+            await asyncio.sleep(period)
+            self.lag.observe(due, loop.time())
             now = self._clock()
             if count % 2:
                 self._emit(self._membership.tick(now))
@@ -306,9 +278,7 @@ class PeerMonitor:
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
             if change.kind is ChangeKind.FORGOTTEN:  # evicted or gone: stop probing it (mDNS)
-                for target in [t for t in self._targets.values() if t.node_id == change.node_id]:
-                    target.mdns = False
-                    self._drop_if_unused(target)
+                self.book.forget(change.node_id)
             try:
                 self._on_change(change)
             except Exception:

@@ -43,6 +43,15 @@ class NetworkUnreachable(ProbeFailed):
     """This node's own network is down (no route, no interface, no address): not the peer's fault."""
 
 
+class ProbeTimedOut(ProbeFailed):
+    """No TCP accept or no answer within `timeout_s`: the peer's fault only if our own loop was
+    on time (network/membership/suspicion.py)."""
+
+    def __init__(self, reason: str, timeout_s: float) -> None:
+        super().__init__(reason)
+        self.timeout_s = timeout_s
+
+
 class ProbeRefused(ProbeFailed):
     """The answer is not signed by a key we accept: the peer belongs to another swarm."""
 
@@ -99,9 +108,11 @@ class HealthProbe:
                 raise NetworkUnreachable(f"connect failed ({exc.os_error.strerror})") from exc
             raise ProbeFailed(self._connect_failed(exc.os_error, address)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
-            raise ProbeFailed(f"no TCP accept in {t.connect_timeout_s} s") from exc
+            raise ProbeTimedOut(f"no TCP accept in {t.connect_timeout_s} s",
+                                t.connect_timeout_s) from exc
         except TimeoutError as exc:
-            raise ProbeFailed(f"no answer in {t.request_timeout_s} s") from exc
+            raise ProbeTimedOut(f"no answer in {t.request_timeout_s} s",
+                                t.request_timeout_s) from exc
         except aiohttp.ClientError as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from exc
         except codec.WireDecodeError as exc:

@@ -97,6 +97,7 @@ class Peer:
     heartbeat: Heartbeat | None
     reason: str  # why it is in `state`, for `main.py peers`
     refused: bool = False  # FOREIGN because its heartbeat failed the swarm-key check
+    doubtful: bool = False  # every miss since its last answer was a timeout (not a refusal)
 
     @property
     def node_id(self) -> str:

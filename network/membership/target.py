@@ -89,11 +89,12 @@ def refused(m: Membership, target: Target, refusal: ProbeRefused, now: float,
     return m.refused(advert, address, now, reason)
 
 
-def failed(m: Membership, target: Target, reason: str, now: float) -> list[Change]:
+def failed(m: Membership, target: Target, reason: str, now: float,
+           timed_out: bool = False) -> list[Change]:
     """A probe of `target` failed: a miss for the peer the table holds at this address."""
     peer = m.get(target.node_id) if target.node_id else None
     if peer is not None and peer.address == target.address:
-        return m.heartbeat_failed(peer.node_id, now, reason)
+        return m.heartbeat_failed(peer.node_id, now, reason, timed_out)
     if target.static and target.node_id is None and reason != target.failure:
         log.info("manual peer %s: %s", target.address, reason)
         target.failure = reason
