@@ -14,6 +14,7 @@
     │   ├── txt.TxtError                (an mDNS record that is not a valid advert)
     │   └── probe.ProbeFailed           (a heartbeat probe got no valid answer)
     │       ├── probe.ProbeRefused      (signed with another swarm's key)
+    │       ├── probe.PortClosed        (the host refused: nothing listens, the process is gone)
     │       ├── probe.ProbeTimedOut     (no accept or answer in time; maybe our own loop ran late)
     │       └── probe.NetworkUnreachable (this node's own network is down)
     ├── EngineError            this machine's engine cannot do the work

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from network.membership.records import PeerState, Timings
+from network.membership.records import Miss, PeerState, Timings
 from network.membership.suspicion import LAG_TOLERANCE_S, LoopLag, ProbeBudget, blame
 from network.membership.table import Membership
 from network.wire.address import Address
@@ -75,7 +75,7 @@ def test_timeouts_kill_only_once_another_member_suspects_too(misses: int,
         now += 0.5
         if confirm_at is not None and confirm_at <= now:
             m.heartbeat_ok("q", beat("q", suspects=("p",)), confirm_at)
-        m.heartbeat_failed("p", now, "no TCP accept in 0.5 s", timed_out=True)
+        m.heartbeat_failed("p", now, "no TCP accept in 0.5 s", miss=Miss.TIMED_OUT)
         m.heartbeat_ok("q", beat("q"), now)  # q keeps answering
         m.tick(now)
     p = m.get("p")
@@ -88,21 +88,32 @@ def test_timeouts_kill_only_once_another_member_suspects_too(misses: int,
 
 def test_a_refusal_kills_without_confirmation() -> None:
     m = members("me", ["p", "q"])
-    m.heartbeat_failed("p", 0.5, "connect failed (Connection refused)")
-    m.heartbeat_failed("p", 0.6, "connect failed (Connection refused)")
+    m.heartbeat_failed("p", 0.5, "HTTP 500")
+    assert m.get("p").state is PeerState.SUSPECT  # type: ignore[union-attr]
+    m.heartbeat_failed("p", 0.6, "HTTP 500")
+    assert m.get("p").state is PeerState.DEAD  # type: ignore[union-attr]
+
+
+@settings(deadline=None)
+@given(quiet=st.floats(0.0, 5.0), misses=st.integers(0, 3))
+def test_a_closed_port_kills_at_once(quiet: float, misses: int) -> None:
+    m = members("me", ["p", "q"])
+    for k in range(misses):
+        m.heartbeat_failed("p", quiet * k / 4, "no TCP accept in 0.5 s", miss=Miss.TIMED_OUT)
+    m.heartbeat_failed("p", quiet, "connect failed (Connection refused)", miss=Miss.CLOSED)
     assert m.get("p").state is PeerState.DEAD  # type: ignore[union-attr]
 
 
 def test_timeouts_kill_alone_when_nobody_else_can_be_asked() -> None:
     m = members("me", ["p"])
-    m.heartbeat_failed("p", 0.5, "no TCP accept in 0.5 s", timed_out=True)
-    m.heartbeat_failed("p", 1.0, "no TCP accept in 0.5 s", timed_out=True)
+    m.heartbeat_failed("p", 0.5, "no TCP accept in 0.5 s", miss=Miss.TIMED_OUT)
+    m.heartbeat_failed("p", 1.0, "no TCP accept in 0.5 s", miss=Miss.TIMED_OUT)
     assert m.get("p").state is PeerState.DEAD  # type: ignore[union-attr]
 
 
 def test_an_unconfirmed_suspect_still_dies_after_giving_up() -> None:
     m = members("me", ["p", "q"])
-    m.heartbeat_failed("p", 0.5, "no TCP accept in 0.5 s", timed_out=True)
+    m.heartbeat_failed("p", 0.5, "no TCP accept in 0.5 s", miss=Miss.TIMED_OUT)
     m.heartbeat_ok("q", beat("q"), T.give_up_s + 0.5)
     m.tick(T.give_up_s + 0.5)
     assert m.get("p").state is PeerState.DEAD  # type: ignore[union-attr]
@@ -112,6 +123,6 @@ def test_a_suspicion_older_than_the_last_answer_confirms_nothing() -> None:
     m = members("me", ["p", "q"])
     m.heartbeat_ok("q", beat("q", suspects=("p",)), 0.2)
     m.heartbeat_ok("p", beat("p"), 0.3)  # p answered us after q named it
-    m.heartbeat_failed("p", 0.8, "no answer in 5.0 s", timed_out=True)
-    m.heartbeat_failed("p", 1.4, "no answer in 5.0 s", timed_out=True)
+    m.heartbeat_failed("p", 0.8, "no answer in 5.0 s", miss=Miss.TIMED_OUT)
+    m.heartbeat_failed("p", 1.4, "no answer in 5.0 s", miss=Miss.TIMED_OUT)
     assert m.get("p").state is PeerState.SUSPECT  # type: ignore[union-attr]

@@ -31,6 +31,7 @@ from swarm.node.config import FederationConfig
 log = logging.getLogger(__name__)
 
 _QUIET = {ChangeKind.SUSPECTED}  # a busy peer may flicker suspect; not worth a line
+_ALERT = {ChangeKind.SUSPECTED, ChangeKind.LEFT}  # changes our heartbeat's suspects show
 
 
 class Federation:
@@ -196,6 +197,8 @@ class Federation:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
         self.coordinator.poke()
+        if change.kind in _ALERT and self.beacon is not None:
+            self.beacon.poke()  # our heartbeat now names a suspect: tell everyone at once
         self.changed.bump()
         if self._on_change is not None:
             self._on_change(change)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 JITTER = 0.1  # rounds vary by +-10 % so nodes do not send in lockstep
 MAX_WARNED = 256  # source addresses remembered as already warned about
 MAX_CACHED = 1024  # senders whose last heartbeat bytes are kept decoded
+POKE_GAP = 0.2  # an extra round (`poke`) comes at least this fraction of an interval after the last
 
 
 class Beacon(asyncio.DatagramProtocol):
@@ -62,6 +63,7 @@ class Beacon(asyncio.DatagramProtocol):
         self._hosts: tuple[str, ...] = ()
         self._port = 0
         self._sender: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
         self._decoded: dict[str, tuple[bytes, Heartbeat]] = {}
         self._warned: set[Any] = set()
         self.sent = self.taken = 0  # counters, for views and benches
@@ -108,10 +110,25 @@ class Beacon(asyncio.DatagramProtocol):
             transport.close()
         self._transports.clear()
 
+    def poke(self) -> None:
+        """Send a round now (at most every `POKE_GAP` of an interval), not at the next one: this
+        node's suspicions changed, and the peers that do not watch the suspect should hear of
+        them at once."""
+        self._poked.set()
+
     async def _send_rounds(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            self._poked.clear()
             self.send_round()
-            await asyncio.sleep(self._interval_s * self._rng.uniform(1 - JITTER, 1 + JITTER))
+            sent = loop.time()
+            delay = self._interval_s * self._rng.uniform(1 - JITTER, 1 + JITTER)
+            try:
+                async with asyncio.timeout(delay):
+                    await self._poked.wait()
+            except TimeoutError:
+                continue
+            await asyncio.sleep(max(0.0, sent + POKE_GAP * self._interval_s - loop.time()))
 
     def send_round(self) -> None:
         """Encode and sign this node's heartbeat once, and send it to every target."""

@@ -23,10 +23,12 @@ from network.membership.ledger import BeatLedger
 from network.membership.probe import (
     HealthProbe,
     NetworkUnreachable,
+    PortClosed,
     ProbeFailed,
     ProbeRefused,
     ProbeTimedOut,
 )
+from network.membership.records import Miss
 from network.membership.suspicion import LoopLag, ProbeBudget, blame
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.membership.target import Target, answered, failed, refused
@@ -187,14 +189,15 @@ class PeerMonitor:
                           target.address, exc)
                 return False  # not the peer's fault; probe again in an interval, not sooner
             target.unreachable = False
-            self._emit(failed(self._membership, target, str(exc), self._clock(), timed_out=True))
+            self._emit(failed(self._membership, target, str(exc), self._clock(), Miss.TIMED_OUT))
             return self._suspected(target)
         except ProbeRefused as exc:
             self._emit(refused(self._membership, target, exc, self._clock(), me))
             return False
         except ProbeFailed as exc:
             target.unreachable = isinstance(exc, NetworkUnreachable)
-            self._emit(failed(self._membership, target, str(exc), self._clock()))
+            miss = Miss.CLOSED if isinstance(exc, PortClosed) else Miss.FAILED
+            self._emit(failed(self._membership, target, str(exc), self._clock(), miss))
             if target.unreachable:
                 self._check_network()
             return self._suspected(target)

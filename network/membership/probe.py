@@ -52,6 +52,11 @@ class ProbeTimedOut(ProbeFailed):
         self.timeout_s = timeout_s
 
 
+class PortClosed(ProbeFailed):
+    """The peer's host refused the connection: nothing listens on its port (the process is gone;
+    a busy or hung one still has its socket, and the kernel accepts for it)."""
+
+
 class ProbeRefused(ProbeFailed):
     """The answer is not signed by a key we accept: the peer belongs to another swarm."""
 
@@ -104,6 +109,8 @@ class HealthProbe:
                 heartbeat = codec.decode(bytes(body), kind, Heartbeat,
                                          max_bytes=MAX_HEARTBEAT_BYTES)
         except aiohttp.ClientConnectorError as exc:
+            if exc.os_error.errno == errno.ECONNREFUSED:
+                raise PortClosed(f"connect failed ({exc.os_error.strerror})") from exc
             if exc.os_error.errno in LOCAL_ERRNOS:
                 raise NetworkUnreachable(f"connect failed ({exc.os_error.strerror})") from exc
             raise ProbeFailed(self._connect_failed(exc.os_error, address)) from exc

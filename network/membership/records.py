@@ -39,6 +39,14 @@ class ChangeKind(enum.Enum):
     PENDING = "pending"  # answers with the swarm key, waits for approval (--approve-peers)
 
 
+class Miss(enum.Enum):
+    """How a probe failed, which decides what its miss may do to the peer."""
+
+    FAILED = "failed"  # a bad answer, a reset: counts as a miss
+    TIMED_OUT = "timed out"  # no accept or no answer in time: death waits for another's suspicion
+    CLOSED = "closed"  # its host refused the connection: nothing listens, the process is gone
+
+
 WATCHERS = 3  # each node beats every interval to the next WATCHERS members in node-id order
 SLOW_ROUNDS = 6  # and to every other member every SLOW_ROUNDS intervals, or when its beat changed
 RECENT_DEATH_S = 3.0  # a death a heartbeat still names among its suspects

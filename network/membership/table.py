@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from network.membership.records import Change, ChangeKind, Peer, PeerState, Timings
+from network.membership.records import Change, ChangeKind, Miss, Peer, PeerState, Timings
 from network.membership.roster import MAX_PEERS, Roster
 from network.wire.address import Address
 from network.wire.messages import Heartbeat
@@ -107,22 +107,22 @@ class Membership(Roster):
         return self._admit(peer, peer, now)
 
     def heartbeat_failed(self, node_id: str, now: float, reason: str = "no answer",
-                         timed_out: bool = False) -> list[Change]:
-        """A probe failed (refused, reset, bad answer; `timed_out`: no accept or no answer in
-        time). A peer whose misses are all timeouts dies only once another member suspects it
-        too (or nobody else is there to ask), or after `Timings.give_up_s` of silence."""
+                         miss: Miss = Miss.FAILED) -> list[Change]:
+        """A probe failed (`miss`). A peer whose misses are all timeouts dies only once another
+        member suspects it too (or nobody else is there to ask), or after `Timings.give_up_s` of
+        silence; one whose host refused the connection (nothing listens) dies at once."""
         peer = self._peers.get(node_id)
         if peer is None or peer.state is PeerState.FOREIGN:
             return []
-        doubtful = timed_out and (peer.doubtful or not peer.misses)
+        doubtful = miss is Miss.TIMED_OUT and (peer.doubtful or not peer.misses)
         peer = replace(peer, misses=peer.misses + 1, doubtful=doubtful)
         silence = now - self._reference(peer)
         if peer.state is PeerState.DEAD:
             self._peers[node_id] = replace(peer, reason=reason)
             return []
         t = self.timings
-        if (peer.misses >= t.dead_after_misses or silence >= t.dead_after_s) and \
-                self._settled(peer):
+        if miss is Miss.CLOSED or ((peer.misses >= t.dead_after_misses
+                                    or silence >= t.dead_after_s) and self._settled(peer)):
             return self._die(peer, now, f"{reason} ({peer.misses} missed, quiet {silence:.2f} s)")
         if peer.state is PeerState.ALIVE:
             return self._set(peer, PeerState.SUSPECT, now, reason, ChangeKind.SUSPECTED)

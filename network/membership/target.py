@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from network.membership.probe import ProbeRefused
+from network.membership.records import Miss
 from network.membership.table import Change, Membership, Peer, PeerState
 from network.wire.address import Address
 from network.wire.messages import Heartbeat
@@ -90,11 +91,11 @@ def refused(m: Membership, target: Target, refusal: ProbeRefused, now: float,
 
 
 def failed(m: Membership, target: Target, reason: str, now: float,
-           timed_out: bool = False) -> list[Change]:
+           miss: Miss = Miss.FAILED) -> list[Change]:
     """A probe of `target` failed: a miss for the peer the table holds at this address."""
     peer = m.get(target.node_id) if target.node_id else None
     if peer is not None and peer.address == target.address:
-        return m.heartbeat_failed(peer.node_id, now, reason, timed_out)
+        return m.heartbeat_failed(peer.node_id, now, reason, miss)
     if target.static and target.node_id is None and reason != target.failure:
         log.info("manual peer %s: %s", target.address, reason)
         target.failure = reason
