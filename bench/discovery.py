@@ -430,8 +430,8 @@ def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
                 agent.send({"op": "crash_watch", "node_id": node_id, "observers": observers,
                             "timeout": 15})
                 watching = json.loads(agent.out.expect("WATCHING", 20).split(" ", 1)[1])
-                killed_at = time.monotonic()
                 joiner.kill()
+                killed_at = joiner.killed_mono  # when the signal left (we may run late)
                 gone = agent.result(40)
                 if not (watching["alive"] and gone["ok"]):
                     failures.append(f"crash {rep}: watching={watching} result={gone}")

@@ -213,9 +213,10 @@ class Bench:
     def kill_rep(self, rep: int, state: dict) -> dict:
         leader = self.by_id(state["coordinator"])
         survivors = [n for n in self.nodes if n is not leader]
-        after, killed_at = self.agent.agree_after(leader.kill, survivors, self.args.timeout_s,
-                                                  self.args.hold_s, above_term=state["term"],
-                                                  **{"not": [leader.node_id]})
+        after, _began = self.agent.agree_after(leader.kill, survivors, self.args.timeout_s,
+                                               self.args.hold_s, above_term=state["term"],
+                                               **{"not": [leader.node_id]})
+        killed_at = leader.killed_at  # when the signal left (the bench itself may run late)
         self.watched(rep, "kill", after)
         if after["ok"]:
             self.res["kill"].append(after["at"] - killed_at)

@@ -32,7 +32,7 @@ from network.wire.messages import Heartbeat
 
 log = logging.getLogger(__name__)
 
-JITTER = 0.1  # rounds vary by +-10 % so nodes do not send in lockstep
+JITTER = 0.05  # rounds vary by +-5 % so nodes do not send in lockstep (within `Timings.quiet_s`)
 MAX_WARNED = 256  # source addresses remembered as already warned about
 MAX_CACHED = 1024  # senders whose last heartbeat bytes are kept decoded
 POKE_GAP = 0.2  # an extra round (`poke`) comes at least this fraction of an interval after the last

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
-TICKS_PER_INTERVAL = 4  # how often per interval stopped beats are noticed (silence: half as often)
+TICKS_PER_INTERVAL = 8  # how often per interval stopped beats are noticed (silence: half as often)
 SUSPECT_PROBES = 4  # probes other members' suspicions may set off per interval (and at once)
 
 
@@ -270,7 +270,7 @@ class PeerMonitor:
             await asyncio.sleep(period)
             self.lag.observe(due, loop.time())
             now = self._clock()
-            if count % 2:
+            if count % 2 == 0:
                 self._emit(self._membership.tick(now))
             watched = self._membership.watched()
             for target in self._targets.values():
