@@ -346,6 +346,19 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def start_batched(lan: Any, agent: Any, nodes: list[Node], count: int, prefix: str,
+                  args: argparse.Namespace, logdir: Path) -> None:
+    """Start `count` scripted nodes into `nodes`, START_BATCH at a time, each batch answering
+    /health before the next (fifty imports at once starve a 2-core machine into flapping)."""
+    for first in range(1, count + 1, START_BATCH):
+        batch = [Node(lan, i, f"{prefix}{i}", scripted(args.latency), logdir)
+                 for i in range(first, min(first + START_BATCH, count + 1))]
+        nodes += batch
+        for n in batch:
+            if not agent.ask({"op": "health", "url": n.url, "timeout": 90}, 100)["ok"]:
+                raise RuntimeError(f"{n.node_id} never answered /health")
+
+
 def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
     """N idle scripted nodes in a full mesh: each node process's CPU share over --idle-s."""
     from tests.netns import NetnsLan
@@ -354,13 +367,7 @@ def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
         agent = Agent(lan, __file__)
         nodes: list[Node] = []
         try:
-            for first in range(1, args.nodes + 1, START_BATCH):  # not 50 imports at once
-                batch = [Node(lan, i, f"i{i}", scripted(args.latency), logdir)
-                         for i in range(first, min(first + START_BATCH, args.nodes + 1))]
-                nodes += batch
-                for n in batch:
-                    if not agent.ask({"op": "health", "url": n.url, "timeout": 90}, 100)["ok"]:
-                        raise RuntimeError(f"{n.node_id} never answered /health")
+            start_batched(lan, agent, nodes, args.nodes, "i", args, logdir)
             mesh = agent.ask({"op": "wait_alive", "timeout": 60 + 3 * args.nodes,
                               "nodes": [[n.url, n.node_id] for n in nodes]}, 90 + 3 * args.nodes)
             if not mesh["ok"]:
@@ -402,11 +409,11 @@ def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
     failures: list[str] = []
     with NetnsLan(base + args.reps) as lan:
         agent = Agent(lan, __file__)
-        nodes = [Node(lan, i, f"n{i}", scripted(args.latency), logdir)
-                 for i in range(1, base + 1)]
+        nodes: list[Node] = []
         try:
-            mesh = agent.ask({"op": "wait_alive", "timeout": 60,
-                              "nodes": [[n.url, n.node_id] for n in nodes]}, 70)
+            start_batched(lan, agent, nodes, base, "n", args, logdir)
+            mesh = agent.ask({"op": "wait_alive", "timeout": 60 + 3 * base,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 90 + 3 * base)
             if not mesh["ok"]:
                 raise RuntimeError(f"resident nodes never saw each other: {mesh}")
             watching = nodes[:args.observers]  # each polled every 20 ms: a few, not all 49
