@@ -50,6 +50,11 @@ class AddressBook:
         elif isinstance(event, AddressRemoved):
             self.remove_address(event.address.host, event.address.port)
 
+    def network_down(self) -> bool:
+        """True when every known peer's last probe found this node's own network down."""
+        known = [t for t in self.targets.values() if t.node_id is not None]
+        return bool(known) and all(t.unreachable for t in known)
+
     def forget(self, node_id: str) -> None:
         """Stop probing the mDNS addresses of `node_id` (it said goodbye, or was evicted)."""
         for target in [t for t in self.targets.values() if t.node_id == node_id and t.mdns]:

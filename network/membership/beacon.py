@@ -32,7 +32,7 @@ from network.wire.messages import Heartbeat
 
 log = logging.getLogger(__name__)
 
-JITTER = 0.05  # rounds vary by +-5 % so nodes do not send in lockstep (within `Timings.quiet_s`)
+JITTER = 0.1  # rounds come 0.9 to 1 interval apart, so nodes do not send in lockstep
 MAX_WARNED = 256  # source addresses remembered as already warned about
 MAX_CACHED = 1024  # senders whose last heartbeat bytes are kept decoded
 POKE_GAP = 0.2  # an extra round (`poke`) comes at least this fraction of an interval after the last
@@ -118,13 +118,16 @@ class Beacon(asyncio.DatagramProtocol):
 
     async def _send_rounds(self) -> None:
         loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             self._poked.clear()
             self.send_round()
             sent = loop.time()
-            delay = self._interval_s * self._rng.uniform(1 - JITTER, 1 + JITTER)
+            # On a fixed cadence (the time a round takes does not stretch the gaps), never more
+            # than an interval apart: a watcher's `Timings.quiet_s` is 1.1 intervals.
+            due = max(due + self._interval_s * self._rng.uniform(1 - JITTER, 1), sent)
             try:
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout_at(due):
                     await self._poked.wait()
             except TimeoutError:
                 continue

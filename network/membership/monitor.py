@@ -35,7 +35,6 @@ from network.membership.target import Target, answered, failed, refused
 from network.trust.identity import NodeIdentity
 from network.trust.signing import MAX_SKEW_S
 from network.trust.swarm_key import KeyRing
-from network.wire.address import Address
 from network.wire.beat import Beat
 from network.wire.messages import Heartbeat
 
@@ -45,7 +44,8 @@ log = logging.getLogger(__name__)
 
 JITTER = 0.1  # probe intervals vary by +-10 % so peers do not probe in lockstep
 CONFIRM = 0.25  # after a miss that left a peer suspect, probe again this fraction of the interval
-TICKS_PER_INTERVAL = 8  # how often per interval stopped beats are noticed (silence: half as often)
+TICKS_PER_INTERVAL = 4  # how often per interval stopped beats are noticed (watched: at once)
+QUIET_SLACK_S = 0.005  # a watched peer's quiet timer fires this long after `Timings.quiet_s`
 SUSPECT_PROBES = 4  # probes other members' suspicions may set off per interval (and at once)
 
 
@@ -78,18 +78,18 @@ class PeerMonitor:
         self._shared_session = session  # the node's one peer session (FederationClient.session)
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._watched = frozenset[str]()  # the members we watch, as of the last slow tick
+        self._quiet_timers: dict[str, asyncio.TimerHandle] = {}  # watched id -> its quiet check
         self.probe = HealthProbe(identity.node_id, keys, timings, lambda: self._session,
                                  wall_clock=wall_clock)
         self.ledger = BeatLedger(MAX_SKEW_S, membership.max_peers)
         self.book = AddressBook(membership, self.ledger, self._emit)
         self._targets = self.book.targets  # every probed address, by address
+        self.beat_targets = membership.beat_addresses  # where the beacon's rounds go
+        self.snapshot = membership.peers  # every tracked peer, sorted by node id
         self.lag = LoopLag()  # how late this process's timers run (a starved loop)
         self._budget = ProbeBudget(gap_s=timings.interval_s, rate=SUSPECT_PROBES / timings.interval_s,
                                    burst=SUSPECT_PROBES)
-
-    def snapshot(self) -> tuple[Peer, ...]:
-        """Every tracked peer, sorted by node id."""
-        return self._membership.peers()
 
     def reconsider(self, node_id: str) -> Peer | None:
         """Apply a changed approval of `node_id` now (changes reported as usual); its record."""
@@ -131,6 +131,9 @@ class PeerMonitor:
         for target in self._targets.values():
             target.task = None
         self._ticker = None
+        for timer in self._quiet_timers.values():
+            timer.cancel()
+        self._quiet_timers.clear()
         self.book.spawn = None
         self._session = None  # the session is its owner's (the peer client) to close
 
@@ -212,8 +215,7 @@ class PeerMonitor:
 
     def _check_network(self) -> None:
         """Tell the owner when every known peer's last probe found our own network down."""
-        known = [t for t in self._targets.values() if t.node_id is not None]
-        if self._on_network_down is not None and known and all(t.unreachable for t in known):
+        if self._on_network_down is not None and self.book.network_down():
             self._on_network_down()
 
     def _beating(self, target: Target) -> bool:
@@ -243,9 +245,16 @@ class PeerMonitor:
             log.debug("beat %d of %s not taken: %s", beat.seq, beat.sender, why)
             return
         self._emit(self._membership.heartbeat_ok(beat.sender, heartbeat, now))
+        loop = asyncio.get_running_loop()
+        at = loop.time()
+        if beat.sender in self._watched:  # its next beat is due within an interval: if it is
+            old = self._quiet_timers.pop(beat.sender, None)  # late, probe it at once, not at a tick
+            if old is not None:
+                old.cancel()
+            self._quiet_timers[beat.sender] = loop.call_at(
+                at + self._timings.quiet_s + QUIET_SLACK_S, self._quiet, beat.sender)
         if not heartbeat.suspects:
             return
-        at = asyncio.get_running_loop().time()
         for node_id in heartbeat.suspects:  # check them over HTTP now, not at our next look
             targets = [t for t in self._targets.values() if t.node_id == node_id]
             if targets and self._budget.allow(node_id, at):  # bounded: a storm cannot starve us
@@ -253,26 +262,27 @@ class PeerMonitor:
                     target.check = True
                     target.wake.set()
 
-    def beat_targets(self, everyone: bool) -> list[Address]:
-        """Where this round's beats go: the members watching this node, or (`everyone`) every
-        tracked peer that is not foreign."""
-        peers = self._membership.peers()
-        if everyone:
-            return [p.address for p in peers if p.state is not PeerState.FOREIGN]
-        watchers = self._membership.watchers()
-        return [p.address for p in peers if p.node_id in watchers]
+    def _quiet(self, node_id: str) -> None:
+        """A watched peer's beats are late: wake its resting prober (the quiet timer's callback)."""
+        self._quiet_timers.pop(node_id, None)
+        now = self._clock()
+        for target in self._targets.values():
+            if target.resting and target.node_id == node_id and not self.ledger.fresh(
+                    node_id, now, self._timings.quiet_s):
+                target.wake.set()
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         period = self._timings.interval_s / TICKS_PER_INTERVAL
+        watched = frozenset[str]()
         for count in itertools.count():
             due = loop.time() + period
             await asyncio.sleep(period)
             self.lag.observe(due, loop.time())
             now = self._clock()
-            if count % 2 == 0:
+            if count % 2 == 0:  # silence, and whom we watch, twice an interval: they change rarely
                 self._emit(self._membership.tick(now))
-            watched = self._membership.watched()
+                watched = self._watched = self._membership.watched()
             for target in self._targets.values():
                 if target.resting and not (target.node_id and self.ledger.fresh(
                         target.node_id, now, self._quiet_s(target.node_id, watched))):

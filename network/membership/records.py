@@ -74,7 +74,7 @@ class Timings:
     @property
     def quiet_s(self) -> float:
         """Silence in a watched peer's beats (sent every interval) after which it is probed."""
-        return 1.1 * self.interval_s
+        return 1.2 * self.interval_s
 
     @property
     def slow_quiet_s(self) -> float:

@@ -77,6 +77,15 @@ class Roster:
         k = min(WATCHERS, len(ids) - 1)
         return frozenset(ids[(me - j) % len(ids)] for j in range(1, k + 1))
 
+    def beat_addresses(self, everyone: bool) -> list[Address]:
+        """Where this round's beats go: the members watching this node, or (`everyone`) every
+        tracked peer that is not foreign."""
+        peers = self.peers()
+        if everyone:
+            return [p.address for p in peers if p.state is not PeerState.FOREIGN]
+        watchers = self.watchers()
+        return [p.address for p in peers if p.node_id in watchers]
+
     def suspects(self, now: float) -> tuple[str, ...]:
         """Peers this node suspects, or saw die in the last `RECENT_DEATH_S` (at most
         `MAX_SUSPECTS`): its heartbeat names them, so the peers that do not watch them check."""
