@@ -80,7 +80,8 @@ def raw_fetch(host: str, nbytes: int) -> None:
 def fetch(manifest_json: str, holders_json: str, streams_arg: int) -> None:
     """Fetch the model from the holders into a fresh store; print the rate."""
     from network.federation.client import FederationClient
-    from network.federation.models.fetcher import STREAMS_PER_PEER, Holder, ModelFetcher
+    from network.federation.models.download import Holder
+    from network.federation.models.fetcher import STREAMS_PER_PEER, ModelFetcher
     from network.trust.swarm_key import KeyRing, SwarmKey
     from swarm.models.library import ModelLibrary
     from swarm.models.manifest import Manifest

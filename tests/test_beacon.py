@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from network.discovery.mdns import Found
+from network.discovery.events import Found
 from network.federation.client import FederationClient
 from network.membership.beacon import Beacon
 from network.membership.monitor import PeerMonitor

@@ -20,19 +20,17 @@ from typing import Any
 
 import pytest
 
-from network.discovery.mdns import (
-    Address,
+from network.discovery.events import (
     AddressAdded,
     AddressRemoved,
     DiscoveryEvent,
     DiscoveryUnavailable,
     Found,
     Gone,
-    MdnsDiscovery,
-    StaticPeers,
-    instance_label,
-    parse_address,
 )
+from network.discovery.manual import StaticPeers
+from network.discovery.mdns import MdnsDiscovery, instance_label
+from network.wire.address import Address, parse_address
 from network.wire.txt import PeerAdvert
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from network.discovery.events import DiscoveryUnavailable
 from network.discovery.interfaces import (
     CONFIRM_READS,
     LINK_LOCAL_CONFIRM_READS,
@@ -32,7 +33,6 @@ from network.discovery.interfaces import (
     snapshot,
 )
 from network.discovery.lan import lan_address, lan_rank
-from network.discovery.mdns import DiscoveryUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 Addr = namedtuple("Addr", "family address netmask broadcast ptp")
@@ -554,7 +554,8 @@ def test_federation_starts_the_watcher_with_mdns_and_closes_it_first() -> None:
 NODE = """
 import asyncio, socket, sys, time
 from zeroconf import DNSIncoming
-from network.discovery.mdns import Found, MdnsDiscovery
+from network.discovery.events import Found
+from network.discovery.mdns import MdnsDiscovery
 from network.discovery.interfaces import InterfaceWatcher
 from network.wire.txt import SERVICE_TYPE, PeerAdvert
 

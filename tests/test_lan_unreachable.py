@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.lan, pytest.mark.skipif(not AVAILABLE, reason=WHY)]
 PROBER = r"""
 import asyncio, json, subprocess, sys
 sys.path.insert(0, sys.argv[1])
-from network.discovery.mdns import Found
+from network.discovery.events import Found
 from network.federation.client import FederationClient
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Membership, Timings

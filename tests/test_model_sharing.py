@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from network.federation.client import FederationClient, peer_url
-from network.federation.models.fetcher import FetchProgress, Holder, ModelFetcher
+from network.federation.models.download import FetchProgress, Holder
+from network.federation.models.fetcher import ModelFetcher
 from network.federation.models.finder import ModelFinder, ask_models
 from network.federation.models.startup import fetch_missing_model
 from network.trust.identity import load_identity

@@ -12,7 +12,7 @@ from email.utils import formatdate
 import pytest
 from aiohttp import web
 
-from network.discovery.mdns import Address, AddressAdded, AddressRemoved, Found, Gone
+from network.discovery.events import AddressAdded, AddressRemoved, Found, Gone
 from network.federation.client import FederationClient
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, ChangeKind, Membership, PeerState, Timings
@@ -20,6 +20,7 @@ from network.trust.identity import NodeIdentity
 from network.trust.signing import KEY_ID_HEADER, sign_reply
 from network.trust.swarm_key import KeyRing, SwarmKey
 from network.wire import codec
+from network.wire.address import Address
 from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
 from tests.swarm_keys import KEY, OTHER_KEY, RING

@@ -1,25 +1,21 @@
-"""Finding peers: the zeroconf adapter (advertise + browse) and manual peers from a list or file."""
+"""Finding peers over mDNS: the zeroconf adapter that advertises this node and browses for the others."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import functools
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from network.discovery.events import DiscoveryEvent, DiscoveryUnavailable, Found, Gone
 from network.wire import txt
-from network.wire.address import Address, parse_address
 from network.wire.txt import SERVICE_TYPE, PeerAdvert
-from swarm.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -30,48 +26,6 @@ MAX_RESOLVING = 64  # names being resolved at once; more wait for their next ann
 MAX_PENDING = 4096  # browser events not yet dispatched; more are dropped (heartbeats still decide)
 _LABEL_BYTES = 63
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+", re.ASCII)
-
-
-@dataclass(frozen=True)
-class Found:
-    """mDNS resolved a peer (Added or Updated): its advert and first IPv4 address (all in order)."""
-
-    advert: PeerAdvert
-    address: str
-    addresses: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Gone:
-    """A peer said goodbye over mDNS."""
-
-    node_id: str
-
-
-@dataclass(frozen=True)
-class AddressAdded:
-    """A manual peer address appeared (command line, config or peers file)."""
-
-    address: Address
-
-
-@dataclass(frozen=True)
-class AddressRemoved:
-    """A manual peer address was taken out of the peers file."""
-
-    address: Address
-
-
-DiscoveryEvent = Found | Gone | AddressAdded | AddressRemoved
-
-
-class DiscoveryUnavailable(ConfigError, RuntimeError):
-    """mDNS cannot run here; `reason` says why, and the message says to use manual peers."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"mDNS discovery unavailable: {reason}; "
-                         "list peers with --peer HOST:PORT (and --no-mdns) instead")
 
 
 def instance_label(name: str, node_id: str) -> str:
@@ -294,96 +248,6 @@ class MdnsDiscovery:
             return
         self._noted.add(name)
         log.log(level, "ignoring %s: %s (further ones logged at debug)", name, why)
-
-    def _emit(self, event: DiscoveryEvent) -> None:
-        try:
-            self._on_event(event)
-        except Exception:
-            log.exception("discovery event handler failed on %s", event)
-
-
-class StaticPeers:
-    """Manual peers: `peers` entries plus a peers file re-read when it changes (polled)."""
-
-    def __init__(self, peers: Iterable[str], peers_file: str | Path | None,
-                 on_event: Callable[[DiscoveryEvent], None], *, poll_s: float = 1.0) -> None:
-        self._fixed = frozenset(parse_address(entry) for entry in peers)
-        self._path = Path(peers_file).expanduser() if peers_file else None
-        self._on_event = on_event
-        self._poll_s = poll_s
-        self._from_file: frozenset[Address] = frozenset()
-        self._current: frozenset[Address] = frozenset()
-        self._stamp: tuple[int, int, int] | None = None
-        self._warned: set[tuple[int, str]] = set()
-        self._missing_warned = False
-        self._task: asyncio.Task[None] | None = None
-
-    def addresses(self) -> tuple[Address, ...]:
-        """The addresses currently listed, sorted."""
-        return tuple(sorted(self._current))
-
-    async def start(self) -> None:
-        """Emit the listed addresses now, then watch the peers file (if any)."""
-        if self._task is not None:
-            raise RuntimeError("StaticPeers already started")
-        self.reload()
-        if self._path is not None:
-            self._task = asyncio.create_task(self._watch(), name="peers-file")
-
-    async def close(self) -> None:
-        """Stop watching the peers file."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def reload(self) -> None:
-        """Re-read the peers file if its mtime, size or inode changed; emit what changed."""
-        if self._path is not None:
-            self._read_if_changed(self._path)
-        wanted = self._fixed | self._from_file
-        gone, new = sorted(self._current - wanted), sorted(wanted - self._current)
-        self._current = wanted
-        for address in gone:
-            self._emit(AddressRemoved(address))
-        for address in new:
-            self._emit(AddressAdded(address))
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_s)
-            self.reload()
-
-    def _read_if_changed(self, path: Path) -> None:
-        try:
-            st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if stamp == self._stamp:
-                return
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            if not self._missing_warned:
-                log.warning("peers file %s does not exist (yet); watching for it", path)
-                self._missing_warned = True
-            self._stamp, self._from_file = None, frozenset()
-            return
-        except OSError as exc:
-            log.warning("cannot read peers file %s: %s (keeping its last contents)", path, exc)
-            return
-        self._stamp, self._missing_warned = stamp, False
-        found: set[Address] = set()
-        for number, line in enumerate(text.splitlines(), start=1):
-            entry = line.split("#", 1)[0].strip()
-            if not entry:
-                continue
-            try:
-                found.add(parse_address(entry))
-            except ValueError as exc:
-                if (number, entry) not in self._warned:
-                    self._warned.add((number, entry))
-                    log.warning("peers file %s line %d: %s (skipped)", path, number, exc)
-        self._from_file = frozenset(found)
 
     def _emit(self, event: DiscoveryEvent) -> None:
         try:

@@ -11,8 +11,10 @@ from typing import Any
 from network.coordination.driver import Coordinator
 from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
+from network.discovery.events import DiscoveryUnavailable
 from network.discovery.interfaces import InterfaceWatcher
-from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.discovery.manual import StaticPeers
+from network.discovery.mdns import MdnsDiscovery
 from network.discovery.privacy import firewall_hint, read_firewall
 from network.federation.changes import Changes
 from network.federation.client import FederationClient

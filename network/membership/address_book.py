@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from network.discovery.mdns import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
+from network.discovery.events import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
 from network.membership.ledger import BeatLedger
 from network.membership.table import Change, Membership
 from network.membership.target import Target

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from network.discovery.mdns import DiscoveryEvent
+from network.discovery.events import DiscoveryEvent
 from network.membership.address_book import MAX_ADDRESSES, AddressBook
 from network.membership.ledger import BeatLedger
 from network.membership.probe import (

@@ -6,8 +6,9 @@ helpers (`decoding.py`), tool calls (`tools.py`: the records and the grammar tha
 their schemas; `toolcalls.py`: reading answers as calls, whole or streamed; `toolprompt.py`: tools
 and tool turns in the chat template, or the fallback format), embeddings (`embedding.py`: pooling
 and batching; `llamacpp_embedding.py`: llama.cpp's embeddings context), the loader that turns a
-plan into loaded backends (`loader.py`) and the instance pool, whose instances are sources
-(`pool.py`). torch, transformers, llama_cpp and
+plan into loaded backends (`loader.py`) and the instance pool (`pool.py`), whose
+instances are sources (`instance.py`: one worker thread, a bounded queue, closing without a
+use-after-free). torch, transformers, llama_cpp and
 llguidance are imported lazily, inside the code that needs them.
 
 May import: `swarm.models`, `swarm.errors`, and `swarm.node.config` (the loader reads the

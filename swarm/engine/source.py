@@ -3,7 +3,7 @@
 A source is anything a generation request can be sent to. Three kinds implement it:
 
     Source
-    ├── swarm.engine.pool.Instance            one loaded model on this machine
+    ├── swarm.engine.instance.Instance        one loaded model on this machine
     ├── network.federation.sources.RemoteSource   a peer node, asked over the signed channel
     └── (coming) a Petals span chain          layers spread over several nodes
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from network.discovery.lan import bind_addresses
 from network.federation.client import FederationClient
-from network.federation.models.fetcher import Holder
+from network.federation.models.download import Holder
 from network.federation.models.finder import Offer, ask_models
 from network.trust.swarm_key import load_keys
 from network.wire.paths import PEERS_PATH

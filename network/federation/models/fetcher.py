@@ -17,13 +17,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from filelock import Timeout
 
 from network.federation.client import FederationClient, peer_url
+from network.federation.models.download import Download, FetchProgress, Holder, covering
 from network.wire.paths import BLOB_PATH
 from swarm.errors import PeerError
 from swarm.models.library import Entry, ModelLibrary
@@ -41,47 +41,6 @@ READ_TIMEOUT_S = 20.0  # a piece whose bytes stop coming for this long is given 
 REPORT_EVERY = 0.1  # log a progress line at every tenth of the model
 SAVE_EVERY_S = 1.0  # record the checked pieces at most this often (a resume re-checks them)
 READ_BYTES = 1 << 20  # the largest chunk read from a reply at once
-
-
-@dataclass(frozen=True)
-class Holder:
-    """A peer that holds the model: its node id (for signing) and API address."""
-
-    node_id: str
-    address: str
-    port: int
-
-
-@dataclass(frozen=True)
-class FetchProgress:
-    """Where a download stands: bytes checked so far, of the total, at a rate, and from whom."""
-
-    name: str
-    done_bytes: int
-    total_bytes: int
-    rate_bytes_s: float
-    peers: tuple[str, ...]
-
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds left at the rate so far (None before any bytes came)."""
-        if self.rate_bytes_s <= 0:
-            return None
-        return (self.total_bytes - self.done_bytes) / self.rate_bytes_s
-
-
-@dataclass
-class _Run:
-    manifest: Manifest
-    files: PartialModel
-    schedule: PieceSchedule
-    started: float
-    start_bytes: int
-    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
-    gone: dict[str, str] = field(default_factory=dict)  # holder -> last failure
-    saving: asyncio.Lock = field(default_factory=asyncio.Lock)  # one progress write at a time
-    saved: float = float("-inf")
-    reported: int = 0
 
 
 class ModelFetcher:
@@ -135,13 +94,13 @@ class ModelFetcher:
         lock = self.library.lock(manifest)
         await asyncio.to_thread(lock.acquire)
         try:
-            await self._download(manifest, holders, _covering(manifest, index, [(0, 8)]))
+            await self._download(manifest, holders, covering(manifest, index, [(0, 8)]))
             prefix = await asyncio.to_thread(_read, path, 0, 8)
             head_end = 8 + header_length(prefix)
-            await self._download(manifest, holders, _covering(manifest, index, [(0, head_end)]))
+            await self._download(manifest, holders, covering(manifest, index, [(0, head_end)]))
             head = await asyncio.to_thread(_read, path, 0, head_end)
             ranges = block_ranges(tensor_spans(head, item.size), blocks, shared=shared)
-            await self._download(manifest, holders, _covering(manifest, index, ranges))
+            await self._download(manifest, holders, covering(manifest, index, ranges))
         finally:
             lock.release()
         return path
@@ -155,7 +114,7 @@ class ModelFetcher:
         return entry
 
     async def _download(self, manifest: Manifest, holders: list[Holder],
-                        only: set[Piece] | None = None) -> _Run:
+                        only: set[Piece] | None = None) -> Download:
         """Fetch every piece of `manifest` (or those in `only`) into its partial folder."""
         files = PartialModel(manifest, self.library.partial_dir(manifest), whole=only is None)
         claimed = await asyncio.to_thread(self.library.progress, manifest)
@@ -165,7 +124,7 @@ class ModelFetcher:
                  for start, end in [item.piece_span(pi, manifest.piece_bytes)]
                  if only is None or (fi, pi) in only}
         schedule = PieceSchedule.of(sizes, done)
-        run = _Run(manifest, files, schedule, self.clock(), schedule.done_bytes)
+        run = Download(manifest, files, schedule, self.clock(), schedule.done_bytes)
         if done:
             log.info("resuming %s: %d of %d MB already here", manifest.name,
                      schedule.done_bytes >> 20, schedule.total_bytes >> 20)
@@ -182,7 +141,7 @@ class ModelFetcher:
                             f"{reasons or 'no peer holds it'}")
         return run
 
-    async def _worker(self, run: _Run, holder: Holder) -> None:
+    async def _worker(self, run: Download, holder: Holder) -> None:
         schedule, node = run.schedule, holder.node_id
         failures = 0
         while True:
@@ -233,7 +192,7 @@ class ModelFetcher:
             await self._save(run)
             self._report(run)
 
-    async def _save(self, run: _Run, force: bool = False) -> None:
+    async def _save(self, run: Download, force: bool = False) -> None:
         """Record the checked pieces, at most every `SAVE_EVERY_S` unless `force`."""
         async with run.saving:  # the newest record wins; a resume re-checks it anyway
             now = self.clock()
@@ -277,7 +236,7 @@ class ModelFetcher:
                             node_id=holder.node_id)
         return chunks
 
-    def _report(self, run: _Run, final: bool = False) -> None:
+    def _report(self, run: Download, final: bool = False) -> None:
         schedule = run.schedule
         elapsed = max(self.clock() - run.started, 1e-6)
         progress = FetchProgress(run.manifest.name, schedule.done_bytes, schedule.total_bytes,
@@ -294,13 +253,6 @@ class ModelFetcher:
                      schedule.done_bytes / 1e6, schedule.total_bytes / 1e6,
                      progress.rate_bytes_s / 1e6, "?" if eta is None else f"{eta:.0f} s",
                      ", ".join(progress.peers) or "-")
-
-
-def _covering(manifest: Manifest, index: int, ranges: list[tuple[int, int]]) -> set[Piece]:
-    """The pieces of file `index` that overlap any of the byte ranges [start, end)."""
-    step = manifest.piece_bytes
-    return {(index, p) for start, end in ranges if end > start
-            for p in range(start // step, (end - 1) // step + 1)}
 
 
 def _read(path: Path, start: int, length: int) -> bytes:

@@ -14,9 +14,11 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from network.discovery.mdns import DiscoveryUnavailable, MdnsDiscovery, StaticPeers
+from network.discovery.events import DiscoveryUnavailable
+from network.discovery.manual import StaticPeers
+from network.discovery.mdns import MdnsDiscovery
 from network.federation.client import FederationClient
-from network.federation.models.fetcher import Holder
+from network.federation.models.download import Holder
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, Membership, Timings
 from network.trust.identity import NodeIdentity

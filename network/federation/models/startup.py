@@ -20,7 +20,8 @@ async def fetch_missing_model(config: Config) -> Config:
     load from: `config`, or for `--model swarm` one whose model is the chosen model's digest."""
     from network.discovery.lan import bind_addresses
     from network.federation.client import FederationClient
-    from network.federation.models.fetcher import FetchProgress, ModelFetcher
+    from network.federation.models.download import FetchProgress
+    from network.federation.models.fetcher import ModelFetcher
     from network.federation.models.finder import ModelFinder
     from network.trust.identity import load_identity
     from network.trust.swarm_key import load_keys
