@@ -129,11 +129,9 @@ class Federation:
             log.warning("%s", self.firewall)
         await self.monitor.start()
         if heartbeat is not None and hosts:
-            self.beacon = Beacon(self.identity.node_id, self.keys, self.timings.interval_s,
-                                 heartbeat=heartbeat, targets=self.monitor.beat_targets,
-                                 on_beat=self.monitor.on_beat)
-            if not await self.beacon.start(hosts, api_port):
-                self.beacon = None
+            self.beacon = await Beacon(self.identity.node_id, self.keys, self.timings.interval_s,
+                                       heartbeat=heartbeat, targets=self.monitor.beat_targets,
+                                       on_beat=self.monitor.on_beat).started(hosts, api_port)
         await self.coordinator.start()
         await self.static.start()
         if self.config.mdns:

@@ -86,6 +86,10 @@ class Beacon(asyncio.DatagramProtocol):
             self._sender = asyncio.create_task(self._send_rounds(), name="beacon")
         return bool(self._transports)
 
+    async def started(self, hosts: Iterable[str], port: int) -> Beacon | None:
+        """`start`, then this beacon, or None when no port could be had."""
+        return self if await self.start(hosts, port) else None
+
     async def move(self, old: str, new: str) -> None:
         """Listen on `new` instead of `old` (the API moved to a new LAN address)."""
         hosts = tuple(new if host == old else host for host in self._hosts)
