@@ -253,7 +253,7 @@ async def serve(config: Config, engine: Engine | None = None) -> None:
         url = listener.url
         panel = dict(services.panel)
         if swarm is not None:
-            await swarm.federation.start(listener.port)
+            await swarm.federation.start(listener.port, swarm.routes.heartbeat, listener.hosts)
             stack.push_async_callback(swarm.federation.close)
             await swarm.pairing.start()
             stack.push_async_callback(swarm.pairing.close)

@@ -5,18 +5,23 @@ and HTTP with a scripted backend) inside a network namespace built by tests/netn
 client runs in an agent process inside namespace n1. Nothing touches the host's interfaces.
 
 Prints, over repeated runs:
-  1. join: from a new node's first answered /health to every other node listing it alive in
-     /v1/federation/peers (goal p95 <= 1.5 s, aim 0.5 s). N-1 scripted nodes run; each repetition
-     starts one more (fresh namespace, fresh node id), measures, then
-  2. crash: SIGKILLs it and times until every other node lists it not alive (goal p95 <= 1.5 s);
+  0. idle: N scripted nodes in a full mesh, nothing asked of them; each node process's CPU share
+     (user + system, from /proc) over --idle-s (goal: below 1 % at N = 20, 2 % at N = 50), and
+     the false deaths logged while measured;
+  1. join: from a new node's first answered /health to every observer (the first --observers
+     resident nodes) listing it alive in /v1/federation/peers (goal p95 <= 1.5 s, aim 0.5 s).
+     N-1 scripted nodes run; each repetition starts one more (fresh namespace, fresh node id),
+     measures, then
+  2. crash: SIGKILLs it and times until every observer lists it not alive (goal p95 <= 1 s);
   3. false deaths under full load: N real nodes (embedded model, llama.cpp, --threads 1) kept
      busy by bounded concurrent streaming requests for a fixed time; counts "peer X left" lines
-     (and "recovered" flickers) in the node logs (goal 0);
+     (and "recovered" flickers) in the node logs (goal 0; at most 8 nodes: real models);
   4. route throughput: clients send plain route requests to node 1 of 1 scripted node, then of N
      (one instance each, fixed latency per answer); requests/s ratio (goal >= 0.9 N).
 
 Run as root (or with user namespaces):
   python bench/discovery.py [--nodes 3] [--reps 20] [--load-s 25] [--route-requests 20]
+  python bench/discovery.py --only idle,join --nodes 50 --reps 5   # up to 50 scripted nodes
   python bench/discovery.py --only join,route     # a subset of phases
   python bench/discovery.py --only load --load-threads 2   # heavier: 2 threads per node
 Takes about 2.5 minutes with the defaults on 2 cores (join ~3 s per rep, load 25 s + model
@@ -28,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -55,7 +61,10 @@ from bench.netns_nodes import (  # noqa: E402
     serve_agent,
 )
 
-PHASES = ("join", "load", "route")
+PHASES = ("idle", "join", "load", "route")
+MAX_NODES = 50  # scripted nodes; the load phase runs real models and stops at MAX_MODEL_NODES
+MAX_MODEL_NODES = 8
+START_BATCH = 5  # idle nodes start this many at a time, each batch answering before the next
 
 # ---------------------------------------------------------------------------------------------
 # The agent: runs inside namespace n1, reads one JSON command per line, answers "RESULT {json}".
@@ -89,10 +98,12 @@ async def op_wait_alive(session: Any, cmd: dict) -> dict:
     start = time.monotonic()
     nodes = cmd["nodes"]  # [[url, id], ...]
 
+    every_s = 0.05 * max(1.0, len(nodes) / 3)  # the polling stays a small load at N = 50
+
     async def one(url: str, me: str) -> float | None:
         others = [i for _u, i in nodes if i != me]
         return await _until(session, url, lambda s: all(s.get(i) == "alive" for i in others),
-                            deadline, every_s=0.05)
+                            deadline, every_s=every_s)
 
     seen = await asyncio.gather(*(one(u, i) for u, i in nodes))
     return {"ok": all(t is not None for t in seen), "elapsed": time.monotonic() - start}
@@ -327,6 +338,65 @@ def transitions(text: str, ids: set[str]) -> tuple[int, int]:
     return left, back
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds the process `pid` has used so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def start_batched(lan: Any, agent: Any, nodes: list[Node], count: int, prefix: str,
+                  args: argparse.Namespace, logdir: Path) -> None:
+    """Start `count` scripted nodes into `nodes`, START_BATCH at a time, each batch answering
+    /health before the next (fifty imports at once starve a 2-core machine into flapping)."""
+    for first in range(1, count + 1, START_BATCH):
+        batch = [Node(lan, i, f"{prefix}{i}", scripted(args.latency), logdir)
+                 for i in range(first, min(first + START_BATCH, count + 1))]
+        nodes += batch
+        for n in batch:
+            if not agent.ask({"op": "health", "url": n.url, "timeout": 90}, 100)["ok"]:
+                raise RuntimeError(f"{n.node_id} never answered /health")
+
+
+def phase_idle(args: argparse.Namespace, logdir: Path) -> dict:
+    """N idle scripted nodes in a full mesh: each node process's CPU share over --idle-s."""
+    from tests.netns import NetnsLan
+
+    with NetnsLan(args.nodes) as lan:
+        agent = Agent(lan, __file__)
+        nodes: list[Node] = []
+        try:
+            start_batched(lan, agent, nodes, args.nodes, "i", args, logdir)
+            mesh = agent.ask({"op": "wait_alive", "timeout": 60 + 3 * args.nodes,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 90 + 3 * args.nodes)
+            if not mesh["ok"]:
+                raise RuntimeError(f"idle nodes never saw each other: {mesh}")
+            time.sleep(args.settle_s + 2.0)  # past the joins' bursts, into the steady state
+            offsets = [len(n.log_text()) for n in nodes]
+            before = [cpu_seconds(n.proc.pid) for n in nodes]
+            started = time.monotonic()
+            time.sleep(args.idle_s)
+            elapsed = time.monotonic() - started
+            after = [cpu_seconds(n.proc.pid) for n in nodes]
+            shares = [100 * (a[0] + a[1] - b[0] - b[1]) / elapsed
+                      for a, b in zip(after, before, strict=True)]
+            system = 100 * sum(a[1] - b[1] for a, b in zip(after, before, strict=True)) / (
+                elapsed * len(nodes))
+            ids = {n.node_id for n in nodes}
+            idle_false = sum(transitions(n.log_text()[o:], ids)[0]
+                             for n, o in zip(nodes, offsets, strict=True))
+            startup_false = sum(transitions(n.log_text()[:o], ids)[0]
+                                for n, o in zip(nodes, offsets, strict=True))
+        finally:
+            for n in nodes:
+                n.stop()
+            agent.close()
+    return {"shares": shares, "system": system, "elapsed": elapsed, "mesh_s": mesh["elapsed"],
+            "false_deaths": idle_false, "startup_false_deaths": startup_false,
+            "load": os.getloadavg()}
+
+
 def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
     """Join and crash times: N-1 resident nodes; each repetition adds a node, then kills it."""
     from tests.netns import NetnsLan
@@ -339,15 +409,16 @@ def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
     failures: list[str] = []
     with NetnsLan(base + args.reps) as lan:
         agent = Agent(lan, __file__)
-        nodes = [Node(lan, i, f"n{i}", scripted(args.latency), logdir)
-                 for i in range(1, base + 1)]
+        nodes: list[Node] = []
         try:
-            mesh = agent.ask({"op": "wait_alive", "timeout": 60,
-                              "nodes": [[n.url, n.node_id] for n in nodes]}, 70)
+            start_batched(lan, agent, nodes, base, "n", args, logdir)
+            mesh = agent.ask({"op": "wait_alive", "timeout": 60 + 3 * base,
+                              "nodes": [[n.url, n.node_id] for n in nodes]}, 90 + 3 * base)
             if not mesh["ok"]:
                 raise RuntimeError(f"resident nodes never saw each other: {mesh}")
-            observers = [n.url for n in nodes]
-            ids = [n.node_id for n in nodes]
+            watching = nodes[:args.observers]  # each polled every 20 ms: a few, not all 49
+            observers = [n.url for n in watching]
+            ids = [n.node_id for n in watching]
             for rep in range(args.reps):
                 i = base + 1 + rep
                 node_id = f"j{rep}-{secrets.token_hex(3)}"  # random id: mDNS probing skippable
@@ -366,8 +437,8 @@ def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
                 agent.send({"op": "crash_watch", "node_id": node_id, "observers": observers,
                             "timeout": 15})
                 watching = json.loads(agent.out.expect("WATCHING", 20).split(" ", 1)[1])
-                killed_at = time.monotonic()
                 joiner.kill()
+                killed_at = joiner.killed_mono  # when the signal left (we may run late)
                 gone = agent.result(40)
                 if not (watching["alive"] and gone["ok"]):
                     failures.append(f"crash {rep}: watching={watching} result={gone}")
@@ -377,7 +448,8 @@ def phase_join(args: argparse.Namespace, logdir: Path) -> dict:
                     deads.append(max(gone["dead_at"]) - killed_at)
                 print(f"  rep {rep + 1}/{args.reps}: join {joins[-1]:.3f} s, "
                       f"crash->not alive {crashes[-1]:.3f} s", flush=True)
-            idle_false = sum(transitions(n.log_text(), set(ids))[0] for n in nodes)
+            resident = {n.node_id for n in nodes}
+            idle_false = sum(transitions(n.log_text(), resident)[0] for n in nodes)
         finally:
             for n in nodes:
                 n.stop()
@@ -463,6 +535,19 @@ def report(args: argparse.Namespace, res: dict) -> None:
     table.header()
     goals: list[str] = []
 
+    if "idle" in res:
+        idle = res["idle"]
+        shares = idle["shares"]
+        worst = max(shares)
+        print(f"idle: {args.nodes} scripted nodes, CPU per node over {idle['elapsed']:.1f} s: "
+              f"median {pct(shares, .5):.2f} %, worst {worst:.2f} % (of which kernel "
+              f"{idle['system']:.2f} % on average; full mesh in "
+              f"{idle['mesh_s']:.1f} s; false deaths {idle['false_deaths']} while measured, "
+              f"{idle['startup_false_deaths']} while all started at once; load average "
+              f"{idle['load'][0]:.2f})")
+        goal = 1.0 if args.nodes <= 20 else 2.0
+        goals.append(f"GOAL idle CPU per node {worst:.2f} % < {goal:.0f} % (worst of "
+                     f"{args.nodes}): {'MET' if worst < goal else 'MISSED'}")
     if "join" in res:
         j = res["join"]
         table.row("join: /health up -> all others list alive", j["joins"])
@@ -477,8 +562,8 @@ def report(args: argparse.Namespace, res: dict) -> None:
                      f"{'MET' if p95 <= 1.5 else 'MISSED'}"
                      f"{' (aim met)' if p95 <= 0.5 else ''} [{len(j['joins'])} runs]")
         p95 = pct(j["crashes"], .95)
-        goals.append(f"GOAL crash-to-removed p95 {fmt(p95)} <= 1.5 s: "
-                     f"{'MET' if p95 <= 1.5 else 'MISSED'} [{len(j['crashes'])} runs]")
+        goals.append(f"GOAL crash-to-removed p95 {fmt(p95)} <= 1 s: "
+                     f"{'MET' if p95 <= 1.0 else 'MISSED'} [{len(j['crashes'])} runs]")
     if "load" in res:
         ld, load = res["load"], res["load"]["load"]
         tok_s = load["chunks"] / load["elapsed"] if load.get("elapsed") else 0.0
@@ -529,6 +614,11 @@ def main() -> int:
                         help="scripted seconds per answer (default 0.2)")
     parser.add_argument("--settle-s", type=float, default=1.0,
                         help="pause between a join and the crash (default 1.0)")
+    parser.add_argument("--observers", type=int, default=5,
+                        help="resident nodes whose peer tables the join and crash times are "
+                             "read from (default 5: polling all of 50 would load them)")
+    parser.add_argument("--idle-s", type=float, default=20.0,
+                        help="seconds of idle CPU sampling (default 20)")
     parser.add_argument("--load-s", type=float, default=25.0,
                         help="seconds of full load (default 25)")
     parser.add_argument("--load-threads", type=int, default=1)
@@ -543,8 +633,12 @@ def main() -> int:
     add_phase_options(parser, PHASES)
     args = parser.parse_args()
     phases = chosen_phases(parser, args, PHASES)
-    if not 2 <= args.nodes <= 8 or not 1 <= args.reps <= 50 or not 1 <= args.load_s <= 120:
-        parser.error("keep it bounded: 2..8 nodes, 1..50 reps, 1..120 s of load")
+    if not 2 <= args.nodes <= MAX_NODES or not 1 <= args.reps <= 50 \
+            or not 1 <= args.load_s <= 120 or not 1 <= args.idle_s <= 120:
+        parser.error(f"keep it bounded: 2..{MAX_NODES} nodes, 1..50 reps, 1..120 s of load "
+                     "and of idle sampling")
+    if "load" in phases and args.nodes > MAX_MODEL_NODES:
+        parser.error(f"the load phase runs real models: at most {MAX_MODEL_NODES} nodes")
 
     from tests.netns import netns_available
 
@@ -559,8 +653,9 @@ def main() -> int:
         t = time.monotonic()
         print(f"[{phase}] ...", flush=True)
         try:
-            res[phase] = {"join": phase_join, "load": phase_load, "route": phase_route}[phase](
-                args, logdir)
+            run = {"idle": phase_idle, "join": phase_join, "load": phase_load,
+                   "route": phase_route}[phase]
+            res[phase] = run(args, logdir)
         except BaseException:
             print(f"[{phase}] failed; node logs kept in {logdir}", flush=True)
             raise

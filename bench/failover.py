@@ -96,6 +96,9 @@ def agent() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+START_BATCH = 5  # nodes start this many at a time, each batch advertising before the next
+
+
 class Agent(netns_nodes.Agent):
     """The agent process in namespace n1."""
 
@@ -182,8 +185,16 @@ class Bench:
         key = "lsk_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         self.lan, self.args = lan, args
         self.agent = Agent(lan)
-        self.nodes = [Node(lan, i, logdir, key, args.latency)
-                      for i in range(2, args.nodes + 2)]
+        self.nodes: list[Node] = []
+        for first in range(2, args.nodes + 2, START_BATCH):  # not 50 imports at once
+            batch = [Node(lan, i, logdir, key, args.latency)
+                     for i in range(first, min(first + START_BATCH, args.nodes + 2))]
+            self.nodes += batch
+            deadline = time.monotonic() + 90
+            while not all("advertising" in n.log_path.read_text(errors="replace") for n in batch):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("a batch of nodes never started advertising")
+                time.sleep(0.2)
         self.res: dict[str, Any] = {"kill": [], "kill_rejoin": [], "cut_elect": [], "cut": [],
                                     "freeze_elect": [], "thaw": [],
                                     "failures": [], "flaps": 0, "flap_evidence": [],
@@ -195,12 +206,12 @@ class Bench:
 
     def settle(self, why: str, want: str | None = None) -> dict:
         """All nodes follow one coordinator, heartbeat rows included (30 s, else abort)."""
-        done = self.agent.agree(self.nodes, 30, rows=True, want=want)
+        done = self.agent.agree(self.nodes, 30 + len(self.nodes), rows=True, want=want)
         if not done["ok"] and want is not None:
             self.res["displaced"] += 1
             self.res["failures"].append(f"{why}: {want} did not stay coordinator: "
                                         f"{done['views']}")
-            done = self.agent.agree(self.nodes, 30, rows=True)
+            done = self.agent.agree(self.nodes, 30 + len(self.nodes), rows=True)
         if not done["ok"]:
             raise RuntimeError(f"{why}: no single coordinator within 30 s: {done['views']}")
         return done
@@ -213,9 +224,10 @@ class Bench:
     def kill_rep(self, rep: int, state: dict) -> dict:
         leader = self.by_id(state["coordinator"])
         survivors = [n for n in self.nodes if n is not leader]
-        after, killed_at = self.agent.agree_after(leader.kill, survivors, self.args.timeout_s,
-                                                  self.args.hold_s, above_term=state["term"],
-                                                  **{"not": [leader.node_id]})
+        after, _began = self.agent.agree_after(leader.kill, survivors, self.args.timeout_s,
+                                               self.args.hold_s, above_term=state["term"],
+                                               **{"not": [leader.node_id]})
+        killed_at = leader.killed_at  # when the signal left (the bench itself may run late)
         self.watched(rep, "kill", after)
         if after["ok"]:
             self.res["kill"].append(after["at"] - killed_at)
@@ -448,8 +460,8 @@ def main() -> int:
     add_phase_options(parser, PHASES)
     args = parser.parse_args()
     phases = chosen_phases(parser, args, PHASES)
-    if not 3 <= args.nodes <= 8 or not 1 <= args.reps <= 100 or not 0 <= args.hold_s <= 10:
-        parser.error("keep it bounded: 3..8 nodes, 1..100 reps, 0..10 s of hold")
+    if not 3 <= args.nodes <= 50 or not 1 <= args.reps <= 100 or not 0 <= args.hold_s <= 10:
+        parser.error("keep it bounded: 3..50 nodes (scripted), 1..100 reps, 0..10 s of hold")
 
     from tests.netns import NetnsLan, netns_available
 

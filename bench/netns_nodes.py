@@ -162,8 +162,11 @@ class NodeProcess:
         return self.log_path.read_text(errors="replace")
 
     def kill_process(self) -> None:
+        """SIGKILL it; `killed_at` (wall) and `killed_mono` (monotonic) say when the signal left,
+        which on a loaded machine may be well after the caller decided to kill."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+        self.killed_at, self.killed_mono = time.time(), time.monotonic()
         self.proc.wait(timeout=10)
 
     def stop_process(self) -> None:

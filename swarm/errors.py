@@ -12,9 +12,11 @@
     ├── PeerError              a peer misbehaved or vanished: refused, timed out, bad bytes
     │   ├── messages.WireDecodeError    (peer data that is not a valid message)
     │   ├── txt.TxtError                (an mDNS record that is not a valid advert)
-    │   ├── monitor.ProbeFailed         (a heartbeat probe got no valid answer)
-    │   │   ├── monitor.ProbeRefused    (signed with another swarm's key)
-    │   │   └── monitor.NetworkUnreachable (this node's own network is down)
+    │   ├── probe.ProbeFailed           (a heartbeat probe got no valid answer)
+    │   │   ├── probe.ProbeRefused      (signed with another swarm's key)
+    │   │   ├── probe.PortClosed        (the host refused: nothing listens, the process is gone)
+    │   │   ├── probe.ProbeTimedOut     (no accept or answer in time; maybe our own loop ran late)
+    │   │   └── probe.NetworkUnreachable (this node's own network is down)
     │   └── chain.SpanChainError        (a generation through the span chain failed: 502)
     ├── EngineError            this machine's engine cannot do the work
     │   ├── store.ModelError            (the model cannot be found or loaded)

@@ -83,6 +83,10 @@ class ScriptedElection:
     def plan(self) -> SwarmPlan | None:
         return self.current_plan() if self.current_plan is not None else None
 
+    def plan_revision(self) -> str:
+        plan = self.plan()
+        return plan.revision if plan is not None else ""
+
 
 @dataclass
 class StaticMember:

@@ -300,3 +300,45 @@ async def test_a_follower_refuses_a_plan_older_than_the_term_it_follows(caplog):
     assert coordinator.consensus_members() == ["b"]
     now[0] += 10.0  # not refreshed for longer than plan_max_age_s: own view again
     assert coordinator.consensus_members() is None
+
+
+class _CountingPlanPeer(_PlanPeer):
+    def __init__(self, plan: SwarmPlan) -> None:
+        super().__init__(plan)
+        self.fetched = 0
+
+    async def plan(self, *_args: object) -> SwarmPlan:
+        self.fetched += 1
+        return self.served
+
+
+async def test_a_follower_fetches_the_plan_only_when_the_leaders_heartbeat_names_a_new_one():
+    membership = Membership("a", 1, "")
+    membership.discovered(PeerAdvert(node_id="b", boot_id="b1", protocol=1, api_port=17615),
+                          Address("127.0.0.1", 17615), 0.0)
+    plan = SwarmPlan(term=5, coordinator="b", consensus=("b",), members=(PlanMember(node_id="b"),))
+
+    def beat(revision: str, at: float) -> None:
+        membership.heartbeat_ok("b", Heartbeat(node_id="b", boot_id="b1", protocol=1,
+                                               api_port=17615, capabilities=("vote",), term=5,
+                                               coordinator="b", plan=revision), at)
+
+    beat(plan.revision, 0.0)
+    now = [10.0]
+    client = _CountingPlanPeer(plan)
+    coordinator = Coordinator(Candidate("a"), membership, client, lambda: PlanMember(node_id="a"),
+                              clock=lambda: now[0], plan_every_s=0.01)
+    coordinator._apply(step(coordinator.state, coordinator.view(), now[0]))
+    assert coordinator.state.coordinator == "b"
+    await coordinator._fetch_plan("b")
+    assert client.fetched == 1 and coordinator._plan_current("b")
+    now[0] += 10.0
+    beat(plan.revision, now[0])  # the same revision, heard again: nothing to fetch
+    assert coordinator._plan_current("b")
+    client.served = SwarmPlan(term=5, coordinator="b", consensus=("b", "c"),
+                              members=(PlanMember(node_id="b"), PlanMember(node_id="c")))
+    assert client.served.revision != plan.revision
+    beat(client.served.revision, now[0])  # the leader's plan changed: fetch it
+    assert not coordinator._plan_current("b")
+    await coordinator._fetch_plan("b")
+    assert client.fetched == 2 and coordinator.consensus_members() == ["b", "c"]

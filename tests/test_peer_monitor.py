@@ -227,7 +227,7 @@ async def test_an_unanswered_manual_address_is_reported(running) -> None:
     reported = asyncio.Event()
     handler = logging.Handler()
     handler.emit = lambda record: reported.set()  # type: ignore[method-assign]
-    logger = logging.getLogger("network.membership.monitor")
+    logger = logging.getLogger("network.membership.target")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

@@ -54,14 +54,14 @@ async def test_a_probe_that_meets_it_says_so_and_warns_once(monkeypatch, caplog)
     client = FederationClient(keys=RING)
     monitor, _membership = monitor_for(Changes(), client)
     await client.close()
-    caplog.set_level(logging.WARNING, "network.membership.monitor")
+    caplog.set_level(logging.WARNING, "network.membership.probe")
     blocked = OSError(DARWIN_EHOSTUNREACH, "No route to host")
     for _ in range(3):
-        reason = monitor._connect_failed(blocked, Address("192.168.1.20", 17615))
+        reason = monitor.probe._connect_failed(blocked, Address("192.168.1.20", 17615))
     assert reason == f"connect failed (No route to host): {LOCAL_NETWORK_HINT}"
     assert len(caplog.records) == 1 and "192.168.1.20:17615" in caplog.messages[0]
-    refused = monitor._connect_failed(OSError(61, "Connection refused"),
-                                      Address("192.168.1.20", 17615))
+    refused = monitor.probe._connect_failed(OSError(61, "Connection refused"),
+                                            Address("192.168.1.20", 17615))
     assert refused == "connect failed (Connection refused)"
 
 

@@ -17,6 +17,9 @@ PURE_CORES = (
     "network.coordination.spans",  # the span planner
     "network.membership.table",  # the peer table
     "network.membership.records",
+    "network.membership.roster",
+    "network.membership.suspicion",  # whose fault a failed probe is, suspicion's probe budget
+    "network.membership.ledger",  # which pushed heartbeats to take
     "consensus.strategies",  # the consensus decisions
     "consensus.normalize",  # answer keys for voting
     "consensus.sentences",
@@ -28,6 +31,7 @@ PURE_CORES = (
     "network.wire.spans",
     "network.wire.txt",
     "network.wire.paths",
+    "network.wire.beat",
     "network.wire.pairing",
     "network.trust.exchange",  # joining by approval: the exchange, the requests, the target
     "network.trust.joins",

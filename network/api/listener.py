@@ -28,11 +28,19 @@ class ApiListener:
         self.port = port  # 0 until started, when asked for an ephemeral port
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._loopback: web.TCPSite | None = None
 
     @property
     def url(self) -> str:
         """The node's own URL, e.g. "http://192.168.1.5:17615"."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The addresses it listens on (beside a LAN address, 127.0.0.1 too, once started)."""
+        if self.host in _LOCAL or self._loopback is None:
+            return (self.host,)
+        return self.host, LOOPBACK
 
     async def start(self, runner: web.AppRunner) -> None:
         """Serve `runner` (set up, not yet listening) on the host and port; beside a LAN address,
@@ -45,7 +53,7 @@ class ApiListener:
         self._site = await self._listen(self.host)
         if self.host not in _LOCAL and not ephemeral:
             # Local apps keep using http://127.0.0.1:PORT when the node binds its LAN address.
-            await self._listen(LOOPBACK)
+            self._loopback = await self._listen(LOOPBACK)
 
     async def move(self, host: str) -> None:
         """Listen on `host` (same port) instead of the current address; OSError leaves it as was.

@@ -190,6 +190,12 @@ class Coordinator:
             return None
         return plan.spans
 
+    def plan_revision(self) -> str:
+        """The revision of the plan this node publishes while it leads ("" otherwise): its
+        heartbeat carries it, so followers fetch the plan only when it changes."""
+        plan = self.plan()
+        return plan.revision if plan is not None else ""
+
     def current_plan(self) -> SwarmPlan | None:
         """The plan in force as this node knows it, for views: its own while it leads, else the
         last one fetched from the coordinator it follows (None before any)."""
@@ -296,17 +302,27 @@ class Coordinator:
             self._apply(receive(self.state, self.view(), reply, self.clock(), self.timings))
 
     async def _follow_plans(self) -> None:
-        """Fetch the coordinator's plan every `plan_every_s` (sooner after a change of leader)."""
+        """Every `plan_every_s` (sooner after a change of leader), fetch the coordinator's plan
+        unless its live heartbeat names the revision already held (then that plan is current)."""
         while True:
             self._leader_moved.clear()
             leader = self.state.coordinator
             if leader is not None and leader != self.me.node_id:
-                await self._fetch_plan(leader)
+                if self._plan_current(leader):
+                    self._plan_at = self.clock()
+                else:
+                    await self._fetch_plan(leader)
             try:
                 async with asyncio.timeout(self.plan_every_s):
                     await self._leader_moved.wait()
             except TimeoutError:
                 pass
+
+    def _plan_current(self, leader: str) -> bool:
+        peer = self.membership.get(leader)
+        plan = self.followed_plan
+        return (plan is not None and peer is not None and peer.state is PeerState.ALIVE
+                and peer.heartbeat is not None and peer.heartbeat.plan == plan.revision)
 
     async def _fetch_plan(self, leader: str) -> None:
         address = self._address(leader)

@@ -19,11 +19,13 @@ from network.discovery.privacy import firewall_hint, read_firewall
 from network.federation.changes import Changes
 from network.federation.client import FederationClient
 from network.federation.sources import RemoteSource
+from network.membership.beacon import Beacon
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.trust.identity import NodeIdentity
 from network.trust.swarm_key import KeyRing
 from network.wire.election import PlanMember
+from network.wire.messages import Heartbeat
 from network.wire.txt import PeerAdvert
 from swarm.engine.pool import InstancePool
 from swarm.node.config import FederationConfig
@@ -31,6 +33,7 @@ from swarm.node.config import FederationConfig
 log = logging.getLogger(__name__)
 
 _QUIET = {ChangeKind.SUSPECTED}  # a busy peer may flicker suspect; not worth a line
+_ALERT = {ChangeKind.SUSPECTED, ChangeKind.LEFT}  # changes our heartbeat's suspects show
 
 
 class Federation:
@@ -70,6 +73,7 @@ class Federation:
         self.monitor = PeerMonitor(self.membership, identity, self.timings, keys=keys,
                                    on_change=self._changed, session=self.client.session,
                                    on_network_down=self._network_down)
+        self.beacon: Beacon | None = None  # started with the heartbeat to push (`start`)
         self.static = StaticPeers(config.peers, config.peers_file or None,
                                   self.monitor.on_discovery)
         self._advert_fields: dict[str, Any] = {"model_id": pool.model_id,
@@ -113,14 +117,21 @@ class Federation:
                           term=self.coordinator.state.term, priority=self.coordinator.me.priority,
                           pairing=self.pairing_state(), **self._advert_fields)
 
-    async def start(self, api_port: int) -> None:
-        """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade."""
+    async def start(self, api_port: int, heartbeat: Callable[[], Heartbeat] | None = None,
+                    hosts: tuple[str, ...] = ()) -> None:
+        """Start heartbeats, manual peers and (unless turned off) mDNS; mDNS failures degrade.
+        With `heartbeat` (this node's, as its health route serves it), push it to every peer
+        each interval over UDP on `api_port` of `hosts` (the API's listening addresses)."""
         self._api_port = api_port
         system = platform.system()
         self.firewall = firewall_hint(system, await asyncio.to_thread(read_firewall, system)) or ""
         if self.firewall:
             log.warning("%s", self.firewall)
         await self.monitor.start()
+        if heartbeat is not None and hosts:
+            self.beacon = await Beacon(self.identity.node_id, self.keys, self.timings.interval_s,
+                                       heartbeat=heartbeat, targets=self.monitor.beat_targets,
+                                       on_beat=self.monitor.on_beat).started(hosts, api_port)
         await self.coordinator.start()
         await self.static.start()
         if self.config.mdns:
@@ -160,7 +171,9 @@ class Federation:
         pinned to its interfaces, so it restarts there: peers see the node's new address)."""
         assert self._rebind is not None
         await self._rebind(address)
-        self.addresses = [address]
+        previous, self.addresses = self.addresses, [address]
+        if self.beacon is not None:  # heartbeat datagrams move with the API
+            await self.beacon.move(previous[0] if previous else "", address)
         if not self.config.mdns:
             return
         if self._reannouncing is not None:
@@ -184,6 +197,8 @@ class Federation:
             # After a cut link heals, mDNS never re-finds us on its own: announce again.
             self._reannounce()
         self.coordinator.poke()
+        if change.kind in _ALERT and self.beacon is not None:
+            self.beacon.poke()  # our heartbeat now names a suspect: tell everyone at once
         self.changed.bump()
         if self._on_change is not None:
             self._on_change(change)
@@ -201,6 +216,8 @@ class Federation:
         self.identity = replace(self.identity, fingerprint=keys.fingerprint)
         self.client.keys = keys
         self.monitor.rekey(keys)
+        if self.beacon is not None:
+            self.beacon.keys = keys
         self.readvertise()
         self.coordinator.poke()
         self.changed.bump()
@@ -277,5 +294,7 @@ class Federation:
         if self.mdns is not None:
             await self.mdns.close()
         await self.static.close()
+        if self.beacon is not None:
+            await self.beacon.close()
         await self.monitor.close()
         await self.client.close()

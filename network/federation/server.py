@@ -60,6 +60,10 @@ class Election(Protocol):
         """(term, coordinator followed, configured priority, solo), as the heartbeat tells them."""
         ...
 
+    def plan_revision(self) -> str:
+        """The revision of the plan it publishes while it leads ("" otherwise)."""
+        ...
+
     async def handle(self, message: Message) -> Sequence[Message]:
         """One verified Claim, Ack or Announce; the messages to answer with."""
         ...
@@ -166,6 +170,8 @@ class FederationRoutes:
             queue_depth=self.pool.queue_depth(), capabilities=CAPABILITIES,
             bench_score=self.member.bench_score, ram_gb=self.ram_gb, vram_gb=self.vram_gb,
             term=term, coordinator=coordinator, priority=priority, solo=solo, nonce=nonce,
+            plan=election.plan_revision() if election else "",
+            suspects=self.membership.suspects(self.clock()),
             pairing=self.pairing(), tok_s=round(self.pool.tok_s(), 2), tokens=self.pool.tokens(),
             span_blocks=self.spans.span_blocks if self.spans else 0,
             span_peer=self.spans.peer_id() if self.spans else "")

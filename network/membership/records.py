@@ -39,6 +39,19 @@ class ChangeKind(enum.Enum):
     PENDING = "pending"  # answers with the swarm key, waits for approval (--approve-peers)
 
 
+class Miss(enum.Enum):
+    """How a probe failed, which decides what its miss may do to the peer."""
+
+    FAILED = "failed"  # a bad answer, a reset: counts as a miss
+    TIMED_OUT = "timed out"  # no accept or no answer in time: death waits for another's suspicion
+    CLOSED = "closed"  # its host refused the connection: nothing listens, the process is gone
+
+
+WATCHERS = 3  # each node beats every interval to the next WATCHERS members in node-id order
+SLOW_ROUNDS = 6  # and to every other member every SLOW_ROUNDS intervals, or when its beat changed
+RECENT_DEATH_S = 3.0  # a death a heartbeat still names among its suspects
+
+
 @dataclass(frozen=True)
 class Timings:
     """Heartbeat timing shared by the probing adapter and this core (defaults: out in < 1 s)."""
@@ -59,6 +72,21 @@ class Timings:
             raise ValueError("Timings: need dead_after_misses >= 1 and dead_after_s > 0")
 
     @property
+    def quiet_s(self) -> float:
+        """Silence in a watched peer's beats (sent every interval) after which it is probed."""
+        return 1.2 * self.interval_s
+
+    @property
+    def slow_quiet_s(self) -> float:
+        """Silence in another peer's beats (every `SLOW_ROUNDS` intervals) before a probe."""
+        return (SLOW_ROUNDS + 0.2) * self.interval_s
+
+    @property
+    def slow_suspect_s(self) -> float:
+        """Silence that takes an alive peer this node does not watch out of routing."""
+        return self.suspect_after_s + (SLOW_ROUNDS - 1) * self.interval_s
+
+    @property
     def give_up_s(self) -> float:
         """Silence that no slow-but-answering peer can cause: dead even without a reported miss."""
         return self.request_timeout_s + 2 * self.interval_s
@@ -77,6 +105,7 @@ class Peer:
     heartbeat: Heartbeat | None
     reason: str  # why it is in `state`, for `main.py peers`
     refused: bool = False  # FOREIGN because its heartbeat failed the swarm-key check
+    doubtful: bool = False  # every miss since its last answer was a timeout (not a refusal)
 
     @property
     def node_id(self) -> str:

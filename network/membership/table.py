@@ -1,20 +1,18 @@
 """The peer table: a pure state machine fed by discovery, heartbeat and clock events."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
-from network.membership.records import Change, ChangeKind, Peer, PeerState, Timings
+from network.membership.records import Change, ChangeKind, Miss, Peer, PeerState, Timings
+from network.membership.roster import MAX_PEERS, Roster
 from network.wire.address import Address
 from network.wire.messages import Heartbeat
-from network.wire.txt import PeerAdvert, compatible
+from network.wire.txt import PeerAdvert
 
 __all__ = ["MAX_PEERS", "Change", "ChangeKind", "Membership", "Peer", "PeerState", "Timings"]
 
-MAX_PEERS = 256
 
-
-class Membership:
+class Membership(Roster):
     """The peer table. Every method takes `now` explicitly and returns the changes it caused.
 
     mDNS (or a static peer's first heartbeat, via `PeerAdvert.from_heartbeat`) calls `discovered`;
@@ -23,35 +21,6 @@ class Membership:
     DEAD, while a refused or unconnectable probe (a crash or a cut link) kills within about 1 s.
     A peer answering with the swarm key whose id `approved` refuses is PENDING instead of ALIVE.
     """
-
-    def __init__(self, self_id: str, protocol: int, fingerprint: str, *, self_boot_id: str = "",
-                 timings: Timings | None = None, max_peers: int = MAX_PEERS,
-                 also_accepted: frozenset[str] = frozenset(),
-                 approved: Callable[[str], bool] | None = None) -> None:
-        self._self_id = self_id
-        self._self_boot_id = self_boot_id
-        self._protocol = protocol
-        self._fingerprint = fingerprint
-        self._accepted = also_accepted | {fingerprint}  # previous swarm keys during a rotation
-        self.timings = timings or Timings()
-        self.max_peers = max_peers
-        self._approved = approved or _everyone
-        self._peers: dict[str, Peer] = {}
-
-    def __len__(self) -> int:
-        return len(self._peers)
-
-    def get(self, node_id: str) -> Peer | None:
-        """The record for `node_id`, if tracked."""
-        return self._peers.get(node_id)
-
-    def peers(self) -> tuple[Peer, ...]:
-        """Every tracked peer, sorted by node id."""
-        return tuple(self._peers[k] for k in sorted(self._peers))
-
-    def routable(self) -> tuple[Peer, ...]:
-        """Alive, compatible peers, sorted by node id."""
-        return tuple(p for p in self.peers() if p.state is PeerState.ALIVE)
 
     def discovered(self, advert: PeerAdvert, address: Address, now: float) -> list[Change]:
         """mDNS Added or Updated (or a static peer seen): track, reclassify, or detect a restart."""
@@ -94,6 +63,16 @@ class Membership:
             return []
         if heartbeat.node_id != node_id:
             return self.heartbeat_failed(node_id, now, f"answered as {heartbeat.node_id!r}")
+        if heartbeat.suspects:
+            self._note_suspects(node_id, heartbeat.suspects, now)
+        last = peer.heartbeat  # the common case, every beat: nothing changes but the time
+        if (peer.state is PeerState.ALIVE and last is not None
+                and heartbeat.boot_id == peer.advert.boot_id
+                and (heartbeat.protocol, heartbeat.swarm) == (last.protocol, last.swarm)
+                and heartbeat.swarm in self._accepted and self._approved(node_id)):
+            self._peers[node_id] = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat,
+                                           doubtful=False)
+            return []
         claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
         ok, why = self._compatible(claimed)
         if not ok:
@@ -106,7 +85,7 @@ class Membership:
             previous = peer.state
             peer = self._fresh(replace(peer.advert, boot_id=heartbeat.boot_id), peer.address, now)
             changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, previous))
-        answered = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat)
+        answered = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat, doubtful=False)
         return changes + self._admit(answered, peer, now)
 
     def reconsider(self, node_id: str, now: float) -> list[Change]:
@@ -127,19 +106,23 @@ class Membership:
             return [Change(ChangeKind.JOINED, node_id, new.reason, new, peer.state)]
         return self._admit(peer, peer, now)
 
-    def heartbeat_failed(self, node_id: str, now: float,
-                         reason: str = "no answer") -> list[Change]:
-        """A probe definitely failed (refused, reset, connect or request timeout, bad answer)."""
+    def heartbeat_failed(self, node_id: str, now: float, reason: str = "no answer",
+                         miss: Miss = Miss.FAILED) -> list[Change]:
+        """A probe failed (`miss`). A peer whose misses are all timeouts dies only once another
+        member suspects it too (or nobody else is there to ask), or after `Timings.give_up_s` of
+        silence; one whose host refused the connection (nothing listens) dies at once."""
         peer = self._peers.get(node_id)
         if peer is None or peer.state is PeerState.FOREIGN:
             return []
-        peer = replace(peer, misses=peer.misses + 1)
+        doubtful = miss is Miss.TIMED_OUT and (peer.doubtful or not peer.misses)
+        peer = replace(peer, misses=peer.misses + 1, doubtful=doubtful)
         silence = now - self._reference(peer)
         if peer.state is PeerState.DEAD:
             self._peers[node_id] = replace(peer, reason=reason)
             return []
         t = self.timings
-        if peer.misses >= t.dead_after_misses or silence >= t.dead_after_s:
+        if miss is Miss.CLOSED or ((peer.misses >= t.dead_after_misses
+                                    or silence >= t.dead_after_s) and self._settled(peer)):
             return self._die(peer, now, f"{reason} ({peer.misses} missed, quiet {silence:.2f} s)")
         if peer.state is PeerState.ALIVE:
             return self._set(peer, PeerState.SUSPECT, now, reason, ChangeKind.SUSPECTED)
@@ -188,6 +171,7 @@ class Membership:
     def removed(self, node_id: str) -> list[Change]:
         """mDNS goodbye (graceful shutdown): forget the peer at once."""
         peer = self._peers.pop(node_id, None)
+        self._named.pop(node_id, None)
         if peer is None:
             return []
         was_member = peer.state in (PeerState.ALIVE, PeerState.SUSPECT)
@@ -196,76 +180,21 @@ class Membership:
         return [Change(kind, node_id, "said goodbye", gone, peer.state)]
 
     def tick(self, now: float) -> list[Change]:
-        """Apply silence: quiet alive peers become suspect; missed-and-quiet ones dead."""
+        """Apply silence: quiet alive peers become suspect (a peer this node does not watch may
+        be quiet `slow_suspect_s`); missed-and-quiet ones dead."""
         t = self.timings
         changes: list[Change] = []
+        watched = self.watched()
         for node_id in sorted(self._peers):
             peer = self._peers[node_id]
             if peer.state in (PeerState.DEAD, PeerState.FOREIGN):
                 continue
             silence = now - self._reference(peer)
-            if silence > t.give_up_s or (peer.misses and silence >= t.dead_after_s):
+            limit = t.suspect_after_s if node_id in watched else t.slow_suspect_s
+            if silence > t.give_up_s or (peer.misses and silence >= t.dead_after_s
+                                         and self._settled(peer)):
                 changes += self._die(peer, now, f"quiet {silence:.2f} s, {peer.misses} missed")
-            elif peer.state is PeerState.ALIVE and silence > t.suspect_after_s:
+            elif peer.state is PeerState.ALIVE and silence > limit:
                 changes += self._set(peer, PeerState.SUSPECT, now, f"quiet {silence:.2f} s",
                                      ChangeKind.SUSPECTED)
         return changes
-
-    def _compatible(self, advert: PeerAdvert) -> tuple[bool, str]:
-        """`compatible()` where any accepted fingerprint (current or previous key) counts."""
-        ours = advert.fingerprint if advert.fingerprint in self._accepted else self._fingerprint
-        return compatible(advert, self._protocol, ours)
-
-    @staticmethod
-    def _fresh(advert: PeerAdvert, address: Address, now: float) -> Peer:
-        return Peer(advert=advert, address=address, state=PeerState.JOINING, since=now,
-                    last_ok=None, misses=0, heartbeat=None, reason="discovered")
-
-    @staticmethod
-    def _reference(peer: Peer) -> float:
-        return peer.since if peer.last_ok is None else peer.last_ok
-
-    def _admit(self, answered: Peer, before: Peer, now: float) -> list[Change]:
-        """ALIVE (or PENDING when not approved) for a peer that has just answered; `before` is
-        its record beforehand, to name the change."""
-        node_id = answered.node_id
-        if not self._approved(node_id):
-            reason = (f"waiting for approval: run `python main.py peers approve {node_id}` "
-                      "on this machine")
-            since = before.since if before.state is PeerState.PENDING else now
-            new = replace(answered, state=PeerState.PENDING, since=since, reason=reason)
-            self._peers[node_id] = new
-            if before.state is PeerState.PENDING:
-                return []
-            return [Change(ChangeKind.PENDING, node_id, reason, new, before.state)]
-        kind = (ChangeKind.JOINED if before.last_ok is None or before.state is PeerState.PENDING
-                else ChangeKind.RECOVERED if before.state is not PeerState.ALIVE else None)
-        since = before.since if before.state is PeerState.ALIVE else now
-        new = replace(answered, state=PeerState.ALIVE, since=since, reason="answering")
-        self._peers[node_id] = new
-        return [] if kind is None else [Change(kind, node_id, "answering", new, before.state)]
-
-    def _set(self, peer: Peer, state: PeerState, now: float, reason: str,
-             kind: ChangeKind) -> list[Change]:
-        new = replace(peer, state=state, since=now, reason=reason)
-        self._peers[peer.node_id] = new
-        return [Change(kind, peer.node_id, reason, new, peer.state)]
-
-    def _die(self, peer: Peer, now: float, reason: str) -> list[Change]:
-        kind = ChangeKind.UNREACHABLE if peer.last_ok is None else ChangeKind.LEFT
-        return self._set(peer, PeerState.DEAD, now, reason, kind)
-
-    def _evict(self, changes: list[Change]) -> bool:
-        """Drop the longest-dead or foreign record to make room; False when every peer is live."""
-        spare = [p for p in self._peers.values() if p.state in (PeerState.DEAD, PeerState.FOREIGN)]
-        if not spare:
-            return False
-        victim = min(spare, key=lambda p: (p.since, p.node_id))
-        del self._peers[victim.node_id]
-        changes.append(Change(ChangeKind.FORGOTTEN, victim.node_id, "evicted to make room",
-                              victim, victim.state))
-        return True
-
-
-def _everyone(_node_id: str) -> bool:
-    return True

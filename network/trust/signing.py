@@ -17,6 +17,11 @@ A signed reply (the heartbeat to `?nonce=N`, a vote or cancel answer) carries X-
 X-Swarm-Signature = HMAC-SHA256(key, "local-swarm/1 reply\\n" N "\\n" hex(SHA-256(body))), where N
 is the caller's nonce. The two prefixes keep a reply signature from ever passing as a request's.
 Requests more than 30 s off the verifier's clock, and nonces seen in the last 61 s, are refused.
+
+A pushed heartbeat (network/wire/beat.py, one UDP datagram) carries its key id and the raw
+HMAC-SHA256(key, "local-swarm/1 beat\n" + the datagram's bytes after the MAC: seq, sent_at,
+sender, heartbeat); the receiver's beat ledger refuses a seq not above the last one and a sent_at
+more than 30 s off its clock.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ MAX_SKEW_S = 30.0
 MAX_NONCES = 65536
 _REQUEST = b"local-swarm/1 request"
 _REPLY = b"local-swarm/1 reply"
+_BEAT = b"local-swarm/1 beat"
 # What each request header must match (the OpenAPI document states these very patterns).
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}", re.ASCII)
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}", re.ASCII)
@@ -66,6 +72,21 @@ def request_signature(key: SwarmKey, method: str, path_qs: str, timestamp: str, 
 def reply_signature(key: SwarmKey, nonce: str, body: bytes) -> str:
     """The X-Swarm-Signature of a reply to the request (or probe) that sent `nonce`."""
     return _mac(key, _REPLY, nonce.encode("ascii"), _digest(body))
+
+
+def beat_mac(key: SwarmKey, signed: bytes) -> bytes:
+    """The MAC of one pushed heartbeat datagram over its `signed` part (see the module doc)."""
+    return hmac.digest(key.secret, _BEAT + b"\n" + signed, "sha256")
+
+
+def check_beat(keys: KeyRing, key_id: str, mac: bytes, signed: bytes) -> str | None:
+    """None when a pushed heartbeat's MAC verifies with an accepted key, else the reason."""
+    key = keys.get(key_id)
+    if key is None:
+        return f"signed with another swarm key (fingerprint {key_id})"
+    if not hmac.compare_digest(beat_mac(key, signed), mac):
+        return "the signature does not verify"
+    return None
 
 
 def new_nonce() -> str:

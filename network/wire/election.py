@@ -12,6 +12,7 @@ and are validated as strictly as network/wire/messages.py's:
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,13 @@ class SwarmPlan:
     members: tuple[PlanMember, ...] = ()
     consensus: tuple[str, ...] = ()
     spans: SpanPlan | None = None  # the span map, when the swarm serves layer spans
+
+    @property
+    def revision(self) -> str:
+        """A short digest of what followers use (term, coordinator, consensus order): the
+        coordinator's heartbeat carries it, and a follower fetches the plan only when it moves."""
+        what = "\n".join((str(self.term), self.coordinator, *self.consensus))
+        return hashlib.blake2b(what.encode("utf-8"), digest_size=8).hexdigest()
 
     def to_wire(self) -> dict[str, Any]:
         """The plan as plain JSON/msgpack types (lists, not tuples)."""

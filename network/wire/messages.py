@@ -14,7 +14,9 @@ from network.wire.fields import (
     MAX_NAME_CHARS,
     MAX_NONCE_CHARS,
     MAX_PRIORITY,
+    MAX_REVISION_CHARS,
     MAX_STOP,
+    MAX_SUSPECTS,
     MAX_TERM,
     MAX_TEXT_CHARS,
     MAX_TOKENS,
@@ -85,6 +87,8 @@ class Heartbeat(NodeHeader):
     priority: int | None = 0  # the election's configured priority; None: never coordinator
     solo: bool = False  # it leads only itself: a role taken with no peer in view (election.py)
     nonce: str | None = None
+    plan: str = ""  # the revision of the plan this node publishes as coordinator ("" otherwise)
+    suspects: tuple[str, ...] = ()  # peers it suspects or saw die just now: others check them
     span_blocks: int = 0  # blocks this node may serve as a layer span (0: it serves none)
     span_peer: str = ""  # the hivemind peer id of this node's span server, while it serves
     pairing: str = ""  # "open": takes join requests; "fresh": a lone new node (network/wire/pairing.py)
@@ -97,8 +101,9 @@ class Heartbeat(NodeHeader):
         return VOTE_CAPABILITY in self.capabilities
 
     def to_wire(self) -> dict[str, Any]:
-        """The message as plain msgpack/JSON types (tuples become arrays)."""
-        return asdict(self)
+        """The message as plain msgpack/JSON types (tuples become arrays); shallow, since every
+        field is a scalar or a tuple of strings (sent every heartbeat interval)."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_wire(cls, data: object) -> Heartbeat:
@@ -120,6 +125,8 @@ class Heartbeat(NodeHeader):
             priority=f.get("priority", optional(integer(-MAX_PRIORITY, MAX_PRIORITY)), _NO_PRIORITY),
             solo=f.get("solo", flag, False),
             nonce=f.get("nonce", optional(text(MAX_NONCE_CHARS)), None),
+            plan=f.get("plan", text(MAX_REVISION_CHARS), ""),
+            suspects=f.get("suspects", seq(ident(), MAX_SUSPECTS), ()),
             span_blocks=f.get("span_blocks", integer(0, 1 << 20), 0),
             span_peer=f.get("span_peer", text(MAX_ID_CHARS), ""),
             pairing=pairing_state(f.get("pairing", text(MAX_ID_CHARS), "")),
