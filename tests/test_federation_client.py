@@ -17,7 +17,8 @@ from network.trust.signing import NONCE_HEADER, sign_reply
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import Heartbeat, VoteReply
+from network.wire.messages import Heartbeat
+from network.wire.votes import VoteReply
 from swarm.engine.backend import GenerationRequest
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend

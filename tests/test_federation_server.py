@@ -20,8 +20,9 @@ from network.trust.signing import NONCE_HEADER, Verdict, check_reply
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply
+from network.wire.messages import CAPABILITIES, Heartbeat
 from network.wire.txt import PeerAdvert
+from network.wire.votes import CancelRequest, VoteReply
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from tests.federation_fixtures import (

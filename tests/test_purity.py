@@ -25,6 +25,7 @@ PURE_CORES = (
     "consensus.sentences",
     "consensus.candidates",
     "network.wire.messages",  # the wire: frozen messages and their checks
+    "network.wire.votes",
     "network.wire.fields",
     "network.wire.address",
     "network.wire.election",

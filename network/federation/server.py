@@ -36,8 +36,9 @@ from network.trust.swarm_key import KeyRing
 from network.wire import codec
 from network.wire.election import MAX_REPLY_MESSAGES, ElectionEnvelope, ElectionReply, SwarmPlan
 from network.wire.fields import MAX_NONCE_CHARS, NONCE_PATTERN
-from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply, VoteRequest
+from network.wire.messages import CAPABILITIES, Heartbeat
 from network.wire.paths import CANCEL_PATH, ELECTION_PATH, HEALTH_PATH, PEERS_PATH, PLAN_PATH, VOTE_PATH
+from network.wire.votes import CancelRequest, VoteReply, VoteRequest
 from swarm.engine.backend import ContextOverflowError
 from swarm.engine.pool import InstancePool, PoolBusyError
 from swarm.engine.source import Answer

@@ -2,7 +2,7 @@
 
 `SCHEMAS` holds the OpenAI-side bodies (the request schemas are those the handlers validate
 with, network/api/openai/schema.py) and the federation wire messages (network/wire/messages.py,
-network/wire/election.py), with the same size limits the codec enforces.
+network/wire/votes.py, network/wire/election.py), with the same size limits the codec enforces.
 """
 from __future__ import annotations
 
