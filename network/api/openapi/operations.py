@@ -119,7 +119,8 @@ _PEER_FILTERS = [
      "schema": {"enum": ["true", "1", "yes", "false", "0", "no"]}},
 ]
 
-# (path, method) -> operation. The federation routes are those of network/federation/server.py.
+# (path, method) -> operation. The federation routes are those of network/federation/server.py
+# and vote_routes.py.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/health", "get"): {
         "operationId": "health", "summary": "Liveness and load of this node",
