@@ -1,9 +1,9 @@
 """Composition root: parse the command line, build the node's services, serve until a signal.
 
-Nothing here decides anything. `build_services` connects the parts (the engine, the API and, with
---federation, the swarm) into one typed `Services` record; `serve` runs it, with every task owned
-by the exit stack or task group that started it. Heavy imports wait until they are needed, so
-`main.py --help` is instant.
+Nothing here decides anything. `build_services` connects the parts (the engine, loaded by
+swarm/node/loading.py, the API and, with --federation, the swarm) into one typed `Services` record;
+`serve` runs it, with every task owned by the exit stack or task group that started it. Heavy
+imports wait until they are needed, so `main.py --help` is instant.
 """
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from swarm.node import cli
 from swarm.node.config import Config
+from swarm.node.loading import Engine, load_engine
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -30,30 +31,10 @@ if TYPE_CHECKING:
     from network.petals.service import SpanService
     from network.trust.identity import NodeIdentity
     from network.trust.swarm_key import LoadedKeys
-    from swarm.engine.backend import Backend
     from swarm.engine.pool import InstancePool
     from swarm.models.library import ModelLibrary
-    from swarm.models.store import ModelSource
 
 log = logging.getLogger("local_swarm")
-
-
-@dataclass(frozen=True)
-class Engine:
-    """The loaded instances' backends, the benchmark score (`--auto`), and how they were loaded."""
-
-    backends: Sequence[Backend]
-    bench_score: float = 0.0
-    backend: str = ""  # "llamacpp on cpu, float32", for the start-up panel
-    layout: str = ""  # "2 x 1 thread(s)"
-    source: ModelSource | None = None  # the model's files, shared with peers that lack them
-
-    @classmethod
-    def given(cls, backends: Sequence[Backend], bench_score: float = 0.0,
-              source: ModelSource | None = None) -> Engine:
-        """Backends loaded elsewhere (benches and tests: scripted ones), sharing `source`."""
-        return cls(backends, bench_score, backends[0].name, f"{len(backends)} instance(s)",
-                   source)
 
 
 @dataclass(frozen=True)
@@ -79,24 +60,6 @@ class Services:
     lan_addresses: list[str]  # what mDNS advertises: the address bound (none without --federation)
     panel: dict[str, str]  # the start-up panel's rows
     swarm: Swarm | None = None
-
-
-async def load_engine(config: Config) -> Engine:
-    """Load the configured model (after the `--auto` plan: probe, benchmark once, choose)."""
-    from swarm.engine.loader import load_backends, plan_from_config
-    from swarm.node.terminal import progress_bar
-    from swarm.sizing.hardware import probe
-
-    # Default threads: cores / instances, on the performance cores only of an Apple chip.
-    plan, bench_score = plan_from_config(config, cores=probe(gpus=False).cores), 0.0
-    if config.auto:
-        from swarm.sizing.autorun import apply_auto_plan
-
-        plan, bench_score = apply_auto_plan(plan, config)
-    with progress_bar("loading model") as report:
-        loaded = await asyncio.to_thread(load_backends, plan, config, report)
-    return Engine(loaded, bench_score, f"{plan.backend} on {plan.device}, {plan.dtype}",
-                  f"{plan.instances} x {plan.threads} thread(s)", plan.source)
 
 
 async def build_services(config: Config, engine: Engine | None = None) -> Services:

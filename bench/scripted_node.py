@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import main  # noqa: E402
 from swarm.engine.scripted import ScriptedBackend  # noqa: E402
 from swarm.node import cli  # noqa: E402
+from swarm.node.loading import Engine  # noqa: E402
 from swarm.node.terminal import setup_logging  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def run(argv: list[str] | None = None) -> int:
     backends = [ScriptedBackend([ours.answer], first_token_latency_s=ours.latency,
                                 model_id="scripted")
                 for _ in range(config.model.instances)]
-    asyncio.run(main.serve(config, main.Engine.given(backends)))
+    asyncio.run(main.serve(config, Engine.given(backends)))
     return 0
 
 

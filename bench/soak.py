@@ -55,6 +55,7 @@ def serve_node(argv: list[str]) -> int:
     import main
     from swarm.engine.scripted import ScriptedBackend
     from swarm.node import cli
+    from swarm.node.loading import Engine
     from swarm.node.terminal import setup_logging
 
     class SoakBackend(ScriptedBackend):
@@ -76,7 +77,7 @@ def serve_node(argv: list[str]) -> int:
     backends = [SoakBackend([ANSWER], first_token_latency_s=ours.latency,
                             token_latency_s=ours.token_latency, model_id="scripted")
                 for _ in range(config.model.instances)]
-    asyncio.run(main.serve(config, main.Engine.given(backends)))
+    asyncio.run(main.serve(config, Engine.given(backends)))
     return 0
 
 

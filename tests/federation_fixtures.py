@@ -21,7 +21,7 @@ from network.trust.signing import Verifier
 from network.trust.swarm_key import KeyRing
 from network.wire import codec
 from network.wire.election import PlanMember, SwarmPlan
-from network.wire.messages import VoteRequest
+from network.wire.votes import VoteRequest
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend

@@ -21,6 +21,7 @@ from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from swarm.models.store import ModelSource
 from swarm.node.config import Config, load_config
+from swarm.node.loading import Engine
 
 
 def bound_socket() -> socket.socket:
@@ -75,7 +76,7 @@ class SwarmNode:
             "federation.previous_swarm_keys": [k.text for k in self.previous],
             "model.cache_dir": str(self.tmp / self.name), "api.host": "127.0.0.1",
             "api.port": self.port, "model.queue_depth": 4, **self.extra})
-        engine = main.Engine.given([ScriptedBackend([f"answer from {self.name}"])],
+        engine = Engine.given([ScriptedBackend([f"answer from {self.name}"])],
                                    self.bench_score, self.source)
         services = await main.build_services(self.config, engine)
         assert services.swarm is not None

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from network.wire import codec
 from network.wire.codec import JSON, MSGPACK, WireDecodeError
 from network.wire.fields import WireMessage
-from network.wire.messages import CancelRequest, Heartbeat, VoteReply, VoteRequest
+from network.wire.messages import Heartbeat
+from network.wire.votes import CancelRequest, VoteReply, VoteRequest
 from swarm.engine.backend import ChatMessage, Completion, GenerationRequest, SamplingParams
 from tests.wire_properties import (
     TYPES,

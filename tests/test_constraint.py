@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from network.api.openai.schema import request_constraint
-from network.wire.messages import VoteRequest, WireDecodeError
+from network.wire.fields import WireDecodeError
+from network.wire.votes import VoteRequest
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.engine.constraint import (
     Constraint,

@@ -273,7 +273,7 @@ class _PlanPeer:
 
 
 async def test_a_follower_refuses_a_plan_older_than_the_term_it_follows(caplog):
-    caplog.set_level(logging.INFO, logger="network.coordination.driver")
+    caplog.set_level(logging.INFO, logger="network.coordination.following")
     membership = Membership("a", 1, "")
     advert = PeerAdvert(node_id="b", boot_id="b1", protocol=1, api_port=17615)
     membership.discovered(advert, Address("127.0.0.1", 17615), 0.0)
@@ -290,13 +290,13 @@ async def test_a_follower_refuses_a_plan_older_than_the_term_it_follows(caplog):
     coordinator._apply(step(coordinator.state, coordinator.view(), now[0]))
     assert (coordinator.state.coordinator, coordinator.state.leader_term) == ("b", 5)
 
-    await coordinator._fetch_plan("b")
+    await coordinator.follower.fetch("b")
     assert coordinator.consensus_members() is None  # stale: own view instead
     assert "refused a plan of b for term 4" in caplog.text
 
     client.served = SwarmPlan(term=5, coordinator="b", consensus=("b",),
                               members=(PlanMember(node_id="b"),))
-    await coordinator._fetch_plan("b")
+    await coordinator.follower.fetch("b")
     assert coordinator.consensus_members() == ["b"]
     now[0] += 10.0  # not refreshed for longer than plan_max_age_s: own view again
     assert coordinator.consensus_members() is None
@@ -330,15 +330,15 @@ async def test_a_follower_fetches_the_plan_only_when_the_leaders_heartbeat_names
                               clock=lambda: now[0], plan_every_s=0.01)
     coordinator._apply(step(coordinator.state, coordinator.view(), now[0]))
     assert coordinator.state.coordinator == "b"
-    await coordinator._fetch_plan("b")
-    assert client.fetched == 1 and coordinator._plan_current("b")
+    await coordinator.follower.fetch("b")
+    assert client.fetched == 1 and coordinator.follower.current("b")
     now[0] += 10.0
     beat(plan.revision, now[0])  # the same revision, heard again: nothing to fetch
-    assert coordinator._plan_current("b")
+    assert coordinator.follower.current("b")
     client.served = SwarmPlan(term=5, coordinator="b", consensus=("b", "c"),
                               members=(PlanMember(node_id="b"), PlanMember(node_id="c")))
     assert client.served.revision != plan.revision
     beat(client.served.revision, now[0])  # the leader's plan changed: fetch it
-    assert not coordinator._plan_current("b")
-    await coordinator._fetch_plan("b")
+    assert not coordinator.follower.current("b")
+    await coordinator.follower.fetch("b")
     assert client.fetched == 2 and coordinator.consensus_members() == ["b", "c"]

@@ -17,7 +17,8 @@ from network.trust.signing import NONCE_HEADER, sign_reply
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import Heartbeat, VoteReply
+from network.wire.messages import Heartbeat
+from network.wire.votes import VoteReply
 from swarm.engine.backend import GenerationRequest
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
@@ -83,7 +84,7 @@ async def test_cancelling_the_awaiting_task_cancels_the_vote_on_the_peer(slow_no
         await vote
     await client.drain()
     await until(lambda: slow_node.pool.instances[0].active == 0, what="the peer's instance freed")
-    assert backend.cancelled == 1 and not slow_node.routes.running
+    assert backend.cancelled == 1 and not slow_node.routes.votes.running
 
 
 async def test_a_vote_timeout_is_a_peer_error_and_cancels_on_the_peer(slow_node, client):

@@ -20,8 +20,9 @@ from network.trust.signing import NONCE_HEADER, Verdict, check_reply
 from network.wire import codec
 from network.wire.address import Address
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
-from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply
+from network.wire.messages import CAPABILITIES, Heartbeat
 from network.wire.txt import PeerAdvert
+from network.wire.votes import CancelRequest, VoteReply
 from swarm.engine.pool import InstancePool
 from swarm.engine.scripted import ScriptedBackend
 from tests.federation_fixtures import (
@@ -196,14 +197,14 @@ async def post(http: aiohttp.ClientSession, url: str, body: bytes | AsyncIterato
 async def test_cancel_stops_a_running_vote_and_frees_the_instance(slow_node, http):
     backend = slow_node.pool.instances[0].backend
     vote = asyncio.create_task(post(http, slow_node.url + "/v1/federation/vote", vote_body("c-1")))
-    await until(lambda: "c-1" in slow_node.routes.running and backend.requests, what="vote start")
+    await until(lambda: "c-1" in slow_node.routes.votes.running and backend.requests, what="vote start")
     cancel = codec.encode(CancelRequest(request_id="c-1"), codec.MSGPACK)
     assert await post(http, slow_node.url + "/v1/federation/cancel", cancel) == (
         200, {"request_id": "c-1", "cancelled": True})
     status, error = await vote
     assert status == 409 and error["error"]["code"] == "vote_cancelled"
     await until(lambda: slow_node.pool.instances[0].active == 0, what="the instance to be freed")
-    assert backend.cancelled == 1 and not slow_node.routes.running
+    assert backend.cancelled == 1 and not slow_node.routes.votes.running
 
 
 async def test_a_cancel_that_beats_its_vote_stops_it_before_it_starts(node, http):

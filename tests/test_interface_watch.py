@@ -472,12 +472,13 @@ async def _federation(tmp: Path, mdns: bool) -> Any:
     from network.trust.swarm_key import SwarmKey
     from swarm.engine.scripted import ScriptedBackend
     from swarm.node.config import load_config
+    from swarm.node.loading import Engine
 
     config = load_config(env={}, cli={
         "federation.enabled": True, "federation.mdns": mdns, "federation.node_id": "watch-a",
         "federation.swarm_key": SwarmKey.generate().text, "model.cache_dir": str(tmp),
         "api.host": "127.0.0.1", "api.port": 17999, "model.queue_depth": 1})
-    services = await main.build_services(config, main.Engine.given([ScriptedBackend(["hi"])],
+    services = await main.build_services(config, Engine.given([ScriptedBackend(["hi"])],
                                                                    1.0))
     assert services.swarm is not None and services.lan_addresses == ["127.0.0.1"]
     return services.swarm.federation, services.pool

@@ -15,6 +15,7 @@ PURE_CORES = (
     "network.coordination.plan",  # the coordinator's swarm plan
     "network.coordination.chooser",  # where a request goes
     "network.coordination.spans",  # the span planner
+    "network.coordination.placement",  # its search
     "network.membership.table",  # the peer table
     "network.membership.records",
     "network.membership.roster",
@@ -25,6 +26,7 @@ PURE_CORES = (
     "consensus.sentences",
     "consensus.candidates",
     "network.wire.messages",  # the wire: frozen messages and their checks
+    "network.wire.votes",
     "network.wire.fields",
     "network.wire.address",
     "network.wire.election",

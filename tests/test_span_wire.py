@@ -12,7 +12,8 @@ from rich.console import Console
 
 from network.coordination.spans import SpanNode, plan_spans
 from network.wire.election import SwarmPlan
-from network.wire.messages import Heartbeat, WireDecodeError
+from network.wire.fields import WireDecodeError
+from network.wire.messages import Heartbeat
 from network.wire.spans import SpanAssignment, SpanPlan
 from swarm.engine.backend import ChatMessage, GenerationRequest, SamplingParams
 from swarm.node.config import load_config

@@ -23,8 +23,8 @@ from network.trust.swarm_key import (
     write_key_file,
 )
 from swarm.node import cli
-from swarm.node.commands import run_command
 from swarm.node.config import load_config
+from swarm.node.key_command import run_command
 from tests.swarm_keys import KEY, OTHER_KEY
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")

@@ -27,7 +27,8 @@ from network.trust.signing import (
 )
 from network.trust.swarm_key import SwarmKey
 from network.wire import codec
-from network.wire.messages import CancelRequest, Heartbeat
+from network.wire.messages import Heartbeat
+from network.wire.votes import CancelRequest
 from swarm.node import commands
 from tests.federation_fixtures import ASK, node_fixture, serve, until, vote_body
 from tests.swarm_keys import KEY, OTHER, OTHER_KEY, RING, signed

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from consensus.normalize import normalize_answer
 from consensus.validators import build_validator
 from network.api.openai.schema import parse_chat
-from network.wire.messages import VoteRequest, WireDecodeError
+from network.wire.fields import WireDecodeError
+from network.wire.votes import VoteRequest
 from swarm.engine.backend import (
     ChatMessage,
     Completion,

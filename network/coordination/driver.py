@@ -4,7 +4,8 @@ One `Coordinator` per node, owned by `Federation`. It steps the pure core on mem
 on received Claim/Ack/Announce messages and on the core's own timers (plus a short tick, since a
 peer's term and coordinator arrive in heartbeats that change no peer state). Sends go out as
 signed POSTs to /v1/federation/election; each answer's messages are fed back to the core. The role
-flips inside this object only: nothing is torn down when leadership moves.
+flips inside this object only: nothing is torn down when leadership moves. While it follows, its
+`PlanFollower` (following.py) keeps the coordinator's plan.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from network.coordination.election import (
     rest,
     step,
 )
+from network.coordination.following import PlanClient, PlanFollower
 from network.coordination.plan import build_plan
 from network.coordination.store import ElectionStore
 from network.coordination.wake import Reading, away
@@ -44,13 +46,11 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 256  # election sends not yet answered; more are dropped (the core re-sends)
 
 
-class ElectionClient(Protocol):
-    """What the driver needs from `FederationClient`."""
+class ElectionClient(PlanClient, Protocol):
+    """What the driver needs from `FederationClient`: election sends, and plans (following.py)."""
 
     async def election(self, address: str, port: int, node_id: str, message: Message,
                        timeout_s: float) -> list[Message]: ...
-
-    async def plan(self, address: str, port: int, node_id: str, timeout_s: float) -> SwarmPlan: ...
 
 
 def sender_of(message: Message) -> str:
@@ -96,16 +96,14 @@ class Coordinator:
         self.store = store
         self.tick_s = tick_s
         self.send_timeout_s = send_timeout_s
-        self.plan_every_s = plan_every_s
-        self.plan_max_age_s = plan_max_age_s
         self.on_change = on_change
         self.span_plan = span_plan  # the span map this node publishes while it leads
         term, voted_term, voted_for = store.load() if store else (0, 0, None)
         self.state: ElectionState = boot(me, clock(), term, voted_term, voted_for)
-        self.followed_plan: SwarmPlan | None = None
-        self._plan_at = -float("inf")
+        self.follower = PlanFollower(membership, client, lambda: self.state, self._address, clock,
+                                     every_s=plan_every_s, max_age_s=plan_max_age_s,
+                                     timeout_s=send_timeout_s)
         self._poked = asyncio.Event()
-        self._leader_moved = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._plans: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -145,7 +143,7 @@ class Coordinator:
         if self._task is not None:
             raise RuntimeError("Coordinator already started")
         self._task = asyncio.create_task(self._run(), name="election")
-        self._plans = asyncio.create_task(self._follow_plans(), name="plan-follower")
+        self._plans = asyncio.create_task(self.follower.run(), name="plan-follower")
 
     async def close(self) -> None:
         """Stop the round, the plan follower and every send in flight."""
@@ -183,12 +181,8 @@ class Coordinator:
         own = self.plan()
         if own is not None:
             return own.spans
-        plan = self.followed_plan
-        if (plan is None or plan.coordinator != self.state.coordinator
-                or plan.term < self.state.leader_term
-                or self.clock() - self._plan_at > self.plan_max_age_s):
-            return None
-        return plan.spans
+        plan = self.follower.fresh()
+        return plan.spans if plan is not None else None
 
     def plan_revision(self) -> str:
         """The revision of the plan this node publishes while it leads ("" otherwise): its
@@ -200,23 +194,14 @@ class Coordinator:
         """The plan in force as this node knows it, for views: its own while it leads, else the
         last one fetched from the coordinator it follows (None before any)."""
         own = self.plan()
-        if own is not None:
-            return own
-        plan = self.followed_plan
-        return plan if plan is not None and plan.coordinator == self.state.coordinator else None
+        return own if own is not None else self.follower.held()
 
     def consensus_members(self) -> list[str] | None:
         """Node ids the coordinator's current plan picks for consensus; None means "use your own
         view" (no coordinator, its plan is stale, or it has not been fetched yet)."""
-        own = self.plan()
-        if own is not None:
-            return list(own.consensus)
-        plan = self.followed_plan
-        if (plan is None or plan.coordinator != self.state.coordinator
-                or plan.term < self.state.leader_term
-                or self.clock() - self._plan_at > self.plan_max_age_s):
-            return None
-        return list(plan.consensus)
+        plan = self.plan()
+        plan = plan if plan is not None else self.follower.fresh()
+        return list(plan.consensus) if plan is not None else None
 
     async def _run(self) -> None:
         last, delay = Reading(self.wall_clock(), self.clock()), 0.0
@@ -265,9 +250,7 @@ class Coordinator:
         elif new.coordinator is None and old.coordinator is not None:
             log.info("lost the coordinator %s; electing another", old.coordinator)
         if new.coordinator != old.coordinator:
-            self.followed_plan = None
-            self._plan_at = -float("inf")
-            self._leader_moved.set()
+            self.follower.forget()
         if self.on_change is not None:
             self.on_change(new)
 
@@ -300,43 +283,3 @@ class Coordinator:
                 log.debug("election reply from %s names %s; ignored", node_id, sender_of(reply))
                 continue
             self._apply(receive(self.state, self.view(), reply, self.clock(), self.timings))
-
-    async def _follow_plans(self) -> None:
-        """Every `plan_every_s` (sooner after a change of leader), fetch the coordinator's plan
-        unless its live heartbeat names the revision already held (then that plan is current)."""
-        while True:
-            self._leader_moved.clear()
-            leader = self.state.coordinator
-            if leader is not None and leader != self.me.node_id:
-                if self._plan_current(leader):
-                    self._plan_at = self.clock()
-                else:
-                    await self._fetch_plan(leader)
-            try:
-                async with asyncio.timeout(self.plan_every_s):
-                    await self._leader_moved.wait()
-            except TimeoutError:
-                pass
-
-    def _plan_current(self, leader: str) -> bool:
-        peer = self.membership.get(leader)
-        plan = self.followed_plan
-        return (plan is not None and peer is not None and peer.state is PeerState.ALIVE
-                and peer.heartbeat is not None and peer.heartbeat.plan == plan.revision)
-
-    async def _fetch_plan(self, leader: str) -> None:
-        address = self._address(leader)
-        if address is None:
-            return
-        try:
-            plan = await self.client.plan(*address, leader, self.send_timeout_s)
-        except Exception as exc:
-            log.debug("plan from %s unavailable: %s", leader, exc)
-            return
-        if self.state.coordinator != leader:
-            return  # the leader moved while we asked
-        if plan.coordinator != leader or plan.term < self.state.leader_term:
-            log.info("refused a plan of %s for term %d: this node follows %s in term %d",
-                     plan.coordinator, plan.term, self.state.coordinator, self.state.leader_term)
-            return
-        self.followed_plan, self._plan_at = plan, self.clock()

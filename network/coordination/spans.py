@@ -15,20 +15,24 @@ replicas go where the stack is thinnest, and a plan only moves blocks when that 
    blocks, then the lowest start (so the same inputs always give the same plan);
 3. also plan from scratch, widest nodes first, and keep it only when its bottleneck beats the
    re-placed previous plan by more than `MOVE_GAIN`.
+
+The search itself (scoring, single and pair moves, fresh starts) is placement.py's.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from network.coordination.placement import (
+    Placement,
+    block_profile,
+    fresh_starts,
+    moved_blocks,
+    polish,
+    profile_key,
+)
 
 MOVE_GAIN = 0.05  # a fresh plan must raise the bottleneck by 5 % to be worth moving blocks
-_ROUNDS = 8  # re-placement sweeps; each strictly improves or the loop stops
-_PARTITION_NODES = 6  # up to this many nodes, every grouping into stacked chains is tried
-_STARTS = 3  # how many of the best stacked groupings are improved further
-_PAIR_CELLS = 8_000_000  # option-pairs x blocks a pair move may score at once (about 64 MB)
-_DIGITS = 9  # decimals kept when profiles (speeds scaled to the fastest = 1) are compared
 
 
 @dataclass(frozen=True)
@@ -73,184 +77,6 @@ class SpanLayout:
         return next((s for s in self.spans if s.node_id == node_id), None)
 
 
-Placement = tuple[int, int]  # (start, length); length 0 means the node serves nothing
-
-
-def block_profile(num_blocks: int, nodes: Sequence[SpanNode],
-                  placements: Sequence[Placement]) -> list[float]:
-    """Tokens per second each block gets from the nodes placed on it."""
-    profile = [0.0] * num_blocks
-    for node, (start, length) in zip(nodes, placements, strict=True):
-        if length > 0:
-            rate = node.throughput / length
-            for b in range(start, start + length):
-                profile[b] += rate
-    return profile
-
-
-def _key(profile: Iterable[float]) -> tuple[float, ...]:
-    return tuple(sorted(round(v, _DIGITS) for v in profile))
-
-
-def _moved(old: Placement | None, new: Placement) -> int:
-    start, length = new
-    if old is None or old[1] == 0:
-        return length
-    overlap = max(0, min(start + length, old[0] + old[1]) - max(start, old[0]))
-    return length - overlap
-
-
-def _best_placement(num_blocks: int, nodes: Sequence[SpanNode], placements: list[Placement],
-                    i: int, previous: Placement | None) -> Placement:
-    """Where node `i` adds most to the profile of the others (leximin), then moves least."""
-    others = list(placements)
-    others[i] = (0, 0)
-    base = np.array(block_profile(num_blocks, nodes, others))
-    options, rows = _options(num_blocks, nodes[i])
-    profiles = np.round(np.sort(base + rows, axis=1), _DIGITS)
-    moved = np.array([_moved(previous, o) for o in options])
-    lengths = np.array([o[1] for o in options])
-    starts = np.array([o[0] for o in options])
-    # Higher profile first (lowest block first), then fewer moved blocks, longer, lower start.
-    keys = [-starts, lengths, -moved] + [profiles[:, b] for b in range(num_blocks - 1, -1, -1)]
-    return options[int(np.lexsort(keys)[-1])]
-
-
-def _options(num_blocks: int, node: SpanNode) -> tuple[list[Placement], np.ndarray]:
-    """Every placement of `node` (serving nothing included) and the rates it adds per block."""
-    options: list[Placement] = [(0, 0)]
-    if node.throughput > 0:
-        for length in range(1, min(node.max_blocks, num_blocks) + 1):
-            options += [(start, length) for start in range(num_blocks - length + 1)]
-    rows = np.zeros((len(options), num_blocks))
-    for k, (start, length) in enumerate(options[1:], 1):
-        rows[k, start:start + length] = node.throughput / length
-    return options, rows
-
-
-def _pair_moves(num_blocks: int, nodes: Sequence[SpanNode],
-                placements: list[Placement]) -> list[Placement]:
-    """Move two nodes at once where that lifts the bottleneck (one at a time can be stuck: a
-    node must shrink for another to cover what it leaves). Vectorised over both nodes' options;
-    pairs with more than `_PAIR_CELLS` option-pairs x blocks are left to single moves."""
-    for _ in range(_ROUNDS):
-        changed = False
-        for i in range(len(nodes)):
-            for j in range(i + 1, len(nodes)):
-                opt_i, rows_i = _options(num_blocks, nodes[i])
-                opt_j, rows_j = _options(num_blocks, nodes[j])
-                if len(opt_i) * len(opt_j) * num_blocks > _PAIR_CELLS:
-                    continue
-                rest = list(placements)
-                rest[i] = rest[j] = (0, 0)
-                base = np.array(block_profile(num_blocks, nodes, rest))
-                mins = (base + rows_i[:, None, :] + rows_j[None, :, :]).min(axis=2)
-                a, b = np.unravel_index(int(mins.argmax()), mins.shape)
-                now = min(block_profile(num_blocks, nodes, placements))
-                if mins[a, b] > now * (1 + 1e-9) + 1e-12:
-                    placements = list(placements)
-                    placements[i], placements[j] = opt_i[a], opt_j[b]
-                    changed = True
-        if not changed:
-            break
-    return placements
-
-
-def _improve(num_blocks: int, nodes: Sequence[SpanNode], placements: list[Placement],
-             previous: Sequence[Placement | None]) -> list[Placement]:
-    for _ in range(_ROUNDS):
-        changed = False
-        for i in range(len(nodes)):
-            before = _key(block_profile(num_blocks, nodes, placements))
-            candidate = _best_placement(num_blocks, nodes, placements, i, previous[i])
-            if candidate == placements[i]:
-                continue
-            trial = list(placements)
-            trial[i] = candidate
-            after = _key(block_profile(num_blocks, nodes, trial))
-            if after > before or (after == before and _moved(previous[i], candidate)
-                                  < _moved(previous[i], placements[i])):
-                placements, changed = trial, True
-        if not changed:
-            break
-    return placements
-
-
-def _polish(num_blocks: int, nodes: Sequence[SpanNode], placements: list[Placement],
-            previous: Sequence[Placement | None]) -> list[Placement]:
-    """Single moves, then pair moves (up to `_PARTITION_NODES` nodes), then single moves again
-    (to spread the replicas the pair moves freed)."""
-    placements = _improve(num_blocks, nodes, placements, previous)
-    if len(nodes) > _PARTITION_NODES:
-        return placements  # larger swarms: single moves only, to plan within a second or two
-    moved = _pair_moves(num_blocks, nodes, placements)
-    return placements if moved == placements else _improve(num_blocks, nodes, moved, previous)
-
-
-def _chain(num_blocks: int, nodes: Sequence[SpanNode], members: Sequence[int],
-           placements: list[Placement]) -> None:
-    """Lay `members` end to end over all blocks, widths in proportion to speed within memory
-    (water-filling: the highest rate r with sum(min(cap, s / r)) >= num_blocks)."""
-    caps = {i: min(nodes[i].max_blocks, num_blocks) for i in members if nodes[i].throughput > 0}
-    rates = sorted({nodes[i].throughput / k for i, cap in caps.items() for k in range(1, cap + 1)},
-                   reverse=True)
-    widths = dict(caps)
-    for rate in rates:
-        trial = {i: min(cap, int(nodes[i].throughput / rate + 1e-9)) for i, cap in caps.items()}
-        if sum(trial.values()) >= num_blocks:
-            widths = trial
-            break
-    excess = sum(widths.values()) - num_blocks
-    while excess > 0:  # trim the widest (then slowest) first: a narrower span only gets faster
-        i = max(widths, key=lambda j: (widths[j], -nodes[j].throughput, -j))
-        widths[i] -= 1
-        excess -= 1
-    start = 0
-    for i in sorted(widths):
-        if widths[i] > 0:
-            placements[i] = (start, widths[i])
-            start += widths[i]
-
-
-def _fresh_starts(num_blocks: int, nodes: Sequence[SpanNode],
-                  previous: Sequence[Placement | None]) -> list[list[Placement]]:
-    """Plans from scratch to improve on: widest-first greedy, and 1 to N stacked chains."""
-    starts: list[list[Placement]] = []
-    greedy: list[Placement] = [(0, 0)] * len(nodes)
-    order = sorted(range(len(nodes)), key=lambda i: (-min(nodes[i].max_blocks, num_blocks),
-                                                     -nodes[i].throughput, nodes[i].node_id))
-    for i in order:
-        greedy[i] = _best_placement(num_blocks, nodes, greedy, i, previous[i])
-    starts.append(greedy)
-    by_speed = sorted(range(len(nodes)), key=lambda i: (-nodes[i].throughput, nodes[i].node_id))
-    if len(nodes) <= _PARTITION_NODES:
-        groupings = list(_partitions(by_speed))
-    else:  # too many to enumerate: deal the nodes round-robin into 1 to N layers
-        groupings = [[by_speed[k::layers] for k in range(layers)]
-                     for layers in range(1, len(nodes) + 1)]
-    stacks = []
-    for groups in groupings:
-        stacked: list[Placement] = [(0, 0)] * len(nodes)
-        for members in groups:
-            _chain(num_blocks, nodes, members, stacked)
-        stacks.append(stacked)
-    stacks.sort(key=lambda p: _key(block_profile(num_blocks, nodes, p)), reverse=True)
-    starts.extend(stacks[:_STARTS])
-    return starts
-
-
-def _partitions(items: list[int]) -> Iterator[list[list[int]]]:
-    """Every way to split `items` into non-empty groups (order kept inside each group)."""
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for groups in _partitions(rest):
-        yield [[first], *groups]
-        for k in range(len(groups)):
-            yield [*groups[:k], [first, *groups[k]], *groups[k + 1:]]
-
-
 def _clip(span: Span | None, node: SpanNode, num_blocks: int) -> Placement:
     if span is None or node.throughput <= 0:
         return (0, 0)
@@ -273,13 +99,13 @@ def plan_spans(num_blocks: int, nodes: Iterable[SpanNode],
     if old and not joined and min(block_profile(num_blocks, ordered, prior), default=0) > 0:
         profile = block_profile(num_blocks, ordered, prior)
         return _layout(num_blocks, ordered, prior, [v * fastest for v in profile], prev_or_none)
-    kept = _polish(num_blocks, ordered, list(prior), prev_or_none)
-    fresh = max((_polish(num_blocks, ordered, start, prev_or_none)
-                 for start in _fresh_starts(num_blocks, ordered, prev_or_none)),
-                key=lambda p: _key(block_profile(num_blocks, ordered, p)))
+    kept = polish(num_blocks, ordered, list(prior), prev_or_none)
+    fresh = max((polish(num_blocks, ordered, start, prev_or_none)
+                 for start in fresh_starts(num_blocks, ordered, prev_or_none)),
+                key=lambda p: profile_key(block_profile(num_blocks, ordered, p)))
     kept_profile = block_profile(num_blocks, ordered, kept)
     fresh_profile = block_profile(num_blocks, ordered, fresh)
-    kept_key, fresh_key = _key(kept_profile), _key(fresh_profile)
+    kept_key, fresh_key = profile_key(kept_profile), profile_key(fresh_profile)
     if fresh_key > kept_key and (kept_key[0] == 0 and fresh_key[0] > 0 or
                                  min(fresh_profile) > (1 + MOVE_GAIN) * min(kept_profile)):
         chosen, profile = fresh, fresh_profile
@@ -299,7 +125,7 @@ def _layout(num_blocks: int, nodes: Sequence[SpanNode], placements: Sequence[Pla
                 gaps[-1] = (gaps[-1][0], b + 1)
             else:
                 gaps.append((b, b + 1))
-    moved = sum(_moved(p, q) for p, q in zip(previous, placements, strict=True))
+    moved = sum(moved_blocks(p, q) for p, q in zip(previous, placements, strict=True))
     return SpanLayout(num_blocks=num_blocks, spans=spans, gaps=tuple(gaps),
                       bottleneck=min(profile) if profile else 0.0, moved_blocks=moved)
 

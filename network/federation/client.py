@@ -25,8 +25,8 @@ from network.trust.swarm_key import KeyRing, SwarmKey
 from network.wire import codec
 from network.wire.election import ElectionEnvelope, ElectionReply, SwarmPlan
 from network.wire.fields import WireDecodeError
-from network.wire.messages import CancelRequest, VoteReply, VoteRequest
 from network.wire.paths import CANCEL_PATH, ELECTION_PATH, PLAN_PATH, VOTE_PATH
+from network.wire.votes import CancelRequest, VoteReply, VoteRequest
 from swarm.engine.backend import Completion, GenerationRequest
 from swarm.errors import PeerError
 

@@ -1,5 +1,6 @@
-"""The federation routes: health (heartbeat), peers (the table), vote (one candidate), cancel,
-election (the coordinator election's messages) and plan (the coordinator's swarm plan).
+"""The federation routes: health (heartbeat), peers (the table), election (the coordinator
+election's messages) and plan (the coordinator's swarm plan), plus vote (one candidate) and cancel,
+served by vote_routes.py's `VoteRoutes`.
 
 Vote, cancel and election carry prompts or change state: they need a request signed with the
 swarm key (network/trust/signing.py) and their answers are signed back. The heartbeat is signed over the
@@ -10,8 +11,6 @@ and decoding requests, and signing answers, is network/federation/gate.py's.
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,15 +18,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from network.coordination.chooser import fill
 from network.coordination.election import Message, Role
-from network.federation.gate import (
-    VERDICT_KEY,
-    FederationGate,
-    Recent,
-    reply_kind,
-    signed_response,
-)
+from network.federation.gate import VERDICT_KEY, FederationGate, reply_kind, signed_response
+from network.federation.vote_routes import VoteRoutes
 from network.membership.rows import check_filters, peer_row, row_passes, self_row
 from network.membership.table import Membership
 from network.trust.identity import NodeIdentity
@@ -36,11 +29,9 @@ from network.trust.swarm_key import KeyRing
 from network.wire import codec
 from network.wire.election import MAX_REPLY_MESSAGES, ElectionEnvelope, ElectionReply, SwarmPlan
 from network.wire.fields import MAX_NONCE_CHARS, NONCE_PATTERN
-from network.wire.messages import CAPABILITIES, CancelRequest, Heartbeat, VoteReply, VoteRequest
-from network.wire.paths import CANCEL_PATH, ELECTION_PATH, HEALTH_PATH, PEERS_PATH, PLAN_PATH, VOTE_PATH
-from swarm.engine.backend import ContextOverflowError
-from swarm.engine.pool import InstancePool, PoolBusyError
-from swarm.engine.source import Answer
+from network.wire.messages import CAPABILITIES, Heartbeat
+from network.wire.paths import ELECTION_PATH, HEALTH_PATH, PEERS_PATH, PLAN_PATH
+from swarm.engine.pool import InstancePool
 from swarm.errors import RequestError
 
 __all__ = ["CAPABILITIES", "NONCE_PATTERN", "VERDICT_KEY", "FederationRoutes", "reply_kind"]
@@ -142,19 +133,16 @@ class FederationRoutes:
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.gate = FederationGate(self.verifier, max_body_bytes)
-        self.running: dict[str, asyncio.Task[Answer]] = {}
-        self._cancelled_early = Recent()
-        self._closing = False
+        self.votes = VoteRoutes(self.gate, pool, self.identity.node_id)
 
     def add_to(self, app: web.Application) -> None:
-        """Register the six routes, and the cleanup that cancels votes still running."""
+        """Register the six routes (vote and cancel through `VoteRoutes`), and the cleanup that
+        cancels votes still running."""
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get(PEERS_PATH, self.peers)
         app.router.add_get(PLAN_PATH, self.plan_view)
-        app.router.add_post(VOTE_PATH, self.vote)
-        app.router.add_post(CANCEL_PATH, self.cancel)
         app.router.add_post(ELECTION_PATH, self.election_message)
-        app.on_shutdown.append(self._shutdown)
+        self.votes.add_to(app)
 
     def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
         """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the
@@ -217,57 +205,6 @@ class FederationRoutes:
         return {"term": term, "coordinator": coordinator, "role": election.role.value,
                 "solo": solo}
 
-    async def vote(self, request: web.Request) -> web.Response:
-        """POST /v1/federation/vote: generate one candidate on the least-loaded local instance."""
-        kind, vote, verdict = await self.gate.decode(request, VoteRequest)
-        rid = vote.request_id
-        if rid in self.running:
-            raise RequestError(f"vote {rid!r} is already running", status=409, param="request_id",
-                               code="duplicate_request_id")
-        if rid in self._cancelled_early:
-            raise RequestError(f"vote {rid!r} was cancelled", status=409, code="vote_cancelled")
-        instance = fill(self.pool.instances, 1)[0]
-        started = time.perf_counter()
-        task = asyncio.create_task(instance.complete(vote.to_generation()), name=f"vote-{rid}")
-        self.running[rid] = task
-        try:
-            answer = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.cancelled() or _being_cancelled():
-                task.cancel()  # the handler itself is going away: free the compute first
-                await asyncio.gather(task, return_exceptions=True)
-                raise
-            if self._closing:
-                raise RequestError("this node is shutting down", status=503,
-                                   code="shutting_down", type_="server_error") from None
-            raise RequestError(f"vote {rid!r} was cancelled", status=409,
-                               code="vote_cancelled") from None
-        except (PoolBusyError, ContextOverflowError):
-            raise
-        except Exception as exc:
-            log.warning("vote %s from %s failed: %r", rid, request.remote, exc)
-            raise RequestError(f"generation failed: {type(exc).__name__}: {exc}", status=500,
-                               code="generation_failed", type_="server_error") from None
-        finally:
-            self.running.pop(rid, None)
-        reply = VoteReply.from_completion(rid, answer.completion, node_id=self.identity.node_id,
-                                          latency_s=time.perf_counter() - started)
-        return signed_response(codec.encode(reply, kind), kind, verdict)
-
-    async def cancel(self, request: web.Request) -> web.Response:
-        """POST /v1/federation/cancel: stop one running vote; `cancelled` says whether one was."""
-        _kind, message, verdict = await self.gate.decode(request, CancelRequest)
-        task = self.running.get(message.request_id)
-        if task is None:
-            self._cancelled_early.add(message.request_id)
-            return signed_response(_json({"request_id": message.request_id, "cancelled": False}),
-                                   codec.JSON, verdict)
-        stopped = task.cancel()  # False when it finished in the meantime
-        await asyncio.gather(task, return_exceptions=True)  # the generator has released its slot
-        log.debug("vote %s cancelled by %s", message.request_id, request.remote)
-        return signed_response(_json({"request_id": message.request_id, "cancelled": stopped}),
-                               codec.JSON, verdict)
-
     async def election_message(self, request: web.Request) -> web.Response:
         """POST /v1/federation/election: one signed Claim, Ack or Announce; the answer is an
         ElectionReply (signed, msgpack when Accept asks for it, else the request's format)."""
@@ -307,19 +244,3 @@ class FederationRoutes:
         if verdict is not None:
             return signed_response(body, kind, verdict)
         return web.Response(body=body, content_type=kind)
-
-    async def _shutdown(self, _app: web.Application) -> None:
-        self._closing = True
-        tasks = list(self.running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _json(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
-
-
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus.candidates import STRATEGIES
-from swarm.node.config import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS, Config, load_config
+from swarm.node.config import Config, load_config
+from swarm.node.config_values import BACKENDS, DEVICES, DTYPES, LOG_LEVELS, QUANTS
 
 COMMANDS = ("serve", "benchmark", "status", "peers", "swarm-key", "models", "setup-spans")
 _KEY_ACTIONS = ("--rotate", "--set", "--forget-previous")

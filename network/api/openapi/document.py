@@ -18,7 +18,8 @@ from aiohttp import web
 from network.api.auth import Auth, required_auth
 from network.api.openai.embeddings import EMBEDDINGS_SCHEMA
 from network.api.openai.schema import CHAT_SCHEMA, COMPLETION_SCHEMA
-from network.api.openapi.operations import OPERATIONS, error_responses
+from network.api.openapi.operations import OPERATIONS
+from network.api.openapi.responses import error_responses
 from network.api.openapi.schemas import SCHEMAS
 from swarm.node.config import ApiConfig
 
