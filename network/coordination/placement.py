@@ -2,7 +2,8 @@
 Placements are scored by the profile they give (tokens per second of each block), compared
 bottom-up (leximin); single moves put one node where the profile gains most, pair moves shift two
 at once where one alone is stuck, and fresh starts (widest-first greedy, speed-proportional chains
-stacked in layers) give the search other places to begin. Pure: no I/O, no clock.
+stacked in layers, chains of side-by-side groups) give the search other places to begin.
+Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
@@ -136,24 +137,30 @@ def polish(num_blocks: int, nodes: Sequence[SpanNode], placements: list[Placemen
     return placements if moved == placements else _improve(num_blocks, nodes, moved, previous)
 
 
-def _chain(num_blocks: int, nodes: Sequence[SpanNode], members: Sequence[int],
-           placements: list[Placement]) -> None:
-    """Lay `members` end to end over all blocks, widths in proportion to speed within memory
+def _widths(num_blocks: int, speeds: dict[int, float], caps: dict[int, int]) -> dict[int, int]:
+    """Widths in proportion to speed within each cap, summing to `num_blocks` when the caps allow
     (water-filling: the highest rate r with sum(min(cap, s / r)) >= num_blocks)."""
-    caps = {i: min(nodes[i].max_blocks, num_blocks) for i in members if nodes[i].throughput > 0}
-    rates = sorted({nodes[i].throughput / k for i, cap in caps.items() for k in range(1, cap + 1)},
+    rates = sorted({speeds[i] / k for i, cap in caps.items() for k in range(1, cap + 1)},
                    reverse=True)
     widths = dict(caps)
     for rate in rates:
-        trial = {i: min(cap, int(nodes[i].throughput / rate + 1e-9)) for i, cap in caps.items()}
+        trial = {i: min(cap, int(speeds[i] / rate + 1e-9)) for i, cap in caps.items()}
         if sum(trial.values()) >= num_blocks:
             widths = trial
             break
     excess = sum(widths.values()) - num_blocks
     while excess > 0:  # trim the widest (then slowest) first: a narrower span only gets faster
-        i = max(widths, key=lambda j: (widths[j], -nodes[j].throughput, -j))
+        i = max(widths, key=lambda j: (widths[j], -speeds[j], -j))
         widths[i] -= 1
         excess -= 1
+    return widths
+
+
+def _chain(num_blocks: int, nodes: Sequence[SpanNode], members: Sequence[int],
+           placements: list[Placement]) -> None:
+    """Lay `members` end to end over all blocks, widths in proportion to speed within memory."""
+    caps = {i: min(nodes[i].max_blocks, num_blocks) for i in members if nodes[i].throughput > 0}
+    widths = _widths(num_blocks, {i: nodes[i].throughput for i in caps}, caps)
     start = 0
     for i in sorted(widths):
         if widths[i] > 0:
@@ -161,9 +168,28 @@ def _chain(num_blocks: int, nodes: Sequence[SpanNode], members: Sequence[int],
             start += widths[i]
 
 
+def _stages(num_blocks: int, nodes: Sequence[SpanNode], groups: Sequence[Sequence[int]],
+            placements: list[Placement]) -> None:
+    """Lay `groups` end to end over all blocks, every member of a group on its group's whole
+    segment (side by side, their speeds add), widths in proportion to each group's speed within
+    its narrowest member's memory: small nodes in pairs before a big one, say."""
+    live = [[i for i in g if nodes[i].throughput > 0 and nodes[i].max_blocks > 0] for g in groups]
+    live = [g for g in live if g]
+    caps = {k: min(min(nodes[i].max_blocks for i in g), num_blocks) for k, g in enumerate(live)}
+    speeds = {k: sum(nodes[i].throughput for i in g) for k, g in enumerate(live)}
+    widths = _widths(num_blocks, speeds, caps)
+    start = 0
+    for k in sorted(widths):
+        if widths[k] > 0:
+            for i in live[k]:
+                placements[i] = (start, widths[k])
+            start += widths[k]
+
+
 def fresh_starts(num_blocks: int, nodes: Sequence[SpanNode],
                   previous: Sequence[Placement | None]) -> list[list[Placement]]:
-    """Plans from scratch to improve on: widest-first greedy, and 1 to N stacked chains."""
+    """Plans from scratch to improve on: widest-first greedy, 1 to N stacked chains, and
+    chains of side-by-side groups (the same groupings read the other way)."""
     starts: list[list[Placement]] = []
     greedy: list[Placement] = [(0, 0)] * len(nodes)
     order = sorted(range(len(nodes)), key=lambda i: (-min(nodes[i].max_blocks, num_blocks),
@@ -182,7 +208,9 @@ def fresh_starts(num_blocks: int, nodes: Sequence[SpanNode],
         stacked: list[Placement] = [(0, 0)] * len(nodes)
         for members in groups:
             _chain(num_blocks, nodes, members, stacked)
-        stacks.append(stacked)
+        staged: list[Placement] = [(0, 0)] * len(nodes)
+        _stages(num_blocks, nodes, groups, staged)
+        stacks += [stacked, staged]
     stacks.sort(key=lambda p: profile_key(block_profile(num_blocks, nodes, p)), reverse=True)
     starts.extend(stacks[:_STARTS])
     return starts
