@@ -1,5 +1,4 @@
-"""Runs inside the span venv: runtime fixes for four petals 2.2.0 client problems and one server
-problem (`install()` in the client, `install_server()` in a span server).
+"""Runs inside the span venv: runtime fixes for four petals 2.2.0 client problems.
 
 1. `_ServerInferenceSession.__del__` blocks on the RemoteExpertWorker loop. When the garbage
    collector runs it on that loop's own thread, the loop waits for itself and `generate()` hangs
@@ -15,12 +14,6 @@ problem (`install()` in the client, `install_server()` in a span server).
    not from the spans the router walks, until the next routing update (`update_period`), so every
    retry before it dials the dead server again and the generation fails though a replica is up.
    Fixed: the spans are recomputed from the block records right after a failure.
-5. Server-to-server pushes never happen: `rpc_inference` hands `_push_outputs` the session's
-   *first* request and metadata, and the first step never carries `next_servers` (the client adds
-   them from its second step on), so every push returns at once and each step's hidden states go
-   back through the client to the next server (a hop more per span on every token). Fixed: the
-   push gets the step's own request and metadata. (Found here with per-hop timestamps: no
-   `rpc_push` ever reached a server, `_push_outputs` took 0.02 ms.)
 """
 import asyncio
 import os
@@ -154,39 +147,6 @@ def install():
     _install_reroute_fix()
     cls._local_swarm_fixed = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def install_server():
-    """Apply fix 5 in a span server process, before its connection handlers start (idempotent)."""
-    import contextlib
-
-    from petals.server.handler import TransformerConnectionHandler as cls
-
-    if getattr(cls, "_local_swarm_push_fixed", False):
-        return
-    steps, push = cls._iterate_inference_steps, cls._push_outputs
-
-    async def iterate_steps(self, first_request, requests, session_id, *args):
-        latest = self.__dict__.setdefault("_local_swarm_latest", {})
-        try:
-            async with contextlib.aclosing(
-                    steps(self, first_request, requests, session_id, *args)) as inner:
-                async for request, metadata in inner:
-                    if session_id is not None:
-                        latest[session_id] = (request, metadata)
-                    yield request, metadata
-        finally:
-            latest.pop(session_id, None)
-
-    def push_outputs(self, request, serialized_outputs, metadata):
-        # Called when the step's outputs are yielded, before the next request is read.
-        step = self.__dict__.get("_local_swarm_latest", {}).get(metadata.get("session_id"))
-        if step is not None:
-            request, metadata = step
-        return push(self, request, serialized_outputs, metadata)
-
-    cls._iterate_inference_steps, cls._push_outputs = iterate_steps, push_outputs
-    cls._local_swarm_push_fixed = True
 
 
 async def watch_servers(p2p, interval, on_gone):

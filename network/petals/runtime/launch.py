@@ -69,11 +69,9 @@ def main():
         os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
         from petals.cli import run_dht as cli
     elif what == "server":
-        import fixes
         import petals.server.server
         from petals.cli import run_server as cli
 
-        fixes.install_server()
         _report_online_announcements(petals.server.server)
         cli.validate_version = lambda: None  # no request to the package index
     else:
