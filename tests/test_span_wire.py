@@ -122,8 +122,8 @@ def test_a_suspect_peer_keeps_its_place_in_the_span_plan_and_a_dead_one_loses_it
                           host="127.0.0.1", ram_bytes=2**30, coordinator=None,
                           peers=lambda: peers)
     service.span_blocks = 22
-    assert [n.node_id for n in service.capacities()] == ["a", "b", "c"]
-    assert set(service.server_ids()) == {"a", "b", "c"}
+    assert [n.node_id for n in service.leader.capacities()] == ["a", "b", "c"]
+    assert set(service.leader.server_ids()) == {"a", "b", "c"}
 
 
 async def test_the_span_map_last_applied_serves_while_the_coordinator_shows_none_for_a_moment(

@@ -2,8 +2,7 @@
 
 Every node advertises how many blocks fit its memory budget (heartbeat `span_blocks`) and serves
 the span the plan gives it (`SpanSupervisor`). While it is the coordinator it also runs the
-hivemind DHT bootstrap and plans the spans (`plan_spans`), published in its swarm plan with the
-DHT's multiaddrs as `initial_peers`; it re-plans when a member with span capacity comes or goes.
+hivemind DHT bootstrap and plans the spans (`SpanLeader`, leader.py).
 Generations go through the chain by this node's distributed client (`SpanClient`, started on
 first use), asked through `SpanChain` (chain.py), the span chain as a `Source`. The loop below is
 a task this object owns; `close()` stops it and every process.
@@ -22,15 +21,15 @@ from typing import Any
 from aiohttp import web
 
 from network.coordination.election import Role
-from network.coordination.spans import Span, SpanNode, blocks_that_fit, plan_spans
+from network.coordination.spans import blocks_that_fit
 from network.membership.table import Peer, PeerState
 from network.petals.client import SpanClient, SpanGenerationError
 from network.petals.environment import SpanEnvironment, ensure_environment
+from network.petals.leader import SpanLeader
 from network.petals.model import block_bytes, span_model_folder
-from network.petals.servers import DhtBootstrap
 from network.petals.supervisor import SpanStatus, SpanSupervisor
 from network.wire.paths import SPANS_PATH
-from network.wire.spans import SpanAssignment, SpanPlan
+from network.wire.spans import SpanPlan
 from swarm.models.store import resolve_model
 from swarm.node.config import SpansConfig
 
@@ -39,9 +38,6 @@ log = logging.getLogger(__name__)
 SERVER_BASE_BYTES = 0.45 * 2**30  # a span server's own memory before its blocks (PSS, measured)
 TICK_S = 1.0  # how often the plan is read and, on the coordinator, re-made
 LOST_TICK_S = 0.25  # how often the peer table is read for span servers whose node died
-# A suspect peer (a missed probe, a slow heartbeat under load) keeps its span: re-planning moves
-# blocks and restarts span servers, so only a peer declared DEAD (or gone) loses its place.
-PLANNED_STATES = frozenset({PeerState.ALIVE, PeerState.SUSPECT})
 # The coordinator's map goes missing for a moment while leadership settles (a solo leader
 # claiming its first real term, a follower's fetched plan older than the term it just learnt):
 # the span map last applied keeps serving that long, so a client never sees "no span map" then.
@@ -65,16 +61,8 @@ class SpanService:
         self.num_blocks = 0
         self.span_blocks = 0  # advertised in the heartbeat
         self.supervisor: SpanSupervisor | None = None
-        self.dht: DhtBootstrap | None = None
+        self.leader = SpanLeader(self)
         self.client: SpanClient | None = None
-        self._published: SpanPlan | None = None
-        self._planned_for: tuple[tuple[str, float, int], ...] = ()
-        self._layout: tuple[tuple[str, int, int], ...] = ()
-        # Node id -> the span server id it reported when the plan moved its span: that server
-        # serves the old blocks, so the plan names nobody for it until the node reports another.
-        self._old_servers: dict[str, str] = {}
-        self._gaps: tuple[tuple[int, int], ...] = ()
-        self._bottleneck = 0.0
         self._applied: SpanPlan | None = None
         self._applied_seen = -float("inf")  # monotonic time the coordinator last showed a map
         self._task: asyncio.Task[None] | None = None
@@ -118,38 +106,17 @@ class SpanService:
         self.host = host
         if self.supervisor is not None:
             self.supervisor.host = host
-        if self.dht is not None:
-            await self.dht.stop()  # `_lead` starts the next one on `host`
+        await self.leader.stop_dht()  # `lead` starts the next one on `host`
         self._applied = None  # re-apply the plan: the server restarts on `host`
 
     def published(self) -> SpanPlan | None:
         """The span map this node publishes while it is the coordinator (cached; cheap)."""
-        return self._published if self.coordinator.role is Role.COORDINATOR else None
+        return self.leader.published if self.coordinator.role is Role.COORDINATOR else None
 
     def peer_id(self) -> str:
         """This node's span server's hivemind peer id while it serves (for the heartbeat)."""
         status = self.supervisor.status if self.supervisor else None
         return status.peer_id if status is not None and status.state == "serving" else ""
-
-    def server_ids(self) -> dict[str, str]:
-        """Node id -> span server peer id, for this node and every planned peer that reports one."""
-        ids = {self.node_id: self.peer_id()}
-        for peer in self.peers():
-            if peer.state in PLANNED_STATES and peer.heartbeat is not None:
-                ids[peer.node_id] = peer.heartbeat.span_peer
-        return ids
-
-    def capacities(self) -> list[SpanNode]:
-        """This node and every peer offering span capacity that is alive or only suspect, as the
-        planner sees them."""
-        nodes = [SpanNode(self.node_id, self.bench_score, self.span_blocks)]
-        for peer in self.peers():
-            beat = peer.heartbeat
-            if peer.state in PLANNED_STATES and beat is not None and beat.span_blocks > 0:
-                nodes.append(SpanNode(peer.node_id, beat.bench_score, beat.span_blocks))
-        if any(n.throughput <= 0 for n in nodes):  # not all benchmarked: count them alike
-            nodes = [SpanNode(n.node_id, 1.0, n.max_blocks) for n in nodes]
-        return sorted(nodes, key=lambda n: n.node_id)
 
     async def _run(self) -> None:
         ticks = round(TICK_S / LOST_TICK_S)
@@ -158,7 +125,7 @@ class SpanService:
                 await self._declare_lost()
                 if tick % ticks == 0:
                     if self.coordinator.role is Role.COORDINATOR:
-                        await self._lead()
+                        await self.leader.lead()
                     await self._follow(self.coordinator.current_spans())
             except asyncio.CancelledError:
                 raise
@@ -179,50 +146,6 @@ class SpanService:
             self._declared_gone.update(lost)
             log.info("spans: span servers of dead nodes are gone: %s", ", ".join(lost))
             await client.mark_gone(lost)
-
-    async def _lead(self) -> None:
-        assert self.environment is not None
-        if self.dht is None or not self.dht.alive:
-            if self.dht is not None:
-                await self.dht.stop()
-            self.dht = DhtBootstrap(self.environment, self.host, self.config.dht_port,
-                                    log_path=self.cache_path / "span-logs" / "dht.log")
-            await self.dht.start()
-            log.info("spans: DHT bootstrap at %s", " ".join(self.dht.initial_peers))
-            self._planned_for = ()
-        nodes = self.capacities()
-        key = tuple((n.node_id, n.throughput, n.max_blocks) for n in nodes)
-        if key != self._planned_for or self._published is None:
-            previous = self._published or self.coordinator.current_spans()
-            before = {a.node_id: Span(a.node_id, a.start, a.end)
-                      for a in (previous.assignments if previous else ())}
-            layout = await asyncio.to_thread(plan_spans, self.num_blocks, nodes, before)
-            reported = self.server_ids()
-            self._old_servers.update({
-                s.node_id: reported.get(s.node_id, "") for s in layout.spans
-                if before.get(s.node_id) is not None
-                and (before[s.node_id].start, before[s.node_id].end) != (s.start, s.end)})
-            self._layout = tuple((s.node_id, s.start, s.end) for s in layout.spans)
-            self._gaps, self._bottleneck = layout.gaps, layout.bottleneck
-            self._planned_for = key
-            log.info("spans: planned %s%s (moved %d blocks)",
-                     ", ".join(f"{n} {a}:{b}" for n, a, b in self._layout) or "nothing",
-                     f"; not served: {layout.gaps}" if layout.gaps else "", layout.moved_blocks)
-        # The plan names each span server's peer id as soon as its node reports it, so clients
-        # route through the swarm's own servers only (THREAT_MODEL.md: layer spans).
-        ids = self.server_ids()
-        for node_id, old in list(self._old_servers.items()):
-            if ids.get(node_id, "") not in ("", old):
-                del self._old_servers[node_id]  # it serves its new span now
-            else:
-                ids[node_id] = ""
-        plan = SpanPlan(
-            model=self.model_id, num_blocks=self.num_blocks, dht_prefix=self.dht_prefix,
-            initial_peers=self.dht.initial_peers,
-            assignments=tuple(SpanAssignment(n, a, b, ids.get(n, "")) for n, a, b in self._layout),
-            gaps=self._gaps, bottleneck=self._bottleneck)
-        if plan != self._published:
-            self._published = plan
 
     async def _follow(self, plan: SpanPlan | None) -> None:
         if plan is not None:
@@ -324,7 +247,7 @@ class SpanService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        stops = [p.stop() for p in (self.client, self.dht) if p is not None]
+        stops = [p.stop() for p in (self.client, self.leader.dht) if p is not None]
         if self.supervisor is not None:
             stops.append(self.supervisor.close())
         await asyncio.gather(*stops, return_exceptions=True)
