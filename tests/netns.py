@@ -1,5 +1,12 @@
 """A simulated LAN in network namespaces: one holder process, a bridge, nodes at 10.77.0.i/24.
 
+Node i's eth0 has the fixed MAC `mac(i)`, and every node holds a permanent neighbour entry for
+every other node: the kernel's ARP table is one table for all namespaces on the host, capped at
+net.ipv4.neigh.default.gc_thresh3 (1024) learned entries, and a full mesh of N nodes needs
+N*(N-1) (2450 at N = 50; past about 32 nodes the newest could reach nobody, "neighbor table
+overflow" in dmesg). Permanent entries are not counted against that cap, need no ARP traffic,
+and leave the host's table to everyone else.
+
 The holder runs under `unshare --net --mount` with a private tmpfs on /run, so the namespace
 names never touch the host's /run/netns, and nothing here ever runs in the root namespace. Closing
 the holder's stdin (teardown, or pytest dying) makes it kill whatever is left and exit; the kernel
@@ -19,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 SUBNET = "10.77.0"
+MAC_PREFIX = "02:77:00:00"
 BRIDGE_NS = "br"
 _TOOLS = ("unshare", "nsenter", "ip")
 
@@ -41,7 +49,8 @@ i=1
 while [ "$i" -le "$N" ]; do
     ip netns add "n$i"
     ip -n "n$i" link set lo up
-    ip -n "$BR" link add "p$i" type veth peer name eth0 netns "n$i"
+    mac=$(printf '%s:%02x:%02x' "$MAC" $((i / 256)) $((i % 256)))
+    ip -n "$BR" link add "p$i" type veth peer name eth0 address "$mac" netns "n$i"
     ip -n "$BR" link set "p$i" master b0 up
     ip -n "n$i" addr add "$NET.$i/24" dev eth0
     ip -n "n$i" link set eth0 up
@@ -50,6 +59,11 @@ done
 echo READY
 cat >/dev/null
 """
+
+
+def mac(i: int) -> str:
+    """Node i's eth0 MAC (fixed, so neighbours can be pinned)."""
+    return f"{MAC_PREFIX}:{i // 256:02x}:{i % 256:02x}"
 
 
 def _user_ns_flags() -> tuple[list[str], list[str]]:
@@ -155,7 +169,8 @@ class NetnsLan:
         return self._holder.pid
 
     def __enter__(self) -> NetnsLan:
-        env = {**os.environ, "N": str(self.nodes), "BR": BRIDGE_NS, "NET": SUBNET}
+        env = {**os.environ, "N": str(self.nodes), "BR": BRIDGE_NS, "NET": SUBNET,
+               "MAC": MAC_PREFIX}
         self._holder = subprocess.Popen(
             ["unshare", *self._unshare_flags, "--net", "--mount", "--", "sh", "-c", _HOLDER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -167,11 +182,25 @@ class NetnsLan:
             self.close()
             stderr = holder.stderr.read() if holder.stderr else ""
             raise RuntimeError(f"namespace LAN setup failed: {exc}; {stderr.strip()}") from exc
+        try:
+            self._pin_neighbours()
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.close()
+            raise RuntimeError(f"namespace LAN setup failed: {exc}") from exc
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    def _pin_neighbours(self) -> None:
+        """A permanent ARP entry in every node for every other node (one `ip -batch` each)."""
+        for i in range(1, self.nodes + 1):
+            lines = "".join(f"neigh replace {SUBNET}.{j} lladdr {mac(j)} dev eth0 nud permanent\n"
+                            for j in range(1, self.nodes + 1) if j != i)
+            subprocess.run(["nsenter", "-t", str(self.holder_pid), *self._nsenter_flags, "-m",
+                            "ip", "-n", f"n{i}", "-batch", "-"], input=lines, text=True,
+                           check=True, capture_output=True, timeout=30)
 
     def addr(self, i: int) -> str:
         """Node i's address (only meaningful inside the LAN)."""
