@@ -48,6 +48,26 @@ def test_clients_route_through_the_planned_servers_once_all_are_known():
     assert Heartbeat.from_wire(beat.to_wire()).span_peer == "12D3KooWx"
 
 
+def test_the_plan_revision_moves_with_the_span_map():
+    """Followers fetch the plan only when the revision in the coordinator's heartbeat moves: a
+    span server named or a span moved must move it (else followers never see the servers), a new
+    bottleneck figure alone need not."""
+    plan = plan_of(30, [SpanNode("a", 1.0, 20), SpanNode("b", 1.0, 20)])
+    named = SpanPlan(plan.model, 30, "m", PEERS, tuple(
+        SpanAssignment(a.node_id, a.start, a.end, f"peer-{a.node_id}") for a in plan.assignments),
+        plan.gaps, plan.bottleneck)
+    moved = SpanPlan(plan.model, 30, "m", PEERS, tuple(
+        SpanAssignment(a.node_id, a.start, a.end + (1 if a.start == 0 else 0)) for a in
+        plan.assignments), plan.gaps, plan.bottleneck)
+    slower = SpanPlan(plan.model, 30, "m", PEERS, plan.assignments, plan.gaps, plan.bottleneck / 2)
+
+    def revision(spans: SpanPlan | None) -> str:
+        return SwarmPlan(term=3, coordinator="a", consensus=("a", "b"), spans=spans).revision
+
+    assert len({revision(None), revision(plan), revision(named), revision(moved)}) == 4
+    assert revision(slower) == revision(plan)
+
+
 def test_a_plan_without_spans_stays_as_it_was():
     wire = SwarmPlan(term=1, coordinator="a").to_wire()
     assert "spans" not in wire and SwarmPlan.from_wire(wire).spans is None

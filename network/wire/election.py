@@ -13,6 +13,7 @@ and are validated as strictly as network/wire/messages.py's:
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,10 +161,14 @@ class SwarmPlan:
 
     @property
     def revision(self) -> str:
-        """A short digest of what followers use (term, coordinator, consensus order): the
-        coordinator's heartbeat carries it, and a follower fetches the plan only when it moves."""
-        what = "\n".join((str(self.term), self.coordinator, *self.consensus))
-        return hashlib.blake2b(what.encode("utf-8"), digest_size=8).hexdigest()
+        """A short digest of what followers use (term, coordinator, consensus order, and the
+        span map but its bottleneck figure): the coordinator's heartbeat carries it, and a follower
+        fetches the plan only when it moves (a span server named, a span moved: it must see it)."""
+        what = [str(self.term), self.coordinator, *self.consensus]
+        if self.spans is not None:
+            span_map = {k: v for k, v in self.spans.to_wire().items() if k != "bottleneck"}
+            what.append(json.dumps(span_map, sort_keys=True, separators=(",", ":")))
+        return hashlib.blake2b("\n".join(what).encode("utf-8"), digest_size=8).hexdigest()
 
     def to_wire(self) -> dict[str, Any]:
         """The plan as plain JSON/msgpack types (lists, not tuples)."""
