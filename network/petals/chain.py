@@ -32,7 +32,6 @@ from typing import Any, Protocol
 from network.petals.client import SpanGenerationError
 from network.wire.spans import SpanPlan
 from swarm.engine.backend import (
-    Completion,
     FinishReason,
     GenerationRequest,
     StreamEnd,
@@ -40,7 +39,7 @@ from swarm.engine.backend import (
     TopLogprob,
 )
 from swarm.engine.decoding import StopMatcher
-from swarm.engine.source import Answer
+from swarm.engine.source import Answer, gather
 from swarm.errors import PeerError, PoolBusyError, RequestError
 
 log = logging.getLogger(__name__)
@@ -196,24 +195,5 @@ class SpanChain:
 
     async def complete(self, request: GenerationRequest) -> Answer:
         """One generation through the chain, whole."""
-        texts: list[str] = []
-        ids: list[int] = []
-        logprobs: list[float] = []
-        pieces: list[bytes] = []
-        top: list[tuple[TopLogprob, ...]] = []
-        end = StreamEnd("cancelled", 0, 0)
         async with aclosing(self.stream(request)) as events:
-            async for event in events:
-                if isinstance(event, StreamEnd):
-                    end = event
-                    continue
-                texts.append(event.text)
-                if event.token_id >= 0:
-                    ids.append(event.token_id)
-                    logprobs.append(event.logprob)
-                    if request.params.logprobs:
-                        pieces.append(event.piece)
-                    if request.params.top_logprobs:
-                        top.append(event.top)
-        return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
-                                 end.prompt_tokens, tuple(pieces), tuple(top)), SOURCE_ID)
+            return Answer(await gather(events, request), SOURCE_ID)

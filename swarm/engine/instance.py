@@ -19,16 +19,14 @@ from dataclasses import replace
 
 from swarm.engine.backend import (
     Backend,
-    Completion,
     FinishReason,
     GenerationRequest,
     StreamEnd,
     TokenEvent,
-    TopLogprob,
 )
 from swarm.engine.decoding import StopMatcher
 from swarm.engine.embedding import Embeddings
-from swarm.engine.source import LOCAL_NODE, Answer
+from swarm.engine.source import LOCAL_NODE, Answer, gather
 from swarm.errors import InstanceClosedError, PoolBusyError
 
 log = logging.getLogger(__name__)
@@ -166,29 +164,11 @@ class Instance:
 
     async def complete(self, request: GenerationRequest) -> Answer:
         """Run one generation to the end and return it whole."""
-        texts: list[str] = []
-        ids: list[int] = []
-        logprobs: list[float] = []
-        pieces: list[bytes] = []
-        top: list[tuple[TopLogprob, ...]] = []
-        end = StreamEnd("cancelled", 0, 0)
         started = time.perf_counter()
-        async for event in self.stream(request):
-            if isinstance(event, StreamEnd):
-                end = event
-                continue
-            texts.append(event.text)
-            if event.token_id >= 0:
-                ids.append(event.token_id)
-                logprobs.append(event.logprob)
-                if request.params.logprobs:
-                    pieces.append(event.piece)
-                if request.params.top_logprobs:
-                    top.append(event.top)
-        log.debug("instance %d: %d tokens in %.2fs", self.index, len(ids),
+        completion = await gather(self.stream(request), request)
+        log.debug("instance %d: %d tokens in %.2fs", self.index, len(completion.token_ids),
                   time.perf_counter() - started)
-        return Answer(Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
-                                 end.prompt_tokens, tuple(pieces), tuple(top)), self.source_id)
+        return Answer(completion, self.source_id)
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Embed `texts` on this instance's thread (it queues with generations, and counts in

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from swarm.engine.backend import Completion, GenerationRequest, StreamEnd, TokenEvent
+from swarm.engine.backend import Completion, GenerationRequest, StreamEnd, TokenEvent, TopLogprob
 
 LOCAL_NODE = "local"  # the node id of this machine's instances while it has no other
 
@@ -30,6 +30,33 @@ class Answer:
 
     completion: Completion
     answered_by: str
+
+
+async def gather(events: AsyncIterator[TokenEvent | StreamEnd],
+                 request: GenerationRequest) -> Completion:
+    """A source's stream for `request`, whole: its text, token ids and logprobs (pieces and
+    alternatives only when the request asks for them) and how it ended ("cancelled" when the
+    stream stopped without saying)."""
+    texts: list[str] = []
+    ids: list[int] = []
+    logprobs: list[float] = []
+    pieces: list[bytes] = []
+    top: list[tuple[TopLogprob, ...]] = []
+    end = StreamEnd("cancelled", 0, 0)
+    async for event in events:
+        if isinstance(event, StreamEnd):
+            end = event
+            continue
+        texts.append(event.text)
+        if event.token_id >= 0:
+            ids.append(event.token_id)
+            logprobs.append(event.logprob)
+            if request.params.logprobs:
+                pieces.append(event.piece)
+            if request.params.top_logprobs:
+                top.append(event.top)
+    return Completion("".join(texts), tuple(ids), tuple(logprobs), end.finish_reason,
+                      end.prompt_tokens, tuple(pieces), tuple(top))
 
 
 def serves(source: object, needs: frozenset[str]) -> bool:
