@@ -135,6 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, NetnsLan(3) as lan:
+        os.environ["TMPDIR"] = tmp  # the sources' and fetchers' stores go here, removed with it
         model = Path(tmp) / "bench-model.gguf"
         with model.open("wb") as fh:
             for _ in range(args.mb):
