@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -64,6 +65,7 @@ from bench.netns_nodes import (  # noqa: E402
 PHASES = ("idle", "join", "load", "route")
 MAX_NODES = 50  # scripted nodes; the load phase runs real models and stops at MAX_MODEL_NODES
 MAX_MODEL_NODES = 8
+RUN_KEY = "lsk_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 START_BATCH = 5  # idle nodes start this many at a time, each batch answering before the next
 
 # ---------------------------------------------------------------------------------------------
@@ -306,12 +308,20 @@ def agent() -> None:
 
 
 class Node(NodeProcess):
-    """One node process in namespace i, its output in a log file."""
+    """One node process in namespace i, its output in a log file. Unless `shared_cache` (real
+    models: their converted weights live in the user's cache), it has a cache dir of its own in
+    `logdir` (its term and vote file: nodes sharing one would boot with each other's votes) and
+    the run's swarm key."""
 
-    def __init__(self, lan: Any, i: int, node_id: str, argv: list[str], logdir: Path) -> None:
+    def __init__(self, lan: Any, i: int, node_id: str, argv: list[str], logdir: Path,
+                 shared_cache: bool = False) -> None:
         super().__init__(lan, i, node_id, logdir)
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
-        self.proc = self.spawn(argv, stdout=self._log, stderr=subprocess.STDOUT)
+        env = None
+        if not shared_cache:
+            argv = [*argv, "--cache-dir", str(logdir / "cache" / node_id)]
+            env = {"LOCAL_SWARM_FEDERATION_SWARM_KEY": RUN_KEY}
+        self.proc = self.spawn(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         self.kill_process()
@@ -464,7 +474,7 @@ def phase_load(args: argparse.Namespace, logdir: Path) -> dict:
 
     with NetnsLan(args.nodes) as lan:
         agent = Agent(lan, __file__)
-        nodes = [Node(lan, i, f"L{i}", real_model(args.load_threads), logdir)
+        nodes = [Node(lan, i, f"L{i}", real_model(args.load_threads), logdir, shared_cache=True)
                  for i in range(1, args.nodes + 1)]
         try:
             mesh = agent.ask({"op": "wait_alive", "timeout": 180,

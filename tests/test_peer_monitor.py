@@ -203,6 +203,36 @@ async def test_a_busy_peer_is_never_declared_dead(running) -> None:
     await peer.crash()
 
 
+async def test_a_peer_slower_than_the_request_timeout_is_suspect_never_dead(client) -> None:
+    """Its host accepts every probe, the answers come after the client gave up: busy, so
+    SUSPECT (out of routing) however long that lasts (up to `hung_s`), never LEFT; routable
+    again on its first answer in time."""
+    timings = Timings(interval_s=0.1, connect_timeout_s=0.1, request_timeout_s=0.3,
+                      suspect_after_s=0.2)
+    changes = Changes()
+    monitor, membership = monitor_for(changes, client, timings)
+    await monitor.start()
+    try:
+        peer = await FakePeer("slow-f").start()
+        monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
+        await changes.wait_for(ChangeKind.JOINED, "slow-f", 2.0)
+        peer.busy_s = 4 * timings.give_up_s  # every probe times out after its TCP accept
+        busy_from = peer.answered
+        await changes.wait_for(ChangeKind.SUSPECTED, "slow-f", 2.0)
+        await peer.answers(busy_from + 3, timeout_s=20.0)  # three answers of 2 s: 6 s busy
+        record = membership.get("slow-f")
+        assert record is not None and record.state is PeerState.SUSPECT and record.busy, record
+        assert "busy" in record.reason
+        kinds = [c.kind for _, c in changes.seen if c.node_id == "slow-f"]
+        assert ChangeKind.LEFT not in kinds and ChangeKind.UNREACHABLE not in kinds, kinds
+        peer.busy_s = 0.0
+        back = await changes.wait_for(ChangeKind.RECOVERED, "slow-f", 5.0)
+        assert back.peer is not None and back.peer.routable
+        await peer.crash()
+    finally:
+        await monitor.close()
+
+
 async def test_a_manual_address_is_learned_from_its_heartbeat(running) -> None:
     monitor, membership, changes = running
     peer = await FakePeer("static-c", content_type=codec.MSGPACK).start()

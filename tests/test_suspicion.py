@@ -126,3 +126,62 @@ def test_a_suspicion_older_than_the_last_answer_confirms_nothing() -> None:
     m.heartbeat_failed("p", 0.8, "no answer in 5.0 s", miss=Miss.TIMED_OUT)
     m.heartbeat_failed("p", 1.4, "no answer in 5.0 s", miss=Miss.TIMED_OUT)
     assert m.get("p").state is PeerState.SUSPECT  # type: ignore[union-attr]
+
+
+@settings(deadline=None)
+@given(misses=st.integers(1, 12), gap=st.floats(0.1, 4.0), confirmed=st.booleans())
+def test_a_busy_peer_is_suspect_until_hung_never_dead_before(misses: int, gap: float,
+                                                             confirmed: bool) -> None:
+    """Probes its host accepted but that got no answer: out of routing, never dead (however many,
+    whoever else suspects it) until `hung_s` of silence."""
+    m = members("me", ["p", "q"])
+    now = 0.0
+    for _ in range(misses):
+        now += gap
+        m.heartbeat_ok("q", beat("q", suspects=("p",) if confirmed else ()), now)
+        m.heartbeat_failed("p", now, "no answer in 5.0 s (busy?)", miss=Miss.BUSY)
+        m.tick(now)
+    p = m.get("p")
+    assert p is not None and p.busy
+    assert (p.state is PeerState.DEAD) == (now >= T.hung_s), (p, now)
+    assert p.state is not PeerState.ALIVE
+    m.heartbeat_ok("p", beat("p"), now + 0.1)  # an answer in time: a member again at once
+    assert m.get("p").state is PeerState.ALIVE and not m.get("p").busy  # type: ignore[union-attr]
+
+
+@settings(deadline=None)
+@given(quiet=st.floats(0.0, 40.0))
+def test_silence_does_not_kill_while_a_probe_is_out(quiet: float) -> None:
+    """A peer with a probe in flight is judged by that probe (it ends within the request
+    timeout), not by silence; only `hung_s` of it kills."""
+    m = members("me", ["p", "q"])
+    m.heartbeat_ok("q", beat("q"), quiet)
+    m.tick(quiet, probing=frozenset({"p"}))
+    assert (m.get("p").state is PeerState.DEAD) == (quiet > T.hung_s)  # type: ignore[union-attr]
+    assert (m.get("p").state is PeerState.ALIVE) == (quiet <= T.suspect_after_s)  # type: ignore[union-attr]
+
+
+@settings(deadline=None)
+@given(stalls=st.lists(st.tuples(st.floats(0.0, 20.0), st.floats(0.0, 8.0)), max_size=6),
+       now=st.floats(0.0, 30.0))
+def test_our_own_stalls_are_nobodys_silence(stalls: list[tuple[float, float]], now: float) -> None:
+    """While this node's loop stalled, beats waited unread: a peer's silence is the time since
+    its last answer less those stalls, and only that silence makes it suspect or dead."""
+    m = members("me", ["p"])
+    last = 1.0
+    m.heartbeat_ok("p", beat("p"), last)
+    deaf = [0.0] * 3001  # the stalled time, per 10 ms step (overlapping stalls count once)
+    for start, length in stalls:
+        m.deaf(start, start + length)
+    for k in range(len(deaf)):
+        at = k / 100
+        deaf[k] = any(start <= at < start + length for start, length in stalls)
+    heard = sum(1 for k in range(len(deaf)) if last <= k / 100 < now and not deaf[k]) / 100
+    m.tick(now)
+    state = m.get("p").state  # type: ignore[union-attr]
+    if heard > T.give_up_s + 0.05:
+        assert state is PeerState.DEAD
+    elif heard < T.give_up_s - 0.05:
+        assert state is not PeerState.DEAD
+    if heard < T.suspect_after_s - 0.05 and now >= last:  # p is watched: it is our only peer
+        assert state is PeerState.ALIVE

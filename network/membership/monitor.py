@@ -23,15 +23,13 @@ from network.membership.ledger import BeatLedger
 from network.membership.probe import (
     HealthProbe,
     NetworkUnreachable,
-    PortClosed,
     ProbeFailed,
     ProbeRefused,
     ProbeTimedOut,
 )
-from network.membership.records import Miss
-from network.membership.suspicion import LoopLag, ProbeBudget, blame
+from network.membership.suspicion import LAG_TOLERANCE_S, LoopLag, ProbeBudget, blame
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
-from network.membership.target import Target, answered, failed, refused
+from network.membership.target import Target, answered, failed, miss_of, refused, suspected
 from network.trust.identity import NodeIdentity
 from network.trust.signing import MAX_SKEW_S
 from network.trust.swarm_key import KeyRing
@@ -183,35 +181,29 @@ class PeerMonitor:
         me = self._identity.node_id
         loop = asyncio.get_running_loop()
         started = loop.time()
+        target.probing = True
         try:
             heartbeat = await self.probe(target.address)
-        except ProbeTimedOut as exc:
-            now = loop.time()
-            if not blame(True, now - started, exc.timeout_s, self.lag.worst(started, now)):
-                log.debug("probe of %s discarded: %s while this node's loop ran late",
-                          target.address, exc)
-                return False  # not the peer's fault; probe again in an interval, not sooner
-            target.unreachable = False
-            self._emit(failed(self._membership, target, str(exc), self._clock(), Miss.TIMED_OUT))
-            return self._suspected(target)
         except ProbeRefused as exc:
             self._emit(refused(self._membership, target, exc, self._clock(), me))
             return False
         except ProbeFailed as exc:
+            now = loop.time()
+            if isinstance(exc, ProbeTimedOut) and not blame(True, now - started, exc.timeout_s,
+                                                            self.lag.worst(started, now)):
+                log.debug("probe of %s discarded: %s while this node's loop ran late",
+                          target.address, exc)
+                return False  # not the peer's fault; probe again in an interval, not sooner
             target.unreachable = isinstance(exc, NetworkUnreachable)
-            miss = Miss.CLOSED if isinstance(exc, PortClosed) else Miss.FAILED
-            self._emit(failed(self._membership, target, str(exc), self._clock(), miss))
+            self._emit(failed(self._membership, target, str(exc), self._clock(), miss_of(exc)))
             if target.unreachable:
                 self._check_network()
-            return self._suspected(target)
+            return suspected(self._membership, target)
+        finally:
+            target.probing = False
         target.unreachable = False
         self._emit(answered(self._membership, target, heartbeat, self._clock(), me))
         return False
-
-    def _suspected(self, target: Target) -> bool:
-        """True when a miss left the peer at `target` suspect or joining (confirm soon)."""
-        peer = self._membership.get(target.node_id) if target.node_id else None
-        return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
 
     def _check_network(self) -> None:
         """Tell the owner when every known peer's last probe found our own network down."""
@@ -256,11 +248,16 @@ class PeerMonitor:
         if not heartbeat.suspects:
             return
         for node_id in heartbeat.suspects:  # check them over HTTP now, not at our next look
-            targets = [t for t in self._targets.values() if t.node_id == node_id]
-            if targets and self._budget.allow(node_id, at):  # bounded: a storm cannot starve us
-                for target in targets:
-                    target.check = True
-                    target.wake.set()
+            if any(t.node_id == node_id for t in self._targets.values()) and self._budget.allow(
+                    node_id, at):  # bounded: a storm of suspicions cannot starve us
+                self.check(node_id)
+
+    def check(self, node_id: str) -> None:
+        """Probe `node_id` over HTTP now, beats or not (its tether broke, or a peer suspects it)."""
+        for target in self._targets.values():
+            if target.node_id == node_id:
+                target.check = True
+                target.wake.set()
 
     def _quiet(self, node_id: str) -> None:
         """A watched peer's beats are late: wake its resting prober (the quiet timer's callback)."""
@@ -278,10 +275,14 @@ class PeerMonitor:
         for count in itertools.count():
             due = loop.time() + period
             await asyncio.sleep(period)
-            self.lag.observe(due, loop.time())
+            late = self.lag.observe(due, loop.time())
             now = self._clock()
+            if late > LAG_TOLERANCE_S:  # our loop stalled: beats may wait unread, nobody's silence
+                self._membership.deaf(now - late, now)
             if count % 2 == 0:  # silence, and whom we watch, twice an interval: they change rarely
-                self._emit(self._membership.tick(now))
+                probing = frozenset(t.node_id for t in self._targets.values()
+                                    if t.probing and t.node_id)
+                self._emit(self._membership.tick(now, probing))
                 watched = self._watched = self._membership.watched()
             for target in self._targets.values():
                 if target.resting and not (target.node_id and self.ledger.fresh(

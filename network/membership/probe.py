@@ -45,11 +45,13 @@ class NetworkUnreachable(ProbeFailed):
 
 class ProbeTimedOut(ProbeFailed):
     """No TCP accept or no answer within `timeout_s`: the peer's fault only if our own loop was
-    on time (network/membership/suspicion.py)."""
+    on time (network/membership/suspicion.py). `accepted`: its host took the connection (the
+    process lives and is busy, or stopped), only the answer did not come."""
 
-    def __init__(self, reason: str, timeout_s: float) -> None:
+    def __init__(self, reason: str, timeout_s: float, accepted: bool = False) -> None:
         super().__init__(reason)
         self.timeout_s = timeout_s
+        self.accepted = accepted
 
 
 class PortClosed(ProbeFailed):
@@ -118,8 +120,8 @@ class HealthProbe:
             raise ProbeTimedOut(f"no TCP accept in {t.connect_timeout_s} s",
                                 t.connect_timeout_s) from exc
         except TimeoutError as exc:
-            raise ProbeTimedOut(f"no answer in {t.request_timeout_s} s",
-                                t.request_timeout_s) from exc
+            raise ProbeTimedOut(f"no answer in {t.request_timeout_s} s (busy?)",
+                                t.request_timeout_s, accepted=True) from exc
         except aiohttp.ClientError as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from exc
         except codec.WireDecodeError as exc:

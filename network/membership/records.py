@@ -43,7 +43,8 @@ class Miss(enum.Enum):
     """How a probe failed, which decides what its miss may do to the peer."""
 
     FAILED = "failed"  # a bad answer, a reset: counts as a miss
-    TIMED_OUT = "timed out"  # no accept or no answer in time: death waits for another's suspicion
+    TIMED_OUT = "timed out"  # no TCP accept in time: death waits for another's suspicion
+    BUSY = "busy"  # accepted, but no answer in time: the process lives; suspect, not dead (hung_s)
     CLOSED = "closed"  # its host refused the connection: nothing listens, the process is gone
 
 
@@ -62,6 +63,7 @@ class Timings:
     suspect_after_s: float = 1.0  # silence that takes an alive peer out of routing
     dead_after_misses: int = 2  # consecutive failed probes that make a peer dead
     dead_after_s: float = 1.0  # or one failed probe with this much silence since the last answer
+    hung_s: float = 30.0  # a peer whose host accepts but that answers nothing this long is dead
 
     def __post_init__(self) -> None:
         if not 0 < self.interval_s <= self.suspect_after_s:
@@ -70,6 +72,8 @@ class Timings:
             raise ValueError("Timings: need 0 < connect_timeout_s <= request_timeout_s")
         if self.dead_after_misses < 1 or self.dead_after_s <= 0:
             raise ValueError("Timings: need dead_after_misses >= 1 and dead_after_s > 0")
+        if self.hung_s <= self.give_up_s:
+            raise ValueError("Timings: need hung_s > request_timeout_s + 2 * interval_s")
 
     @property
     def quiet_s(self) -> float:
@@ -106,6 +110,8 @@ class Peer:
     reason: str  # why it is in `state`, for `main.py peers`
     refused: bool = False  # FOREIGN because its heartbeat failed the swarm-key check
     doubtful: bool = False  # every miss since its last answer was a timeout (not a refusal)
+    busy: bool = False  # its last miss was an accepted probe left unanswered: alive but slow
+    met: float | None = None  # when this boot of it first answered us
 
     @property
     def node_id(self) -> str:

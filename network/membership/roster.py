@@ -6,6 +6,7 @@ every method that needs the time takes `now`.
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -23,6 +24,7 @@ from network.wire.fields import MAX_SUSPECTS
 from network.wire.txt import PeerAdvert, compatible
 
 MAX_PEERS = 256
+MAX_DEAF = 64  # stalls of this node's own loop remembered (older ones no longer overlap silence)
 
 
 class Roster:
@@ -42,6 +44,29 @@ class Roster:
         self._approved = approved or _everyone
         self._peers: dict[str, Peer] = {}
         self._named: dict[str, float] = {}  # peer -> last time another member named it suspect
+        self._deaf: deque[tuple[float, float]] = deque(maxlen=MAX_DEAF)  # our loop's stalls
+        self._deaf_until = float("-inf")  # the end of the latest of them
+
+    def deaf(self, start: float, end: float) -> None:
+        """This node's own event loop stalled from `start` to `end` (a starved process: its timers
+        ran that late): beats that came meanwhile were not read yet, so that time is no peer's
+        silence (`_silence`)."""
+        if end > start:
+            self._deaf.append((start, end))
+            self._deaf_until = max(self._deaf_until, end)
+
+    def _silence(self, peer: Peer, now: float) -> float:
+        """How long `peer` has been quiet as far as this node could hear: the time since its last
+        answer, less the stalls of our own loop since then."""
+        ref = self._reference(peer)
+        if self._deaf_until <= ref:  # the common case: no stall since
+            return max(0.0, now - ref)
+        stalled, covered = 0.0, ref
+        for start, end in sorted(self._deaf):  # stalls may overlap: count each moment once
+            start, end = max(start, covered), min(end, now)
+            if end > start:
+                stalled, covered = stalled + end - start, end
+        return max(0.0, now - ref - stalled)
 
     def __len__(self) -> int:
         return len(self._peers)

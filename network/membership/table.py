@@ -71,7 +71,7 @@ class Membership(Roster):
                 and (heartbeat.protocol, heartbeat.swarm) == (last.protocol, last.swarm)
                 and heartbeat.swarm in self._accepted and self._approved(node_id)):
             self._peers[node_id] = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat,
-                                           doubtful=False)
+                                           doubtful=False, busy=False)
             return []
         claimed = replace(peer.advert, protocol=heartbeat.protocol, fingerprint=heartbeat.swarm)
         ok, why = self._compatible(claimed)
@@ -85,7 +85,8 @@ class Membership(Roster):
             previous = peer.state
             peer = self._fresh(replace(peer.advert, boot_id=heartbeat.boot_id), peer.address, now)
             changes.append(Change(ChangeKind.RESTARTED, node_id, reason, peer, previous))
-        answered = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat, doubtful=False)
+        answered = replace(peer, last_ok=now, misses=0, heartbeat=heartbeat, doubtful=False,
+                           busy=False, met=now if peer.met is None else peer.met)
         return changes + self._admit(answered, peer, now)
 
     def reconsider(self, node_id: str, now: float) -> list[Change]:
@@ -110,19 +111,22 @@ class Membership(Roster):
                          miss: Miss = Miss.FAILED) -> list[Change]:
         """A probe failed (`miss`). A peer whose misses are all timeouts dies only once another
         member suspects it too (or nobody else is there to ask), or after `Timings.give_up_s` of
-        silence; one whose host refused the connection (nothing listens) dies at once."""
+        silence; one whose host refused the connection (nothing listens) dies at once; one whose
+        host accepted the probe but that did not answer (busy) is only suspect, until
+        `Timings.hung_s` of silence."""
         peer = self._peers.get(node_id)
         if peer is None or peer.state is PeerState.FOREIGN:
             return []
-        doubtful = miss is Miss.TIMED_OUT and (peer.doubtful or not peer.misses)
-        peer = replace(peer, misses=peer.misses + 1, doubtful=doubtful)
-        silence = now - self._reference(peer)
+        doubtful = miss in (Miss.TIMED_OUT, Miss.BUSY) and (peer.doubtful or not peer.misses)
+        peer = replace(peer, misses=peer.misses + 1, doubtful=doubtful, busy=miss is Miss.BUSY)
+        silence = self._silence(peer, now)
         if peer.state is PeerState.DEAD:
             self._peers[node_id] = replace(peer, reason=reason)
             return []
         t = self.timings
-        if miss is Miss.CLOSED or ((peer.misses >= t.dead_after_misses
-                                    or silence >= t.dead_after_s) and self._settled(peer)):
+        missed = (peer.misses >= t.dead_after_misses or silence >= t.dead_after_s) and not peer.busy
+        if (miss is Miss.CLOSED or (peer.busy and silence >= t.hung_s)
+                or (missed and self._settled(peer))):  # busy: alive, only slow
             return self._die(peer, now, f"{reason} ({peer.misses} missed, quiet {silence:.2f} s)")
         if peer.state is PeerState.ALIVE:
             return self._set(peer, PeerState.SUSPECT, now, reason, ChangeKind.SUSPECTED)
@@ -179,9 +183,11 @@ class Membership(Roster):
         gone = replace(peer, state=PeerState.DEAD, reason="said goodbye")
         return [Change(kind, node_id, "said goodbye", gone, peer.state)]
 
-    def tick(self, now: float) -> list[Change]:
+    def tick(self, now: float, probing: frozenset[str] = frozenset()) -> list[Change]:
         """Apply silence: quiet alive peers become suspect (a peer this node does not watch may
-        be quiet `slow_suspect_s`); missed-and-quiet ones dead."""
+        be quiet `slow_suspect_s`); missed-and-quiet ones dead. Silence alone kills only after
+        `give_up_s`, and not while a probe of the peer is out (`probing`: its outcome decides)
+        or its last probe found it busy (then after `hung_s`)."""
         t = self.timings
         changes: list[Change] = []
         watched = self.watched()
@@ -189,10 +195,11 @@ class Membership(Roster):
             peer = self._peers[node_id]
             if peer.state in (PeerState.DEAD, PeerState.FOREIGN):
                 continue
-            silence = now - self._reference(peer)
+            silence = self._silence(peer, now)
             limit = t.suspect_after_s if node_id in watched else t.slow_suspect_s
-            if silence > t.give_up_s or (peer.misses and silence >= t.dead_after_s
-                                         and self._settled(peer)):
+            wait = t.hung_s if peer.busy or node_id in probing else t.give_up_s
+            if silence > wait or (peer.misses and not peer.busy and silence >= t.dead_after_s
+                                  and self._settled(peer)):
                 changes += self._die(peer, now, f"quiet {silence:.2f} s, {peer.misses} missed")
             elif peer.state is PeerState.ALIVE and silence > limit:
                 changes += self._set(peer, PeerState.SUSPECT, now, f"quiet {silence:.2f} s",

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 
-from network.membership.probe import ProbeRefused
+from network.membership.probe import PortClosed, ProbeFailed, ProbeRefused, ProbeTimedOut
 from network.membership.records import Miss
 from network.membership.table import Change, Membership, Peer, PeerState
 from network.wire.address import Address
@@ -33,6 +33,7 @@ class Target:
     unreachable: bool = False  # the last probe found this node's own network down
     resting: bool = False  # not probing: its peer's beats keep coming (the tick wakes it)
     check: bool = False  # probe it once even though it beats: another peer suspects it
+    probing: bool = False  # a probe is out: silence alone does not kill it meanwhile
 
 
 def answered(m: Membership, target: Target, heartbeat: Heartbeat, now: float,
@@ -107,3 +108,19 @@ def _advert_stale(peer: Peer, heartbeat: Heartbeat) -> bool:
     a = peer.advert
     return (a.boot_id, a.protocol, a.fingerprint) != (heartbeat.boot_id, heartbeat.protocol,
                                                       heartbeat.swarm)
+
+
+def miss_of(failure: ProbeFailed) -> Miss:
+    """What a failed probe may do to its peer: a refused connection (nothing listens) kills, an
+    accepted one left unanswered is a busy process, no accept waits for another's suspicion."""
+    if isinstance(failure, PortClosed):
+        return Miss.CLOSED
+    if isinstance(failure, ProbeTimedOut):
+        return Miss.BUSY if failure.accepted else Miss.TIMED_OUT
+    return Miss.FAILED
+
+
+def suspected(m: Membership, target: Target) -> bool:
+    """True when a miss left the peer at `target` suspect or joining (confirm soon)."""
+    peer = m.get(target.node_id) if target.node_id else None
+    return peer is not None and peer.state in (PeerState.SUSPECT, PeerState.JOINING)
