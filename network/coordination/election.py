@@ -153,7 +153,7 @@ def _settle(s: ElectionState, live: dict[str, PeerView], now: float,
         if lead.node_id == me:
             if s.solo:
                 return _promote(s, live, now, t)
-            if lagging(s, live) and now >= s.sent_at + t.claim_timeout_s:  # announce lost?
+            if lagging(s, live) and now >= _reannounce_at(s, t):  # announce lost?
                 return replace(s, sent_at=now), [Send(i, Announce(s.term, s.me)) for i in lagging(s, live)]
             return s, []
         kept = s.announced if s.announced is not None and s.announced.node_id == lead.node_id else None
@@ -176,7 +176,8 @@ def _settle(s: ElectionState, live: dict[str, PeerView], now: float,
             s, sends = _claim(s, live, now, Role.CANDIDATE)
     if _majority(s, live):
         won = replace(s, role=Role.COORDINATOR, term=s.claim_term, leader_term=s.claim_term,
-                      coordinator=me, acks=frozenset(), absent_since=None, sent_at=now)
+                      coordinator=me, acks=frozenset(), absent_since=None, sent_at=now,
+                      won_at=now)
         return won, [Send(None, Announce(won.term, s.me))]
     return s, sends
 
@@ -191,11 +192,19 @@ def _promote(s: ElectionState, live: dict[str, PeerView], now: float,
         return s, []
     if _majority(s, live):
         won = replace(s, solo=False, term=s.claim_term, leader_term=s.claim_term,
-                      acks=frozenset(), refused=frozenset(), sent_at=now)
+                      acks=frozenset(), refused=frozenset(), sent_at=now, won_at=now)
         return won, [Send(None, Announce(won.term, s.me))]
     if not _claiming(s) or now >= s.sent_at + t.claim_timeout_s or _hopeless(s, live):
         return _claim(s, live, now, Role.COORDINATOR)
     return s, []
+
+
+def _reannounce_at(s: ElectionState, t: ElectionTimings) -> float:
+    """When a coordinator re-sends its announce to lagging peers: `claim_timeout_s` after it won,
+    then after gaps as long as the time since it won (0.1, 0.2, 0.4 s ...), at most
+    `reannounce_max_s`."""
+    since_won = s.sent_at - s.won_at if math.isfinite(s.won_at) and math.isfinite(s.sent_at) else 0.0
+    return s.sent_at + min(max(since_won, t.claim_timeout_s), t.reannounce_max_s)
 
 
 def _claiming(s: ElectionState) -> bool:
@@ -248,8 +257,10 @@ def _wake(s: ElectionState, live: dict[str, PeerView], now: float, t: ElectionTi
     """The earliest time a decision could change with no new input (timers only)."""
     times = [s.announced_until, s.backing_at + t.vote_lease_s]
     times += [p.suspect_since + t.suspect_grace_s for p in live.values() if p.suspect_since is not None]
-    if _claiming(s) or (s.role is Role.COORDINATOR and not s.solo and lagging(s, live)):
+    if _claiming(s):
         times.append(s.sent_at + t.claim_timeout_s)
+    elif s.role is Role.COORDINATOR and not s.solo and lagging(s, live):
+        times.append(_reannounce_at(s, t))
     elif s.role is Role.FOLLOWER and s.coordinator is None and s.me.eligible:
         times.append(slot(s, live, s.me, t))
     if (not live and not s.lone) or (s.solo and any(p.coordinator == s.me.node_id

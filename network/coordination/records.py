@@ -56,6 +56,10 @@ class ElectionTimings:
     vote_lease_s: float = 0.6  # an ack binds the voter to its claimer (against worse ones) this long
     suspect_grace_s: float = 1.0  # a SUSPECT peer still counts as live this long
     announce_trust_s: float = 1.0  # an announce counts until the announcer's heartbeat confirms it
+    reannounce_max_s: float = 1.0  # a new coordinator re-sends its announce to the peers whose
+    # heartbeats do not show them following it yet after claim_timeout_s, then ever more slowly
+    # (each gap as long as the time since it won), at most this far apart: at 50 nodes, a re-send
+    # to every such peer every 0.1 s was a storm of signed POSTs that starved its own loop
 
     def __post_init__(self) -> None:
         if min(vars(self).values()) <= 0 or self.claim_timeout_s >= self.rank_step_s:
@@ -74,6 +78,7 @@ class PeerView:
     coordinator: str | None = None  # Heartbeat.coordinator; its own id means "I lead `term`"
     suspect_since: float | None = None  # None while ALIVE
     solo: bool = False  # Heartbeat.solo: it leads only itself (a role taken with nobody in view)
+    met: float | None = None  # when this boot of it first answered us (None: long ago, unknown)
 
     @property
     def node_id(self) -> str:
@@ -148,6 +153,7 @@ class ElectionState:
     acks: frozenset[str] = frozenset()
     refused: frozenset[str] = frozenset()  # voters that cannot ack `claim_term` any more
     sent_at: float = -math.inf  # last Claim (candidate) or Announce (coordinator) sent
+    won_at: float = -math.inf  # when it last won its term (its announces are re-sent from there)
     blocked_term: int = 0  # highest term a claim or a refusal showed as taken
     absent_since: float | None = None  # when we last lost sight of any leader
     announced: Candidate | None = None  # the leader an Announce named, trusted until confirmed

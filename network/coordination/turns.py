@@ -61,9 +61,14 @@ def lagging(s: ElectionState, live: dict[str, PeerView]) -> list[str]:
     return sorted(i for i, p in live.items() if p.coordinator != s.me.node_id or p.term < s.term)
 
 
-def rank(s: ElectionState, live: dict[str, PeerView], who: Candidate) -> int:
-    """How many live eligible nodes (ourselves included) rank before `who`."""
-    others = [p.candidate for p in live.values()] + [s.me]
+def rank(s: ElectionState, live: dict[str, PeerView], who: Candidate, t: ElectionTimings) -> int:
+    """How many live eligible nodes (ourselves included) rank before `who`. A peer that booted
+    so recently that it is still in its start-up grace when the first slot opens (it first
+    answered less than `startup_grace_s` before) cannot claim then, so it is not waited for."""
+    absent = s.absent_since if s.absent_since is not None else math.inf
+    opens = max(absent, s.started + t.startup_grace_s) + t.claim_delay_s  # the first slot
+    others = [p.candidate for p in live.values()
+              if p.met is None or p.met + t.startup_grace_s <= opens] + [s.me]
     return sum(1 for c in others if c.eligible and c.node_id != who.node_id and better(c, who))
 
 
@@ -71,7 +76,7 @@ def slot(s: ElectionState, live: dict[str, PeerView], who: Candidate, t: Electio
     """When `who` may claim in our view: its rank's turn after we lost the leader."""
     absent = s.absent_since if s.absent_since is not None else math.inf
     start = max(absent, s.started + t.startup_grace_s)
-    return start + t.claim_delay_s + rank(s, live, who) * t.rank_step_s
+    return start + t.claim_delay_s + rank(s, live, who, t) * t.rank_step_s
 
 
 def backing(s: ElectionState, live: dict[str, PeerView], now: float,
@@ -110,7 +115,7 @@ def grants(s: ElectionState, live: dict[str, PeerView], claim: Claim, now: float
     held = backing(s, live, now, t)
     if held is not None and better(held, x):
         return False
-    if promoting or rank(s, live, x) == 0:
+    if promoting or rank(s, live, x, t) == 0:
         return True
     absent = s.absent_since if s.absent_since is not None else now
     return now >= slot(replace(s, absent_since=absent), live, x, t)
