@@ -149,7 +149,7 @@ async def federation_node(pool: InstancePool, membership: Membership | None = No
     routes = FederationRoutes(member, pool, ram_gb=24.0, vram_gb=0.0, clock=clock,
                               verifier=Verifier(keys, audience=node_id))
     routes.add_to(app)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)  # as main.py
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     member.api_port = runner.addresses[0][1]

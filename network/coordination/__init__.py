@@ -1,7 +1,8 @@
 """Who leads, what the swarm plans, and where each request goes: the election, a pure state machine
 (`election.py`, with its turn and vote rules in `turns.py` and its records in `records.py`), its
 async driver over the peer table and the signed channel (`driver.py`), which keeps the
-coordinator's plan through its follower (`following.py`), its durable term (`store.py`), sleep
+coordinator's plan through its follower (`following.py`) and holds a connection to it that
+tells of its crash at once (`tether.py`), its durable term (`store.py`), sleep
 detection from the two clocks (`wake.py`), the coordinator's swarm plan (`plan.py`), the one source
 chooser that route mode and consensus share, which honours that plan (`chooser.py`), and the span
 planner that gives each node a contiguous range of transformer blocks (`spans.py`, searching with

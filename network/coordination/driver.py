@@ -5,7 +5,8 @@ on received Claim/Ack/Announce messages and on the core's own timers (plus a sho
 peer's term and coordinator arrive in heartbeats that change no peer state). Sends go out as
 signed POSTs to /v1/federation/election; each answer's messages are fed back to the core. The role
 flips inside this object only: nothing is torn down when leadership moves. While it follows, its
-`PlanFollower` (following.py) keeps the coordinator's plan.
+`PlanFollower` (following.py) keeps the coordinator's plan, and its `Tether` (tether.py) holds a
+connection to the coordinator that tells of a crash at once.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from network.coordination.election import (
 from network.coordination.following import PlanClient, PlanFollower
 from network.coordination.plan import build_plan
 from network.coordination.store import ElectionStore
+from network.coordination.tether import Tether
 from network.coordination.wake import Reading, away
 from network.membership.table import Membership, Peer, PeerState
 from network.wire.address import Address
@@ -72,7 +74,7 @@ def peer_view(peer: Peer) -> PeerView | None:
     except ValueError:
         return None
     return PeerView(candidate, beat.term, beat.coordinator,
-                    peer.since if peer.state is PeerState.SUSPECT else None, beat.solo)
+                    peer.since if peer.state is PeerState.SUSPECT else None, beat.solo, peer.met)
 
 
 class Coordinator:
@@ -86,7 +88,8 @@ class Coordinator:
                  send_timeout_s: float = 1.0, plan_every_s: float = 1.0,
                  plan_max_age_s: float = 3.0,
                  on_change: Callable[[ElectionState], None] | None = None,
-                 span_plan: Callable[[], SpanPlan | None] | None = None) -> None:
+                 span_plan: Callable[[], SpanPlan | None] | None = None,
+                 tether: Tether | None = None) -> None:
         self.membership = membership
         self.client = client
         self.local_member = local_member
@@ -98,6 +101,7 @@ class Coordinator:
         self.send_timeout_s = send_timeout_s
         self.on_change = on_change
         self.span_plan = span_plan  # the span map this node publishes while it leads
+        self.tether = tether  # held to the coordinator this node follows (tether.py)
         term, voted_term, voted_for = store.load() if store else (0, 0, None)
         self.state: ElectionState = boot(me, clock(), term, voted_term, voted_for)
         self.follower = PlanFollower(membership, client, lambda: self.state, self._address, clock,
@@ -152,6 +156,8 @@ class Coordinator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = self._plans = None
+        if self.tether is not None:
+            await self.tether.close()
 
     async def handle(self, message: Message) -> list[Message]:
         """One signed Claim, Ack or Announce from a peer; returns the messages addressed back."""
@@ -251,6 +257,9 @@ class Coordinator:
             log.info("lost the coordinator %s; electing another", old.coordinator)
         if new.coordinator != old.coordinator:
             self.follower.forget()
+            if self.tether is not None:
+                lead = new.coordinator if new.coordinator != self.me.node_id else None
+                self.tether.hold(lead, self._address(lead) if lead else None)
         if self.on_change is not None:
             self.on_change(new)
 

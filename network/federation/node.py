@@ -11,6 +11,7 @@ from typing import Any
 from network.coordination.driver import Coordinator
 from network.coordination.election import Candidate, ElectionState
 from network.coordination.store import ElectionStore
+from network.coordination.tether import Tether
 from network.discovery.events import DiscoveryUnavailable
 from network.discovery.interfaces import InterfaceWatcher
 from network.discovery.manual import StaticPeers
@@ -79,11 +80,11 @@ class Federation:
         self._advert_fields: dict[str, Any] = {"model_id": pool.model_id,
                                                "instances": len(pool.instances),
                                                "hardware": hardware, "score": bench_score}
-        priority = config.coordinator_priority if config.coordinator else None
-        me = Candidate(identity.node_id, priority, bench_score)
+        me = Candidate(identity.node_id, config.coordinator_priority if config.coordinator else None,
+                       bench_score)
         self.coordinator = Coordinator(
             me, self.membership, self.client, self.local_member, store=election_store,
-            on_change=self._election_changed)
+            on_change=self._election_changed, tether=Tether(self.client, self.monitor.check))
         self.mdns: MdnsDiscovery | None = None
         self.interface_watch: InterfaceWatcher | None = None  # runs while mDNS does
         self.ignored: dict[str, str] = {}  # peers not tracked (duplicate id, full table)
@@ -227,8 +228,7 @@ class Federation:
         self._reannounce()
 
     def _network_down(self) -> None:
-        """Every peer is unreachable from our side (Wi-Fi off, cable out, waking from sleep):
-        take no part in elections until the network is back and the view fresh again."""
+        """No peer reachable from our side (Wi-Fi off, cable out, a wake): sit out elections a while."""
         self.coordinator.rest("this node's network is unreachable")
 
     def _election_changed(self, state: ElectionState) -> None:

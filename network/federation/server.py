@@ -1,6 +1,6 @@
 """The federation routes: health (heartbeat), peers (the table), election (the coordinator
 election's messages) and plan (the coordinator's swarm plan), plus vote (one candidate) and cancel,
-served by vote_routes.py's `VoteRoutes`.
+served by vote_routes.py's `VoteRoutes`, and tether (held open by followers) by tether_routes.py.
 
 Vote, cancel and election carry prompts or change state: they need a request signed with the
 swarm key (network/trust/signing.py) and their answers are signed back. The heartbeat is signed over the
@@ -20,6 +20,7 @@ from aiohttp import web
 
 from network.coordination.election import Message, Role
 from network.federation.gate import VERDICT_KEY, FederationGate, reply_kind, signed_response
+from network.federation.tether_routes import TetherRoutes
 from network.federation.vote_routes import VoteRoutes
 from network.membership.rows import check_filters, peer_row, row_passes, self_row
 from network.membership.table import Membership
@@ -134,15 +135,17 @@ class FederationRoutes:
         self.max_body_bytes = max_body_bytes
         self.gate = FederationGate(self.verifier, max_body_bytes)
         self.votes = VoteRoutes(self.gate, pool, self.identity.node_id)
+        self.tethers = TetherRoutes(self.gate)
 
     def add_to(self, app: web.Application) -> None:
-        """Register the six routes (vote and cancel through `VoteRoutes`), and the cleanup that
-        cancels votes still running."""
+        """Register the seven routes (vote and cancel through `VoteRoutes`, tether through
+        `TetherRoutes`), and the shutdown steps that cancel votes and end tethers."""
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get(PEERS_PATH, self.peers)
         app.router.add_get(PLAN_PATH, self.plan_view)
         app.router.add_post(ELECTION_PATH, self.election_message)
         self.votes.add_to(app)
+        self.tethers.add_to(app)
 
     def heartbeat(self, nonce: str | None = None, swarm: str | None = None) -> Heartbeat:
         """This node's heartbeat now; `swarm` is the fingerprint it is signed with (default: the

@@ -17,4 +17,5 @@ JOIN_PATH = FEDERATION_PREFIX + "join"  # a fresh machine asks to join (unauthen
 JOIN_REVEAL_PATH = FEDERATION_PREFIX + "join/reveal"  # it opens its commitment: a code shows
 JOIN_WAIT_PATH = FEDERATION_PREFIX + "join/wait"  # it waits for the approval (long poll)
 JOINS_PATH = FEDERATION_PREFIX + "joins"  # the join requests this node holds, a read-only view
+TETHER_PATH = FEDERATION_PREFIX + "tether"  # held open by followers: it closes when this node ends
 STATS_PATH = FEDERATION_PREFIX + "stats"  # usage: tokens by strategy and by node, a read-only view

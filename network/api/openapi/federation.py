@@ -1,8 +1,8 @@
 """The federation routes' half of the paths in /openapi.json: `/v1/federation/*` (health, peers,
-approve, vote, cancel, election, plan and joining by approval), merged into `OPERATIONS`
-(operations.py). The routes are those of network/federation/server.py, vote_routes.py and
-join_routes.py, and network/trust/approval.py; the swarm-key signature headers they take are
-network/trust/signing.py's.
+approve, vote, cancel, election, plan, tether and joining by approval), merged into `OPERATIONS`
+(operations.py). The routes are those of network/federation/server.py, vote_routes.py,
+tether_routes.py and join_routes.py, and network/trust/approval.py; the swarm-key signature
+headers they take are network/trust/signing.py's.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from network.wire.paths import (
     JOINS_PATH,
     PEERS_PATH,
     PLAN_PATH,
+    TETHER_PATH,
     VOTE_PATH,
 )
 
@@ -166,6 +167,18 @@ FEDERATION_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                           MSGPACK: {"schema": ref("SwarmPlan")}}},
                       **error_responses(401, 403, 503, notes={
                           503: "No coordinator plan yet (this node does not lead)"})}},
+    (TETHER_PATH, "get"): {
+        "operationId": "federationTether", "tags": ["federation"],
+        "summary": "Held open by a follower; it ends only when this node's process does",
+        "description": "Signed with the swarm key. The 200's body never comes while this node "
+                       "runs: when its process ends (a crash, a kill, a shutdown) the connection "
+                       "closes at once, which is how followers see their coordinator crash "
+                       "within milliseconds. At most 256 are held (429 past that).",
+        "parameters": _SIGNED_HEADERS,
+        "responses": {"200": {"description": "A stream that stays empty until this node stops",
+                              "content": {"application/octet-stream": {
+                                  "schema": {"type": "string", "format": "binary"}}}},
+                      **error_responses(401, 403, 429)}},
     (JOIN_PATH, "post"): {
         "operationId": "federationJoin", "tags": ["federation", "pairing"],
         "summary": "A fresh machine asks to join this swarm (unsigned; rate-limited per address)",
