@@ -3,9 +3,12 @@
 Every node is a bench/scripted_node.py process (real mDNS, heartbeats, HTTP and election code
 over a scripted backend) inside a network namespace built by tests/netns.py, each with its own
 cache dir (node id, term file) and one shared swarm key. An agent process in namespace n1, which
-holds no node (so cutting a node's cable never cuts the observer), polls every node's
-/v1/federation/peers every 20 ms with overlapping looks (tests/lan_client.py `agree`). Nothing
-touches the host's interfaces.
+holds no node (so cutting a node's cable never cuts the observer), polls every node's heartbeat
+(unsigned GET /v1/federation/health; its peer table where rows matter) with overlapping looks
+every 20 ms, or N / 250 s past 5 nodes (0.08 s at 20, 0.2 s at 50: 50 x 50 peer tables a second
+starved the nodes it timed) (tests/lan_client.py `agree`). The node logs give a second figure
+that the agent's looks do not add to: when the last survivor logged that it follows the new
+coordinator. Nothing touches the host's interfaces.
 
 Per repetition, with N nodes in n2..n(N+1):
   1. kill: SIGKILL the coordinator; time until every survivor names one and the same survivor
@@ -121,7 +124,17 @@ class Agent(netns_nodes.Agent):
 
 
 def agree_cmd(nodes: list[Node], deadline_s: float, **more: Any) -> dict:
-    return {"nodes": [[n.url, n.node_id] for n in nodes], "deadline_s": deadline_s, **more}
+    """Look at each node's heartbeat (`light`; its peer table when `rows` is asked) every
+    `look_every(len(nodes))` seconds."""
+    return {"nodes": [[n.url, n.node_id] for n in nodes], "deadline_s": deadline_s, "light": True,
+            "every_s": look_every(len(nodes)), **more}
+
+
+def look_every(n: int) -> float:
+    """How often the agent looks at each of `n` nodes: every 20 ms, slower past 5 nodes so the
+    looks (250 a second at most: the agent is one more process on the same 2 cores) do not
+    starve the nodes they time."""
+    return max(0.02, n / 250)
 
 
 class Node(NodeProcess):
@@ -195,7 +208,8 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise RuntimeError("a batch of nodes never started advertising")
                 time.sleep(0.2)
-        self.res: dict[str, Any] = {"kill": [], "kill_rejoin": [], "cut_elect": [], "cut": [],
+        self.res: dict[str, Any] = {"kill": [], "kill_logged": [], "kill_rejoin": [],
+                                    "cut_elect": [], "cut": [],
                                     "freeze_elect": [], "thaw": [],
                                     "failures": [], "flaps": 0, "flap_evidence": [],
                                     "displaced": 0, "dual": [], "follower_moves": 0,
@@ -231,6 +245,9 @@ class Bench:
         self.watched(rep, "kill", after)
         if after["ok"]:
             self.res["kill"].append(after["at"] - killed_at)
+            logged = followed_in_logs(survivors, after["coordinator"], after["term"], killed_at)
+            if logged is not None:
+                self.res["kill_logged"].append(logged - killed_at)
             note = (f"kill {leader.node_id} -> {after['coordinator']} (term {after['term']}) "
                     f"{after['at'] - killed_at:.3f} s")
         else:
@@ -387,6 +404,24 @@ def follower_outcome(watched: dict, leader: str, cut: str, term: int,
 
 _BECAME = re.compile(r"this node is now the coordinator \(term (\d+)\)")
 _STEPPED = re.compile(r"stepped down as coordinator")
+_FOLLOWS = re.compile(r"^(\d+\.\d+) .*(?:coordinator is (\S+) \(term (\d+)\)"
+                      r"|this node is (now) the coordinator \(term (\d+)\))", re.MULTILINE)
+
+
+def followed_in_logs(nodes: list[Node], leader: str, term: int, since: float) -> float | None:
+    """When the last of `nodes` logged that it follows (or, for `leader`, leads) `term` after
+    `since`, by the stamps the bench put on its log lines as it read them (an upper bound that
+    the agent's looks, slowed by a loaded machine, do not add to); None if one never did."""
+    last = since
+    for node in nodes:
+        times = [float(m.group(1)) for m in _FOLLOWS.finditer(node.log_text())
+                 if float(m.group(1)) >= since and (
+                     (m.group(2) == leader and int(m.group(3)) == term)
+                     or (m.group(4) and node.node_id == leader and int(m.group(5)) == term))]
+        if not times:
+            return None
+        last = max(last, min(times))
+    return last
 
 
 def log_counts(nodes: list[Node]) -> dict[str, tuple[int, int]]:
@@ -404,6 +439,7 @@ def report(args: argparse.Namespace, phases: list[str], res: dict,
     goals = []
     if "kill" in phases:
         table.row("kill: SIGKILL coordinator -> survivors agree", res["kill"])
+        table.row("kill: SIGKILL -> the last survivor logs it", res["kill_logged"])
         table.row("kill: restart (same id) -> all follow again", res["kill_rejoin"])
     if "cut" in phases:
         table.row("cut: cable cut -> the rest agree on another", res["cut_elect"])

@@ -60,6 +60,15 @@ def election_view(body: dict[str, Any]) -> dict[str, Any]:
                                    if r.get("coordinator") is True and r.get("state") == "alive")}
 
 
+def health_view(body: dict[str, Any]) -> dict[str, Any]:
+    """The same fields from one /v1/federation/health answer (the node's heartbeat: who it
+    follows, or itself when it leads), a much lighter look than the peer table; no rows."""
+    me, lead = body.get("node_id"), body.get("coordinator")
+    role = "coordinator" if lead is not None and lead == me else "follower" if lead else None
+    return {"coordinator": lead, "role": role, "term": body.get("term"),
+            "solo": body.get("solo"), "rows_leading": []}
+
+
 def agreed_leader(views: dict[str, dict[str, Any] | None], spec: dict[str, Any]) -> str | None:
     """The node every watched node follows, when the spec holds for `views` (one per node id):
     all answered, all name the same watched node, it says "coordinator" and the rest "follower",
@@ -92,10 +101,11 @@ def agreed_leader(views: dict[str, dict[str, Any] | None], spec: dict[str, Any])
 async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[str, Any]:
     """Poll every node of spec["nodes"] ([[url, node_id], ...]) every spec["every_s"] (0.02 s;
     looks overlap, each bounded by spec["look_timeout_s"], 0.5 s, so one unreachable node does not
-    slow the others) until `agreed_leader` holds or spec["deadline_s"] passes; then keep looking
-    for spec["hold_s"] (0; with spec["hold_until_stdin"], until a line on stdin) and count every
-    time the agreement broke ("flaps"). Calls
-    `on_watching` after the first look at every node (the caller may then trigger its event).
+    slow the others; with spec["light"] and no spec["rows"], its heartbeat, else its peer
+    table) until `agreed_leader` holds or spec["deadline_s"] passes; then keep looking for
+    spec["hold_s"] (0; with spec["hold_until_stdin"], until a line on stdin) and count every
+    time the agreement broke ("flaps"). Calls `on_watching` after the first look at every node
+    (the caller may then trigger its event).
     "at" is the wall time of the answer that completed the agreement; "changes" lists every
     change of a node's election view (seconds since the first look), "returns" every node that
     answered again after looks that got no answer ([seconds, node id])."""
@@ -103,6 +113,7 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
     every_s = float(spec.get("every_s", 0.02))
     look_timeout_s = float(spec.get("look_timeout_s", 0.5))
     hold_s = float(spec.get("hold_s", 0.0))
+    light = bool(spec.get("light")) and not spec.get("rows")  # heartbeats, not peer tables
     stopped = threading.Event()
 
     def wait_stdin() -> None:
@@ -144,8 +155,12 @@ async def agree(spec: dict[str, Any], on_watching: Callable[[], None]) -> dict[s
     async def look(client: httpx.AsyncClient, url: str, node_id: str) -> None:
         at_sent = time.time()
         try:
-            response = await client.get(url + "/v1/federation/peers", timeout=look_timeout_s)
-            view = election_view(response.json())
+            if light:
+                response = await client.get(url + "/v1/federation/health", timeout=look_timeout_s)
+                view = health_view(response.json())
+            else:
+                response = await client.get(url + "/v1/federation/peers", timeout=look_timeout_s)
+                view = election_view(response.json())
         except (httpx.HTTPError, ValueError, KeyError):
             missing.add(node_id)
             return  # unreachable or not answering yet: keep the last view
