@@ -65,8 +65,7 @@ def rank(s: ElectionState, live: dict[str, PeerView], who: Candidate, t: Electio
     """How many live eligible nodes (ourselves included) rank before `who`. A peer that booted
     so recently that it is still in its start-up grace when the first slot opens (it first
     answered less than `startup_grace_s` before) cannot claim then, so it is not waited for."""
-    absent = s.absent_since if s.absent_since is not None else math.inf
-    opens = max(absent, s.started + t.startup_grace_s) + t.claim_delay_s  # the first slot
+    opens = _first_slot(s, t)
     others = [p.candidate for p in live.values()
               if p.met is None or p.met + t.startup_grace_s <= opens] + [s.me]
     return sum(1 for c in others if c.eligible and c.node_id != who.node_id and better(c, who))
@@ -74,9 +73,14 @@ def rank(s: ElectionState, live: dict[str, PeerView], who: Candidate, t: Electio
 
 def slot(s: ElectionState, live: dict[str, PeerView], who: Candidate, t: ElectionTimings) -> float:
     """When `who` may claim in our view: its rank's turn after we lost the leader."""
+    return _first_slot(s, t) + rank(s, live, who, t) * t.rank_step_s
+
+
+def _first_slot(s: ElectionState, t: ElectionTimings) -> float:
+    """When the best-ranked node may claim in our view: `claim_delay_s` after we lost the leader
+    (and our start-up grace is over); never while a leader is in view."""
     absent = s.absent_since if s.absent_since is not None else math.inf
-    start = max(absent, s.started + t.startup_grace_s)
-    return start + t.claim_delay_s + rank(s, live, who, t) * t.rank_step_s
+    return max(absent, s.started + t.startup_grace_s) + t.claim_delay_s
 
 
 def backing(s: ElectionState, live: dict[str, PeerView], now: float,
