@@ -113,6 +113,11 @@ class FederationGate:
         middleware); None when it is not signed; 401/403 when its signature is refused."""
         if VERDICT_KEY not in request and SIGNATURE_HEADER not in request.headers:
             return None
+        return await self.require(request)
+
+    async def require(self, request: web.Request) -> Verdict:
+        """The accepted verdict of a bodiless request that must be signed; 401 (logged once per
+        remote address) when it is not, 401/403 when its signature is refused."""
         verdict = await verify_signed(request, self.verifier)
         self.check(request, verdict)
         return verdict

@@ -11,7 +11,7 @@ import contextlib
 
 from aiohttp import web
 
-from network.federation.gate import FederationGate, refusal
+from network.federation.gate import FederationGate
 from network.membership.roster import MAX_PEERS
 from network.wire.paths import TETHER_PATH
 from swarm.errors import RequestError
@@ -34,9 +34,7 @@ class TetherRoutes:
 
     async def tether(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/federation/tether: a 200 whose body never comes; it ends with this process."""
-        verdict = await self.gate.optional(request)
-        if verdict is None:
-            raise refusal(self.gate.verifier.precheck(request.headers))
+        await self.gate.require(request)
         if len(self.held) >= MAX_TETHERS:
             raise RequestError(f"{MAX_TETHERS} tethers are held here already", status=429,
                                code="rate_limited", headers={"Retry-After": "10"})

@@ -15,7 +15,7 @@ import logging
 
 from aiohttp import web
 
-from network.federation.gate import VERDICT_KEY, FederationGate, signed_response, verify_signed
+from network.federation.gate import VERDICT_KEY, FederationGate, signed_response
 from network.wire import codec
 from network.wire.paths import BLOB_PATH, MODELS_PATH
 from swarm.errors import RequestError
@@ -40,13 +40,9 @@ class ModelRoutes:
         app.router.add_get(MODELS_PATH, self.listing)
         app.router.add_get(BLOB_PATH + "{sha256}", self.blob)
 
-    async def _admit(self, request: web.Request) -> None:
-        verdict = await verify_signed(request, self.gate.verifier)
-        self.gate.check(request, verdict)
-
     async def listing(self, request: web.Request) -> web.Response:
         """GET /v1/federation/models: every model held, with its manifest; signed back."""
-        await self._admit(request)
+        await self.gate.require(request)
         manifests = await asyncio.to_thread(self.library.manifests)
         body = json.dumps({"object": "list", "node_id": self.node_id,
                            "data": [m.to_wire() for m in manifests]},
@@ -55,7 +51,7 @@ class ModelRoutes:
 
     async def blob(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/federation/models/blob/{sha256}: the bytes of one held file (Range: 206)."""
-        await self._admit(request)
+        await self.gate.require(request)
         sha = request.match_info["sha256"]
         if SHA256_PATTERN.fullmatch(sha) is None:
             raise RequestError("a file is named by its sha256: 64 lowercase hex digits",
