@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -61,11 +60,12 @@ from bench.netns_nodes import (  # noqa: E402
     scripted,
     serve_agent,
 )
+from network.trust.swarm_key import SwarmKey  # noqa: E402
 
 PHASES = ("idle", "join", "load", "route")
 MAX_NODES = 50  # scripted nodes; the load phase runs real models and stops at MAX_MODEL_NODES
 MAX_MODEL_NODES = 8
-RUN_KEY = "lsk_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+RUN_KEY = SwarmKey.generate().text
 START_BATCH = 5  # idle nodes start this many at a time, each batch answering before the next
 
 # ---------------------------------------------------------------------------------------------

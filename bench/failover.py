@@ -40,10 +40,8 @@ about 4 s per repetition, follower about 11 s.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -69,6 +67,7 @@ from bench.netns_nodes import (  # noqa: E402
     pct,
     scripted,
 )
+from network.trust.swarm_key import SwarmKey  # noqa: E402
 
 PHASES = ("kill", "cut", "freeze", "follower")
 GOAL_S = 2.0
@@ -195,7 +194,7 @@ class Bench:
     """The LAN, the nodes, the agent and what they measured."""
 
     def __init__(self, lan: Any, args: argparse.Namespace, logdir: Path) -> None:
-        key = "lsk_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        key = SwarmKey.generate().text
         self.lan, self.args = lan, args
         self.agent = Agent(lan)
         self.nodes: list[Node] = []

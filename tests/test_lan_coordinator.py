@@ -8,10 +8,8 @@ network: the namespaces die with each test.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from network.trust.swarm_key import SwarmKey
 from tests.netns import NetnsLan, netns_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +33,7 @@ AVAILABLE, WHY = netns_available()
 pytestmark = [pytest.mark.lan, pytest.mark.slow, pytest.mark.skipif(not AVAILABLE, reason=WHY)]
 VOTE = {"messages": [{"role": "user", "content": "What is the capital of France?"}],
         "max_tokens": 8, "seed": 3, "swarm": {"strategy": "weighted_vote", "n": 3}}
-SWARM_KEY = "lsk_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+SWARM_KEY = SwarmKey.generate().text
 
 
 class Node:
