@@ -50,6 +50,7 @@ class SwarmNode:
     bench_score: float = 1.0
     source: ModelSource | None = None  # a model file it holds and shares
     fresh: bool = False  # no configured key: the node generates its own (solo) key file
+    beats: bool = False  # push heartbeats over UDP as main.py does (else peers are probed)
     config: Config = field(init=False)
     pool: InstancePool = field(init=False)
     federation: Federation = field(init=False)
@@ -86,7 +87,11 @@ class SwarmNode:
         self._runner = web.AppRunner(services.app, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.SockSite(self._runner, self.sock).start()
-        await self.federation.start(self.port)
+        if self.beats:
+            await self.federation.start(self.port, services.swarm.routes.heartbeat,
+                                        ("127.0.0.1",))
+        else:
+            await self.federation.start(self.port)
         await self.pairing.start()
         return self
 

@@ -13,6 +13,7 @@ import pytest
 
 from network.discovery.events import Found
 from network.federation.client import FederationClient
+from network.membership import beacon as beacon_module
 from network.membership.beacon import Beacon
 from network.membership.monitor import PeerMonitor
 from network.membership.table import ChangeKind, Membership, PeerState
@@ -22,8 +23,12 @@ from network.wire import codec
 from network.wire.address import Address
 from network.wire.beat import Beat
 from network.wire.messages import Heartbeat
+from swarm.engine.pool import InstancePool
+from tests.federation_fixtures import until
 from tests.swarm_keys import OTHER_KEY, RING
+from tests.swarm_nodes import make_swarm, running
 from tests.test_peer_monitor import ME, Changes, FakePeer, monitor_for
+from tests.test_pool import ASK, GateBackend, drain
 
 
 class Node:
@@ -257,3 +262,70 @@ async def test_a_heartbeat_naming_many_long_suspects_still_fits_one_datagram() -
         await receiver.close()
     named = got[0].suspects
     assert 0 < len(named) < len(long_ids) and named == long_ids[:len(named)]
+
+
+async def test_an_instance_turning_busy_or_idle_is_beaten_at_once_not_an_interval_later(
+        monkeypatch) -> None:
+    """A busy node's load reaches its peers when it changes, not up to an interval later: the
+    coordinator leaves a saturated member out of consensus, so a stale "busy" keeps an idle
+    machine out of the next vote. With a 30 s interval, only the pokes can bring these beats
+    (pokes 0.3 s apart at least here: 1 % of the interval instead of 20 %)."""
+    monkeypatch.setattr(beacon_module, "POKE_GAP", 0.01)
+    backend = GateBackend()
+    pool = InstancePool([backend], queue_depth=1)  # type: ignore[list-item]
+    loads: list[float] = []
+    receiver = Beacon("hears-e", RING, 30.0,
+                      heartbeat=lambda: Heartbeat(node_id="hears-e", boot_id="b", protocol=1,
+                                                  api_port=1, swarm=RING.fingerprint),
+                      targets=lambda everyone: [],
+                      on_beat=lambda beat, heartbeat: loads.append(heartbeat.load))
+    assert await receiver.start(["127.0.0.1"], 0)
+    to = Address(*receiver.address)  # type: ignore[misc]
+    sender = Beacon(ME.node_id, RING, 30.0,
+                    heartbeat=lambda: Heartbeat(node_id=ME.node_id, boot_id=ME.boot_id,
+                                                protocol=ME.protocol, api_port=1,
+                                                swarm=RING.fingerprint, load=pool.load()),
+                    targets=lambda everyone: [to], on_beat=lambda beat, heartbeat: None)
+    pool.watch(sender.poke)  # as Federation.start does
+    assert await sender.start(["127.0.0.1"], 0)
+    try:
+        await until(lambda: loads == [0.0], 3.0, "the first round")
+        task = asyncio.create_task(drain(pool))
+        await until(lambda: loads[-1:] == [1.0], 3.0, "the busy beat")
+        backend.step(ASK.params.max_tokens)
+        await task
+        await until(lambda: loads[-1:] == [0.0], 3.0, "the idle beat")
+        assert loads == [0.0, 1.0, 0.0]  # one beat per change, none in between
+    finally:
+        await sender.close()
+        await receiver.close()
+        pool.close()
+
+
+async def test_a_node_tells_its_peers_of_its_load_when_it_changes(tmp_path, monkeypatch) -> None:
+    """Two nodes built as main.py builds them, beating every 10 s (the slowest allowed; pokes at
+    least 0.1 s apart here): a's table shows b busy while b generates and idle once it is done,
+    each within 2 s."""
+    monkeypatch.setattr(beacon_module, "POKE_GAP", 0.01)
+    slow = {"federation.heartbeat_interval_s": 10.0}
+    nodes = make_swarm(tmp_path, ["a", "b"], SwarmKey.generate(), extra={"a": slow, "b": slow})
+    for node in nodes.values():
+        node.beats = True
+    async with running(nodes):
+        a, b = nodes["a"], nodes["b"]
+        await until(lambda: a.state_of("b") is PeerState.ALIVE, 5.0, "a to meet b")
+        instance = b.pool.instances[0]
+        assert instance.on_idle_change == b.federation.beacon.poke  # type: ignore[union-attr]
+
+        def load_of_b() -> float | None:
+            peer = a.federation.membership.get("b")
+            return peer.heartbeat.load if peer and peer.heartbeat else None
+
+        await until(lambda: load_of_b() == 0.0, 5.0, "b idle in a's table")
+        backend = GateBackend()
+        instance.backend = backend  # type: ignore[assignment]  # held token by token
+        task = asyncio.create_task(drain(b.pool))
+        await until(lambda: load_of_b() == 1.0, 2.0, "b busy in a's table")
+        backend.step(ASK.params.max_tokens)
+        await task
+        await until(lambda: load_of_b() == 0.0, 2.0, "b idle again in a's table")

@@ -133,6 +133,8 @@ class Federation:
             self.beacon = await Beacon(self.identity.node_id, self.keys, self.timings.interval_s,
                                        heartbeat=heartbeat, targets=self.monitor.beat_targets,
                                        on_beat=self.monitor.on_beat).started(hosts, api_port)
+            if self.beacon is not None:  # an instance turned busy or idle: tell peers at once,
+                self.pool.watch(self.beacon.poke)  # not up to an interval later
         await self.coordinator.start()
         await self.static.start()
         if self.config.mdns:

@@ -5,8 +5,9 @@ replaces the HTTP probe of a peer that keeps beating: the monitor probes over HT
 has not met yet, dead ones, and ones whose beats stopped. Each interval a node beats the
 `WATCHERS` members after it in node-id order (they notice its crash within about a second and
 name it among their heartbeat's suspects, which makes every other member check it at once);
-every other member gets its beat every `SLOW_ROUNDS` intervals, or at once when it changed
-(load, term, suspects), so the cost per node hardly grows with the swarm when nothing changes.
+every other member gets its beat every `SLOW_ROUNDS` intervals, or with the next round when it
+changed (load, term, suspects; `poke` brings that round forward), so the cost per node hardly
+grows with the swarm when nothing changes.
 The heartbeat is encoded and signed once per round for all peers, and a peer's unchanged
 heartbeat bytes are not decoded again. A datagram that does not decode or verify is dropped and
 logged once per source address.
@@ -117,8 +118,9 @@ class Beacon(asyncio.DatagramProtocol):
 
     def poke(self) -> None:
         """Send a round now (at most every `POKE_GAP` of an interval), not at the next one: this
-        node's suspicions changed, and the peers that do not watch the suspect should hear of
-        them at once."""
+        node's suspicions changed (the peers that do not watch the suspect should hear of them
+        at once), or its load did (an instance turned busy or idle: the coordinator's plan
+        leaves a saturated member out of consensus, and routing goes to the least busy)."""
         self._poked.set()
 
     async def _send_rounds(self) -> None:

@@ -48,6 +48,7 @@ class Instance:
         self.score = score
         self.slots = queue_depth + 1
         self.active = 0
+        self.on_idle_change: Callable[[], None] | None = None  # called when it turns busy or idle
         self.served = 0
         self.tokens = 0  # completion tokens generated here, for anyone (usage accounting)
         self.recent: deque[tuple[int, float]] = deque(maxlen=RECENT_GENERATIONS)
@@ -123,7 +124,7 @@ class Instance:
                 raise InstanceClosedError(self.index)
             self._jobs[cancel] = emit
             future = loop.run_in_executor(self._executor, self._run, request, cancel, emit)
-        self.active += 1
+        self._count(+1)
         future.add_done_callback(lambda _f: self._release(cancel))
         stops = StopMatcher(request.params.stop)
         count = 0
@@ -182,7 +183,7 @@ class Instance:
                 raise InstanceClosedError(self.index)
             self._jobs[job] = lambda _item: None
             future = loop.run_in_executor(self._executor, self._embed, list(texts))
-        self.active += 1
+        self._count(+1)
         future.add_done_callback(lambda _f: self._release(job))
         try:
             # A client that leaves does not stop a batch midway: the slot stays taken until it ends.
@@ -196,8 +197,16 @@ class Instance:
         with self.use() as backend:
             return backend.embed(texts)
 
+    def _count(self, delta: int) -> None:
+        """Add `delta` to the requests here; tell `on_idle_change` when that starts or ends work
+        (on the event loop: a job's done callback runs there)."""
+        was_idle = self.active == 0
+        self.active += delta
+        if was_idle != (self.active == 0) and self.on_idle_change is not None:
+            self.on_idle_change()
+
     def _release(self, cancel: threading.Event) -> None:
-        self.active -= 1
+        self._count(-1)
         self.served += 1
         with self._state:
             self._jobs.pop(cancel, None)

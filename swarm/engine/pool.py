@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from swarm.engine.backend import (
     Backend,
@@ -51,6 +51,12 @@ class InstancePool:
     def load(self) -> float:
         """Fraction of instance slots busy, 0..1 (queued work counts)."""
         return sum(min(i.active, 1) for i in self.instances) / len(self.instances)
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop) whenever an instance turns busy or idle, that is
+        whenever `load()` changes: the node then sends its heartbeat at once."""
+        for instance in self.instances:
+            instance.on_idle_change = callback
 
     def queue_depth(self) -> int:
         """Requests waiting behind running ones, over all instances."""
