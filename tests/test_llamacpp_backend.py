@@ -85,3 +85,57 @@ def test_a_cancel_during_the_prompt_stops_before_the_first_token(backend):
     cancel = threading.Event()
     cancel.set()
     assert list(backend.stream(ask("Count to fifty. " * 20, max_tokens=5), cancel)) == []
+
+
+def _ids(backend, request: GenerationRequest) -> list[int]:
+    return backend.llm.tokenize(backend.prompt_text(request).encode(), add_bos=False,
+                                special=True)
+
+
+def _fresh_logits(backend, ids: list[int]):
+    from swarm.engine.llamacpp_backend import prompt_chunks
+
+    backend.llm.reset()
+    for chunk in prompt_chunks(ids):
+        backend.llm.eval(chunk)
+    return backend._logits().copy()
+
+
+def test_a_prompt_start_already_cached_is_kept_and_the_logits_are_those_of_a_fresh_prompt(backend):
+    """Another choice of the same prompt, or the next turn of a chat, evaluates only its last
+    piece or what is new; the first logits are bit for bit those of the prompt evaluated afresh."""
+    from swarm.engine.llamacpp_backend import PROMPT_CHUNK, prompt_chunks
+
+    system = ChatMessage("system", "You are a helpful assistant who answers in one short "
+                                   "sentence, names cities exactly and never adds anything. " * 3)
+    first = GenerationRequest(messages=(system, ChatMessage("user", "Capital of France?")),
+                              params=SamplingParams(max_tokens=12, temperature=0))
+    answer = "".join(e.text for e in backend.stream(first, threading.Event()))
+    then = GenerationRequest(messages=(*first.messages, ChatMessage("assistant", answer),
+                                       ChatMessage("user", "And of Italy?")),
+                             params=first.params)
+    first_ids = _ids(backend, first)
+    assert len(first_ids) > 3 * PROMPT_CHUNK
+    last_piece = (len(prompt_chunks(first_ids)) - 1) * PROMPT_CHUNK
+    for request, expected in ((first, last_piece),  # all but the last piece
+                              (then, len(first_ids) // PROMPT_CHUNK * PROMPT_CHUNK)):
+        ids = _ids(backend, request)
+        fresh = _fresh_logits(backend, ids)
+        list(backend.stream(first, threading.Event()))  # the cache holds `first` and its answer
+        kept = backend._keep_cached(ids)
+        assert kept in (expected, expected - PROMPT_CHUNK) and kept > 0  # a lone last token
+        for chunk in prompt_chunks(ids[kept:]):
+            backend.llm.eval(chunk)
+        assert (backend._logits() == fresh).all()
+    list(backend.stream(first, threading.Event()))
+    assert backend._keep_cached(_ids(backend, ask("Name a colour."))) == 0  # no whole piece
+
+
+def test_greedy_answers_and_logprobs_do_not_depend_on_what_was_cached(backend):
+    request = ask("Count from one to ten.", max_tokens=16, temperature=0, logprobs=True)
+    backend.llm.reset()
+    alone = [(e.token_id, e.logprob) for e in backend.stream(request, threading.Event())]
+    list(backend.stream(ask("Count from one to five.", max_tokens=8), threading.Event()))
+    again = [(e.token_id, e.logprob) for e in backend.stream(request, threading.Event())]
+    twice = [(e.token_id, e.logprob) for e in backend.stream(request, threading.Event())]
+    assert alone == again == twice

@@ -58,6 +58,11 @@ class LlamaCppBackend:
         if eot is not None:
             self._eos.add(int(eot))
         self._guides = Guides(self._lltokenizer)
+        # A recurrent (or hybrid) model's state cannot be cut back to a prefix: evaluate anew.
+        model = self.llm.model
+        self._exact = 0  # cached positions evaluated in whole PROMPT_CHUNK pieces from the start
+        self._reuses_prefix = not any(getattr(llama_cpp, f, lambda _m: True)(model) for f in (
+            "llama_model_is_recurrent", "llama_model_is_hybrid"))
         self._threads = threads
         self._embedder: LlamaEmbedder | None = None
         template = meta.get("tokenizer.chat_template")
@@ -109,15 +114,37 @@ class LlamaCppBackend:
         every token) or the end of the constraint."""
         ids = self.llm.tokenize(self.prompt_text(request).encode(), add_bos=False, special=True)
         check_context(len(ids), request.params.max_tokens, self.context_length)
-        self.llm.reset()
-        for chunk in prompt_chunks(ids):  # a cancel lands between chunks, not after the prompt
+        self._exact = self._keep_cached(ids)
+        for chunk in prompt_chunks(ids[self._exact:]):  # a cancel lands between chunks
             if cancel.is_set():
                 return
             self.llm.eval(chunk)
+            if len(chunk) == PROMPT_CHUNK and self._exact == self.llm.n_tokens - PROMPT_CHUNK:
+                self._exact = self.llm.n_tokens
         yield from generate(
             request, cancel, first=self._logits(), feed=self._feed, eos=self._eos,
             decode=lambda toks: self.llm.detokenize(toks).decode("utf-8", errors="replace"),
             guides=self._guides)
+
+    def _keep_cached(self, ids: list[int]) -> int:
+        """Keep the longest start of `ids` that llama.cpp already holds exactly as a fresh
+        evaluation would make it, and return its length: only the rest is evaluated (`eval` drops
+        what follows from the KV cache). Another choice of the same prompt, the next turn of a
+        chat or the same tools evaluate only their last piece, or what is new.
+
+        Exactly: llama.cpp's results differ in the last bits with the size of a batch, and a
+        near-tie could then flip a greedy answer. So only whole `PROMPT_CHUNK` pieces of an earlier
+        prompt are kept (never its answer, evaluated a token at a time), up to a piece boundary of
+        `ids`: what follows is evaluated in the very pieces a fresh evaluation uses."""
+        usable = min(self.llm.n_tokens, self._exact, len(ids)) if self._reuses_prefix else 0
+        same = self.llm.input_ids[:usable] == np.asarray(ids[:usable], dtype=np.intc)
+        common = usable if same.all() else int(np.argmin(same))
+        last_piece = (len(prompt_chunks(ids)) - 1) * PROMPT_CHUNK
+        kept = min(common // PROMPT_CHUNK * PROMPT_CHUNK, last_piece)
+        if kept == 0:
+            self.llm.reset()
+        self.llm.n_tokens = kept
+        return kept
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         """Pooled, unit-length embeddings of `texts` (swarm/engine/llamacpp_embedding.py)."""
