@@ -43,3 +43,22 @@ def api_server(transformers_pool, node_config):
     server = ServerThread(lambda: build_app(transformers_pool, node_config.api)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(node_config):
+    """The same API over the embedded model on llama.cpp, the engine users get by default (one
+    instance; skips where llama-cpp-python is not installed)."""
+    from network.api.app import build_app
+    from swarm.engine.loader import llamacpp_available, load_backends, plan_from_config
+    from swarm.engine.pool import InstancePool
+    from tests.server import ServerThread
+
+    if not llamacpp_available():
+        pytest.skip("llama-cpp-python is not installed (extra [llamacpp])")
+    config = load_config(env={}, cli={"model.backend": "llamacpp", "model.instances": 1})
+    pool = InstancePool(load_backends(plan_from_config(config), config), queue_depth=4)
+    server = ServerThread(lambda: build_app(pool, config.api)).start()
+    yield server
+    server.stop()
+    pool.close()
