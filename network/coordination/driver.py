@@ -39,6 +39,7 @@ from network.coordination.store import ElectionStore
 from network.coordination.tether import Tether
 from network.coordination.wake import Reading, away
 from network.membership.table import Membership, Peer, PeerState
+from network.tasks import stop_tasks
 from network.wire.address import Address
 from network.wire.election import PlanMember, SwarmPlan
 from network.wire.spans import SpanPlan
@@ -151,10 +152,7 @@ class Coordinator:
 
     async def close(self) -> None:
         """Stop the round, the plan follower and every send in flight."""
-        tasks = [t for t in (self._task, self._plans, *self._sends) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(self._task, self._plans, *self._sends)
         self._task = self._plans = None
         if self.tether is not None:
             await self.tether.close()

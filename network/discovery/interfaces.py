@@ -16,7 +16,6 @@ re-announces there (`follow` decides, purely).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import psutil
 
 from network.discovery.lan import IfAddrs, IfStats, default_route_source, lan_address, lan_rank
+from network.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +167,7 @@ class InterfaceWatcher:
     async def close(self) -> None:
         """Stop watching; a callback in progress is cancelled."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)
 
     async def check(self) -> str | None:
         """One read: when the address moved, run `on_moved`; else when the snapshot changed, run

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from network.discovery.events import AddressAdded, AddressRemoved, DiscoveryEvent
+from network.tasks import stop_tasks
 from network.wire.address import Address, parse_address
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,7 @@ class StaticPeers:
     async def close(self) -> None:
         """Stop watching the peers file."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)
 
     def reload(self) -> None:
         """Re-read the peers file if its mtime, size or inode changed; emit what changed."""

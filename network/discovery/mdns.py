@@ -14,6 +14,7 @@ from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from network.discovery.events import DiscoveryEvent, DiscoveryUnavailable, Found, Gone
+from network.tasks import stop_tasks
 from network.wire import txt
 from network.wire.txt import SERVICE_TYPE, PeerAdvert
 
@@ -144,10 +145,7 @@ class MdnsDiscovery:
         if self._browser is not None:
             await self._browser.async_cancel()
             self._browser = None
-        tasks = [t for t in (self._dispatcher, self._announcing, *self._resolvers) if t]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(self._dispatcher, self._announcing, *self._resolvers)
         self._dispatcher = self._announcing = None
         self._resolving.clear()
         try:

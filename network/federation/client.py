@@ -20,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from network.coordination.election import Message
+from network.tasks import stop_tasks
 from network.trust.signing import NONCE_HEADER, check_reply, sign_request
 from network.trust.swarm_key import KeyRing, SwarmKey
 from network.wire import codec
@@ -266,9 +267,7 @@ class FederationClient:
         """Let pending cancels finish briefly, stop the rest, and close the session."""
         if self._cancels:
             await asyncio.wait(list(self._cancels), timeout=self.close_grace_s)
-        for task in list(self._cancels):
-            task.cancel()
-        await asyncio.gather(*list(self._cancels), return_exceptions=True)
+        await stop_tasks(*self._cancels)
         for session in (self._session, self._bulk):
             if session is not None:
                 await session.close()

@@ -14,6 +14,7 @@ import aiohttp
 
 from network.federation.client import peer_url
 from network.membership.records import Peer
+from network.tasks import stop_tasks
 from network.trust.exchange import JoinerExchange, PairingError
 from network.trust.join_target import JoinTarget
 from network.trust.swarm_key import SwarmKey
@@ -108,9 +109,7 @@ class JoinAttempt:
                     continue
                 return outcome
         finally:
-            for task in waits:
-                task.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+            await stop_tasks(*waits)
         return Outcome("expired", reason=f"the request is gone from all {gone} members")
 
     async def _wait(self, member: Peer) -> Outcome:

@@ -23,6 +23,7 @@ from network.federation.sources import RemoteSource
 from network.membership.beacon import Beacon
 from network.membership.monitor import PeerMonitor
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
+from network.tasks import stop_tasks
 from network.trust.identity import NodeIdentity
 from network.trust.swarm_key import KeyRing
 from network.wire.election import PlanMember
@@ -179,9 +180,7 @@ class Federation:
             await self.beacon.move(previous[0] if previous else "", address)
         if not self.config.mdns:
             return
-        if self._reannouncing is not None:
-            self._reannouncing.cancel()
-            await asyncio.gather(self._reannouncing, return_exceptions=True)
+        await stop_tasks(self._reannouncing)
         old, self.mdns = self.mdns, None
         if old is not None:
             await old.close()  # the goodbye may not leave the old address: peers re-find us anyway
@@ -287,9 +286,7 @@ class Federation:
     async def close(self) -> None:
         """Say goodbye on mDNS first, then stop probing and close the peer client."""
         await self.coordinator.close()
-        if self._reannouncing is not None:
-            self._reannouncing.cancel()
-            await asyncio.gather(self._reannouncing, return_exceptions=True)
+        await stop_tasks(self._reannouncing)
         if self.interface_watch is not None:
             await self.interface_watch.close()
             self.interface_watch = None

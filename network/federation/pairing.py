@@ -15,6 +15,7 @@ from typing import Any
 from network.federation.joining import JoinAttempt, Outcome
 from network.federation.node import Federation
 from network.membership.records import Change, ChangeKind
+from network.tasks import stop_tasks
 from network.trust.approval import ApprovalError, ApprovedPeers
 from network.trust.join_target import choose_target
 from network.trust.joins import JoinHost, JoinRefused, JoinRequest
@@ -75,10 +76,8 @@ class Pairing:
 
     async def close(self) -> None:
         """Stop asking."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     # -- member side -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from network.coordination.chooser import fill
 from network.federation.gate import FederationGate, Recent, signed_response
+from network.tasks import stop_tasks
 from network.wire import codec
 from network.wire.paths import CANCEL_PATH, VOTE_PATH
 from network.wire.votes import CancelRequest, VoteReply, VoteRequest
@@ -97,10 +98,7 @@ class VoteRoutes:
 
     async def _shutdown(self, _app: web.Application) -> None:
         self._closing = True
-        tasks = list(self.running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(*self.running.values())
 
 
 def _json(payload: Mapping[str, Any]) -> bytes:

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from network.membership.records import SLOW_ROUNDS
+from network.tasks import stop_tasks
 from network.trust.signing import beat_mac, check_beat
 from network.trust.swarm_key import KeyRing
 from network.wire import codec
@@ -108,10 +109,8 @@ class Beacon(asyncio.DatagramProtocol):
 
     async def close(self) -> None:
         """Stop sending and close the sockets."""
-        if self._sender is not None:
-            self._sender.cancel()
-            await asyncio.gather(self._sender, return_exceptions=True)
-            self._sender = None
+        await stop_tasks(self._sender)
+        self._sender = None
         for transport in self._transports:
             transport.close()
         self._transports.clear()

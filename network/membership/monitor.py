@@ -30,6 +30,7 @@ from network.membership.probe import (
 from network.membership.suspicion import LAG_TOLERANCE_S, LoopLag, ProbeBudget, blame
 from network.membership.table import Change, ChangeKind, Membership, Peer, PeerState, Timings
 from network.membership.target import Target, answered, failed, miss_of, refused, suspected
+from network.tasks import stop_tasks
 from network.trust.identity import NodeIdentity
 from network.trust.signing import MAX_SKEW_S
 from network.trust.swarm_key import KeyRing
@@ -121,11 +122,8 @@ class PeerMonitor:
 
     async def close(self) -> None:
         """Stop every prober."""
-        tasks = [t.task for t in self._targets.values() if t.task]
-        tasks += [t for t in (self._ticker, *self.book.retired) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(*(t.task for t in self._targets.values()), self._ticker,
+                         *self.book.retired)
         for target in self._targets.values():
             target.task = None
         self._ticker = None

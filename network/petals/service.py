@@ -10,7 +10,6 @@ a task this object owns; `close()` stops it and every process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -28,6 +27,7 @@ from network.petals.environment import SpanEnvironment, ensure_environment
 from network.petals.leader import SpanLeader
 from network.petals.model import block_bytes, span_model_folder
 from network.petals.supervisor import SpanStatus, SpanSupervisor
+from network.tasks import stop_tasks
 from network.wire.paths import SPANS_PATH
 from network.wire.spans import SpanPlan
 from swarm.models.store import resolve_model
@@ -243,10 +243,7 @@ class SpanService:
 
     async def close(self) -> None:
         """Stop the loop, then the client, the span server and the DHT together."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks(self._task)
         stops = [p.stop() for p in (self.client, self.leader.dht) if p is not None]
         if self.supervisor is not None:
             stops.append(self.supervisor.close())

@@ -5,7 +5,6 @@ watcher is a task this object owns; `close()` stops it and the server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from network.petals.environment import SpanEnvironment, SpanRuntimeError
 from network.petals.servers import SpanServer, SpanServerSpec
+from network.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,8 @@ class SpanSupervisor:
 
     async def _stop_locked(self) -> None:
         watch, self._watch = self._watch, None
-        if watch is not None and watch is not asyncio.current_task():
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        if watch is not asyncio.current_task():
+            await stop_tasks(watch)
         if self.server is not None:
             await self.server.stop()
             self.server = None
