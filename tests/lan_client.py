@@ -2,7 +2,7 @@
 reach the namespace LAN). Prints one JSON line. Usage:
   lan_client.py chat URL BODY_JSON
   lan_client.py until URL NODE_ID STATE[,STATE] DEADLINE_S   (prints {"watching": true} after its
-      first look, then waits and prints the wall time the state held)
+      first look, then waits and prints the wall time the state held, or the last row seen)
   lan_client.py get URL PATH   (prints {"status": ..., "body": ...})
   lan_client.py agree SPEC_JSON   (polls every node's /v1/federation/peers; prints
       {"watching": true} after its first look, then the wall time all agreed on one coordinator;
@@ -29,18 +29,21 @@ from typing import Any
 import httpx
 
 
-def states(url: str) -> dict[str, str]:
-    rows = httpx.get(url + "/v1/federation/peers", timeout=2).json()["data"]
-    return {r["node_id"]: r["state"] for r in rows}
+def rows(url: str) -> dict[str, dict[str, Any]]:
+    """Every row of the node's peer table, by node id."""
+    data = httpx.get(url + "/v1/federation/peers", timeout=2).json()["data"]
+    return {r["node_id"]: r for r in data}
 
 
 def until(url: str, node_id: str, wanted: set[str], deadline_s: float) -> dict[str, object]:
     end = time.monotonic() + deadline_s
     seen = None
+    row: dict[str, Any] = {}
     announced = False
     while time.monotonic() < end:
         try:
-            seen = states(url).get(node_id, "absent")
+            row = rows(url).get(node_id, {})
+            seen = row.get("state", "absent")
         except httpx.HTTPError as exc:
             seen = f"error: {exc}"
         if not announced:  # the caller may now trigger what it wants measured
@@ -49,7 +52,7 @@ def until(url: str, node_id: str, wanted: set[str], deadline_s: float) -> dict[s
         if seen in wanted:
             return {"ok": True, "at": time.time(), "state": seen}
         threading.Event().wait(0.02)  # a measurement probe's cadence, bounded by the deadline
-    return {"ok": False, "at": time.time(), "state": seen}
+    return {"ok": False, "at": time.time(), "state": seen, "row": row}  # the row says why
 
 
 def election_view(body: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from network.discovery.events import Found
 from network.federation.client import FederationClient
@@ -70,7 +71,7 @@ def peer_beacon(peer: FakePeer, to: Address, interval_s: float = 0.5) -> Beacon:
         return Heartbeat(node_id=peer.node_id, boot_id=peer.boot_id, protocol=ME.protocol,
                          api_port=peer.port, swarm=RING.fingerprint, load=0.25)
     return Beacon(peer.node_id, RING, interval_s, heartbeat=heartbeat, targets=lambda e: [to],
-                  on_beat=lambda beat, heartbeat: None)
+                  on_beat=lambda beat, heartbeat, source: None)
 
 
 @pytest.fixture
@@ -80,8 +81,8 @@ async def node() -> AsyncIterator[Node]:
     monitor, membership = monitor_for(changes, client)
     beaten = asyncio.Event()
 
-    def on_beat(beat: Beat, heartbeat: Heartbeat) -> None:
-        monitor.on_beat(beat, heartbeat)
+    def on_beat(beat: Beat, heartbeat: Heartbeat, source: str) -> None:
+        monitor.on_beat(beat, heartbeat, source)
         beaten.set()
 
     beacon = Beacon(ME.node_id, RING, membership.timings.interval_s,
@@ -140,7 +141,7 @@ async def test_our_beats_reach_every_tracked_peer(node) -> None:
     got: list[Heartbeat] = []
     two = asyncio.Event()
 
-    def hear(beat: Beat, heartbeat: Heartbeat) -> None:
+    def hear(beat: Beat, heartbeat: Heartbeat, source: str) -> None:
         got.append(heartbeat)
         if len(got) >= 2:
             two.set()
@@ -155,6 +156,32 @@ async def test_our_beats_reach_every_tracked_peer(node) -> None:
     assert got[0].node_id == ME.node_id and got[0].nonce is None
     await theirs.close()
     await peer.crash()
+
+
+async def test_a_peer_beating_from_another_of_its_addresses_is_used_there(node) -> None:
+    """A moved machine (a new lease): mDNS still lists its old address with the new one, and its
+    beats, which keep it alive, come from the new one. It is used at the new address: before,
+    the beats kept it alive at the old one, which nothing probed, and requests went there."""
+    peer = await FakePeer("roam-g").start()
+    assert peer._runner is not None
+    await web.TCPSite(peer._runner, "127.0.0.2", peer.port).start()
+    node.monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
+    await node.changes.wait_for(ChangeKind.JOINED, "roam-g", 2.0)
+    node.monitor.on_discovery(Found(peer.advert(), "127.0.0.1", ("127.0.0.1", "127.0.0.2")))
+    assert node.membership.get("roam-g").address.host == "127.0.0.1"  # the one it answers on
+    theirs = peer_beacon(peer, node.address)
+    assert await theirs.start(["127.0.0.2"], 0)
+    try:
+        await until(lambda: node.membership.get("roam-g").address.host == "127.0.0.2", 3.0,
+                    "the move to the address its beats come from")
+        await node.taken(node.beacon.taken + 2, 3.0)
+        record = node.membership.get("roam-g")
+        assert record.state is PeerState.ALIVE and record.address == Address("127.0.0.2", peer.port)
+        assert not [c for _, c in node.changes.seen if c.node_id == "roam-g"
+                    and c.kind in (ChangeKind.SUSPECTED, ChangeKind.LEFT)]
+    finally:
+        await theirs.close()
+        await peer.crash()
 
 
 def datagram(sender: str, seq: int, heartbeat: Heartbeat, *, key: SwarmKey | None = None,
@@ -239,7 +266,7 @@ async def test_a_heartbeat_naming_many_long_suspects_still_fits_one_datagram() -
     got: list[Heartbeat] = []
     heard = asyncio.Event()
 
-    def hear(beat: Beat, heartbeat: Heartbeat) -> None:
+    def hear(beat: Beat, heartbeat: Heartbeat, source: str) -> None:
         got.append(heartbeat)
         heard.set()
 
@@ -251,7 +278,7 @@ async def test_a_heartbeat_naming_many_long_suspects_still_fits_one_datagram() -
                     heartbeat=lambda: Heartbeat(node_id=ME.node_id, boot_id=ME.boot_id,
                                                 protocol=ME.protocol, api_port=1,
                                                 swarm=RING.fingerprint, suspects=long_ids),
-                    targets=lambda everyone: [to], on_beat=lambda beat, heartbeat: None)
+                    targets=lambda everyone: [to], on_beat=lambda beat, heartbeat, source: None)
     assert await sender.start(["127.0.0.1"], 0)
     try:
         sender.send_round()
@@ -278,14 +305,14 @@ async def test_an_instance_turning_busy_or_idle_is_beaten_at_once_not_an_interva
                       heartbeat=lambda: Heartbeat(node_id="hears-e", boot_id="b", protocol=1,
                                                   api_port=1, swarm=RING.fingerprint),
                       targets=lambda everyone: [],
-                      on_beat=lambda beat, heartbeat: loads.append(heartbeat.load))
+                      on_beat=lambda beat, heartbeat, source: loads.append(heartbeat.load))
     assert await receiver.start(["127.0.0.1"], 0)
     to = Address(*receiver.address)  # type: ignore[misc]
     sender = Beacon(ME.node_id, RING, 30.0,
                     heartbeat=lambda: Heartbeat(node_id=ME.node_id, boot_id=ME.boot_id,
                                                 protocol=ME.protocol, api_port=1,
                                                 swarm=RING.fingerprint, load=pool.load()),
-                    targets=lambda everyone: [to], on_beat=lambda beat, heartbeat: None)
+                    targets=lambda everyone: [to], on_beat=lambda beat, heartbeat, source: None)
     pool.watch(sender.poke)  # as Federation.start does
     assert await sender.start(["127.0.0.1"], 0)
     try:

@@ -119,6 +119,29 @@ def test_an_unconfirmed_suspect_still_dies_after_giving_up() -> None:
     assert m.get("p").state is PeerState.DEAD  # type: ignore[union-attr]
 
 
+@settings(deadline=None)
+@given(gap=st.floats(0.4, 0.7), named_at=st.one_of(st.none(), st.floats(-3.0, -0.1)))
+def test_an_unconfirmed_suspect_probed_back_to_back_dies_after_giving_up(
+        gap: float, named_at: float | None) -> None:
+    """A cut-off peer that no other member names (one that holds it dead since before its last
+    answer names it no more): its probes time out one after another, so one is out at every tick
+    and silence alone never kills it; the failed probe that ends past `give_up_s` of silence does
+    (it waited 30 s, `hung_s`, before)."""
+    m = members("me", ["p", "q"])
+    if named_at is not None:
+        m.heartbeat_ok("q", beat("q", suspects=("p",)), named_at)  # before p last answered (0)
+    now = 0.0
+    while now <= T.give_up_s:
+        now += gap
+        m.heartbeat_ok("q", beat("q"), now)  # q answers, naming nobody
+        m.tick(now, probing=frozenset({"p"}))  # the next probe of p is already out
+        state = m.get("p").state  # type: ignore[union-attr]
+        assert state is not PeerState.DEAD, now
+        m.heartbeat_failed("p", now, "no TCP accept in 0.5 s", miss=Miss.TIMED_OUT)
+        state = m.get("p").state  # type: ignore[union-attr]
+        assert (state is PeerState.DEAD) == (now > T.give_up_s), now
+
+
 def test_a_suspicion_older_than_the_last_answer_confirms_nothing() -> None:
     m = members("me", ["p", "q"])
     m.heartbeat_ok("q", beat("q", suspects=("p",)), 0.2)

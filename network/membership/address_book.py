@@ -8,6 +8,7 @@ dropped and its prober cancelled (kept in `retired` until it has finished).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from network.discovery.events import AddressAdded, AddressRemoved, DiscoveryEvent, Found, Gone
@@ -15,6 +16,8 @@ from network.membership.ledger import BeatLedger
 from network.membership.table import Change, Membership
 from network.membership.target import Target
 from network.wire.address import Address
+
+log = logging.getLogger(__name__)
 
 MAX_ADDRESSES = 8  # addresses probed per peer (an mDNS record may list any number)
 
@@ -49,6 +52,21 @@ class AddressBook:
             self.add_address(event.address.host, event.address.port)
         elif isinstance(event, AddressRemoved):
             self.remove_address(event.address.host, event.address.port)
+
+    def follow(self, node_id: str, host: str, now: float) -> None:
+        """A met peer's beat came from `host`: when that is another address we know for it (it
+        moved, e.g. a new DHCP lease or another network, and mDNS still lists the old address
+        too), use it from now on. Beats would otherwise keep the peer alive at an address that
+        no longer reaches it, and spare that address the probe that would find it gone."""
+        peer = self._membership.get(node_id)
+        if peer is None or peer.address.host == host:
+            return
+        target = self.targets.get(Address(host, peer.address.port))
+        if target is None or target.node_id != node_id:
+            return  # not an address it announced: beats may leave by another interface
+        log.info("peer %s now beats from %s (was %s): using that address", node_id,
+                 target.address, peer.address)
+        self._emit(self._membership.discovered(peer.advert, target.address, now))
 
     def network_down(self) -> bool:
         """True when every known peer's last probe found this node's own network down."""

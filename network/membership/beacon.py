@@ -44,12 +44,13 @@ POKE_GAP = 0.2  # an extra round (`poke`) comes at least this fraction of an int
 class Beacon(asyncio.DatagramProtocol):
     """Sends `heartbeat()` every `interval_s` to `targets(False)` (the peers watching this node),
     and to `targets(True)` (every peer) when it changed or every `SLOW_ROUNDS` rounds; hands
-    each verified beat to `on_beat(beat, heartbeat)` (the monitor checks it against the table)."""
+    each verified beat to `on_beat(beat, heartbeat, source_host)` (the monitor checks it
+    against the table)."""
 
     def __init__(self, node_id: str, keys: KeyRing, interval_s: float, *,
                  heartbeat: Callable[[], Heartbeat],
                  targets: Callable[[bool], Iterable[Address]],
-                 on_beat: Callable[[Beat, Heartbeat], None],
+                 on_beat: Callable[[Beat, Heartbeat, str], None],
                  wall_clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:
         self.node_id = node_id
@@ -208,7 +209,7 @@ class Beacon(asyncio.DatagramProtocol):
                 self._decoded.clear()
             self._decoded[beat.sender] = (beat.heartbeat, heartbeat)
         self.taken += 1
-        self._on_beat(beat, heartbeat)
+        self._on_beat(beat, heartbeat, addr[0])
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error for an earlier send (a peer's port closed, a host unreachable): the

@@ -179,7 +179,7 @@ class PeerMonitor:
         me = self._identity.node_id
         loop = asyncio.get_running_loop()
         started = loop.time()
-        target.probing = True
+        target.probing_since = started
         try:
             heartbeat = await self.probe(target.address)
         except ProbeRefused as exc:
@@ -198,7 +198,7 @@ class PeerMonitor:
                 self._check_network()
             return suspected(self._membership, target)
         finally:
-            target.probing = False
+            target.probing_since = None
         target.unreachable = False
         self._emit(answered(self._membership, target, heartbeat, self._clock(), me))
         return False
@@ -222,9 +222,10 @@ class PeerMonitor:
         t = self._timings
         return t.quiet_s if node_id in watched else t.slow_quiet_s
 
-    def on_beat(self, beat: Beat, heartbeat: Heartbeat) -> None:
-        """One verified beat (the beacon's callback): an answer from a peer already met over
-        HTTP, for the boot the table holds, newer than the last (else ignored)."""
+    def on_beat(self, beat: Beat, heartbeat: Heartbeat, source: str) -> None:
+        """One verified beat from host `source` (the beacon's callback): an answer from a peer
+        already met over HTTP, for the boot the table holds, newer than the last (else ignored);
+        a peer beating from another of its known addresses is used there from now on."""
         peer = self._membership.get(beat.sender)
         met = peer is not None and peer.last_ok is not None and peer.state is not PeerState.FOREIGN
         now = self._clock()
@@ -234,6 +235,7 @@ class PeerMonitor:
         if why is not None:
             log.debug("beat %d of %s not taken: %s", beat.seq, beat.sender, why)
             return
+        self.book.follow(beat.sender, source, now)
         self._emit(self._membership.heartbeat_ok(beat.sender, heartbeat, now))
         loop = asyncio.get_running_loop()
         at = loop.time()
@@ -278,8 +280,9 @@ class PeerMonitor:
             if late > LAG_TOLERANCE_S:  # our loop stalled: beats may wait unread, nobody's silence
                 self._membership.deaf(now - late, now)
             if count % 2 == 0:  # silence, and whom we watch, twice an interval: they change rarely
-                probing = frozenset(t.node_id for t in self._targets.values()
-                                    if t.probing and t.node_id)
+                ran = loop.time()
+                probing = frozenset(t.node_id for t in self._targets.values() if t.node_id
+                                    and t.accepted_probe(ran, self._timings.connect_timeout_s))
                 self._emit(self._membership.tick(now, probing))
                 watched = self._watched = self._membership.watched()
             for target in self._targets.values():

@@ -125,7 +125,11 @@ class Membership(Roster):
             return []
         t = self.timings
         missed = (peer.misses >= t.dead_after_misses or silence >= t.dead_after_s) and not peer.busy
+        # `tick` leaves a peer with a probe out to that probe's outcome: past `give_up_s` of
+        # silence, an unaccepted probe ends it as silence would (a suspect is probed back to
+        # back, so some probe is nearly always out).
         if (miss is Miss.CLOSED or (peer.busy and silence >= t.hung_s)
+                or (not peer.busy and silence > t.give_up_s)
                 or (missed and self._settled(peer))):  # busy: alive, only slow
             return self._die(peer, now, f"{reason} ({peer.misses} missed, quiet {silence:.2f} s)")
         if peer.state is PeerState.ALIVE:
@@ -186,8 +190,8 @@ class Membership(Roster):
     def tick(self, now: float, probing: frozenset[str] = frozenset()) -> list[Change]:
         """Apply silence: quiet alive peers become suspect (a peer this node does not watch may
         be quiet `slow_suspect_s`); missed-and-quiet ones dead. Silence alone kills only after
-        `give_up_s`, and not while a probe of the peer is out (`probing`: its outcome decides)
-        or its last probe found it busy (then after `hung_s`)."""
+        `give_up_s`, and not while an accepted probe of the peer is out (`probing`: its outcome
+        decides) or its last probe found it busy (then after `hung_s`)."""
         t = self.timings
         changes: list[Change] = []
         watched = self.watched()

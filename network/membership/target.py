@@ -33,7 +33,13 @@ class Target:
     unreachable: bool = False  # the last probe found this node's own network down
     resting: bool = False  # not probing: its peer's beats keep coming (the tick wakes it)
     check: bool = False  # probe it once even though it beats: another peer suspects it
-    probing: bool = False  # a probe is out: silence alone does not kill it meanwhile
+    probing_since: float | None = None  # when the probe that is out went (the loop's clock)
+
+    def accepted_probe(self, now: float, connect_timeout_s: float) -> bool:
+        """True when a probe is out past the connect timeout: the peer's host accepted it (the
+        process lives, perhaps busy), so silence alone does not kill the peer meanwhile; its
+        outcome decides. A probe still connecting does not hold off a death."""
+        return self.probing_since is not None and now - self.probing_since > connect_timeout_s
 
 
 def answered(m: Membership, target: Target, heartbeat: Heartbeat, now: float,
