@@ -39,7 +39,8 @@ def test_a_node_follows_its_new_address_and_peers_follow_it() -> None:
             row = peer_row(lan, 2, b.url, "n1")
             if row.get("address") == NEW and row.get("state") == "alive":
                 break
-        assert row.get("address") == NEW and row.get("state") == "alive", (row, "".join(a.lines))
+        assert row.get("address") == NEW and row.get("state") == "alive", (
+            row, "".join(a.lines), "".join(b.lines))
         followed_s = time.monotonic() - moved_at
         assert any(f"moved from {lan.addr(1)} to {NEW}" in line for line in a.lines), a.lines
         assert followed_s < 20, followed_s
