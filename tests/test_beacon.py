@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
 from network.discovery.events import Found
 from network.federation.client import FederationClient
@@ -162,9 +161,7 @@ async def test_a_peer_beating_from_another_of_its_addresses_is_used_there(node) 
     """A moved machine (a new lease): mDNS still lists its old address with the new one, and its
     beats, which keep it alive, come from the new one. It is used at the new address: before,
     the beats kept it alive at the old one, which nothing probed, and requests went there."""
-    peer = await FakePeer("roam-g").start()
-    assert peer._runner is not None
-    await web.TCPSite(peer._runner, "127.0.0.2", peer.port).start()
+    peer = await FakePeer("roam-g").start(also=("127.0.0.2",))
     node.monitor.on_discovery(Found(peer.advert(), "127.0.0.1"))
     await node.changes.wait_for(ChangeKind.JOINED, "roam-g", 2.0)
     node.monitor.on_discovery(Found(peer.advert(), "127.0.0.1", ("127.0.0.1", "127.0.0.2")))

@@ -48,13 +48,16 @@ class FakePeer:
         self._answer = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> FakePeer:
+    async def start(self, also: tuple[str, ...] = ()) -> FakePeer:
+        """Serve on 127.0.0.1 (any port), and on the same port of each loopback host in `also`."""
         app = web.Application()
         app.router.add_get("/v1/federation/health", self._health)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self.port = self._runner.addresses[0][1]
+        for host in also:
+            await web.TCPSite(self._runner, host, self.port).start()
         return self
 
     async def crash(self) -> None:

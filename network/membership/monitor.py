@@ -275,12 +275,12 @@ class PeerMonitor:
         for count in itertools.count():
             due = loop.time() + period
             await asyncio.sleep(period)
-            late = self.lag.observe(due, loop.time())
+            ran = loop.time()
+            late = self.lag.observe(due, ran)
             now = self._clock()
             if late > LAG_TOLERANCE_S:  # our loop stalled: beats may wait unread, nobody's silence
                 self._membership.deaf(now - late, now)
             if count % 2 == 0:  # silence, and whom we watch, twice an interval: they change rarely
-                ran = loop.time()
                 probing = frozenset(t.node_id for t in self._targets.values() if t.node_id
                                     and t.accepted_probe(ran, self._timings.connect_timeout_s))
                 self._emit(self._membership.tick(now, probing))
